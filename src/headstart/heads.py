@@ -1,0 +1,49 @@
+"""Classification heads and the full classifier (input normalisation + backbone + head)."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .zoo.backbone import Backbone
+
+
+class LinearHead(nn.Module):
+    """A linear layer over pooled features, with optional dropout before it."""
+
+    def __init__(self, in_features: int, num_classes: int, dropout: float = 0.0):
+        super().__init__()
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.fc = nn.Linear(in_features, num_classes)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.dropout(features))
+
+
+class ImageClassifier(nn.Module):
+    """Takes uint8 (or 0..255 float) images (B, C, H, W) at the backbone's input size.
+
+    Normalisation lives inside the model so that a saved model needs nothing but resized
+    pixels: predict, export and the trainer all feed the same thing. Grey (C=1) inputs are
+    repeated to the backbone's channel count.
+    """
+
+    def __init__(self, backbone: Backbone, num_classes: int, dropout: float = 0.0):
+        super().__init__()
+        self.backbone = backbone
+        self.head = LinearHead(backbone.feature_dim, num_classes, dropout)
+        pre = backbone.preprocessing
+        self.register_buffer("mean", torch.tensor(pre.mean).view(1, -1, 1, 1) * 255.0, persistent=False)
+        self.register_buffer("std", torch.tensor(pre.std).view(1, -1, 1, 1) * 255.0, persistent=False)
+        self.channels = pre.channels
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.float()
+        if x.shape[1] == 1 and self.channels != 1:
+            x = x.expand(-1, self.channels, -1, -1)
+        return (x - self.mean) / self.std
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone(self.normalize(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))

@@ -1,0 +1,148 @@
+"""The run directory: the contract between training, reports and predict.
+
+RUN/config.yaml, metrics.jsonl, model.safetensors, model.json, summary.json, splits.json,
+checkpoint/. Every file is written to a temporary name and renamed, so a killed run never
+leaves a half-written file behind.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
+
+
+def write_yaml(path: Path, obj: Any) -> None:
+    atomic_write_text(path, yaml.safe_dump(obj, sort_keys=False))
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _json_default(o: Any) -> Any:
+    # numpy scalars and arrays show up in metrics; keep JSON plain.
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o)}")
+
+
+def new_run_dir(out: str | None, prefix: str = "fit") -> Path:
+    """`--out DIR` as given, else a fresh timestamped folder under runs/."""
+    if out:
+        return Path(out)
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = Path("runs") / f"{prefix}-{stamp}"
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = Path(f"{base}-{n}")
+    return path
+
+
+class Recorder:
+    """Owns the training clock and metrics.jsonl.
+
+    train_seconds counts only time between resume() and pause(): evaluation, checkpointing and
+    report-making run paused, so time-to-accuracy curves measure training alone. wall_seconds
+    counts everything since the recorder started.
+    """
+
+    def __init__(self, run_dir: Path | None, strategy: str, *, write: bool = True,
+                 train_seconds: float = 0.0, rows: list[dict] | None = None):
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.strategy = strategy
+        self.write = write and self.run_dir is not None
+        self._train_seconds = train_seconds  # carried over on resume
+        self._running_since: float | None = None
+        self._wall_start = time.perf_counter()
+        self._wall_offset = rows[-1]["wall_seconds"] if rows else 0.0
+        self.rows: list[dict] = list(rows or [])
+        self.step = 0
+        self.epoch = 0.0
+
+    # -- the clock -------------------------------------------------------------------------
+    def resume(self) -> None:
+        if self._running_since is None:
+            self._running_since = time.perf_counter()
+
+    def pause(self) -> None:
+        if self._running_since is not None:
+            self._train_seconds += time.perf_counter() - self._running_since
+            self._running_since = None
+
+    @property
+    def train_seconds(self) -> float:
+        running = time.perf_counter() - self._running_since if self._running_since is not None else 0.0
+        return self._train_seconds + running
+
+    @property
+    def wall_seconds(self) -> float:
+        return self._wall_offset + time.perf_counter() - self._wall_start
+
+    # -- metrics ---------------------------------------------------------------------------
+    def log(self, split: str, accuracy: float, loss: float | None, **extra: Any) -> dict:
+        """Append one evaluation; the clock is paused while we write."""
+        was_running = self._running_since is not None
+        self.pause()
+        row = {
+            "strategy": self.strategy,
+            "step": self.step,
+            "epoch": round(self.epoch, 4),
+            "train_seconds": round(self.train_seconds, 4),
+            "wall_seconds": round(self.wall_seconds, 4),
+            "split": split,
+            "accuracy": float(accuracy),
+            "loss": None if loss is None else float(loss),
+            **extra,
+        }
+        self.rows.append(row)
+        if self.write:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            with open(self.run_dir / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(row, default=_json_default) + "\n")
+        if was_running:
+            self.resume()
+        return row
+
+    def rewrite(self) -> None:
+        """Rewrite metrics.jsonl from memory (after resuming from a checkpoint that predates
+        rows a killed run had already appended)."""
+        if self.write:
+            text = "".join(json.dumps(r, default=_json_default) + "\n" for r in self.rows)
+            atomic_write_text(self.run_dir / "metrics.jsonl", text)

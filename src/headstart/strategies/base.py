@@ -1,0 +1,69 @@
+"""The Strategy seam and its registry.
+
+A strategy gets a classifier (backbone + fresh head) and the splits, trains it in place
+through the recorder, and returns a few figures for the summary. It never opens files:
+the pipeline hands it everything, the recorder writes everything.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..config import FitConfig
+from ..errors import HeadstartError
+from ..records import Recorder
+
+
+@dataclass
+class FitContext:
+    config: FitConfig
+    train: object            # ImageData at the backbone's input size
+    val: object
+    recorder: Recorder
+    checkpoint_dir: Path | None = None
+    use_feature_cache: bool = True
+
+
+class Strategy:
+    name: str = ""
+    pretrained: bool = True          # does it start from pretrained weights?
+    default_epochs: int = 0
+    default_lr: float = 0.0
+    default_augment: str = "none"
+    default_schedule: str = "onecycle"
+    default_patience: int = 3
+    description: str = ""
+
+    def fit(self, classifier, ctx: FitContext) -> dict:
+        raise NotImplementedError
+
+    # settings the user may override, else the strategy's own defaults
+    def epochs(self, config: FitConfig) -> int:
+        return config.epochs if config.epochs is not None else self.default_epochs
+
+    def lr(self, config: FitConfig) -> float:
+        return config.lr if config.lr is not None else self.default_lr
+
+    def patience(self, config: FitConfig) -> int:
+        return config.patience if config.patience is not None else self.default_patience
+
+    def augment(self, config: FitConfig) -> str:
+        return config.augment if config.augment is not None else self.default_augment
+
+
+STRATEGIES: dict[str, Strategy] = {}
+
+
+def register_strategy(cls):
+    STRATEGIES[cls.name] = cls()
+    return cls
+
+
+def get_strategy(name: str) -> Strategy:
+    if name not in STRATEGIES:
+        import difflib
+        close = difflib.get_close_matches(name, list(STRATEGIES), n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        raise HeadstartError(f"unknown strategy '{name}'",
+                             hint=f"{hint}choose one of: {', '.join(STRATEGIES)}")
+    return STRATEGIES[name]

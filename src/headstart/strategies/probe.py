@@ -1,0 +1,18 @@
+"""probe: frozen backbone, cached features, a logistic head tuned on validation."""
+from __future__ import annotations
+
+from .base import FitContext, Strategy, register_strategy
+from .linear import fit_logistic_head
+
+
+@register_strategy
+class Probe(Strategy):
+    name = "probe"
+    description = "frozen backbone; features cached once; logistic head with C tuned on validation"
+
+    def fit(self, classifier, ctx: FitContext) -> dict:
+        for p in classifier.backbone.parameters():
+            p.requires_grad_(False)
+        result = fit_logistic_head(classifier, ctx)
+        ctx.recorder.epoch = 1.0
+        return {**result, "best_val_accuracy": result["probe_val_accuracy"], "stop_reason": "completed"}

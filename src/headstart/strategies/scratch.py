@@ -1,0 +1,26 @@
+"""scratch: random weights, a schedule fit for training from nothing. The baseline arm."""
+from __future__ import annotations
+
+from ..train.optim import layerwise_groups
+from .base import FitContext, Strategy, register_strategy
+from .tuning import run_training_loop
+
+
+@register_strategy
+class Scratch(Strategy):
+    name = "scratch"
+    pretrained = False
+    # From nothing, a network needs many passes and a high peak rate; early stopping and
+    # --budget end it sooner when validation stops improving.
+    default_epochs = 30
+    default_lr = 3e-3
+    default_augment = "light"
+    default_patience = 6
+    description = "random init (the backbone's architecture or --scratch-model), one-cycle, many epochs"
+
+    def fit(self, classifier, ctx: FitContext) -> dict:
+        for p in classifier.parameters():
+            p.requires_grad_(True)
+        groups = layerwise_groups(classifier.backbone.param_groups(), classifier.head,
+                                  self.lr(ctx.config), spread=1.0)
+        return run_training_loop(self, classifier, groups, ctx)

@@ -1,0 +1,33 @@
+"""Shared by the strategies that train the backbone: plan the loop from config + defaults."""
+from __future__ import annotations
+
+from ..train.loop import TrainPlan, train_model
+from .base import FitContext, Strategy
+
+
+def run_training_loop(strategy: Strategy, classifier, groups: list[dict], ctx: FitContext,
+                      schedule: str | None = None) -> dict:
+    c = ctx.config
+    plan = TrainPlan(
+        epochs=strategy.epochs(c),
+        optimizer=c.optimizer,
+        schedule=schedule or c.schedule,
+        weight_decay=c.weight_decay,
+        batch_size=c.batch_size,
+        augment=strategy.augment(c),
+        patience=strategy.patience(c),
+        budget_seconds=c.budget_seconds,
+        evals_per_epoch=c.evals_per_epoch,
+        mixed_precision=c.mixed_precision,
+        seed=c.seed,
+        phase=strategy.name,
+    )
+    result = train_model(classifier, groups, ctx.train, ctx.val, plan, ctx.recorder,
+                         checkpoint_dir=ctx.checkpoint_dir, resume=c.resume)
+    return {"best_val_accuracy": result.best_val_accuracy, "epochs_run": result.epochs_run,
+            "stop_reason": result.stop_reason}
+
+
+def resuming_past_head(ctx: FitContext, phase: str) -> bool:
+    """On --resume the loop's checkpoint already holds the fitted head: skip re-fitting it."""
+    return bool(ctx.config.resume and ctx.checkpoint_dir and (ctx.checkpoint_dir / f"{phase}.pt").exists())

@@ -1,0 +1,54 @@
+"""Per-epoch checkpoints: model, optimizer, schedule, clock and early-stopping state.
+
+Saved with torch.save and read back with weights_only=True: a checkpoint holds tensors and
+plain numbers only, so loading it can never execute code.
+"""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import torch
+
+from ..errors import HeadstartError
+from ..records import Recorder, atomic_write_bytes
+
+
+def save_checkpoint(path: Path, model, optimizer, scheduler, recorder: Recorder, *, epoch: int,
+                    best_val: float, bad_epochs: int, best_state: dict | None) -> None:
+    payload = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "epoch": epoch,
+        "step": recorder.step,
+        "train_seconds": recorder.train_seconds,
+        "metric_rows": len(recorder.rows),
+        "best_val": best_val,
+        "bad_epochs": bad_epochs,
+        "best_state": best_state,
+        "rng": torch.get_rng_state(),
+    }
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_checkpoint(path: Path, model, optimizer, scheduler, recorder: Recorder) -> dict:
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # a truncated or foreign file: say which and how to proceed
+        raise HeadstartError(f"cannot read the checkpoint {path}: {e}",
+                             hint="delete it to start the run over, or run without --resume") from e
+    model.load_state_dict(payload["model"])
+    optimizer.load_state_dict(payload["optimizer"])
+    scheduler.load_state_dict(payload["scheduler"])
+    torch.set_rng_state(payload["rng"])
+    # Rows a killed run logged after this checkpoint describe training we are about to redo.
+    recorder.rows = recorder.rows[: payload["metric_rows"]]
+    recorder.rewrite()
+    recorder._train_seconds = payload["train_seconds"]
+    recorder.step = payload["step"]
+    recorder.epoch = float(payload["epoch"])
+    return {"epoch": payload["epoch"], "step": payload["step"], "best_val": payload["best_val"],
+            "bad_epochs": payload["bad_epochs"], "best_state": payload["best_state"]}

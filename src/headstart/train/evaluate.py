@@ -1,0 +1,33 @@
+"""Inference over uint8 arrays: logits, accuracy, loss. Shared by trainer, probe and predict."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .progress import progress_bar
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, images: np.ndarray, batch_size: int = 64,
+                   description: str | None = None) -> torch.Tensor:
+    """Logits for (N, H, W, C) uint8 images; the model normalises internally."""
+    was_training = model.training
+    model.eval()
+    out = []
+    with progress_bar(description, total=len(images)) as advance:
+        for start in range(0, len(images), batch_size):
+            chunk = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size].transpose(0, 3, 1, 2)))
+            out.append(model(chunk).float())
+            advance(len(chunk))
+    model.train(was_training)
+    return torch.cat(out) if out else torch.empty(0)
+
+
+def score(logits: torch.Tensor, labels: np.ndarray) -> tuple[float, float]:
+    """(accuracy, mean cross-entropy)."""
+    y = torch.from_numpy(labels.astype(np.int64))
+    accuracy = (logits.argmax(1) == y).float().mean().item()
+    loss = F.cross_entropy(logits, y).item()
+    return accuracy, loss

@@ -1,0 +1,201 @@
+"""The one training loop, on Hugging Face Accelerate.
+
+Read it top to bottom: build optimizer and schedule, restore a checkpoint if resuming, then
+for each epoch: train steps (clock running), evaluate on validation (clock paused), keep the
+best weights, checkpoint, stop early on a plateau or at the budget. Works unchanged in one
+process or under `torchrun --nproc_per_node 2` (Accelerate reads torchrun's environment).
+"""
+from __future__ import annotations
+
+import math
+import os
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+from accelerate.utils import DataLoaderConfiguration, DistributedDataParallelKwargs
+
+from ..errors import HeadstartError
+from ..records import Recorder
+from .augment import build_augmentation
+from .batches import ArrayImageDataset, make_loader
+from .checkpoint import load_checkpoint, save_checkpoint
+from .evaluate import predict_logits, score
+from .optim import build_optimizer, build_schedule
+from .progress import progress_bar
+
+
+@dataclass
+class TrainPlan:
+    epochs: int
+    optimizer: str = "adamw"
+    schedule: str = "onecycle"
+    weight_decay: float = 0.01
+    batch_size: int = 32
+    augment: str = "light"
+    patience: int = 3
+    budget_seconds: float | None = None
+    evals_per_epoch: int = 1
+    mixed_precision: str = "auto"
+    label_smoothing: float = 0.1
+    seed: int = 0
+    phase: str = "train"  # a name for this loop in metrics and checkpoints
+
+
+@dataclass
+class TrainResult:
+    best_val_accuracy: float
+    epochs_run: float
+    stop_reason: str  # completed | early-stop | budget
+
+
+def make_accelerator(mixed_precision: str, any_frozen: bool) -> Accelerator:
+    """One Accelerator per loop. DDP is told about unused parameters only when some are
+    frozen: that flag costs an extra graph traversal each step, so it is set from the actual
+    freeze state rather than always on."""
+    from accelerate.state import AcceleratorState
+    AcceleratorState._reset_state()  # allow a different precision per loop in one process
+    if mixed_precision == "auto":
+        mixed_precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+    return Accelerator(
+        mixed_precision=mixed_precision,
+        cpu=not torch.cuda.is_available(),
+        # split_batches: a global batch of B is split across ranks, so 2 processes take the
+        # same optimisation steps as 1; the seedable sampler makes each epoch's order a
+        # function of (seed, epoch), which is what lets --resume replay the same run.
+        dataloader_config=DataLoaderConfiguration(split_batches=True, use_seedable_sampler=True),
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=any_frozen)],
+    )
+
+
+def train_model(model, param_groups: list[dict], train, val, plan: TrainPlan, recorder: Recorder,
+                checkpoint_dir: Path | None = None, resume: bool = False) -> TrainResult:
+    """Train `model` (an ImageClassifier) in place; on return it holds the best-validation weights.
+
+    train, val: ImageData at the model's input size. param_groups: optimizer groups with
+    their own "lr" (see optim.layerwise_groups).
+    """
+    any_frozen = any(not p.requires_grad for p in model.parameters())
+    accelerator = make_accelerator(plan.mixed_precision, any_frozen)
+    torch.manual_seed(plan.seed)
+
+    size = model.backbone.preprocessing.input_size
+    dataset = ArrayImageDataset(train.images, train.labels, build_augmentation(plan.augment, size))
+    # Keep the batch a multiple of the process count so split_batches divides it evenly.
+    batch_size = max(accelerator.num_processes, plan.batch_size - plan.batch_size % accelerator.num_processes)
+    loader = make_loader(dataset, batch_size, shuffle=True, seed=plan.seed,
+                         drop_last=len(dataset) > batch_size)
+    steps_per_epoch = len(loader)
+    optimizer = build_optimizer(plan.optimizer, param_groups, plan.weight_decay)
+    scheduler = build_schedule(plan.schedule, optimizer, plan.epochs * steps_per_epoch)
+    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+    raw_model = accelerator.unwrap_model(model)
+
+    state = {"epoch": 0, "step": 0, "best_val": -1.0, "bad_epochs": 0, "best_state": None}
+    ckpt_file = checkpoint_dir / f"{plan.phase}.pt" if checkpoint_dir else None
+    if resume and ckpt_file is not None and ckpt_file.exists():
+        state = load_checkpoint(ckpt_file, raw_model, optimizer, scheduler, recorder)
+
+    eval_every = max(1, steps_per_epoch // max(1, plan.evals_per_epoch))
+    step_seconds: list[float] = []
+    eval_seconds = 0.0
+    stop_reason = "completed"
+    best_state = state["best_state"]
+
+    def evaluate_val() -> float:
+        nonlocal eval_seconds
+        started = time.perf_counter()
+        recorder.pause()
+        logits = predict_logits(raw_model, val.images, batch_size=max(64, batch_size))
+        accuracy, loss = score(logits, val.labels)
+        recorder.log("val", accuracy, loss, phase=plan.phase)
+        eval_seconds = time.perf_counter() - started
+        return accuracy
+
+    def over_budget() -> bool:
+        # A promise, not a hope: stop before a step (plus the closing evaluation) would cross it.
+        if plan.budget_seconds is None:
+            return False
+        next_step = float(np.median(step_seconds[-20:])) if step_seconds else 0.0
+        mine = recorder.wall_seconds + next_step + eval_seconds * 1.2 > plan.budget_seconds
+        flag = torch.tensor([1.0 if mine else 0.0])
+        # every rank must stop at the same step or DDP deadlocks on the next all-reduce
+        return accelerator.reduce(flag, "max").item() > 0 if accelerator.num_processes > 1 else mine
+
+    epoch = state["epoch"]
+    recorder.step = state["step"]
+    model.train()
+    with progress_bar(f"{plan.phase}", total=plan.epochs * steps_per_epoch) as advance:
+        advance(epoch * steps_per_epoch)
+        while epoch < plan.epochs and stop_reason == "completed":
+            loader.set_epoch(epoch)
+            recorder.resume()
+            for i, (x, y) in enumerate(loader):
+                if over_budget():
+                    stop_reason = "budget"
+                    break
+                started = time.perf_counter()
+                with accelerator.autocast():
+                    loss = F.cross_entropy(model(x), y, label_smoothing=plan.label_smoothing)
+                _check_finite(accelerator, loss, epoch, i, checkpoint_dir, recorder)
+                accelerator.backward(loss)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                step_seconds.append(time.perf_counter() - started)
+                recorder.step += 1
+                recorder.epoch = epoch + (i + 1) / steps_per_epoch
+                advance(1)
+                if plan.evals_per_epoch > 1 and (i + 1) % eval_every == 0 and i + 1 < steps_per_epoch:
+                    evaluate_val()
+                    model.train()
+                    recorder.resume()
+            recorder.pause()
+            epoch += 1 if stop_reason == "completed" else 0
+            accuracy = evaluate_val()
+            model.train()
+            if accuracy > state["best_val"]:
+                state["best_val"], state["bad_epochs"] = accuracy, 0
+                best_state = {k: v.detach().clone() for k, v in raw_model.state_dict().items()}
+            else:
+                state["bad_epochs"] += 1
+                if state["bad_epochs"] >= plan.patience and stop_reason == "completed":
+                    stop_reason = "early-stop"
+            if stop_reason == "completed" and ckpt_file is not None and accelerator.is_main_process:
+                save_checkpoint(ckpt_file, raw_model, optimizer, scheduler, recorder,
+                                epoch=epoch, best_val=state["best_val"],
+                                bad_epochs=state["bad_epochs"], best_state=best_state)
+            accelerator.wait_for_everyone()
+            _test_kill_hook(plan.phase, epoch)
+    if best_state is not None:
+        raw_model.load_state_dict(best_state)
+    accelerator.free_memory()
+    return TrainResult(best_val_accuracy=state["best_val"], epochs_run=recorder.epoch, stop_reason=stop_reason)
+
+
+def _check_finite(accelerator, loss, epoch, step, checkpoint_dir, recorder) -> None:
+    value = loss.detach().float().reshape(1)
+    if accelerator.num_processes > 1:
+        value = accelerator.reduce(value, "sum")  # one rank's NaN must stop every rank
+    if not torch.isfinite(value).all():
+        recorder.pause()
+        where = f" The last good checkpoint is in {checkpoint_dir}." if checkpoint_dir else ""
+        raise HeadstartError(
+            f"the training loss became {value.item()} at epoch {epoch + 1}, step {step + 1}; "
+            f"training stopped.{where}",
+            hint="lower the learning rate (--lr), or try --optimizer sgd; --resume continues "
+                 "from the last good checkpoint",
+        )
+
+
+def _test_kill_hook(phase: str, epoch: int) -> None:
+    # Lets the test-suite kill a run for real (SIGKILL) right after a checkpoint is written,
+    # to prove that --resume continues the schedule instead of starting over.
+    target = os.environ.get("HEADSTART_KILL_AFTER")
+    if target and target == f"{phase}:{epoch}":
+        os.kill(os.getpid(), signal.SIGKILL)

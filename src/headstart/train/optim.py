@@ -1,0 +1,77 @@
+"""Optimizers, learning-rate schedules and layer-wise (discriminative) rates, as registries."""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+from torch import nn
+
+from ..errors import HeadstartError
+
+OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
+    "adamw": lambda groups, wd: torch.optim.AdamW(groups, weight_decay=wd),
+    "adam": lambda groups, wd: torch.optim.Adam(groups, weight_decay=wd),
+    "sgd": lambda groups, wd: torch.optim.SGD(groups, momentum=0.9, nesterov=True, weight_decay=wd),
+    "rmsprop": lambda groups, wd: torch.optim.RMSprop(groups, alpha=0.9, momentum=0.9, weight_decay=wd),
+}
+
+
+def build_optimizer(name: str, groups: list[dict], weight_decay: float) -> torch.optim.Optimizer:
+    if name not in OPTIMIZERS:
+        raise HeadstartError(f"unknown optimizer '{name}'", hint=f"choose one of: {', '.join(OPTIMIZERS)}")
+    groups = [g for g in groups if g["params"]]
+    for g in groups:
+        g["initial_lr"] = g["lr"]
+    return OPTIMIZERS[name](groups, weight_decay)
+
+
+def layerwise_groups(backbone_groups: list[list[nn.Parameter]], head: nn.Module, lr: float,
+                     spread: float) -> list[dict]:
+    """fastai-style discriminative rates: the head and last block train at `lr`, the stem at
+    lr / spread, the blocks in between on a geometric ramp. Early layers hold generic features
+    that a small dataset should barely move; late layers are the task-specific ones."""
+    n = len(backbone_groups)
+    groups = []
+    for i, params in enumerate(backbone_groups):
+        # i = 0 (stem) -> lr / spread;  i = n - 1 (last block) -> lr
+        scale = spread ** (-(n - 1 - i) / max(n - 1, 1))
+        groups.append({"params": [p for p in params if p.requires_grad], "lr": lr * scale, "name": f"group{i}"})
+    groups.append({"params": [p for p in head.parameters() if p.requires_grad], "lr": lr, "name": "head"})
+    return groups
+
+
+def _onecycle(optimizer, total_steps: int):
+    # Warm up for 25% of steps to the peak rate, then cosine-anneal to ~0 (Smith's one-cycle).
+    warm = max(1, int(0.25 * total_steps))
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return 0.04 + 0.96 * step / warm
+        t = (step - warm) / max(1, total_steps - warm)
+        return 0.5 * (1 + math.cos(math.pi * min(t, 1.0))) + 1e-4
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _cosine(optimizer, total_steps: int):
+    warm = max(1, int(0.05 * total_steps))
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        t = (step - warm) / max(1, total_steps - warm)
+        return 0.5 * (1 + math.cos(math.pi * min(t, 1.0))) + 1e-4
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _constant(optimizer, total_steps: int):
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+
+
+SCHEDULES = {"onecycle": _onecycle, "cosine": _cosine, "constant": _constant}
+
+
+def build_schedule(name: str, optimizer, total_steps: int):
+    if name not in SCHEDULES:
+        raise HeadstartError(f"unknown schedule '{name}'", hint=f"choose one of: {', '.join(SCHEDULES)}")
+    return SCHEDULES[name](optimizer, total_steps)
