@@ -133,6 +133,58 @@ def cmd_datasets(args) -> int:
 
 
 @command
+def cmd_compare(args) -> int:
+    from .compare import CompareConfig, run_compare
+    from .config import parse_duration
+
+    settings = {k: getattr(args, k) for k in ("image_size", "train_per_class", "train_size", "max_eval",
+                                                 "strict", "elpv_grades", "epochs", "batch_size")
+                if getattr(args, k) not in (None, False)}
+    config = CompareConfig(
+        data=args.data, arms=tuple(a.strip() for a in args.arms.split(",") if a.strip()),
+        backbone=args.backbone, scratch_model=args.scratch_model, seeds=args.seeds, target=args.target,
+        budget_seconds=parse_duration(args.budget), evals_per_epoch=args.evals_per_epoch, out=args.out,
+        fit_settings=settings)
+    print_comparison(run_compare(config))
+    return 0
+
+
+def print_comparison(c: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{c['data']}: time to {c['target_accuracy']:.3f} validation accuracy "
+                        f"({c['target_source']})")
+    for col in ("arm", "backbone", "best val", "test acc", "train s", "time to target"):
+        table.add_column(col, justify="left" if col in ("arm", "backbone") else "right")
+    for a in c["arms"]:
+        ttt = a["time_to_target_seconds"]
+        table.add_row(a["name"], f"{a['backbone']} @{a['input_size']}px", f"{a['best_val_accuracy']:.3f}",
+                      f"{a['test_accuracy']:.3f}", f"{a['train_seconds']:.1f}",
+                      f"{ttt:.1f} s" if ttt is not None else "never within budget")
+    console = Console()
+    console.print(table)
+    console.print(f"[bold]{c['verdict_sentence']}[/bold]")
+    if c.get("report"):
+        console.print(f"report: {c['report']}")
+
+
+@command
+def cmd_report(args) -> int:
+    from .report import build_comparison_report, build_fit_report
+
+    run = Path(args.run)
+    if (run / "comparison.json").exists():
+        print(build_comparison_report(run))
+    elif (run / "summary.json").exists():
+        print(build_fit_report(run))
+    else:
+        raise HeadstartError(f"{run} is not a finished fit or compare run",
+                             hint="pass a folder holding summary.json or comparison.json")
+    return 0
+
+
+@command
 def cmd_demo(args) -> int:
     from .demo import run_demo
 
@@ -140,13 +192,32 @@ def cmd_demo(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="headstart", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(prog="headstart", description="Train an accurate classifier in a fraction of the time by reusing a "
+                                     "pre-trained model, and prove the time saved.")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_fit_options(sub.add_parser("fit", help="train a classifier and write a run directory"))
     p = sub.add_parser("predict", help="label images with a finished run")
     p.add_argument("run", help="a run directory written by `headstart fit`")
     p.add_argument("inputs", nargs="+", help="image files or folders")
     p.add_argument("--csv", help="also write the predictions to this CSV file")
+    p = sub.add_parser("compare", help="transfer arms vs a from-scratch arm: time to accuracy and a verdict")
+    p.add_argument("data")
+    p.add_argument("--arms", default="probe,lp-ft,finetune,scratch", help="comma-separated strategies")
+    p.add_argument("--backbone", default="tf_efficientnet_lite0")
+    p.add_argument("--scratch-model", default="resnet9",
+                   help="the scratch arm's architecture: a zoo name, or 'same' for the backbone's own")
+    p.add_argument("--seeds", type=int, default=1, help="repeat each arm K times; medians are reported")
+    p.add_argument("--target", type=float, help="target validation accuracy (default: scratch's best)")
+    p.add_argument("--budget", help="time cap per arm, e.g. 2m")
+    p.add_argument("--evals-per-epoch", type=int, default=4)
+    for flag, kind in (("--image-size", int), ("--train-per-class", int), ("--train-size", int),
+                       ("--max-eval", int), ("--epochs", int), ("--batch-size", int)):
+        p.add_argument(flag, type=kind)
+    p.add_argument("--strict", action="store_true")
+    p.add_argument("--elpv-grades", action="store_true")
+    p.add_argument("--out")
+    p = sub.add_parser("report", help="rebuild the report of a fit or compare run")
+    p.add_argument("run")
     sub.add_parser("zoo", help="list backbones and which load offline")
     sub.add_parser("datasets", help="list the built-in datasets")
     p = sub.add_parser("demo", help="fit the built-in elpv solar-cell data (no network needed)")

@@ -1,0 +1,251 @@
+"""compare: transfer arms against a from-scratch arm on the same split, seed and budget.
+
+Each arm is an ordinary fit run in RUN/arms/NAME/ (NAME-seedK for extra seeds). Its clock
+starts with the decoded data in memory; feature caches are off, so a probe pays for its
+feature extraction like any arm pays for its training. From the arms' validation curves we
+read the time to a target accuracy, the speed-up, and a verdict in one plain sentence.
+"""
+from __future__ import annotations
+
+import math
+import os
+import platform
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from .config import FitConfig
+from .errors import HeadstartError
+from .records import new_run_dir, read_metrics, write_json
+
+DEFAULT_ARMS = ("probe", "lp-ft", "finetune", "scratch")
+DEFAULT_SCRATCH_MODEL = "resnet9"
+
+
+@dataclass
+class CompareConfig:
+    data: str
+    arms: tuple[str, ...] = DEFAULT_ARMS
+    backbone: str = "tf_efficientnet_lite0"
+    scratch_model: str = DEFAULT_SCRATCH_MODEL
+    seeds: int = 1
+    target: float | None = None
+    budget_seconds: float | None = None   # per arm
+    evals_per_epoch: int = 4              # resolves time-to-target to a fraction of an epoch
+    out: str | None = None
+    fit_settings: dict = field(default_factory=dict)  # passed to every arm's FitConfig
+
+
+def validate(config: CompareConfig) -> None:
+    from .strategies import STRATEGIES
+
+    unknown = [a for a in config.arms if a not in STRATEGIES]
+    if unknown:
+        raise HeadstartError(f"unknown arm(s): {', '.join(unknown)}",
+                             hint=f"arms are strategies: {', '.join(STRATEGIES)}")
+    if len(set(config.arms)) != len(config.arms):
+        raise HeadstartError("an arm is listed twice", hint="list each strategy once in --arms")
+    if config.target is not None and not 0 < config.target <= 1:
+        raise HeadstartError(f"--target must be an accuracy in (0, 1], got {config.target}",
+                             hint="e.g. --target 0.9 for 90% validation accuracy")
+    if config.seeds < 1:
+        raise HeadstartError("--seeds must be at least 1")
+    if config.budget_seconds is not None and config.budget_seconds < 5:
+        raise HeadstartError(f"a budget of {config.budget_seconds:g} s per arm leaves no time for a single "
+                             "evaluation", hint="give each arm at least 5s, e.g. --budget 2m")
+    if "scratch" not in config.arms and config.target is None:
+        raise HeadstartError("without a scratch arm there is no default target",
+                             hint="add scratch to --arms, or set --target")
+
+
+def time_to_target(rows: list[dict], target: float) -> float | None:
+    """Training seconds at the first validation evaluation reaching the target."""
+    for row in rows:
+        if row["split"] == "val" and row["accuracy"] >= target - 1e-9:
+            return float(row["train_seconds"])
+    return None
+
+
+def run_compare(config: CompareConfig) -> dict:
+    from .data import load_data
+    from .pipeline import fit
+
+    validate(config)
+    run_dir = new_run_dir(config.out, prefix="compare")
+    if (run_dir / "comparison.json").exists():
+        raise HeadstartError(f"{run_dir} already holds a comparison", hint="choose a new --out")
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    # Decode once, timed once: every arm then starts its clock with the data in memory.
+    started = time.perf_counter()
+    data = load_data(config.data, size=config.fit_settings.get("image_size") or 224,
+                     strict=config.fit_settings.get("strict", False),
+                     elpv_grades=config.fit_settings.get("elpv_grades", False))
+    decode_seconds = time.perf_counter() - started
+
+    runs: dict[str, list[dict]] = {}
+    for arm in config.arms:
+        for seed in range(config.seeds):
+            arm_dir = run_dir / "arms" / (arm if seed == 0 else f"{arm}-seed{seed}")
+            fit_config = FitConfig(data=config.data, backbone=config.backbone, strategy=arm,
+                                   scratch_model=config.scratch_model, seed=seed,
+                                   budget_seconds=config.budget_seconds,
+                                   evals_per_epoch=config.evals_per_epoch, out=str(arm_dir),
+                                   **config.fit_settings)
+            result = fit(fit_config, data=data, use_feature_cache=False)
+            runs.setdefault(arm, []).append({"dir": arm_dir, "summary": result.summary,
+                                             "rows": read_metrics(arm_dir)})
+
+    comparison = summarise(config, runs, run_dir)
+    comparison["decode_seconds"] = round(decode_seconds, 3)
+    write_json(run_dir / "comparison.json", comparison)
+    try:
+        from .report import build_comparison_report
+        comparison["report"] = str(build_comparison_report(run_dir))
+    except ImportError:
+        pass
+    return comparison
+
+
+def summarise(config: CompareConfig, runs: dict[str, list[dict]], run_dir: Path) -> dict:
+    """Target, time-to-target, speed-up and verdict from the arms' records."""
+    def median(values):
+        values = [v for v in values if v is not None]
+        return float(np.median(values)) if values else None
+
+    if config.target is not None:
+        target, source = config.target, "user"
+    else:
+        target = median([r["summary"]["best_val_accuracy"] for r in runs["scratch"]])
+        source = "scratch-best-val"
+
+    arms = []
+    for name, seeds in runs.items():
+        times = [time_to_target(r["rows"], target) for r in seeds]
+        reached = [t for t in times if t is not None]
+        first = seeds[0]["summary"]
+        tests = [r["summary"]["test_accuracy"] for r in seeds]
+        arms.append({
+            "name": name,
+            "strategy": first["strategy"],
+            "backbone": first["backbone"],
+            "weights": first["weights"],
+            "input_size": first["input_size"],
+            "best_val_accuracy": median([r["summary"]["best_val_accuracy"] for r in seeds]),
+            "test_accuracy": median(tests),
+            "test_accuracy_spread": float(max(tests) - min(tests)),
+            "train_seconds": median([r["summary"]["train_seconds"] for r in seeds]),
+            # median over seeds, counting only if most seeds reached the target
+            "time_to_target_seconds": median(reached) if len(reached) * 2 > len(times) else None,
+            "seeds": len(seeds),
+            "stop_reason": first.get("stop_reason"),
+            "run_dir": str(seeds[0]["dir"].relative_to(run_dir)),
+        })
+
+    verdict = judge(arms, target, n_test=runs[next(iter(runs))][0]["summary"]["sizes"]["test"])
+    return {
+        "data": config.data,
+        "target_accuracy": target,
+        "target_source": source,
+        "arms": arms,
+        **verdict,
+        "budget_seconds_per_arm": config.budget_seconds,
+        "seeds": config.seeds,
+        "machine": machine_info(),
+    }
+
+
+def judge(arms: list[dict], target: float, n_test: int) -> dict:
+    """The verdict: does transfer reach the target sooner, without ending less accurate?
+
+    Accuracy differences smaller than the noise are not evidence: the noise is the larger of
+    the seed spread and one binomial standard error of the test accuracy.
+    """
+    scratch = next((a for a in arms if a["strategy"] == "scratch"), None)
+    transfer = [a for a in arms if a["strategy"] != "scratch"]
+    fastest = min((a for a in transfer if a["time_to_target_seconds"] is not None),
+                  key=lambda a: a["time_to_target_seconds"], default=None)
+    best = max(transfer, key=lambda a: a["test_accuracy"], default=None)
+    result = {"best_arm": None, "speedup": None, "time_saved_pct": None}
+    if best is None:
+        return {**result, "verdict": "inconclusive", "verdict_sentence": "No transfer arm ran."}
+    result["best_arm"] = (fastest or best)["name"]
+    if scratch is None:
+        t = fastest["time_to_target_seconds"] if fastest else None
+        sentence = (f"{fastest['name']} reached {target:.3f} validation accuracy in {t:.1f} s of training."
+                    if fastest else f"No arm reached {target:.3f} validation accuracy within its budget.")
+        return {**result, "verdict": "inconclusive", "verdict_sentence": sentence + " (no scratch arm to compare with)"}
+
+    p = max(min(scratch["test_accuracy"], 0.999), 0.001)
+    noise = max(math.sqrt(p * (1 - p) / max(n_test, 1)),
+                max(a["test_accuracy_spread"] for a in arms))
+    gap = best["test_accuracy"] - scratch["test_accuracy"]  # > 0: transfer ends more accurate
+    t_scratch = scratch["time_to_target_seconds"]
+    t_transfer = fastest["time_to_target_seconds"] if fastest else None
+    if t_scratch is not None and t_transfer is not None and t_transfer > 0:
+        result["speedup"] = round(t_scratch / t_transfer, 2)
+        result["time_saved_pct"] = round(100 * (1 - t_transfer / t_scratch), 1)
+
+    verdict, sentence = _verdict(best, fastest, scratch, target, gap, noise, result["speedup"])
+    return {**result, "verdict": verdict, "verdict_sentence": sentence, "noise": round(noise, 4)}
+
+
+SAME_SPEED = 1.2  # speed-ups within 1.2x either way are not called a difference
+
+
+def _verdict(best, fastest, scratch, target, gap, noise, speedup) -> tuple[str, str]:
+    points = f"{abs(gap) * 100:.1f} points"
+    accuracies = f"{best['test_accuracy']:.3f} for {best['name']} vs {scratch['test_accuracy']:.3f} from scratch"
+    if gap < -noise:
+        return "negative transfer", (
+            f"Negative transfer: training from scratch ({scratch['backbone']}) ends {points} more accurate "
+            f"on test ({accuracies}); use the scratch model for this data.")
+    t_scratch = scratch["time_to_target_seconds"]
+    if fastest is None:
+        if t_scratch is not None and gap <= noise:
+            return "negative transfer", (
+                f"Negative transfer: scratch reached {target:.3f} validation accuracy in {t_scratch:.1f} s, "
+                f"and no transfer arm reached it within its budget.")
+        return "inconclusive", f"Inconclusive: no arm reached {target:.3f} validation accuracy decisively ({accuracies})."
+    t = fastest["time_to_target_seconds"]
+    if t_scratch is None:
+        return "transfer helps", (
+            f"Transfer helps: {fastest['name']} reached {target:.3f} validation accuracy in {t:.1f} s of "
+            f"training; scratch never did within its budget ({accuracies}).")
+    if speedup is not None and speedup >= SAME_SPEED or (gap > noise and speedup is not None and speedup > 1 / SAME_SPEED):
+        return "transfer helps", (
+            f"Transfer helps: {fastest['name']} reached {target:.3f} validation accuracy in {t:.1f} s of "
+            f"training vs {t_scratch:.1f} s from scratch ({speedup:.1f}x faster, "
+            f"{100 * (1 - 1 / speedup):.0f}% less time); test accuracy {accuracies}.")
+    if speedup is not None and speedup <= 1 / SAME_SPEED and gap <= noise:
+        return "negative transfer", (
+            f"Negative transfer: scratch reaches {target:.3f} validation accuracy sooner ({t_scratch:.1f} s vs "
+            f"{t:.1f} s for {fastest['name']}) and ends within the noise on test ({accuracies}); "
+            f"transfer buys nothing here.")
+    return "inconclusive", (
+        f"Inconclusive: transfer and scratch differ by less than the noise or trade speed for accuracy "
+        f"(speed-up {speedup:.2f}x; {accuracies}; noise {noise * 100:.1f} points).")
+
+
+def machine_info() -> dict:
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    from .model_io import versions
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "platform": platform.platform(),
+        "versions": versions(),
+    }
