@@ -7,11 +7,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .data import IMAGE_EXTENSIONS, decode_image
 from .errors import HeadstartError
 from .model_io import load_model
 from .train.evaluate import predict_logits
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
 
 @dataclass
@@ -27,7 +26,7 @@ def _expand(paths: list[str]) -> list[Path]:
     for raw in paths:
         p = Path(raw)
         if p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
+            found = sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS)
             if not found:
                 raise HeadstartError(f"no images found in the folder {p}")
             files.extend(found)
@@ -39,8 +38,6 @@ def _expand(paths: list[str]) -> list[Path]:
 
 
 def predict_paths(run_dir: str | Path, paths: list[str], batch_size: int = 32) -> list[Prediction]:
-    from .data import decode_image
-
     classifier, meta = load_model(Path(run_dir))
     size = meta["backbone"]["preprocessing"]["input_size"]
     files = _expand(paths)

@@ -1,0 +1,112 @@
+"""End-to-end: each command through the real CLI entry point, on tiny data."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from headstart.cli import main
+from headstart.records import read_json, read_metrics
+
+from conftest import make_blobs, write_image_folder
+
+FAST = ["--image-size", "32", "--batch-size", "16"]
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    return write_image_folder(tmp_path_factory.mktemp("imgs") / "data", make_blobs(n_per_class=20))
+
+
+@pytest.fixture(scope="module")
+def probe_run(folder, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "probe"
+    assert main(["fit", str(folder), "--strategy", "probe", "--out", str(out), *FAST]) == 0
+    return out
+
+
+def test_fit_writes_the_run_directory(probe_run, capsys):
+    summary = read_json(probe_run / "summary.json")
+    assert summary["test_accuracy"] > 0.9
+    assert summary["weights"].startswith("packaged:efficientnet-lite0")
+    assert (probe_run / "report.html").exists()
+
+
+def test_predict_answers_per_file_and_writes_csv(probe_run, folder, tmp_path, capsys):
+    csv_path = tmp_path / "pred.csv"
+    files = [str(next((folder / c).iterdir())) for c in ("red", "green", "blue")]
+    assert main(["predict", str(probe_run), *files, "--csv", str(csv_path)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split("\t")[1] for line in lines] == ["red", "green", "blue"]
+    assert csv_path.read_text().splitlines()[0] == "path,label,probability,error"
+
+
+def test_predict_skips_an_unreadable_file_but_answers_the_rest(probe_run, folder, tmp_path, capsys):
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"not a png")
+    good = next((folder / "red").iterdir())
+    assert main(["predict", str(probe_run), str(bad), str(good)]) == 0
+    out = capsys.readouterr().out
+    assert "unreadable image" in out and "\tred\t" in out
+
+
+def test_report_rebuilds_from_the_run_directory(probe_run, capsys):
+    (probe_run / "report.html").unlink()
+    assert main(["report", str(probe_run)]) == 0
+    assert (probe_run / "report.html").exists()
+
+
+def test_zoo_lists_offline_backbones(capsys):
+    assert main(["zoo"]) == 0
+    out = capsys.readouterr().out
+    line = next(l for l in out.splitlines() if l.startswith("tf_efficientnet_lite0 "))
+    assert "yes" in line and "resnet9" in out
+
+
+def test_datasets_lists_builtins(capsys):
+    assert main(["datasets"]) == 0
+    out = capsys.readouterr().out
+    for name in ("fashion-mnist", "digits", "mnist-5k", "elpv"):
+        assert name in out
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["fit", "/no/such/folder"], "does not exist"),
+    (["fit", "digits", "--backbone", "tf_efficientnet_lit0"], "tf_efficientnet_lite0"),
+    (["fit", "digits", "--backbone", "resnet18"], "offline"),
+    (["fit", "digits", "--budget", "soon"], "duration"),
+    (["predict", "/no/such/run", "x.png"], "no finished model"),
+])
+def test_bad_input_gives_a_message_and_exit_2_without_traceback(argv, needle, capsys, tmp_path):
+    assert main([*argv, *(["--out", str(tmp_path / "r")] if argv[0] == "fit" else [])]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err
+
+
+def test_compare_writes_comparison_and_report(folder, tmp_path, capsys):
+    out = tmp_path / "cmp"
+    assert main(["compare", str(folder), "--arms", "probe,scratch", "--epochs", "3", "--out", str(out), *FAST]) == 0
+    comparison = read_json(out / "comparison.json")
+    for key in ("target_accuracy", "target_source", "arms", "speedup", "time_saved_pct", "verdict", "machine"):
+        assert key in comparison
+    assert comparison["verdict"] in ("transfer helps", "negative transfer", "inconclusive")
+    assert {a["name"] for a in comparison["arms"]} == {"probe", "scratch"}
+    for arm in comparison["arms"]:
+        assert (out / arm["run_dir"] / "summary.json").exists()
+        for key in ("strategy", "backbone", "best_val_accuracy", "test_accuracy", "train_seconds",
+                    "time_to_target_seconds"):
+            assert key in arm
+    assert (out / "report.html").exists()
+    printed = capsys.readouterr().out
+    assert comparison["verdict_sentence"].split(":")[0] in printed
+
+
+def test_console_script_runs_in_a_fresh_process(probe_run, folder):
+    exe = Path(sys.executable).with_name("headstart")
+    img = next((folder / "blue").iterdir())
+    done = subprocess.run([str(exe), "predict", str(probe_run), str(img)], capture_output=True, text=True,
+                          env={**os.environ, "HEADSTART_QUIET": "1"}, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "\tblue\t" in done.stdout

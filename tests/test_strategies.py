@@ -1,0 +1,79 @@
+"""One common test over every registered strategy, plus the training-loop promises:
+budget, NaN stop, feature cache, early stopping records."""
+import numpy as np
+import pytest
+
+from headstart.config import FitConfig
+from headstart.errors import HeadstartError
+from headstart.pipeline import fit
+from headstart.records import read_json, read_metrics
+from headstart.strategies import STRATEGIES
+
+from conftest import make_blobs
+
+RUN_FILES = ("config.yaml", "metrics.jsonl", "model.safetensors", "model.json", "summary.json", "splits.json")
+
+
+def small_config(tmp_path, strategy, **overrides):
+    settings = dict(data="blobs", backbone="tf_efficientnet_lite0", strategy=strategy, image_size=32,
+                    epochs=3, batch_size=16, scratch_model="resnet9", out=str(tmp_path / strategy))
+    settings.update(overrides)
+    return FitConfig(**settings)
+
+
+@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
+def test_every_strategy_learns_and_writes_a_complete_run(tmp_path, strategy):
+    data = make_blobs(n_per_class=30)
+    result = fit(small_config(tmp_path, strategy, epochs=6 if strategy == "scratch" else 2), data=data)
+    run = result.run_dir
+    for name in RUN_FILES:
+        assert (run / name).exists(), name
+    summary = read_json(run / "summary.json")
+    for key in ("test_accuracy", "macro_f1", "train_seconds", "wall_seconds", "peak_rss_mb"):
+        assert key in summary
+    assert summary["test_accuracy"] >= 0.6, summary["test_accuracy"]  # chance is 1/3
+    assert summary["strategy"] == strategy
+    assert 0 < summary["train_seconds"] <= summary["wall_seconds"]
+    rows = read_metrics(run)
+    val = [r for r in rows if r["split"] == "val"]
+    assert val, "no validation evaluations recorded"
+    times = [r["train_seconds"] for r in rows]
+    assert times == sorted(times), "the training clock must never run backwards"
+    assert rows[-1]["split"] == "test"
+    weights = read_json(run / "model.json")["backbone"]["weights"]
+    assert weights == "random" if strategy == "scratch" else weights.startswith("packaged:")
+
+
+def test_probe_reuses_cached_features_on_refit(tmp_path):
+    data = make_blobs()
+    first = fit(small_config(tmp_path / "a", "probe"), data=data).summary
+    second = fit(small_config(tmp_path / "b", "probe"), data=data).summary
+    assert first["features_cached"] is False and second["features_cached"] is True
+    assert second["test_accuracy"] == pytest.approx(first["test_accuracy"])
+
+
+def test_budget_stops_the_run_inside_it(tmp_path):
+    config = small_config(tmp_path, "scratch", epochs=500, patience=500, budget_seconds=4.0)
+    summary = fit(config, data=make_blobs()).summary
+    assert summary["stop_reason"] == "budget"
+    assert summary["train_seconds"] < 4.0
+    assert summary["epochs_run"] < 500
+
+
+def test_a_nan_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(tmp_path):
+    config = small_config(tmp_path, "scratch", epochs=50, lr=1e12, optimizer="sgd")
+    with pytest.raises(HeadstartError, match="loss became") as err:
+        fit(config, data=make_blobs())
+    assert "--lr" in str(err.value)
+
+
+def test_rerunning_into_a_finished_run_dir_is_refused(tmp_path):
+    fit(small_config(tmp_path, "probe"), data=make_blobs())
+    with pytest.raises(HeadstartError, match="already holds a run"):
+        fit(small_config(tmp_path, "probe"), data=make_blobs())
+
+
+def test_single_class_data_is_a_clear_error(tmp_path):
+    data = make_blobs(classes=("only",))
+    with pytest.raises(HeadstartError, match="two classes"):
+        fit(small_config(tmp_path, "probe"), data=data)
