@@ -73,7 +73,7 @@ def test_datasets_lists_builtins(capsys):
 
 
 @pytest.mark.parametrize("argv,needle", [
-    (["fit", "/no/such/folder"], "does not exist"),
+    (["fit", "/no/such/folder"], "neither an existing file or folder"),
     (["fit", "digits", "--backbone", "tf_efficientnet_lit0"], "tf_efficientnet_lite0"),
     (["fit", "digits", "--backbone", "resnet18"], "offline"),
     (["fit", "digits", "--budget", "soon"], "duration"),

@@ -1,0 +1,183 @@
+"""Run reports: RUN/report.html plus PNG figures beside it.
+
+A report is a pure function of the run directory: it reads summary.json, metrics.jsonl,
+config.yaml (fit runs) or comparison.json and arms/*/ (compare runs), never trains and never
+imports torch, so `headstart report RUN` can rebuild it anywhere. Every file is written
+atomically, and a run with missing or empty records still gets a page that says so.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from urllib.parse import quote
+
+from headstart.records import atomic_write_text, read_json
+
+from . import html, plots
+
+__all__ = ["build_fit_report", "build_comparison_report"]
+
+REPORT = "report.html"
+
+# File names this module owns in a run folder; stale ones from an earlier build are removed so
+# the folder never holds figures the page no longer shows.
+FIT_FIGURES = {
+    "curve_time": "learning_curve_time.png",
+    "curve_epoch": "learning_curve_epoch.png",
+    "confusion": "confusion_matrix.png",
+    "per_class": "per_class_accuracy.png",
+}
+COMPARISON_FIGURES = {
+    "accuracy_vs_time": "accuracy_vs_time.png",
+    "time_to_target": "time_to_target.png",
+    "confusion": "best_confusion_matrix.png",
+    "per_class": "best_per_class_accuracy.png",
+}
+
+
+def build_fit_report(run_dir: str | Path) -> Path:
+    """Write RUN/report.html for a fit run and return its path."""
+    run_dir = Path(run_dir)
+    summary = _read_json_or_empty(run_dir / "summary.json")
+    rows = _read_rows(run_dir)
+    images = {
+        **_curve_figures(run_dir, rows, summary),
+        **_classification_figures(run_dir, summary, FIT_FIGURES),
+    }
+    _remove_stale(run_dir, FIT_FIGURES, images)
+    config_path = run_dir / "config.yaml"
+    config_text = config_path.read_text(errors="replace") if config_path.exists() else None
+    page = html.fit_page(run_name=run_dir.name, summary=summary, rows=rows,
+                         config_text=config_text, images=images)
+    return _write_page(run_dir, page)
+
+
+def build_comparison_report(run_dir: str | Path) -> Path:
+    """Write RUN/report.html for a compare run (comparison.json + arms/) and return its path."""
+    run_dir = Path(run_dir)
+    comparison = _read_json_or_empty(run_dir / "comparison.json")
+    arms = comparison.get("arms") or []
+    arm_dirs = {a.get("name"): _arm_dir(run_dir, a) for a in arms}
+    curves = [{**a, "rows": _read_rows(arm_dirs[a.get("name")])} for a in arms]
+    has_evaluations = any(r.get("split") == "val" for c in curves for r in c["rows"])
+
+    f = COMPARISON_FIGURES
+    images = {
+        "accuracy_vs_time": _name(plots.accuracy_vs_time(
+            curves, run_dir / f["accuracy_vs_time"], target=comparison.get("target_accuracy")))
+        if has_evaluations else None,
+        "time_to_target": _name(plots.time_to_target_bars(
+            arms, run_dir / f["time_to_target"], target=comparison.get("target_accuracy"),
+            speedup=comparison.get("speedup"), time_saved_pct=comparison.get("time_saved_pct")))
+        if arms else None,
+    }
+    best = comparison.get("best_arm")
+    best_summary = _read_json_or_empty(arm_dirs[best] / "summary.json") if best in arm_dirs else {}
+    images.update(_classification_figures(run_dir, best_summary, f, title_prefix=f"{best}: "))
+    _remove_stale(run_dir, f, images)
+
+    links = {name: _href(run_dir, d / REPORT) for name, d in arm_dirs.items()
+             if (d / REPORT).exists()}
+    page = html.comparison_page(run_name=run_dir.name, comparison=comparison, images=images,
+                                best_summary=best_summary or None, links=links,
+                                has_evaluations=has_evaluations)
+    return _write_page(run_dir, page)
+
+
+# -- figures ---------------------------------------------------------------------------------
+
+def _curve_figures(run_dir: Path, rows: list[dict], summary: dict) -> dict[str, str | None]:
+    val = [r for r in rows if r.get("split") == "val"]
+    test_accuracy = summary.get("test_accuracy")
+    out: dict[str, str | None] = {"curve_time": None, "curve_epoch": None}
+    if not val:
+        return out
+    out["curve_time"] = _name(plots.learning_curve(
+        rows, run_dir / FIT_FIGURES["curve_time"], x="train_seconds", test_accuracy=test_accuracy,
+        title="Validation accuracy vs training time"))
+    # An epoch axis only says something when the evaluations are spread over several epochs.
+    if len(val) > 1 and len({r.get("epoch") for r in val}) > 1:
+        out["curve_epoch"] = _name(plots.learning_curve(
+            rows, run_dir / FIT_FIGURES["curve_epoch"], x="epoch", test_accuracy=test_accuracy,
+            title="Validation accuracy vs epoch"))
+    return out
+
+
+def _classification_figures(run_dir: Path, summary: dict, names: dict[str, str], *,
+                            title_prefix: str = "") -> dict[str, str | None]:
+    classes = summary.get("classes") or []
+    matrix = summary.get("confusion_matrix") or []
+    per_class = summary.get("per_class") or {}
+    out: dict[str, str | None] = {"confusion": None, "per_class": None}
+    if matrix and len(matrix) == len(matrix[0]):
+        out["confusion"] = _name(plots.confusion_matrix(
+            matrix, classes, run_dir / names["confusion"],
+            title=f"{title_prefix}Confusion matrix (test set)"))
+    if per_class:
+        out["per_class"] = _name(plots.per_class_accuracy(
+            per_class, classes, run_dir / names["per_class"], macro_f1=summary.get("macro_f1"),
+            title=f"{title_prefix}Per-class accuracy (recall, test)"))
+    return out
+
+
+def _remove_stale(run_dir: Path, owned: dict[str, str], images: dict[str, str | None]) -> None:
+    made = {v for v in images.values() if v}
+    for name in owned.values():
+        if name not in made:
+            (run_dir / name).unlink(missing_ok=True)
+
+
+def _name(path: Path) -> str:
+    # Pages reference figures by bare file name: they always sit beside report.html.
+    return path.name
+
+
+# -- reading ---------------------------------------------------------------------------------
+
+def _read_json_or_empty(path: Path) -> dict:
+    if not path.exists():
+        return {}
+    try:
+        data = read_json(path)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _read_rows(run_dir: Path) -> list[dict]:
+    """metrics.jsonl rows; unlike records.read_metrics, a half-written last line from a killed
+    run is skipped rather than fatal, since a report should still show what was recorded."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+    return rows
+
+
+def _arm_dir(run_dir: Path, arm: dict) -> Path:
+    rel = arm.get("run_dir")
+    if rel:
+        path = Path(rel)
+        return path if path.is_absolute() else run_dir / path
+    return run_dir / "arms" / str(arm.get("name"))
+
+
+def _href(run_dir: Path, target: Path) -> str:
+    try:
+        rel = target.relative_to(run_dir)
+    except ValueError:
+        return target.resolve().as_uri()
+    return quote(rel.as_posix())
+
+
+def _write_page(run_dir: Path, page: str) -> Path:
+    path = run_dir / REPORT
+    atomic_write_text(path, page)
+    return path
