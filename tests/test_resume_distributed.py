@@ -55,7 +55,10 @@ def test_resume_without_a_run_is_a_clear_error(folder, tmp_path):
 
 
 def test_two_process_torchrun_matches_one_process(folder, tmp_path):
-    args = ["--strategy", "finetune", "--epochs", "2", "--augment", "none"]
+    # A backbone without BatchNorm (a random-init ViT): with BatchNorm each rank normalises
+    # its half batch with its own statistics, which no data-parallel trainer avoids on CPU.
+    args = ["--strategy", "finetune", "--epochs", "2", "--augment", "none",
+            "--backbone", "vit_tiny_patch16_224", "--no-pretrained"]
     single = _fit(folder, tmp_path / "one", *args)
     assert single.returncode == 0, single.stderr
     double = _fit(folder, tmp_path / "two", *args,
@@ -63,6 +66,9 @@ def test_two_process_torchrun_matches_one_process(folder, tmp_path):
     assert double.returncode == 0, double.stderr
     one, two = read_json(tmp_path / "one" / "summary.json"), read_json(tmp_path / "two" / "summary.json")
     assert two["processes"] == 2 and one["processes"] == 1
-    # split_batches: both runs take the same optimisation steps on the same samples
-    assert one["epochs_run"] == two["epochs_run"]
-    assert abs(one["test_accuracy"] - two["test_accuracy"]) <= 0.05
+    # split_batches + gradient averaging: the same steps on the same samples, so the same
+    # validation losses after every epoch, up to float summation order.
+    losses = [[r["loss"] for r in read_metrics(tmp_path / run) if r["split"] == "val"] for run in ("one", "two")]
+    assert len(losses[0]) == len(losses[1]) == 3
+    assert losses[1] == pytest.approx(losses[0], rel=1e-4)
+    assert two["test_accuracy"] == pytest.approx(one["test_accuracy"])

@@ -37,7 +37,7 @@ def _add_fit_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-eval", type=int, default=1000, help="cap on the validation and test sizes")
     p.add_argument("--epochs", type=int, help="training epochs (default: the strategy's)")
     p.add_argument("--lr", type=float, help="peak learning rate (default: the strategy's)")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, help="training batch (default: 16 on CPU, 64 on GPU)")
     p.add_argument("--optimizer", default="adamw", choices=list(OPTIMIZERS))
     p.add_argument("--schedule", default="onecycle", choices=list(SCHEDULES))
     p.add_argument("--augment", choices=list(AUGMENTATIONS), help="default: the strategy's")
@@ -188,7 +188,10 @@ def cmd_report(args) -> int:
 def cmd_demo(args) -> int:
     from .demo import run_demo
 
-    return run_demo(out=args.out)
+    from .config import parse_duration
+
+    return run_demo(out=args.out, train_per_class=args.train_per_class, image_size=args.image_size,
+                    budget_seconds=parse_duration(args.budget))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -220,8 +223,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run")
     sub.add_parser("zoo", help="list backbones and which load offline")
     sub.add_parser("datasets", help="list the built-in datasets")
-    p = sub.add_parser("demo", help="fit the built-in elpv solar-cell data (no network needed)")
+    p = sub.add_parser("demo", help="transfer vs scratch on the built-in elpv solar cells (no network needed)")
     p.add_argument("--out", help="run directory (default: a new folder under runs/)")
+    p.add_argument("--budget", default="100s", help="time cap per arm")
+    p.add_argument("--train-per-class", type=int, help="a smaller labelled subset, for a quicker look")
+    p.add_argument("--image-size", type=int, help="input size for the transfer arm (default 224)")
     return parser
 
 

@@ -27,7 +27,7 @@ class FitConfig:
     elpv_grades: bool = False
     # training (None = the strategy's own default)
     epochs: int | None = None
-    batch_size: int = 32
+    batch_size: int | None = None       # None: 16 on CPU (faster per image there), 64 on GPU
     lr: float | None = None
     optimizer: str = "adamw"
     schedule: str = "onecycle"

@@ -44,7 +44,7 @@ class _FeatureModel(torch.nn.Module):
         return self.classifier.features(x)
 
 
-def extract_features(classifier, data: ImageData, *, batch_size: int = 64, use_cache: bool = True,
+def extract_features(classifier, data: ImageData, *, batch_size: int | None = None, use_cache: bool = True,
                      description: str | None = None, backbone_key: str | None = None) -> tuple[np.ndarray, bool]:
     """(features float32 (N, D), whether they came from the cache)."""
     backbone = classifier.backbone

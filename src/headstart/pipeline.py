@@ -13,8 +13,8 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import numpy as np
 import torch
+import yaml
 
 from .config import FitConfig
 from .data import load_data, make_splits, resize_data
@@ -90,21 +90,23 @@ def _build_backbone(config: FitConfig, strategy, architecture: str, data_size: i
 def fit(config: FitConfig, *, data=None, use_feature_cache: bool = True) -> FitResult:
     """Run one fit and write its run directory. `data` (an ImageData) bypasses config.data."""
     started = time.perf_counter()
-    strategy = get_strategy(config.strategy)
     run_dir = new_run_dir(config.out)
     if config.resume:
         _check_run_dir(run_dir, True)
-        saved = FitConfig.from_dict(__import__("yaml").safe_load((run_dir / "config.yaml").read_text()))
+        # a resumed run is the saved run: its own config, not the flags of this invocation
+        saved = FitConfig.from_dict(yaml.safe_load((run_dir / "config.yaml").read_text()))
         config = replace(saved, resume=True, out=str(run_dir))
     else:
         _check_run_dir(run_dir, False)
     config.out = str(run_dir)
+    strategy = get_strategy(config.strategy)
 
     decode_started = time.perf_counter()
     architecture = _architecture(config, strategy)
     if data is None:
         data = load_data(config.data, size=_decode_size(config, architecture), strict=config.strict,
                          elpv_grades=config.elpv_grades)
+    torch.manual_seed(config.seed)  # random inits (scratch backbones, heads) follow the seed
     backbone = _build_backbone(config, strategy, architecture, data.images.shape[1])
     _say(f"backbone {backbone.name}: weights {backbone.weights}")
     splits = make_splits(data, seed=config.seed, train_per_class=config.train_per_class,
@@ -130,6 +132,8 @@ def fit(config: FitConfig, *, data=None, use_feature_cache: bool = True) -> FitR
     recorder = Recorder(run_dir, strategy.name, write=main, rows=rows)
     torch.manual_seed(config.seed)
     classifier = ImageClassifier(backbone, data.num_classes)
+    if torch.cuda.is_available():
+        classifier.cuda()
     ctx = FitContext(config=config, train=train, val=val, recorder=recorder,
                      checkpoint_dir=run_dir / "checkpoint", use_feature_cache=use_feature_cache)
     outcome = strategy.fit(classifier, ctx)

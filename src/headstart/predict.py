@@ -37,7 +37,7 @@ def _expand(paths: list[str]) -> list[Path]:
     return files
 
 
-def predict_paths(run_dir: str | Path, paths: list[str], batch_size: int = 32) -> list[Prediction]:
+def predict_paths(run_dir: str | Path, paths: list[str], batch_size: int | None = None) -> list[Prediction]:
     classifier, meta = load_model(Path(run_dir))
     size = meta["backbone"]["preprocessing"]["input_size"]
     files = _expand(paths)

@@ -31,4 +31,5 @@ class Finetune(Strategy):
             p.requires_grad_(True)
         groups = layerwise_groups(classifier.backbone.param_groups(), classifier.head,
                                   self.lr(ctx.config), LR_SPREAD)
-        return {**head, **run_training_loop(self, classifier, groups, ctx)}
+        return {**head, **run_training_loop(self, classifier, groups, ctx,
+                                            initial_val=head.get("probe_val_accuracy"))}

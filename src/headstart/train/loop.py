@@ -52,6 +52,7 @@ class TrainResult:
     best_val_accuracy: float
     epochs_run: float
     stop_reason: str  # completed | early-stop | budget
+    best_epoch: float  # 0 = the starting weights (e.g. the probe's head) were never beaten
 
 
 def make_accelerator(mixed_precision: str, any_frozen: bool) -> Accelerator:
@@ -74,11 +75,14 @@ def make_accelerator(mixed_precision: str, any_frozen: bool) -> Accelerator:
 
 
 def train_model(model, param_groups: list[dict], train, val, plan: TrainPlan, recorder: Recorder,
-                checkpoint_dir: Path | None = None, resume: bool = False) -> TrainResult:
+                checkpoint_dir: Path | None = None, resume: bool = False,
+                initial_val: float | None = None) -> TrainResult:
     """Train `model` (an ImageClassifier) in place; on return it holds the best-validation weights.
 
     train, val: ImageData at the model's input size. param_groups: optimizer groups with
-    their own "lr" (see optim.layerwise_groups).
+    their own "lr" (see optim.layerwise_groups). initial_val: validation accuracy of the
+    starting weights (a fitted probe head); training must beat it to replace them, so
+    fine-tuning can never return something worse than what it started from.
     """
     any_frozen = any(not p.requires_grad for p in model.parameters())
     accelerator = make_accelerator(plan.mixed_precision, any_frozen)
@@ -96,7 +100,10 @@ def train_model(model, param_groups: list[dict], train, val, plan: TrainPlan, re
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
     raw_model = accelerator.unwrap_model(model)
 
-    state = {"epoch": 0, "step": 0, "best_val": -1.0, "bad_epochs": 0, "best_state": None}
+    state = {"epoch": 0, "step": 0, "best_val": -1.0, "bad_epochs": 0, "best_state": None, "best_epoch": 0.0}
+    if initial_val is not None:
+        state["best_val"] = initial_val
+        state["best_state"] = {k: v.detach().clone() for k, v in raw_model.state_dict().items()}
     ckpt_file = checkpoint_dir / f"{plan.phase}.pt" if checkpoint_dir else None
     if resume and ckpt_file is not None and ckpt_file.exists():
         state = load_checkpoint(ckpt_file, raw_model, optimizer, scheduler, recorder)
@@ -111,7 +118,7 @@ def train_model(model, param_groups: list[dict], train, val, plan: TrainPlan, re
         nonlocal eval_seconds
         started = time.perf_counter()
         recorder.pause()
-        logits = predict_logits(raw_model, val.images, batch_size=max(64, batch_size))
+        logits = predict_logits(raw_model, val.images)
         accuracy, loss = score(logits, val.labels)
         recorder.log("val", accuracy, loss, phase=plan.phase)
         eval_seconds = time.perf_counter() - started
@@ -160,7 +167,7 @@ def train_model(model, param_groups: list[dict], train, val, plan: TrainPlan, re
             accuracy = evaluate_val()
             model.train()
             if accuracy > state["best_val"]:
-                state["best_val"], state["bad_epochs"] = accuracy, 0
+                state["best_val"], state["bad_epochs"], state["best_epoch"] = accuracy, 0, recorder.epoch
                 best_state = {k: v.detach().clone() for k, v in raw_model.state_dict().items()}
             else:
                 state["bad_epochs"] += 1
@@ -169,13 +176,15 @@ def train_model(model, param_groups: list[dict], train, val, plan: TrainPlan, re
             if stop_reason == "completed" and ckpt_file is not None and accelerator.is_main_process:
                 save_checkpoint(ckpt_file, raw_model, optimizer, scheduler, recorder,
                                 epoch=epoch, best_val=state["best_val"],
-                                bad_epochs=state["bad_epochs"], best_state=best_state)
+                                bad_epochs=state["bad_epochs"], best_state=best_state,
+                                best_epoch=state["best_epoch"])
             accelerator.wait_for_everyone()
             _test_kill_hook(plan.phase, epoch)
     if best_state is not None:
         raw_model.load_state_dict(best_state)
     accelerator.free_memory()
-    return TrainResult(best_val_accuracy=state["best_val"], epochs_run=recorder.epoch, stop_reason=stop_reason)
+    return TrainResult(best_val_accuracy=state["best_val"], epochs_run=recorder.epoch, stop_reason=stop_reason,
+                       best_epoch=state["best_epoch"])
 
 
 def _check_finite(accelerator, loss, epoch, step, checkpoint_dir, recorder) -> None:
