@@ -55,3 +55,9 @@ def test_inconclusive_within_seed_spread_and_similar_time():
 def test_bad_compare_arguments_are_clear_errors(kwargs, match):
     with pytest.raises(HeadstartError, match=match):
         validate(CompareConfig(data="digits", **kwargs))
+
+
+def test_a_speed_for_accuracy_trade_off_is_named_as_one():
+    out = judge([arm("probe", "probe", 0.878, 38.9), arm("scratch", "scratch", 0.799, 16.4)], 0.772, n_test=394)
+    assert out["verdict"] == "inconclusive"
+    assert "trade-off" in out["verdict_sentence"] and "7.9 points more accurate" in out["verdict_sentence"]

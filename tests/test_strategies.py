@@ -56,8 +56,12 @@ def test_budget_stops_the_run_inside_it(tmp_path):
     config = small_config(tmp_path, "scratch", epochs=500, patience=500, budget_seconds=4.0)
     summary = fit(config, data=make_blobs()).summary
     assert summary["stop_reason"] == "budget"
+    assert summary["wall_seconds"] - summary["decode_seconds"] < 4.0 + 3.0  # + model build, test pass
     assert summary["train_seconds"] < 4.0
     assert summary["epochs_run"] < 500
+    # the schedule was fitted to the budget: the rate has annealed instead of being cut at its peak
+    lrs = [r["lr"] for r in read_metrics(config.out) if r["split"] == "val"]
+    assert lrs[-1] < 0.2 * max(lrs)
 
 
 def test_a_nan_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(tmp_path):

@@ -224,9 +224,14 @@ def _verdict(best, fastest, scratch, target, gap, noise, speedup) -> tuple[str, 
             f"Negative transfer: scratch reaches {target:.3f} validation accuracy sooner ({t_scratch:.1f} s vs "
             f"{t:.1f} s for {fastest['name']}) and ends within the noise on test ({accuracies}); "
             f"transfer buys nothing here.")
+    if speedup is not None and speedup <= 1 / SAME_SPEED:  # and transfer ends clearly more accurate
+        return "inconclusive", (
+            f"A trade-off: scratch reaches {target:.3f} validation accuracy sooner ({t_scratch:.1f} s vs "
+            f"{t:.1f} s for {fastest['name']}), but {best['name']} ends {points} more accurate on test "
+            f"({accuracies}); choose transfer if the accuracy matters more than those seconds.")
     return "inconclusive", (
-        f"Inconclusive: transfer and scratch differ by less than the noise or trade speed for accuracy "
-        f"(speed-up {speedup:.2f}x; {accuracies}; noise {noise * 100:.1f} points).")
+        f"Inconclusive: transfer and scratch are within the noise of each other in time "
+        f"(speed-up {speedup:.2f}x) and accuracy ({accuracies}; noise {noise * 100:.1f} points).")
 
 
 def machine_info() -> dict:

@@ -44,27 +44,46 @@ class _FeatureModel(torch.nn.Module):
         return self.classifier.features(x)
 
 
-def extract_features(classifier, data: ImageData, *, batch_size: int | None = None, use_cache: bool = True,
-                     description: str | None = None, backbone_key: str | None = None) -> tuple[np.ndarray, bool]:
-    """(features float32 (N, D), whether they came from the cache)."""
+def compute_features(classifier, images: np.ndarray, description: str | None = None) -> np.ndarray:
+    """One inference pass: (N, H, W, C) uint8 -> (N, D) float32 features. No cache."""
+    return predict_logits(_FeatureModel(classifier), images, description=description).numpy().astype(np.float32)
+
+
+def feature_cache_path(classifier, data: ImageData) -> Path:
     backbone = classifier.backbone
     key_parts = {
         "architecture": backbone.architecture,
-        "weights": backbone_key or weights_fingerprint(backbone),
+        "weights": weights_fingerprint(backbone),
         "preprocessing": backbone.preprocessing.to_dict(),
         "data": data.fingerprint(),
     }
     key = hashlib.sha256(json.dumps(key_parts, sort_keys=True).encode()).hexdigest()[:24]
-    path = cache_root() / "features" / f"{key}.npy"
-    if use_cache and path.exists():
-        try:
-            return np.load(path, allow_pickle=False), True
-        except (OSError, ValueError):
-            path.unlink(missing_ok=True)  # a damaged cache entry is recomputed, not trusted
-    features = predict_logits(_FeatureModel(classifier), data.images, batch_size, description).numpy()
-    features = features.astype(np.float32)
-    if use_cache:
-        buffer = io.BytesIO()
-        np.save(buffer, features, allow_pickle=False)
-        atomic_write_bytes(path, buffer.getvalue())
+    return cache_root() / "features" / f"{key}.npy"
+
+
+def load_cached_features(path: Path) -> np.ndarray | None:
+    if not path.exists():
+        return None
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError):
+        path.unlink(missing_ok=True)  # a damaged cache entry is recomputed, not trusted
+        return None
+
+
+def save_cached_features(path: Path, features: np.ndarray) -> None:
+    buffer = io.BytesIO()
+    np.save(buffer, features, allow_pickle=False)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def extract_features(classifier, data: ImageData, *, use_cache: bool = True,
+                     description: str | None = None) -> tuple[np.ndarray, bool]:
+    """(features float32 (N, D), whether they came from the cache)."""
+    path = feature_cache_path(classifier, data) if use_cache else None
+    if path is not None and (cached := load_cached_features(path)) is not None:
+        return cached, True
+    features = compute_features(classifier, data.images, description)
+    if path is not None:
+        save_cached_features(path, features)
     return features, False

@@ -20,6 +20,7 @@ def save_checkpoint(path: Path, model, optimizer, scheduler, recorder: Recorder,
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
+        "horizon": scheduler.horizon.total,
         "epoch": epoch,
         "step": recorder.step,
         "train_seconds": recorder.train_seconds,
@@ -44,6 +45,7 @@ def load_checkpoint(path: Path, model, optimizer, scheduler, recorder: Recorder)
     model.load_state_dict(payload["model"])
     optimizer.load_state_dict(payload["optimizer"])
     scheduler.load_state_dict(payload["scheduler"])
+    scheduler.horizon.total = payload["horizon"]
     torch.set_rng_state(payload["rng"])
     # Rows a killed run logged after this checkpoint describe training we are about to redo.
     recorder.rows = recorder.rows[: payload["metric_rows"]]

@@ -120,7 +120,7 @@ def train_model(model, param_groups: list[dict], train, val, plan: TrainPlan, re
         recorder.pause()
         logits = predict_logits(raw_model, val.images)
         accuracy, loss = score(logits, val.labels)
-        recorder.log("val", accuracy, loss, phase=plan.phase)
+        recorder.log("val", accuracy, loss, phase=plan.phase, lr=optimizer.param_groups[-1]["lr"])
         eval_seconds = time.perf_counter() - started
         return accuracy
 
@@ -165,6 +165,9 @@ def train_model(model, param_groups: list[dict], train, val, plan: TrainPlan, re
             recorder.pause()
             epoch += 1 if stop_reason == "completed" else 0
             accuracy = evaluate_val()
+            if stop_reason == "completed":
+                _fit_schedule_to_budget(scheduler, plan, recorder, step_seconds, eval_seconds,
+                                        steps_per_epoch)
             model.train()
             if accuracy > state["best_val"]:
                 state["best_val"], state["bad_epochs"], state["best_epoch"] = accuracy, 0, recorder.epoch
@@ -185,6 +188,28 @@ def train_model(model, param_groups: list[dict], train, val, plan: TrainPlan, re
     accelerator.free_memory()
     return TrainResult(best_val_accuracy=state["best_val"], epochs_run=recorder.epoch, stop_reason=stop_reason,
                        best_epoch=state["best_epoch"])
+
+
+def _fit_schedule_to_budget(scheduler, plan: TrainPlan, recorder: Recorder, step_seconds: list[float],
+                            eval_seconds: float, steps_per_epoch: int) -> None:
+    """Shorten the schedule to the steps that fit in what is left of the budget.
+
+    Measured after each epoch: step time (median) and one evaluation's time. Only ever
+    shortens: a plan that fits is left alone. Under torchrun the ranks agree on the shortest
+    horizon, or their learning rates (and so their weights) would drift apart.
+    """
+    if plan.budget_seconds is None or not step_seconds:
+        return
+    step = float(np.median(step_seconds[-50:]))
+    per_epoch = steps_per_epoch * step + max(1, plan.evals_per_epoch) * eval_seconds
+    left = plan.budget_seconds - recorder.wall_seconds
+    affordable_steps = scheduler.last_epoch + int(max(0.0, left) / per_epoch * steps_per_epoch)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        agreed = torch.tensor([affordable_steps], dtype=torch.int64)
+        torch.distributed.all_reduce(agreed, op=torch.distributed.ReduceOp.MIN)
+        affordable_steps = int(agreed.item())
+    if affordable_steps < scheduler.horizon.total:
+        scheduler.horizon.total = max(scheduler.last_epoch + 1, affordable_steps)
 
 
 def _check_finite(accelerator, loss, epoch, step, checkpoint_dir, recorder) -> None:

@@ -41,30 +41,36 @@ def layerwise_groups(backbone_groups: list[list[nn.Parameter]], head: nn.Module,
     return groups
 
 
-def _onecycle(optimizer, total_steps: int):
-    # Warm up for 25% of steps to the peak rate, then cosine-anneal to ~0 (Smith's one-cycle).
-    warm = max(1, int(0.25 * total_steps))
+class Horizon:
+    """The schedule's length in steps, mutable: a budgeted run shortens it once it knows how
+    many steps fit, so the rate still anneals to ~0 by the end instead of being cut mid-peak."""
 
+    def __init__(self, total_steps: int):
+        self.total = max(1, int(total_steps))
+
+
+def _onecycle(optimizer, horizon: Horizon):
+    # Warm up for 25% of steps to the peak rate, then cosine-anneal to ~0 (Smith's one-cycle).
     def factor(step: int) -> float:
+        warm = max(1, int(0.25 * horizon.total))
         if step < warm:
             return 0.04 + 0.96 * step / warm
-        t = (step - warm) / max(1, total_steps - warm)
+        t = (step - warm) / max(1, horizon.total - warm)
         return 0.5 * (1 + math.cos(math.pi * min(t, 1.0))) + 1e-4
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def _cosine(optimizer, total_steps: int):
-    warm = max(1, int(0.05 * total_steps))
-
+def _cosine(optimizer, horizon: Horizon):
     def factor(step: int) -> float:
+        warm = max(1, int(0.05 * horizon.total))
         if step < warm:
             return (step + 1) / warm
-        t = (step - warm) / max(1, total_steps - warm)
+        t = (step - warm) / max(1, horizon.total - warm)
         return 0.5 * (1 + math.cos(math.pi * min(t, 1.0))) + 1e-4
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def _constant(optimizer, total_steps: int):
+def _constant(optimizer, horizon: Horizon):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
 
 
@@ -72,6 +78,10 @@ SCHEDULES = {"onecycle": _onecycle, "cosine": _cosine, "constant": _constant}
 
 
 def build_schedule(name: str, optimizer, total_steps: int):
+    """A LambdaLR whose `.horizon.total` (steps) may be shortened while training."""
     if name not in SCHEDULES:
         raise HeadstartError(f"unknown schedule '{name}'", hint=f"choose one of: {', '.join(SCHEDULES)}")
-    return SCHEDULES[name](optimizer, total_steps)
+    horizon = Horizon(total_steps)
+    scheduler = SCHEDULES[name](optimizer, horizon)
+    scheduler.horizon = horizon
+    return scheduler
