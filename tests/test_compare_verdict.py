@@ -61,3 +61,19 @@ def test_a_speed_for_accuracy_trade_off_is_named_as_one():
     out = judge([arm("probe", "probe", 0.878, 38.9), arm("scratch", "scratch", 0.799, 16.4)], 0.772, n_test=394)
     assert out["verdict"] == "inconclusive"
     assert "trade-off" in out["verdict_sentence"] and "7.9 points more accurate" in out["verdict_sentence"]
+
+
+def test_scratch_arms_may_name_their_architecture():
+    from headstart.compare import parse_arm
+    assert parse_arm("scratch", "resnet9") == ("scratch", "resnet9")
+    assert parse_arm("scratch:same", "resnet9") == ("scratch", "same")
+    assert parse_arm("lp-ft", "resnet9") == ("lp-ft", None)
+    validate(CompareConfig(data="digits", arms=("probe", "scratch", "scratch:same")))
+    with pytest.raises(HeadstartError, match="unknown arm"):
+        validate(CompareConfig(data="digits", arms=("probe:same", "scratch")))
+
+
+def test_the_most_accurate_scratch_arm_is_the_one_compared_against():
+    out = judge([arm("probe", "probe", 0.86, 5.0), arm("scratch", "scratch", 0.80, 10.0),
+                 arm("scratch:same", "scratch", 0.70, None)], 0.80, n_test=1000)
+    assert out["verdict"] == "transfer helps" and out["speedup"] == pytest.approx(2.0)

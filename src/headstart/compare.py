@@ -38,13 +38,25 @@ class CompareConfig:
     fit_settings: dict = field(default_factory=dict)  # passed to every arm's FitConfig
 
 
+def parse_arm(arm: str, default_scratch_model: str) -> tuple[str, str | None]:
+    """'probe' -> ('probe', None); 'scratch' -> ('scratch', default); 'scratch:same' ->
+    ('scratch', 'same'): a scratch arm may name its own architecture, so one comparison can
+    hold the small CNN and the backbone's own architecture side by side."""
+    strategy, _, model = arm.partition(":")
+    if strategy == "scratch":
+        return strategy, model or default_scratch_model
+    return strategy, None
+
+
 def validate(config: CompareConfig) -> None:
     from .strategies import STRATEGIES
 
-    unknown = [a for a in config.arms if a not in STRATEGIES]
+    unknown = [a for a in config.arms if parse_arm(a, config.scratch_model)[0] not in STRATEGIES
+               or (":" in a and not a.startswith("scratch:"))]
     if unknown:
         raise HeadstartError(f"unknown arm(s): {', '.join(unknown)}",
-                             hint=f"arms are strategies: {', '.join(STRATEGIES)}")
+                             hint=f"arms are strategies: {', '.join(STRATEGIES)}; a scratch arm may "
+                                  f"name its architecture, e.g. scratch:same or scratch:resnet9")
     if len(set(config.arms)) != len(config.arms):
         raise HeadstartError("an arm is listed twice", hint="list each strategy once in --arms")
     if config.target is not None and not 0 < config.target <= 1:
@@ -55,7 +67,7 @@ def validate(config: CompareConfig) -> None:
     if config.budget_seconds is not None and config.budget_seconds < 5:
         raise HeadstartError(f"a budget of {config.budget_seconds:g} s per arm leaves no time for a single "
                              "evaluation", hint="give each arm at least 5s, e.g. --budget 2m")
-    if "scratch" not in config.arms and config.target is None:
+    if not any(parse_arm(a, "")[0] == "scratch" for a in config.arms) and config.target is None:
         raise HeadstartError("without a scratch arm there is no default target",
                              hint="add scratch to --arms, or set --target")
 
@@ -87,10 +99,12 @@ def run_compare(config: CompareConfig) -> dict:
 
     runs: dict[str, list[dict]] = {}
     for arm in config.arms:
+        strategy, scratch_model = parse_arm(arm, config.scratch_model)
+        folder = arm.replace(":", "-")
         for seed in range(config.seeds):
-            arm_dir = run_dir / "arms" / (arm if seed == 0 else f"{arm}-seed{seed}")
-            fit_config = FitConfig(data=config.data, backbone=config.backbone, strategy=arm,
-                                   scratch_model=config.scratch_model, seed=seed,
+            arm_dir = run_dir / "arms" / (folder if seed == 0 else f"{folder}-seed{seed}")
+            fit_config = FitConfig(data=config.data, backbone=config.backbone, strategy=strategy,
+                                   scratch_model=scratch_model, seed=seed,
                                    budget_seconds=config.budget_seconds,
                                    evals_per_epoch=config.evals_per_epoch, out=str(arm_dir),
                                    **config.fit_settings)
@@ -118,7 +132,9 @@ def summarise(config: CompareConfig, runs: dict[str, list[dict]], run_dir: Path)
     if config.target is not None:
         target, source = config.target, "user"
     else:
-        target = median([r["summary"]["best_val_accuracy"] for r in runs["scratch"]])
+        # the best scratch arm sets the bar: the most accurate model one could train without transfer
+        target = max(median([r["summary"]["best_val_accuracy"] for r in seeds])
+                     for name, seeds in runs.items() if seeds[0]["summary"]["strategy"] == "scratch")
         source = "scratch-best-val"
 
     arms = []
@@ -163,7 +179,10 @@ def judge(arms: list[dict], target: float, n_test: int) -> dict:
     Accuracy differences smaller than the noise are not evidence: the noise is the larger of
     the seed spread and one binomial standard error of the test accuracy.
     """
-    scratch = next((a for a in arms if a["strategy"] == "scratch"), None)
+    scratches = [a for a in arms if a["strategy"] == "scratch"]
+    # the best scratch arm: the most accurate on test, the fastest to the target among equals
+    scratch = max(scratches, key=lambda a: (a["test_accuracy"], -(a["time_to_target_seconds"] or 1e18)),
+                  default=None)
     transfer = [a for a in arms if a["strategy"] != "scratch"]
     fastest = min((a for a in transfer if a["time_to_target_seconds"] is not None),
                   key=lambda a: a["time_to_target_seconds"], default=None)
