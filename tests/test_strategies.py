@@ -81,3 +81,34 @@ def test_single_class_data_is_a_clear_error(tmp_path):
     data = make_blobs(classes=("only",))
     with pytest.raises(HeadstartError, match="two classes"):
         fit(small_config(tmp_path, "probe"), data=data)
+
+
+def test_probe_under_a_tight_budget_fits_on_the_features_it_had_time_for(tmp_path, monkeypatch):
+    import headstart.strategies.linear as linear
+
+    monkeypatch.setattr(linear, "CHUNK", 8)
+    monkeypatch.setattr(linear, "ANYTIME_FIT_RESERVE", 0.0)
+    real = linear.compute_features
+
+    def slow(classifier, images, description=None):  # ~0.05 s per image: the budget binds
+        import time
+        time.sleep(0.05 * len(images))
+        return real(classifier, images, description)
+
+    monkeypatch.setattr(linear, "compute_features", slow)
+    data = make_blobs(n_per_class=60)
+    summary = fit(small_config(tmp_path, "probe", budget_seconds=3.0), data=data, use_feature_cache=False).summary
+    assert summary["stop_reason"] == "budget"
+    assert 2 * 3 <= summary["probe_train_used"] < summary["sizes"]["train"]
+    assert summary["train_seconds"] < 3.0
+    assert summary["test_accuracy"] > 0.6
+
+
+def test_anytime_probe_logs_provisional_heads_before_the_full_pass(tmp_path):
+    data = make_blobs(n_per_class=60)
+    run = fit(small_config(tmp_path, "probe"), data=data, use_feature_cache=False).run_dir
+    rows = [r for r in read_metrics(run) if r["split"] == "val"]
+    anytime = [r for r in rows if r["phase"] == "probe-anytime"]
+    assert [r["n_train"] for r in anytime] == sorted(r["n_train"] for r in anytime)
+    assert len(anytime) >= 2 and anytime[0]["n_train"] < rows[-1]["n_train"]
+    assert anytime[0]["train_seconds"] < rows[-1]["train_seconds"]

@@ -72,6 +72,13 @@ def validate(config: CompareConfig) -> None:
                              hint="add scratch to --arms, or set --target")
 
 
+def _sized_to_input(scratch_model: str | None, backbone: str) -> bool:
+    if scratch_model in (None, "same", backbone):
+        return False
+    from .zoo import get_backbone
+    return bool(getattr(get_backbone(scratch_model, pretrained=False), "sized_to_input", False))
+
+
 def time_to_target(rows: list[dict], target: float) -> float | None:
     """Training seconds at the first validation evaluation reaching the target."""
     for row in rows:
@@ -101,13 +108,18 @@ def run_compare(config: CompareConfig) -> dict:
     for arm in config.arms:
         strategy, scratch_model = parse_arm(arm, config.scratch_model)
         folder = arm.replace(":", "-")
+        settings = dict(config.fit_settings)
+        if _sized_to_input(scratch_model, config.backbone):
+            # --image-size is the transfer backbone's; the small CNN keeps the data's own
+            # resolution (up to its cap), as a from-scratch user would train it
+            settings.pop("image_size", None)
         for seed in range(config.seeds):
             arm_dir = run_dir / "arms" / (folder if seed == 0 else f"{folder}-seed{seed}")
             fit_config = FitConfig(data=config.data, backbone=config.backbone, strategy=strategy,
                                    scratch_model=scratch_model, seed=seed,
                                    budget_seconds=config.budget_seconds,
                                    evals_per_epoch=config.evals_per_epoch, out=str(arm_dir),
-                                   **config.fit_settings)
+                                   **settings)
             result = fit(fit_config, data=data, use_feature_cache=False)
             runs.setdefault(arm, []).append({"dir": arm_dir, "summary": result.summary,
                                              "rows": read_metrics(arm_dir)})

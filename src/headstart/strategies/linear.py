@@ -25,6 +25,7 @@ C_GRID = (0.01, 0.03, 0.1, 0.3, 1.0)
 # Fractions of the training set after which a provisional head is fitted and scored.
 ANYTIME_FRACTIONS = (0.125, 0.25, 0.5)
 ANYTIME_C = 0.1
+ANYTIME_FIT_RESERVE = 2.0  # seconds kept for the final head fits when a budget is set
 
 
 def fit_logistic_head(classifier, ctx, c_grid=C_GRID) -> dict:
@@ -38,12 +39,17 @@ def fit_logistic_head(classifier, ctx, c_grid=C_GRID) -> dict:
     val_x, _ = extract_features(classifier, ctx.val, use_cache=ctx.use_feature_cache,
                                 description="features (val)")
     rec.resume()
-    train_x, train_cached = _train_features_anytime(classifier, ctx, val_x)
+    train_x, train_cached, order = _train_features_anytime(classifier, ctx, val_x)
+    train_y = ctx.train.labels[order]
 
-    best = None
+    best, budget, fit_seconds = None, ctx.config.budget_seconds, 0.0
     for c in c_grid:
+        if best is not None and budget is not None and rec.wall_seconds + fit_seconds > budget:
+            break  # keep the promise: fewer regularisation candidates rather than overtime
         rec.resume()
-        weight, bias = _fit(train_x, ctx.train.labels, ctx.train.num_classes, c)
+        fit_started = rec.train_seconds
+        weight, bias = _fit(train_x, train_y, ctx.train.num_classes, c)
+        fit_seconds = rec.train_seconds - fit_started
         rec.pause()
         accuracy, loss = _score_head(weight, bias, val_x, ctx.val.labels)
         rec.log("val", accuracy, loss, phase="probe", C=c, n_train=len(train_x))
@@ -53,38 +59,48 @@ def fit_logistic_head(classifier, ctx, c_grid=C_GRID) -> dict:
     with torch.no_grad():
         classifier.head.fc.weight.copy_(torch.from_numpy(weight))
         classifier.head.fc.bias.copy_(torch.from_numpy(bias))
-    return {"probe_C": c, "probe_val_accuracy": accuracy, "features_cached": train_cached}
+    return {"probe_C": c, "probe_val_accuracy": accuracy, "features_cached": train_cached,
+            "probe_train_used": int(len(order)), "stop_reason": "budget" if len(order) < len(ctx.train) else "completed"}
 
 
-def _train_features_anytime(classifier, ctx, val_x) -> tuple[np.ndarray, bool]:
+CHUNK = 64  # images per extraction step: the granularity of the budget check
+
+
+def _train_features_anytime(classifier, ctx, val_x) -> tuple[np.ndarray, bool, np.ndarray]:
+    """(features, from_cache, order): features[i] belongs to train image order[i]. Under a
+    budget, extraction stops early and the head is fitted on the stratified prefix done."""
     rec, train = ctx.recorder, ctx.train
     path = feature_cache_path(classifier, train) if ctx.use_feature_cache else None
     if path is not None and (cached := load_cached_features(path)) is not None:
-        return cached, True
+        return cached, True, np.arange(len(train))
     order = _stratified_order(train.labels, seed=ctx.config.seed)
     n = len(order)
-    bounds = sorted({int(n * f) for f in ANYTIME_FRACTIONS if int(n * f) >= 2 * train.num_classes} | {n})
-    features = None
-    done = 0
+    marks = {int(n * f) for f in ANYTIME_FRACTIONS if int(n * f) >= 2 * train.num_classes}
+    bounds = sorted(marks | set(range(CHUNK, n, CHUNK)) | {n})
+    budget = ctx.config.budget_seconds
+    parts, done, started = [], 0, rec.wall_seconds
     with progress_bar("features (train)", total=n) as advance:
         for end in bounds:
-            chunk = order[done:end]
-            part = compute_features(classifier, train.images[chunk])
-            if features is None:
-                features = np.empty((n, part.shape[1]), dtype=np.float32)
-            features[chunk] = part
-            advance(len(chunk))
+            if budget is not None and done >= 2 * train.num_classes:
+                rate = (rec.wall_seconds - started) / done  # seconds per image so far
+                if rec.wall_seconds + rate * (end - done) + ANYTIME_FIT_RESERVE > budget:
+                    break
+            parts.append(compute_features(classifier, train.images[order[done:end]]))
+            advance(end - done)
             done = end
-            if end < n:  # a provisional head on the features so far
-                seen = order[:end]
-                weight, bias = _fit(features[seen], train.labels[seen], train.num_classes, ANYTIME_C)
+            if end in marks and end < n:  # a provisional head on the features so far
+                weight, bias = _fit(np.concatenate(parts), train.labels[order[:end]], train.num_classes, ANYTIME_C)
                 rec.pause()
                 accuracy, loss = _score_head(weight, bias, val_x, ctx.val.labels)
                 rec.log("val", accuracy, loss, phase="probe-anytime", C=ANYTIME_C, n_train=int(end))
                 rec.resume()
-    if path is not None:
-        save_cached_features(path, features)
-    return features, False
+    features = np.concatenate(parts)
+    if path is not None and done == n:
+        # cached in the data's own order, so any later fit can use it directly
+        full = np.empty_like(features)
+        full[order] = features
+        save_cached_features(path, full)
+    return features, False, order[:done]
 
 
 def _stratified_order(labels: np.ndarray, seed: int) -> np.ndarray:

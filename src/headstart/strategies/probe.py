@@ -15,4 +15,4 @@ class Probe(Strategy):
             p.requires_grad_(False)
         result = fit_logistic_head(classifier, ctx)
         ctx.recorder.epoch = 1.0
-        return {**result, "best_val_accuracy": result["probe_val_accuracy"], "stop_reason": "completed"}
+        return {**result, "best_val_accuracy": result["probe_val_accuracy"]}
