@@ -33,9 +33,12 @@ demo: install
 test: install
 	$(PY) -m pytest -q
 
+# The benchmarks behind BENCHMARKS.md (about 1.5 hours on 2 cores).
 bench: install
 	$(PY) -m pip install -q -e '.[bench]'
-	$(PY) bench/run_all.py
+	$(PY) bench/transfer_vs_scratch.py
+	$(PY) bench/vs_fastai.py --dataset elpv --image-size 128 --epochs 1 --seeds 3
+	$(PY) bench/probe_floor.py --dataset elpv --repeats 3
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

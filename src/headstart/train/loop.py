@@ -30,6 +30,9 @@ from .optim import build_optimizer, build_schedule
 from .progress import progress_bar
 
 
+EARLY_REPLAN_STEPS = 5
+
+
 @dataclass
 class TrainPlan:
     epochs: int
@@ -155,6 +158,9 @@ def train_model(model, param_groups: list[dict], train, val, plan: TrainPlan, re
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
                 step_seconds.append(time.perf_counter() - started)
+                if len(step_seconds) == EARLY_REPLAN_STEPS:  # plan the budget early, not after a
+                    _fit_schedule_to_budget(scheduler, plan, recorder, step_seconds, eval_seconds,
+                                            steps_per_epoch)  # whole epoch of warm-up
                 recorder.step += 1
                 recorder.epoch = epoch + (i + 1) / steps_per_epoch
                 advance(1)
