@@ -110,3 +110,14 @@ def test_console_script_runs_in_a_fresh_process(probe_run, folder):
                           env={**os.environ, "HEADSTART_QUIET": "1"}, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "\tblue\t" in done.stdout
+
+
+def test_demo_compares_on_elpv_and_writes_a_report(tmp_path, capsys):
+    # the real demo takes ~3 minutes; the same command on a small subset at 32 px
+    out = tmp_path / "demo"
+    assert main(["demo", "--train-per-class", "12", "--image-size", "32", "--budget", "20s", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    comparison = read_json(out / "comparison.json")
+    assert comparison["data"] == "elpv" and {a["name"] for a in comparison["arms"]} == {"probe", "scratch"}
+    assert next(a for a in comparison["arms"] if a["name"] == "probe")["weights"].startswith("packaged:")
+    assert "CC BY-NC-SA" in printed and str(out / "report.html") in printed
