@@ -1,5 +1,4 @@
 """End-to-end: each command through the real CLI entry point, on tiny data."""
-import json
 import os
 import subprocess
 import sys
@@ -8,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from headstart.cli import main
-from headstart.records import read_json, read_metrics
+from headstart.records import read_json
 
 from conftest import make_blobs, write_image_folder
 

@@ -1,6 +1,5 @@
 """One common test over every registered strategy, plus the training-loop promises:
 budget, NaN stop, feature cache, early stopping records."""
-import numpy as np
 import pytest
 
 from headstart.config import FitConfig

@@ -5,7 +5,6 @@ what to build, and writes the run directory (only the main process writes under 
 """
 from __future__ import annotations
 
-import json
 import os
 import resource
 import sys

@@ -7,7 +7,6 @@ process or under `torchrun --nproc_per_node 2` (Accelerate reads torchrun's envi
 """
 from __future__ import annotations
 
-import math
 import os
 import signal
 import time
