@@ -7,29 +7,16 @@ then every layer trains with rates from lr/100 at the stem up to lr at the head.
 """
 from __future__ import annotations
 
-from ..train.optim import layerwise_groups
-from .base import FitContext, Strategy, register_strategy
-from .linear import fit_logistic_head
-from .tuning import resuming_past_head, run_training_loop
-
-LR_SPREAD = 100.0  # stem rate = lr / LR_SPREAD, as fastai's slice(lr/100, lr)
+from .base import register_strategy
+from .tuning import HeadThenAllLayers
 
 
 @register_strategy
-class Finetune(Strategy):
+class Finetune(HeadThenAllLayers):
     name = "finetune"
     default_epochs = 5
     default_lr = 1e-3
     default_augment = "light"
     description = "head on cached features, then all layers with discriminative rates (one-cycle)"
-
-    def fit(self, classifier, ctx: FitContext) -> dict:
-        head = {}
-        if not resuming_past_head(ctx, self.name):
-            head = fit_logistic_head(classifier, ctx, c_grid=(0.1,))
-        for p in classifier.parameters():
-            p.requires_grad_(True)
-        groups = layerwise_groups(classifier.backbone.param_groups(), classifier.head,
-                                  self.lr(ctx.config), LR_SPREAD)
-        return {**head, **run_training_loop(self, classifier, groups, ctx,
-                                            initial_val=head.get("probe_val_accuracy"))}
+    head_c_grid = (0.1,)   # fastai's head phase is short: one regularisation, no sweep
+    lr_spread = 100.0      # stem rate = lr / 100, as fastai's slice(lr/100, lr)

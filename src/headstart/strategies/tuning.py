@@ -4,7 +4,9 @@ from __future__ import annotations
 import torch
 
 from ..train.loop import TrainPlan, train_model
+from ..train.optim import layerwise_groups
 from .base import FitContext, Strategy
+from .linear import fit_logistic_head
 
 
 def run_training_loop(strategy: Strategy, classifier, groups: list[dict], ctx: FitContext,
@@ -33,3 +35,26 @@ def run_training_loop(strategy: Strategy, classifier, groups: list[dict], ctx: F
 def resuming_past_head(ctx: FitContext, phase: str) -> bool:
     """On --resume the loop's checkpoint already holds the fitted head: skip re-fitting it."""
     return bool(ctx.config.resume and ctx.checkpoint_dir and (ctx.checkpoint_dir / f"{phase}.pt").exists())
+
+
+class HeadThenAllLayers(Strategy):
+    """Fit a logistic head on cached features, then train every layer from it.
+
+    Subclasses choose the head's C grid, the spread of layer-wise rates (stem = lr / spread)
+    and the schedule. Training starts from the head's validation accuracy and must beat it.
+    """
+
+    head_c_grid: tuple[float, ...] = (0.1,)
+    lr_spread: float = 1.0
+    schedule: str | None = None  # None: the config's --schedule
+
+    def fit(self, classifier, ctx: FitContext) -> dict:
+        head = {}
+        if not resuming_past_head(ctx, self.name):
+            head = fit_logistic_head(classifier, ctx, c_grid=self.head_c_grid)
+        for p in classifier.parameters():
+            p.requires_grad_(True)
+        groups = layerwise_groups(classifier.backbone.param_groups(), classifier.head,
+                                  self.lr(ctx.config), self.lr_spread)
+        return {**head, **run_training_loop(self, classifier, groups, ctx, schedule=self.schedule,
+                                            initial_val=head.get("probe_val_accuracy"))}
