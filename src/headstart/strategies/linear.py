@@ -75,14 +75,17 @@ def _train_features_anytime(classifier, ctx, val_x) -> tuple[np.ndarray, bool, n
     marks = {int(n * f) for f in ANYTIME_FRACTIONS if int(n * f) >= 2 * train.num_classes}
     bounds = sorted(marks | set(range(CHUNK, n, CHUNK)) | {n})
     budget = ctx.config.budget_seconds
-    parts, done, started = [], 0, rec.wall_seconds
+    parts, done, rate = [], 0, 0.0
     with progress_bar("features (train)", total=n) as advance:
         for end in bounds:
+            # the pace of the latest chunk, not the average: the first one pays one-off
+            # warm-up (seconds on a GPU) that would make every later chunk look unaffordable
             if budget is not None and done >= 2 * train.num_classes:
-                rate = (rec.wall_seconds - started) / done  # seconds per image so far
                 if rec.wall_seconds + rate * (end - done) + ANYTIME_FIT_RESERVE > budget:
                     break
+            chunk_started = rec.wall_seconds
             parts.append(compute_features(classifier, train.images[order[done:end]]))
+            rate = (rec.wall_seconds - chunk_started) / (end - done)
             advance(end - done)
             done = end
             if end in marks and end < n:  # a provisional head on the features so far
