@@ -127,11 +127,8 @@ def run_compare(config: CompareConfig) -> dict:
     comparison = summarise(config, runs, run_dir)
     comparison["decode_seconds"] = round(decode_seconds, 3)
     write_json(run_dir / "comparison.json", comparison)
-    try:
-        from .report import build_comparison_report
-        comparison["report"] = str(build_comparison_report(run_dir))
-    except ImportError:
-        pass
+    from .report import build_comparison_report
+    comparison["report"] = str(build_comparison_report(run_dir))
     return comparison
 
 
