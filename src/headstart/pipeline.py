@@ -21,8 +21,8 @@ from .errors import HeadstartError
 from .heads import ImageClassifier
 from .metrics import classification_summary, imbalance
 from .model_io import save_model
-from .report import build_fit_report
 from .records import Recorder, new_run_dir, read_metrics, write_json, write_yaml
+from .report import build_fit_report
 from .strategies import FitContext, get_strategy
 from .train.evaluate import predict_logits, score
 from .zoo import get_backbone
