@@ -33,12 +33,15 @@ demo: install
 test: install
 	$(PY) -m pytest -q
 
-# The benchmarks behind BENCHMARKS.md (about 1.5 hours on 2 cores).
+# The benchmarks behind BENCHMARKS.md (about 1.2 hours on 2 cores).
 bench: install
 	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) bench/transfer_vs_scratch.py
-	$(PY) bench/vs_fastai.py --dataset elpv --image-size 128 --epochs 1 --seeds 3
-	$(PY) bench/probe_floor.py --dataset elpv --repeats 3
+	$(PY) bench/vs_fastai.py --dataset elpv --image-size 128 --epochs 1 --seeds 3 --train-per-class 100 \
+	  --max-eval 500 --results bench/results/vs_fastai_100pc.json
+	$(PY) bench/vs_fastai.py --dataset elpv --image-size 128 --epochs 1 --seeds 1 --max-eval 500 \
+	  --results bench/results/vs_fastai_full.json
+	$(PY) bench/probe_floor.py --dataset elpv --image-size 128 --repeats 3
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
