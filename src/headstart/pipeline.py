@@ -135,7 +135,8 @@ def fit(config: FitConfig, *, data=None, use_feature_cache: bool = True) -> FitR
         (run_dir / "metrics.jsonl").unlink(missing_ok=True)
     recorder = Recorder(run_dir, strategy.name, write=main, rows=rows)
     ctx = FitContext(config=config, train=train, val=val, recorder=recorder,
-                     checkpoint_dir=run_dir / "checkpoint", use_feature_cache=use_feature_cache)
+                     checkpoint_dir=run_dir / "checkpoint", use_feature_cache=use_feature_cache,
+                     test_size=len(test))
     outcome = strategy.fit(classifier, ctx)
     recorder.pause()
 

@@ -22,6 +22,7 @@ class FitContext:
     recorder: Recorder
     checkpoint_dir: Path | None = None
     use_feature_cache: bool = True
+    test_size: int = 0       # the final test pass also has to fit inside --budget
 
 
 class Strategy:

@@ -81,7 +81,8 @@ def _train_features_anytime(classifier, ctx, val_x) -> tuple[np.ndarray, bool, n
             # the pace of the latest chunk, not the average: the first one pays one-off
             # warm-up (seconds on a GPU) that would make every later chunk look unaffordable
             if budget is not None and done >= 2 * train.num_classes:
-                if rec.wall_seconds + rate * (end - done) + ANYTIME_FIT_RESERVE > budget:
+                closing = ANYTIME_FIT_RESERVE + rate * ctx.test_size  # head fits, then the test pass
+                if rec.wall_seconds + rate * (end - done) + closing > budget:
                     break
             chunk_started = rec.wall_seconds
             parts.append(compute_features(classifier, train.images[order[done:end]]))

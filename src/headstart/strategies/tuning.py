@@ -25,6 +25,7 @@ def run_training_loop(strategy: Strategy, classifier, groups: list[dict], ctx: F
         mixed_precision=c.mixed_precision,
         seed=c.seed,
         phase=strategy.name,
+        reserve_images=ctx.test_size,
     )
     result = train_model(classifier, groups, ctx.train, ctx.val, plan, ctx.recorder,
                          checkpoint_dir=ctx.checkpoint_dir, resume=c.resume, initial_val=initial_val)

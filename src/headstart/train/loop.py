@@ -47,6 +47,7 @@ class TrainPlan:
     label_smoothing: float = 0.1
     seed: int = 0
     phase: str = "train"  # a name for this loop in metrics and checkpoints
+    reserve_images: int = 0  # images evaluated after training (the test set), kept inside the budget
 
 
 @dataclass
@@ -131,7 +132,12 @@ def train_model(model, param_groups: list[dict], train, val, plan: TrainPlan, re
         if plan.budget_seconds is None:
             return False
         next_step = float(np.median(step_seconds[-20:])) if step_seconds else 0.0
-        mine = recorder.wall_seconds + next_step + eval_seconds * 1.2 > plan.budget_seconds
+        # what must still fit after this step: the closing validation pass and the final test
+        # pass. Before the first evaluation its cost is estimated from the step time (a
+        # training step costs ~3 forward passes of the batch).
+        per_image = eval_seconds / max(1, len(val)) if eval_seconds else next_step / batch_size / 3
+        closing = 1.2 * per_image * (len(val) + plan.reserve_images)
+        mine = recorder.wall_seconds + next_step + closing > plan.budget_seconds
         flag = torch.tensor([1.0 if mine else 0.0])
         # every rank must stop at the same step or DDP deadlocks on the next all-reduce
         return accelerator.reduce(flag, "max").item() > 0 if accelerator.num_processes > 1 else mine
