@@ -19,7 +19,9 @@ def save_checkpoint(path: Path, model, optimizer, scheduler, recorder: Recorder,
     payload = {
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
+        # LambdaLR saves its __dict__, which would include our Horizon object; the horizon
+        # travels as a plain int instead, so the file stays loadable with weights_only=True
+        "scheduler": {k: v for k, v in scheduler.state_dict().items() if k != "horizon"},
         "horizon": scheduler.horizon.total,
         "epoch": epoch,
         "step": recorder.step,
