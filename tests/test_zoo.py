@@ -18,6 +18,7 @@ from headstart.zoo import (
     load_packaged_imagenet_model,
     register_weights_source,
 )
+from headstart.zoo import packaged as zoo_packaged
 from headstart.zoo import weights as zoo_weights
 
 REGISTERED = [b["name"] for b in list_backbones()]
@@ -144,7 +145,7 @@ def test_packaged_mapping_fails_loudly_on_misaligned_tensors():
     source = {"a.weight": torch.zeros(2, 3), "a.bias": torch.zeros(2)}
     target = {"x.bias": torch.zeros(2), "x.weight": torch.zeros(2, 3)}
     with pytest.raises(HeadstartError, match="do not line up"):
-        zoo_weights._map_by_order(source, target, "pkg")
+        zoo_packaged._map_by_order(source, target, "pkg")
 
 
 def test_hub_weights_offline_fail_fast_and_list_offline_backbones(offline):
