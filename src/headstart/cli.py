@@ -23,9 +23,11 @@ def _add_fit_options(p: argparse.ArgumentParser) -> None:
     from .train.augment import AUGMENTATIONS
     from .train.optim import OPTIMIZERS, SCHEDULES
 
-    p.add_argument("data", help="a folder of class sub-folders, a CSV of path,label, or a built-in "
-                                "dataset name (see `headstart datasets`)")
-    p.add_argument("--backbone", default="tf_efficientnet_lite0", help="zoo or timm model name")
+    p.add_argument("data", help="a folder of class sub-folders (images or .txt files), a CSV (path,label "
+                                "or text,label), a JSONL of texts, or a built-in dataset name "
+                                "(see `headstart datasets`)")
+    p.add_argument("--backbone", help="zoo or timm model name, or a text model (hub id, alias or folder); "
+                                      "default: tf_efficientnet_lite0 for images, all-MiniLM-L6-v2 for text")
     p.add_argument("--strategy", default="probe", choices=list(STRATEGIES))
     p.add_argument("--weights", help="load pretrained weights from this file (safetensors or a state_dict)")
     p.add_argument("--no-pretrained", dest="pretrained", action="store_false",
@@ -48,8 +50,23 @@ def _add_fit_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scratch-model", help="architecture for --strategy scratch ('same' = the backbone's)")
     p.add_argument("--strict", action="store_true", help="fail on unreadable images instead of skipping them")
     p.add_argument("--elpv-grades", action="store_true", help="elpv: four defect grades instead of two classes")
+    _add_text_options(p)
     p.add_argument("--out", help="run directory (default: a new folder under runs/)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+
+
+def _add_text_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--modality", default="auto", choices=["auto", "image", "text"],
+                   help="what the data is (default: detected from it)")
+    p.add_argument("--text-column", help="CSV/JSONL column holding the text (default: text, sentence, ...)")
+    p.add_argument("--label-column", help="CSV/JSONL column holding the label (default: label, class, ...)")
+    p.add_argument("--max-length", type=int, help="text: tokens per text; longer ones are truncated and "
+                                                  "counted (default: the model's own, 256 for MiniLM)")
+    p.add_argument("--pooling", choices=["mean", "cls"], help="text: how token features become one vector "
+                                                               "(default: the model's own)")
+
+
+TEXT_SETTINGS = ("modality", "text_column", "label_column", "max_length", "pooling")
 
 
 def _fit_config(args: argparse.Namespace):
@@ -64,6 +81,7 @@ def _fit_config(args: argparse.Namespace):
         patience=args.patience, budget_seconds=parse_duration(args.budget),
         evals_per_epoch=args.evals_per_epoch, mixed_precision=args.mixed_precision,
         scratch_model=args.scratch_model, out=args.out, resume=args.resume,
+        **{k: getattr(args, k) for k in TEXT_SETTINGS},
     )
 
 
@@ -92,23 +110,29 @@ def cmd_fit(args) -> int:
 
 @command
 def cmd_predict(args) -> int:
-    from .predict import predict_paths
+    from .predict import predict_inputs
 
-    results = predict_paths(args.run, args.inputs)
+    results = predict_inputs(args.run, args.inputs, text_file=args.file)
     if args.csv:
         from .records import atomic_write_text
         buffer = io.StringIO()
         writer = csv.writer(buffer)
-        writer.writerow(["path", "label", "probability", "error"])
+        writer.writerow([results[0].kind if results else "path", "label", "probability", "error"])
         for r in results:
             writer.writerow([r.path, r.label or "", "" if r.probability is None else f"{r.probability:.6f}", r.error or ""])
         atomic_write_text(Path(args.csv), buffer.getvalue())
     for r in results:
+        shown = r.path if r.kind == "path" else _snippet(r.path)
         if r.error:
-            print(f"{r.path}\t-\t-\t{r.error}")
+            print(f"{shown}\t-\t-\t{r.error}")
         else:
-            print(f"{r.path}\t{r.label}\t{r.probability:.4f}")
+            print(f"{shown}\t{r.label}\t{r.probability:.4f}")
     return 1 if all(r.error for r in results) else 0
+
+
+def _snippet(text: str, width: int = 70) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[:width - 1] + "…"
 
 
 @command
@@ -138,10 +162,12 @@ def cmd_compare(args) -> int:
     from .config import parse_duration
 
     settings = {k: getattr(args, k) for k in ("image_size", "train_per_class", "train_size", "max_eval",
-                                                 "strict", "elpv_grades", "epochs", "batch_size")
-                if getattr(args, k) not in (None, False)}
+                                                 "strict", "elpv_grades", "epochs", "batch_size",
+                                                 *TEXT_SETTINGS)
+                if getattr(args, k) not in (None, False, "auto")}
+    arms = tuple(a.strip() for a in args.arms.split(",") if a.strip()) if args.arms else None
     config = CompareConfig(
-        data=args.data, arms=tuple(a.strip() for a in args.arms.split(",") if a.strip()),
+        data=args.data, arms=arms,
         backbone=args.backbone, scratch_model=args.scratch_model, seeds=args.seeds, target=args.target,
         budget_seconds=parse_duration(args.budget), evals_per_epoch=args.evals_per_epoch, out=args.out,
         fit_settings=settings)
@@ -159,7 +185,9 @@ def print_comparison(c: dict) -> None:
         table.add_column(col, justify="left" if col in ("arm", "backbone") else "right")
     for a in c["arms"]:
         ttt = a["time_to_target_seconds"]
-        table.add_row(a["name"], f"{a['backbone']} @{a['input_size']}px", f"{a['best_val_accuracy']:.3f}",
+        size = "" if a["input_size"] is None else \
+            f" @{a['input_size']}{' tokens' if a.get('modality') == 'text' else 'px'}"
+        table.add_row(a["name"], f"{a['backbone']}{size}", f"{a['best_val_accuracy']:.3f}",
                       f"{a['test_accuracy']:.3f}", f"{a['train_seconds']:.1f}",
                       f"{ttt:.1f} s" if ttt is not None else "never within budget")
     console = Console()
@@ -199,16 +227,19 @@ def build_parser() -> argparse.ArgumentParser:
                                      "pre-trained model, and prove the time saved.")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_fit_options(sub.add_parser("fit", help="train a classifier and write a run directory"))
-    p = sub.add_parser("predict", help="label images with a finished run")
+    p = sub.add_parser("predict", help="label images or texts with a finished run")
     p.add_argument("run", help="a run directory written by `headstart fit`")
-    p.add_argument("inputs", nargs="+", help="image files or folders")
+    p.add_argument("inputs", nargs="*", help="image files or folders; for a text run, the texts themselves")
+    p.add_argument("--file", help="text runs: a file with one text per line ('-' reads standard input)")
     p.add_argument("--csv", help="also write the predictions to this CSV file")
     p = sub.add_parser("compare", help="transfer arms vs a from-scratch arm: time to accuracy and a verdict")
     p.add_argument("data")
-    p.add_argument("--arms", default="probe,lp-ft,finetune,scratch", help="comma-separated strategies")
-    p.add_argument("--backbone", default="tf_efficientnet_lite0")
-    p.add_argument("--scratch-model", default="resnet9",
-                   help="the scratch arm's architecture: a zoo name, or 'same' for the backbone's own")
+    p.add_argument("--arms", help="comma-separated strategies (default: probe,lp-ft,finetune,scratch for "
+                                  "images; probe,lp-ft,finetune,lora,tfidf,scratch for text)")
+    p.add_argument("--backbone", help="default: tf_efficientnet_lite0 for images, all-MiniLM-L6-v2 for text")
+    p.add_argument("--scratch-model",
+                   help="the scratch arm's architecture: a zoo name, or 'same' for the backbone's own "
+                        "(default: resnet9 for images, embedding-bag for text)")
     p.add_argument("--seeds", type=int, default=1, help="repeat each arm K times; medians are reported")
     p.add_argument("--target", type=float, help="target validation accuracy (default: scratch's best)")
     p.add_argument("--budget", help="time cap per arm, e.g. 2m")
@@ -218,6 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(flag, type=kind)
     p.add_argument("--strict", action="store_true")
     p.add_argument("--elpv-grades", action="store_true")
+    _add_text_options(p)
     p.add_argument("--out")
     p = sub.add_parser("report", help="rebuild the report of a fit or compare run")
     p.add_argument("run")

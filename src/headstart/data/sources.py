@@ -1,5 +1,7 @@
 """Turn a user's data spec (built-in name, folder of class folders, or CSV) into ImageData.
 
+Text data (CSV/JSONL files, folders of .txt files) is recognised here and loaded by text_sources.
+
 Files are decoded once, resized to a square and kept as one uint8 array; the array is cached
 on disk so the next run over the same files skips decoding altogether.
 """
@@ -22,7 +24,7 @@ from typing import Callable, Iterator
 import numpy as np
 from PIL import Image, ImageOps
 
-from headstart.data.dataset import ImageData
+from headstart.data.dataset import ImageData, TextData
 from headstart.errors import HeadstartError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -30,6 +32,7 @@ DEFAULT_SIZE = 224
 
 _PATH_COLUMNS = ("path", "filename", "file", "image")
 _LABEL_COLUMNS = ("label", "class", "target")
+_MODALITIES = ("auto", "image", "text")
 # Bump when the layout of a decoded-cache file changes, so stale files are never read.
 _CACHE_FORMAT = 1
 # Below this many files a progress bar is more noise than help.
@@ -83,41 +86,94 @@ def cache_dir() -> Path:
 # --------------------------------------------------------------------------- entry point
 
 def load_data(
-    spec: str, *, size: int | None = None, strict: bool = False, elpv_grades: bool = False
-) -> ImageData:
-    """Load a built-in dataset, a folder of class sub-folders, or a `path,label` CSV.
+    spec: str,
+    *,
+    size: int | None = None,
+    strict: bool = False,
+    elpv_grades: bool = False,
+    modality: str = "auto",
+    text_column: str | None = None,
+    label_column: str | None = None,
+) -> ImageData | TextData:
+    """Load a built-in dataset, a folder of class sub-folders, or a CSV / JSONL file.
 
     Built-in names win over a same-named path in the working directory; write `./name` to
-    mean the path. `size` is the decode size of files: each is resized (shorter side) and
+    mean the path. `size` is the decode size of image files: each is resized (shorter side) and
     center-cropped to size x size (224 when None). Built-ins are already arrays and keep their
     native size whatever `size` says: resize_data after make_splits touches only the images a
     run uses (Fashion-MNIST at 224 px would be 3.5 GB). Files that cannot be decoded are
     listed in `skipped`, or raise with strict=True.
+
+    `modality` "auto" tells text from images: a .jsonl file is text; a CSV is text when it has a
+    text column and no image-path column, or when `text_column`/`label_column` is given; a
+    folder is text when its class folders hold .txt files and no images. "image" or "text"
+    forces the choice. `text_column`/`label_column` name the columns of text CSV/JSONL files.
     """
+    # Imported here because text_sources builds on this module's helpers.
+    from headstart.data import text_sources
+
+    if modality not in _MODALITIES:
+        raise HeadstartError(f"unknown modality {modality!r}", f"pass one of {', '.join(_MODALITIES)}")
+    named_columns = text_column is not None or label_column is not None
+    if named_columns and modality == "image":
+        raise HeadstartError("--text-column and --label-column are for text data", "drop them, or the image modality")
+
     if spec in _REGISTRY:
-        return _REGISTRY[spec].loader(elpv_grades=elpv_grades)
+        _refuse_columns(named_columns, f"the built-in dataset {spec}")
+        data = _REGISTRY[spec].loader(elpv_grades=elpv_grades)
+        if modality != "auto" and data.modality != modality:
+            raise HeadstartError(f"{spec} is {data.modality} data, not {modality}", f"drop the {modality} modality")
+        return data
 
     path = Path(spec).expanduser()
     side = DEFAULT_SIZE if size is None else size
-    if side < 1:
+    if side < 1 and modality != "text":
         raise HeadstartError(f"image size must be positive, got {side}", "pass a size such as 224")
     if path.is_dir():
+        _refuse_columns(named_columns, "a folder")
+        if modality == "text" or (modality == "auto" and text_sources.folder_is_text(path)):
+            return text_sources.load_text_folder(path, strict=strict)
         return _load_folder(path, side, strict)
     if path.is_file():
-        if path.suffix.lower() == ".csv":
-            return _load_csv(path, side, strict)
-        raise HeadstartError(
-            f"{spec} is a file but not a .csv",
-            "pass a folder with one sub-folder per class, or a CSV with columns path,label",
-        )
+        return _load_file(path, side, strict, modality, text_column, label_column)
     raise _unknown_spec(spec)
+
+
+def _load_file(
+    path: Path, side: int, strict: bool, modality: str, text_column: str | None, label_column: str | None
+) -> ImageData | TextData:
+    from headstart.data import text_sources
+
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        if modality == "text" or (modality == "auto" and text_sources.csv_is_text(path, text_column, label_column)):
+            return text_sources.load_text_table(path, strict=strict, text_column=text_column, label_column=label_column)
+        return _load_csv(path, side, strict)
+    if suffix == ".jsonl":
+        if modality == "image":
+            raise HeadstartError(f"{path} is a JSONL file, which holds texts, not images", "drop the image modality")
+        return text_sources.load_text_table(path, strict=strict, text_column=text_column, label_column=label_column)
+    lone_txt = " (a lone .txt file has no labels)" if suffix == ".txt" else ""
+    raise HeadstartError(
+        f"{path} is a file but not a .csv or .jsonl{lone_txt}",
+        "pass a folder with one sub-folder per class (of images or .txt files), a CSV with columns "
+        'path,label or text,label, or a JSONL file of {"text": ..., "label": ...} lines',
+    )
+
+
+def _refuse_columns(named_columns: bool, what: str) -> None:
+    # Silently ignoring an option the user typed would hide a mistake.
+    if named_columns:
+        raise HeadstartError(
+            f"--text-column and --label-column name CSV or JSONL columns; {what} has none", "drop them"
+        )
 
 
 def _unknown_spec(spec: str) -> HeadstartError:
     names = sorted(_REGISTRY)
     close = difflib.get_close_matches(spec.lower(), names, n=3, cutoff=0.5)
     hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
-    hint += f"built-in datasets: {', '.join(names)}; otherwise pass an existing folder or CSV file"
+    hint += f"built-in datasets: {', '.join(names)}; otherwise pass an existing folder, CSV or JSONL file"
     return HeadstartError(f"'{spec}' is neither an existing file or folder nor a built-in dataset", hint)
 
 

@@ -35,7 +35,7 @@ class Splits:
         top = max((max(v) for v in indices.values() if v), default=-1)
         if top >= len(data):
             raise HeadstartError(
-                f"the saved split refers to image {top} but the data has only {len(data)} images",
+                f"the saved split refers to {_noun(data)[:-1]} {top} but the data has only {len(data)} {_noun(data)}",
                 "load the same data the run was trained on",
             )
         parts = {part: data.subset(np.array(indices[part], dtype=np.int64)) for part in _PARTS}
@@ -60,15 +60,16 @@ def make_splits(
     each class, or `train_size` images in all (stratified).
     """
     _check_arguments(train_per_class, train_size, val_fraction, test_fraction, max_eval)
+    noun = _noun(data)
     if len(data) == 0:
-        raise HeadstartError(f"{data.name} has no images to split", "check the data source")
+        raise HeadstartError(f"{data.name} has no {noun} to split", "check the data source")
     labels, classes = data.labels, data.classes
     counts = np.bincount(labels, minlength=len(classes))
     present = [classes[k] for k in np.flatnonzero(counts)]
     if len(present) < 2:
         raise HeadstartError(
             f"training a classifier needs at least two classes; found only '{present[0]}'",
-            "add images of at least one more class",
+            f"add {noun} of at least one more class",
         )
     num_classes = len(classes)
     rng = np.random.default_rng(seed)
@@ -76,18 +77,18 @@ def make_splits(
 
     if data.is_test is not None and data.is_test.any():
         test_pool, rest = everything[data.is_test], everything[~data.is_test]
-        _require_per_class(test_pool, labels, classes, 1, "in the predefined test part")
-        _require_per_class(rest, labels, classes, 2, "outside the test part (for train and validation)")
+        _require_per_class(test_pool, labels, classes, 1, "in the predefined test part", noun)
+        _require_per_class(rest, labels, classes, 2, "outside the test part (for train and validation)", noun)
         n_test = _eval_size(len(test_pool), 1.0, max_eval, num_classes)
         test = _stratified_sample(test_pool, labels, num_classes, n_test, rng, keep=0)
     else:
-        _require_per_class(everything, labels, classes, 3, "(one each for train, validation and test)")
+        _require_per_class(everything, labels, classes, 3, "(one each for train, validation and test)", noun)
         n_test = _eval_size(len(data), test_fraction, max_eval, num_classes)
         test = _stratified_sample(everything, labels, num_classes, n_test, rng, keep=2)
         rest = np.setdiff1d(everything, test)
     n_val = _eval_size(len(rest), val_fraction, max_eval, num_classes)
     val = _stratified_sample(rest, labels, num_classes, n_val, rng, keep=1)
-    train = _choose_train(np.setdiff1d(rest, val), labels, classes, train_per_class, train_size, rng)
+    train = _choose_train(np.setdiff1d(rest, val), labels, classes, train_per_class, train_size, rng, noun)
 
     indices = {"train": train, "val": val, "test": test}
     return Splits(
@@ -113,15 +114,22 @@ def _check_arguments(train_per_class, train_size, val_fraction, test_fraction, m
         )
 
 
-def _require_per_class(pool: np.ndarray, labels: np.ndarray, classes: list[str], need: int, where: str) -> None:
+def _noun(data) -> str:
+    # Messages speak of what the user has: "images", or "examples" for texts.
+    return "examples" if getattr(data, "modality", "image") == "text" else "images"
+
+
+def _require_per_class(
+    pool: np.ndarray, labels: np.ndarray, classes: list[str], need: int, where: str, noun: str = "images"
+) -> None:
     counts = np.bincount(labels[pool], minlength=len(classes))
     short = [(classes[k], int(counts[k])) for k in np.flatnonzero(counts < need)]
     if short:
         name, count = short[0]
         others = f" (and {len(short) - 1} more classes)" if len(short) > 1 else ""
         raise HeadstartError(
-            f"class '{name}' has only {count} images {where}; each class needs at least {need}{others}",
-            "add images to that class or remove the class",
+            f"class '{name}' has only {count} {noun} {where}; each class needs at least {need}{others}",
+            f"add {noun} to that class or remove the class",
         )
 
 
@@ -173,6 +181,7 @@ def _choose_train(
     per_class: int | None,
     size: int | None,
     rng: np.random.Generator,
+    noun: str = "images",
 ) -> np.ndarray:
     counts = np.bincount(labels[pool], minlength=len(classes))
     if per_class is not None:
@@ -180,21 +189,21 @@ def _choose_train(
         if len(short):
             k = short[0]
             raise HeadstartError(
-                f"train_per_class={per_class} but class '{classes[k]}' has only {counts[k]} training images "
+                f"train_per_class={per_class} but class '{classes[k]}' has only {counts[k]} training {noun} "
                 f"available after holding out validation and test",
-                f"use train_per_class={int(counts.min())} or fewer, or add images to '{classes[k]}'",
+                f"use train_per_class={int(counts.min())} or fewer, or add {noun} to '{classes[k]}'",
             )
         return _take_per_class(pool, labels, np.full(len(classes), per_class), rng)
     if size is not None:
         if size > len(pool):
             raise HeadstartError(
-                f"train_size={size} but only {len(pool)} training images are available after holding out "
+                f"train_size={size} but only {len(pool)} training {noun} are available after holding out "
                 f"validation and test",
                 f"use train_size={len(pool)} or fewer",
             )
         if size < len(classes):
             raise HeadstartError(
-                f"train_size={size} cannot hold one image of each of the {len(classes)} classes",
+                f"train_size={size} cannot hold one {noun[:-1]} of each of the {len(classes)} classes",
                 f"use train_size={len(classes)} or more",
             )
         return _take_per_class(pool, labels, _allocate(counts, size, caps=counts), rng)

@@ -180,11 +180,17 @@ def fit_header(summary: dict) -> str:
         ("data", str(summary.get("data") or "—")),
         ("train / val / test", size_text),
         ("classes", str(len(summary.get("classes") or []))),
-        ("input size", f"{summary['input_size']} px" if summary.get("input_size") else "—"),
+        ("input size", input_size_text(summary.get("input_size"), summary.get("modality"))),
         ("stop reason", str(summary.get("stop_reason") or "—")),
         ("peak memory", f"{summary['peak_rss_mb']:.0f} MB" if summary.get("peak_rss_mb") else "—"),
     ]
     return cards(items) + fit_warnings(summary)
+
+
+def input_size_text(size, modality: str | None) -> str:
+    if not size:
+        return "—"
+    return f"{size} tokens" if modality == "text" else f"{size} px"
 
 
 def fit_warnings(summary: dict) -> str:
@@ -197,11 +203,16 @@ def fit_warnings(summary: dict) -> str:
             most, least = max(counts, key=counts.get), min(counts, key=counts.get)
             detail = f" ({most}: {counts[most]} vs {least}: {counts[least]})"
         out.append(warning(
-            f"Imbalanced training data: the largest class has {ratio:.1f}× as many images as the "
+            f"Imbalanced training data: the largest class has {ratio:.1f}× as many examples as the "
             f"smallest{detail}. Plain accuracy flatters the majority class; read macro-F1 and the "
             "per-class recall below."))
+    text = summary.get("modality") == "text"
     if summary.get("skipped_files"):
-        out.append(warning(f"{summary['skipped_files']} unreadable image file(s) were skipped."))
+        what = "empty or unusable text(s)" if text else "unreadable image file(s)"
+        out.append(warning(f"{summary['skipped_files']} {what} were skipped."))
+    if summary.get("truncated_texts"):
+        out.append(warning(f"{summary['truncated_texts']} text(s) were longer than {summary.get('input_size')} "
+                           "tokens and were truncated; --max-length raises the limit (up to the model's)."))
     if not summary:
         out.append(warning("summary.json is missing: the run did not finish."))
     return "\n".join(out)
@@ -239,12 +250,25 @@ def classification_sections(summary: dict, images: dict[str, str | None], *, hea
     per_class = figure(images.get("per_class"), "per-class accuracy",
                        f"Recall per class; macro-F1 {number(summary.get('macro_f1'))}, "
                        f"balanced accuracy {pct(summary.get('balanced_accuracy'))}.")
-    return [
+    sections = [
         section(prefix + "Confusion matrix",
                 confusion or note("no confusion matrix recorded")),
         section(prefix + "Per-class accuracy",
                 per_class or note("no per-class figures recorded"), per_class_table(summary)),
     ]
+    if summary.get("misclassified"):
+        sections.append(section(prefix + "Misclassified test examples", misclassified_table(summary)))
+    return sections
+
+
+def misclassified_table(summary: dict) -> str:
+    """The most confidently wrong test examples: what the model read, and what it said."""
+    items = summary["misclassified"]
+    rows = [(str(m.get("text") or m.get("source") or ""), str(m["true"]), str(m["predicted"]),
+             pct(m.get("probability"))) for m in items]
+    what = "text" if any(m.get("text") for m in items) else "file"
+    return (note(f"The {len(items)} most confident mistakes on the test split, most confident first.")
+            + table([what, "true", "predicted", "confidence"], rows, numeric=(3,)))
 
 
 def fit_page(*, run_name: str, summary: dict, rows: list[dict], config_text: str | None,
@@ -309,7 +333,7 @@ def arms_table(comparison: dict, links: dict[str, str]) -> str:
             highlight = i
         backbone = a.get("backbone") or "—"
         if a.get("input_size"):
-            backbone = f"{backbone} @{a['input_size']}px"
+            backbone = f"{backbone} @{input_size_text(a['input_size'], a.get('modality'))}"
         rows.append((str(a.get("name")), str(a.get("strategy") or "—"), backbone,
                      pct(a.get("best_val_accuracy")), pct(a.get("test_accuracy")),
                      seconds(a.get("train_seconds")),

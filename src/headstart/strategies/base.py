@@ -17,12 +17,16 @@ from ..records import Recorder
 @dataclass
 class FitContext:
     config: FitConfig
-    train: object            # ImageData at the backbone's input size
+    train: object            # ImageData at the backbone's input size, or tokenised TextData
     val: object
     recorder: Recorder
     checkpoint_dir: Path | None = None
     use_feature_cache: bool = True
     test_size: int = 0       # the final test pass also has to fit inside --budget
+
+    @property
+    def modality(self) -> str:
+        return getattr(self.train, "modality", "image")
 
 
 class Strategy:
@@ -34,22 +38,34 @@ class Strategy:
     default_schedule: str = "onecycle"
     default_patience: int = 3
     description: str = ""
+    modalities: tuple[str, ...] = ("image", "text")  # the data it can train on
+    requires_attention: bool = False                 # needs a transformer backbone (LoRA)
+    # Overrides of the defaults above for text backbones ({"lr": 1e-4, ...}): a transformer
+    # wants rates ~10x lower than a CNN, and text has no augmentation preset.
+    text_defaults: dict = {"augment": "none"}
 
     def fit(self, classifier, ctx: FitContext) -> dict:
         raise NotImplementedError
 
-    # settings the user may override, else the strategy's own defaults
-    def epochs(self, config: FitConfig) -> int:
-        return config.epochs if config.epochs is not None else self.default_epochs
+    def default(self, key: str, modality: str = "image"):
+        if modality == "text" and key in self.text_defaults:
+            return self.text_defaults[key]
+        return getattr(self, f"default_{key}")
 
-    def lr(self, config: FitConfig) -> float:
-        return config.lr if config.lr is not None else self.default_lr
+    # settings the user may override, else the strategy's own defaults for the modality
+    def epochs(self, config: FitConfig, modality: str = "image") -> int:
+        return config.epochs if config.epochs is not None else self.default("epochs", modality)
 
-    def patience(self, config: FitConfig) -> int:
-        return config.patience if config.patience is not None else self.default_patience
+    def lr(self, config: FitConfig, modality: str = "image") -> float:
+        return config.lr if config.lr is not None else self.default("lr", modality)
 
-    def augment(self, config: FitConfig) -> str:
-        return config.augment if config.augment is not None else self.default_augment
+    def patience(self, config: FitConfig, modality: str = "image") -> int:
+        return config.patience if config.patience is not None else self.default("patience", modality)
+
+    def augment(self, config: FitConfig, modality: str = "image") -> str:
+        if modality == "text":
+            return "none"  # the augmentation presets are image transforms
+        return config.augment if config.augment is not None else self.default("augment", modality)
 
 
 STRATEGIES: dict[str, Strategy] = {}

@@ -85,7 +85,7 @@ def _train_features_anytime(classifier, ctx, val_x) -> tuple[np.ndarray, bool, n
                 if rec.wall_seconds + rate * (end - done) + closing > budget:
                     break
             chunk_started = rec.wall_seconds
-            parts.append(compute_features(classifier, train.images[order[done:end]]))
+            parts.append(compute_features(classifier, train.inputs[order[done:end]]))
             rate = (rec.wall_seconds - chunk_started) / (end - done)
             advance(end - done)
             done = end

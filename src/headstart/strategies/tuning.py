@@ -11,15 +11,15 @@ from .linear import fit_logistic_head
 
 def run_training_loop(strategy: Strategy, classifier, groups: list[dict], ctx: FitContext,
                       schedule: str | None = None, initial_val: float | None = None) -> dict:
-    c = ctx.config
+    c, modality = ctx.config, ctx.modality
     plan = TrainPlan(
-        epochs=strategy.epochs(c),
+        epochs=strategy.epochs(c, modality),
         optimizer=c.optimizer,
         schedule=schedule or c.schedule,
         weight_decay=c.weight_decay,
         batch_size=c.batch_size or (64 if torch.cuda.is_available() else 16),
-        augment=strategy.augment(c),
-        patience=strategy.patience(c),
+        augment=strategy.augment(c, modality),
+        patience=strategy.patience(c, modality),
         budget_seconds=c.budget_seconds,
         evals_per_epoch=c.evals_per_epoch,
         mixed_precision=c.mixed_precision,
@@ -47,15 +47,34 @@ class HeadThenAllLayers(Strategy):
 
     head_c_grid: tuple[float, ...] = (0.1,)
     lr_spread: float = 1.0
+    # Text: layer-wise learning-rate decay (ULMFiT, ELECTRA): each block down from the top
+    # trains at this fraction of the rate above it. None: use lr_spread as for images.
+    text_layer_decay: float | None = None
     schedule: str | None = None  # None: the config's --schedule
+
+    def spread(self, n_groups: int, modality: str) -> float:
+        if modality == "text" and self.text_layer_decay is not None:
+            return self.text_layer_decay ** -(max(n_groups, 1) - 1)
+        return self.lr_spread
+
+    def prepare_backbone(self, classifier, ctx: FitContext) -> None:
+        """Choose what trains: here every layer. LoRA overrides this with adapters."""
+        for p in classifier.parameters():
+            p.requires_grad_(True)
+
+    def finish_backbone(self, classifier) -> dict:
+        """After training (e.g. merge adapters); returns figures for the summary."""
+        return {}
 
     def fit(self, classifier, ctx: FitContext) -> dict:
         head = {}
         if not resuming_past_head(ctx, self.name):
             head = fit_logistic_head(classifier, ctx, c_grid=self.head_c_grid)
-        for p in classifier.parameters():
-            p.requires_grad_(True)
-        groups = layerwise_groups(classifier.backbone.param_groups(), classifier.head,
-                                  self.lr(ctx.config), self.lr_spread)
-        return {**head, **run_training_loop(self, classifier, groups, ctx, schedule=self.schedule,
-                                            initial_val=head.get("probe_val_accuracy"))}
+        self.prepare_backbone(classifier, ctx)
+        backbone_groups = classifier.backbone.param_groups()
+        groups = layerwise_groups(backbone_groups, classifier.head, self.lr(ctx.config, ctx.modality),
+                                  self.spread(len(backbone_groups), ctx.modality))
+        trained = run_training_loop(self, classifier, groups, ctx, schedule=self.schedule,
+                                    initial_val=head.get("probe_val_accuracy"))
+        return {**head, **trained, **self.finish_backbone(classifier)}
+

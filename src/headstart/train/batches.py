@@ -1,4 +1,4 @@
-"""Torch datasets over decoded uint8 arrays: no file is opened during training."""
+"""Torch datasets over decoded uint8 arrays or token ids: no file is opened during training."""
 from __future__ import annotations
 
 import numpy as np
@@ -23,6 +23,28 @@ class ArrayImageDataset(Dataset):
         if self.transform is not None:
             x = self.transform(x)
         return x, self.labels[i]
+
+
+class ArrayTokenDataset(Dataset):
+    """Serves (int token ids (L,), label) from an (N, L) array padded with -1. Batches keep the
+    full width; the backbone trims the padding columns per batch."""
+
+    def __init__(self, tokens: np.ndarray, labels: np.ndarray):
+        self.tokens = torch.from_numpy(np.ascontiguousarray(tokens))
+        self.labels = torch.from_numpy(labels.astype(np.int64))
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int):
+        return self.tokens[i], self.labels[i]
+
+
+def make_dataset(data, transform=None) -> Dataset:
+    """The training dataset for an ImageData or a tokenised TextData."""
+    if data.modality == "text":
+        return ArrayTokenDataset(data.inputs, data.labels)  # no augmentation for text
+    return ArrayImageDataset(data.images, data.labels, transform)
 
 
 def make_loader(dataset: Dataset, batch_size: int, *, shuffle: bool, seed: int = 0,

@@ -9,10 +9,19 @@ from torch import nn
 from .progress import progress_bar
 
 
+def as_batch(chunk: np.ndarray) -> torch.Tensor:
+    """A slice of a data's inputs as the model's input tensor: images (N, H, W, C) uint8 become
+    (N, C, H, W); token ids (N, L) pass as they are."""
+    if chunk.ndim == 4:
+        return torch.from_numpy(np.ascontiguousarray(chunk.transpose(0, 3, 1, 2)))
+    return torch.from_numpy(np.ascontiguousarray(chunk))
+
+
 @torch.no_grad()
 def predict_logits(model: nn.Module, images: np.ndarray, batch_size: int | None = None,
                    description: str | None = None) -> torch.Tensor:
-    """Logits for (N, H, W, C) uint8 images; the model normalises internally."""
+    """Logits for a data's inputs: (N, H, W, C) uint8 images (the model normalises
+    internally) or (N, L) token ids padded with -1."""
     batch_size = batch_size or inference_batch_size()
     was_training = model.training
     model.eval()
@@ -20,7 +29,7 @@ def predict_logits(model: nn.Module, images: np.ndarray, batch_size: int | None 
     out = []
     with progress_bar(description, total=len(images)) as advance:
         for start in range(0, len(images), batch_size):
-            chunk = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size].transpose(0, 3, 1, 2)))
+            chunk = as_batch(images[start:start + batch_size])
             out.append(model(chunk.to(device)).float().cpu())
             advance(len(chunk))
     model.train(was_training)

@@ -22,7 +22,7 @@ from accelerate.utils import DataLoaderConfiguration, DistributedDataParallelKwa
 from ..errors import HeadstartError
 from ..records import Recorder
 from .augment import build_augmentation
-from .batches import ArrayImageDataset, make_loader
+from .batches import make_dataset, make_loader
 from .checkpoint import load_checkpoint, save_checkpoint
 from .evaluate import predict_logits, score
 from .optim import build_optimizer, build_schedule
@@ -80,9 +80,9 @@ def make_accelerator(mixed_precision: str, any_frozen: bool) -> Accelerator:
 def train_model(model, param_groups: list[dict], train, val, plan: TrainPlan, recorder: Recorder,
                 checkpoint_dir: Path | None = None, resume: bool = False,
                 initial_val: float | None = None) -> TrainResult:
-    """Train `model` (an ImageClassifier) in place; on return it holds the best-validation weights.
+    """Train `model` (an Image- or TextClassifier) in place; on return it holds the best-validation weights.
 
-    train, val: ImageData at the model's input size. param_groups: optimizer groups with
+    train, val: ImageData at the model's input size, or tokenised TextData. param_groups: optimizer groups with
     their own "lr" (see optim.layerwise_groups). initial_val: validation accuracy of the
     starting weights (a fitted probe head); training must beat it to replace them, so
     fine-tuning can never return something worse than what it started from.
@@ -92,7 +92,8 @@ def train_model(model, param_groups: list[dict], train, val, plan: TrainPlan, re
     torch.manual_seed(plan.seed)
 
     size = model.backbone.preprocessing.input_size
-    dataset = ArrayImageDataset(train.images, train.labels, build_augmentation(plan.augment, size))
+    augmentation = build_augmentation(plan.augment, size) if train.modality == "image" else None
+    dataset = make_dataset(train, augmentation)
     # Keep the batch a multiple of the process count so split_batches divides it evenly.
     batch_size = max(accelerator.num_processes, plan.batch_size - plan.batch_size % accelerator.num_processes)
     loader = make_loader(dataset, batch_size, shuffle=True, seed=plan.seed,
@@ -121,7 +122,7 @@ def train_model(model, param_groups: list[dict], train, val, plan: TrainPlan, re
         nonlocal eval_seconds
         started = time.perf_counter()
         recorder.pause()
-        logits = predict_logits(raw_model, val.images)
+        logits = predict_logits(raw_model, val.inputs)
         accuracy, loss = score(logits, val.labels)
         recorder.log("val", accuracy, loss, phase=plan.phase, lr=optimizer.param_groups[-1]["lr"])
         eval_seconds = time.perf_counter() - started

@@ -69,6 +69,11 @@ class Backbone(nn.Module):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward(x)
 
+    def prepare(self, data):
+        """The data as this backbone eats it: images resized to its input size."""
+        from headstart.data.resize import resize_data
+        return resize_data(data, self.preprocessing.input_size, self.preprocessing.interpolation)
+
     def param_groups(self) -> list[list[nn.Parameter]]:
         """Parameter groups ordered stem -> last block; every parameter appears exactly once."""
         return self._groups

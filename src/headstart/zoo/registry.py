@@ -46,6 +46,9 @@ def get_backbone(
     pretrained: bool = True,
     weights: str | None = None,
     image_size: int | None = None,
+    max_length: int | None = None,
+    pooling: str | None = None,
+    tokenizer_from: str | None = None,
 ) -> Backbone:
     """Build the backbone `name`: a registered one, else any timm architecture (optionally "arch.tag").
 
@@ -53,7 +56,16 @@ def get_backbone(
         `pretrained` says. Otherwise pretrained=True tries the weight sources (hub, then
         packaged offline weights) and pretrained=False gives random init.
     image_size: input side in pixels; overrides the backbone's default input size.
+    max_length, pooling: text backbones only (tokens per text; mean | cls).
+    tokenizer_from: for text models trained from scratch (embedding-bag): whose tokenizer.
     """
+    from headstart.zoo import text_backbones as text
+
+    if name in text.TEXT_SCRATCH_MODELS:
+        return text.TEXT_SCRATCH_MODELS[name](tokenizer_from=tokenizer_from, max_length=max_length)
+    if text.is_text_backbone_name(name):
+        return text.create_text_backbone(name, pretrained=pretrained, weights=weights,
+                                         max_length=max_length, pooling=pooling)
     if image_size is not None and (not isinstance(image_size, int) or image_size < _MIN_IMAGE_SIZE):
         raise HeadstartError(
             f"image size must be a whole number of pixels >= {_MIN_IMAGE_SIZE}, got {image_size!r}",
@@ -116,7 +128,9 @@ def _is_timm_name(name: str) -> bool:
 
 
 def _suggestion(name: str) -> str:
-    candidates = dict.fromkeys([*_REGISTRY, *sorted(_timm_names())])  # registered first, no repeats
+    from headstart.zoo.text_backbones import ALIASES, TEXT_SCRATCH_MODELS
+
+    candidates = dict.fromkeys([*_REGISTRY, *ALIASES, *TEXT_SCRATCH_MODELS, *sorted(_timm_names())])  # registered first, no repeats
     close = difflib.get_close_matches(name, list(candidates), n=5, cutoff=0.6)
     listing = "run `headstart zoo` to list the backbones (any timm model name works too)"
     return f"did you mean {', '.join(repr(c) for c in close)}? {listing}" if close else listing

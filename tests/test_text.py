@@ -1,0 +1,276 @@
+"""Text end to end on a tiny random-init BERT built here (no downloads): backbone, tokenisation
+cache, every strategy, predict on raw text, compare with the TF-IDF baseline."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from headstart.config import FitConfig
+from headstart.data.dataset import TextData
+from headstart.pipeline import fit
+
+TOPICS = {
+    "sport": "goal match team striker league cup coach score",
+    "money": "bank shares market profit inflation rates stocks economy",
+    "weather": "rain storm sunny forecast wind cloud snow temperature",
+}
+FILLER = "the a of and to in is it was on for with as by at this that from".split()
+
+
+def make_texts(n_per_class: int = 24, seed: int = 0) -> TextData:
+    """Short texts: a few topic words among filler words, so TF-IDF and a probe can learn it."""
+    rng = np.random.default_rng(seed)
+    texts, labels = [], []
+    for k, words in enumerate(TOPICS.values()):
+        vocab = words.split()
+        for _ in range(n_per_class):
+            chosen = list(rng.choice(vocab, 3)) + list(rng.choice(FILLER, int(rng.integers(3, 12))))
+            rng.shuffle(chosen)
+            texts.append(" ".join(chosen))
+            labels.append(k)
+    return TextData(texts=texts, labels=np.array(labels), classes=list(TOPICS), name="topics")
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory):
+    """A 2-layer, 32-wide BERT with a word-level vocabulary, saved as a model folder. Random
+    weights, except that each topic's words share an embedding direction: a stand-in for the
+    knowledge pretraining gives, so that transfer has something to transfer."""
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    words = sorted({w for topic in TOPICS.values() for w in topic.split()} | set(FILLER))
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]
+    BertTokenizerFast(vocab={word: i for i, word in enumerate(vocab)}).save_pretrained(str(folder))
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64)
+    model = BertModel(config)
+    with torch.no_grad():
+        for k, topic in enumerate(TOPICS.values()):
+            for word in topic.split():
+                model.embeddings.word_embeddings.weight[vocab.index(word), k] += 4.0
+    model.save_pretrained(str(folder))
+    return str(folder)
+
+
+@pytest.fixture
+def texts():
+    return make_texts()
+
+
+def run(tmp_path, data, strategy, backbone, **settings):
+    config = FitConfig(data="topics", backbone=backbone, strategy=strategy, out=str(tmp_path / strategy),
+                       max_eval=30, **settings)
+    return fit(config, data=data)
+
+
+# ----------------------------------------------------------------------------- backbone
+
+def test_a_model_folder_is_a_text_backbone_with_layer_groups(tiny_bert):
+    from headstart.zoo import get_backbone
+
+    backbone = get_backbone(tiny_bert)
+    assert backbone.modality == "text" and backbone.feature_dim == 32
+    assert backbone.preprocessing.pooling == "mean"  # a plain encoder: mean pooling
+    groups = backbone.param_groups()
+    assert len(groups) == 4  # embeddings, 2 blocks, pooler
+    assert sum(len(g) for g in groups) == len(list(backbone.parameters()))
+
+
+def test_padding_never_changes_a_texts_features(tiny_bert):
+    from headstart.zoo import get_backbone
+
+    backbone = get_backbone(tiny_bert).eval()
+    alone, _ = backbone.tokenize(["goal match"])
+    batch, _ = backbone.tokenize(["goal match", "rain storm wind cloud snow sunny forecast the a of"])
+    with torch.no_grad():
+        a = backbone(torch.from_numpy(alone))[0]
+        b = backbone(torch.from_numpy(batch))[0]
+    assert batch.shape[1] > alone.shape[1] and (batch[0] == -1).sum() > 0
+    assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_cls_pooling_and_normalize_follow_a_sentence_transformers_folder(tiny_bert, tmp_path):
+    import shutil
+
+    from headstart.zoo import get_backbone
+
+    folder = tmp_path / "st"
+    shutil.copytree(tiny_bert, folder)
+    (folder / "1_Pooling").mkdir()
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_cls_token": True,
+                                                                   "pooling_mode_mean_tokens": False}))
+    (folder / "modules.json").write_text(json.dumps([
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+        {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}]))
+    backbone = get_backbone(str(folder)).eval()
+    assert backbone.preprocessing.pooling == "cls" and backbone.preprocessing.normalize
+    ids, _ = backbone.tokenize(["bank shares"])
+    with torch.no_grad():
+        features = backbone(torch.from_numpy(ids))
+    assert torch.allclose(features.norm(dim=1), torch.ones(1), atol=1e-5)
+    assert get_backbone(str(folder), pooling="mean").preprocessing.pooling == "mean"  # --pooling wins
+
+
+def test_tokenisation_is_cached_and_truncation_counted(tiny_bert, texts, monkeypatch):
+    from headstart.data.sources import cache_dir
+    from headstart.zoo import get_backbone
+
+    backbone = get_backbone(tiny_bert, max_length=8)
+    first = backbone.prepare(texts)
+    longer = sum(len(t.split()) + 2 > 8 for t in texts.texts)
+    assert first.notes["truncated"] == longer > 0
+    assert first.tokens.shape == (len(texts), 8)
+    assert (first.tokens[:, -1][first.tokens[:, -1] >= 0] == backbone.tokenizer.sep_token_id).all()
+    assert len(list((cache_dir() / "tokens").glob("*.npz"))) == 1
+    import headstart.zoo.text_backbones as text
+
+    monkeypatch.setattr(text, "tokenize", lambda *a: pytest.fail("tokenised twice"))
+    again = backbone.prepare(texts)
+    assert np.array_equal(again.tokens, first.tokens) and again.notes["truncated"] == longer
+
+
+def test_max_length_beyond_the_model_is_refused(tiny_bert):
+    from headstart.errors import HeadstartError
+    from headstart.zoo import get_backbone
+
+    with pytest.raises(HeadstartError, match="max length 500"):
+        get_backbone(tiny_bert, max_length=500)
+
+
+def test_text_data_with_an_image_backbone_is_refused(tmp_path, texts):
+    from headstart.errors import HeadstartError
+
+    with pytest.raises(HeadstartError, match="text data but"):
+        run(tmp_path, texts, "probe", "resnet9")
+
+
+# ----------------------------------------------------------------------------- strategies
+
+def test_tfidf_learns_topic_words_and_predicts_raw_text(tmp_path, texts):
+    from headstart.predict import predict_texts
+
+    result = run(tmp_path, texts, "tfidf", None)
+    assert result.summary["test_accuracy"] >= 0.9
+    assert result.summary["backbone"] == "tfidf" and "tfidf_C" in result.summary
+    answers = predict_texts(result.run_dir, ["the bank shares and stocks", "rain and snow storm", " "])
+    assert [a.label for a in answers] == ["money", "weather", None]
+    assert answers[2].error == "empty text"
+
+
+@pytest.mark.parametrize("strategy", ["probe", "finetune", "lp-ft", "lora", "scratch"])
+def test_every_strategy_trains_saves_and_reloads_on_text(tmp_path, tiny_bert, texts, strategy):
+    from headstart.model_io import load_model
+    from headstart.train.evaluate import predict_logits
+
+    result = run(tmp_path, texts, strategy, tiny_bert, epochs=2)
+    s = result.summary
+    assert s["modality"] == "text" and s["strategy"] == strategy
+    assert s["weights"] == "random" if strategy == "scratch" else s["weights"].startswith("file:")
+    assert 0.0 <= s["test_accuracy"] <= 1.0 and s["misclassified"] is not None
+    # the saved run predicts exactly what the trained model does, with its own tokenizer
+    reloaded, meta = load_model(result.run_dir)
+    assert meta["format"] == "headstart-text-classifier/1"
+    tokens, _ = reloaded.backbone.tokenize(texts.texts[:6])
+    with torch.no_grad():
+        expected = predict_logits(result.classifier, tokens)
+    assert torch.allclose(predict_logits(reloaded, tokens), expected, atol=1e-4)
+
+
+def test_probe_beats_chance_on_text(tmp_path, tiny_bert, texts):
+    result = run(tmp_path, texts, "probe", tiny_bert)
+    assert result.summary["best_val_accuracy"] > 0.6  # 3 classes: chance is 0.33
+
+
+def test_lora_trains_few_parameters_and_saves_a_merged_plain_model(tmp_path, tiny_bert, texts):
+    from safetensors import safe_open
+
+    result = run(tmp_path, texts, "lora", tiny_bert, epochs=2, lr=1e-2)
+    s = result.summary
+    assert s["lora_rank"] == 8 and 0 < s["lora_trainable_fraction"] < 0.5
+    with safe_open(str(result.run_dir / "model.safetensors"), "pt") as f:
+        keys = list(f.keys())
+    assert not any("lora" in k for k in keys)  # merged: no adapters, no PEFT needed to predict
+    assert any(k.endswith("query.weight") for k in keys)
+
+
+def test_finetune_decays_the_rate_layer_by_layer_on_text():
+    from headstart.strategies import get_strategy
+    from headstart.train.optim import layerwise_groups
+
+    finetune = get_strategy("finetune")
+    assert finetune.lr(FitConfig(data="x"), "text") == pytest.approx(1e-4)
+    spread = finetune.spread(4, "text")
+    params = [[torch.nn.Parameter(torch.zeros(1))] for _ in range(4)]
+    groups = layerwise_groups(params, torch.nn.Linear(1, 1), 1.0, spread)
+    rates = [g["lr"] for g in groups[:4]]
+    assert rates[3] == pytest.approx(1.0)
+    assert [rates[i] / rates[i + 1] for i in range(3)] == pytest.approx([0.8] * 3)
+
+
+def test_embedding_bag_scratch_reads_the_backbones_tokens(tmp_path, tiny_bert, texts):
+    result = run(tmp_path, texts, "scratch", tiny_bert, scratch_model="embedding-bag", epochs=8)
+    s = result.summary
+    assert s["backbone"] == "embedding-bag" and s["weights"] == "random"
+    assert s["best_val_accuracy"] > 0.6
+
+
+# ----------------------------------------------------------------------------- CLI: fit, predict, compare
+
+def write_csv(path, data: TextData):
+    import csv
+
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["review", "category"])
+        for text, label in zip(data.texts, data.labels):
+            w.writerow([text, data.classes[label]])
+    return path
+
+
+def headstart(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "headstart.cli", *args], capture_output=True, text=True,
+                          env=env)
+
+
+def test_cli_fit_and_predict_text_from_a_csv_and_a_lines_file(tmp_path, tiny_bert, texts):
+    data = write_csv(tmp_path / "reviews.csv", texts)
+    out = tmp_path / "run"
+    done = headstart("fit", str(data), "--backbone", tiny_bert, "--strategy", "probe", "--max-eval", "30",
+                     "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    assert "test accuracy" in done.stdout
+    assert (out / "tokenizer").is_dir() and (out / "report.html").exists()
+    lines = tmp_path / "lines.txt"
+    lines.write_bytes("bank shares profit\n\nrain storm snow caf\xe9\n".encode("latin-1"))
+    answer = headstart("predict", str(out), "goal match team", "--file", str(lines),
+                       "--csv", str(tmp_path / "p.csv"))
+    assert answer.returncode == 0, answer.stderr
+    rows = answer.stdout.strip().splitlines()
+    assert len(rows) == 3 and rows[0].startswith("goal match team\t")
+    assert (tmp_path / "p.csv").read_text().splitlines()[0] == "text,label,probability,error"
+
+
+def test_compare_on_text_names_the_strong_baseline(tmp_path, tiny_bert, texts):
+    data = write_csv(tmp_path / "reviews.csv", texts)
+    out = tmp_path / "cmp"
+    done = headstart("compare", str(data), "--backbone", tiny_bert, "--arms", "probe,tfidf,scratch",
+                     "--epochs", "3", "--max-eval", "30", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    comparison = json.loads((out / "comparison.json").read_text())
+    arms = {a["name"]: a for a in comparison["arms"]}
+    assert arms["tfidf"]["baseline"] and arms["scratch"]["baseline"] and not arms["probe"]["baseline"]
+    assert arms["scratch"]["backbone"] == "embedding-bag"  # the text default scratch model
+    assert comparison["target_source"] == "baseline-best-val"
+    best_baseline = max((a for a in arms.values() if a["baseline"]), key=lambda a: a["test_accuracy"])
+    assert comparison["baseline_arm"] == best_baseline["name"]
+    if best_baseline["name"] == "tfidf":
+        assert "TF-IDF" in comparison["verdict_sentence"]
+    assert (out / "report.html").exists()

