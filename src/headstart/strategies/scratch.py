@@ -23,6 +23,8 @@ class Scratch(Strategy):
     def fit(self, classifier, ctx: FitContext) -> dict:
         for p in classifier.parameters():
             p.requires_grad_(True)
-        groups = layerwise_groups(classifier.backbone.param_groups(), classifier.head,
-                                  self.lr(ctx.config, ctx.modality), spread=1.0)
+        lr = self.lr(ctx.config, ctx.modality)
+        if ctx.config.lr is None and getattr(classifier.backbone, "scratch_lr", None):
+            lr = classifier.backbone.scratch_lr  # an architecture that knows its own rate
+        groups = layerwise_groups(classifier.backbone.param_groups(), classifier.head, lr, spread=1.0)
         return run_training_loop(self, classifier, groups, ctx)

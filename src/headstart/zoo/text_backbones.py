@@ -81,6 +81,8 @@ class TextBackbone(Backbone):
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.model_config = model_config  # the HF config, so a saved run rebuilds offline
 
+    scratch_lr: float | None = None  # a from-scratch architecture's own peak rate, if it has one
+
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         mask = ids >= 0
         # Cut the columns past the longest text in this batch: attention cost grows with L^2.
@@ -114,6 +116,9 @@ def pool(hidden: torch.Tensor, mask: torch.Tensor, pooling: str, normalize: bool
 
 def tokenize(tokenizer, texts: list[str], max_length: int) -> tuple[np.ndarray, int]:
     """(int32 ids (N, L) padded with -1 to the longest text, number of texts truncated)."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()  # untruncated on purpose (to count); its length warning is noise
     encoded = tokenizer(list(texts), truncation=False, add_special_tokens=True)["input_ids"]
     truncated = sum(len(ids) > max_length for ids in encoded)
     longest = max((min(len(ids), max_length) for ids in encoded), default=1)
@@ -355,6 +360,11 @@ class _EmbeddingBagEncoder(nn.Module):
 
 EMBEDDING_BAG_DIM = 128
 EMBEDDING_BAG_MAX_LENGTH = 1024
+# fastText's own default rate is 0.1: each token's row is updated only when the token occurs,
+# so a bag of embeddings needs a far higher rate than a transformer. Measured on BBC News
+# (10 and 50 per class, AdamW one-cycle, 2 cores): 2e-3 reached 0.69 / 0.96 val accuracy,
+# 1e-2 0.86 / 0.97, 1e-1 0.87 / 0.97 in fewer epochs.
+EMBEDDING_BAG_LR = 0.1
 
 
 def create_embedding_bag(*, tokenizer_from: str | None = None, max_length: int | None = None,
@@ -374,6 +384,7 @@ def create_embedding_bag(*, tokenizer_from: str | None = None, max_length: int |
                             tokenizer, architecture="embedding-bag",
                             model_config={"headstart_model": "embedding-bag", "vocab_size": len(tokenizer),
                                           "dim": dim})
+    backbone.scratch_lr = EMBEDDING_BAG_LR
     return backbone
 
 
