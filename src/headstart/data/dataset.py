@@ -7,8 +7,22 @@ from dataclasses import dataclass, field
 import numpy as np
 
 
+class _Labelled:
+    """What every data form shares: `labels` index into `classes`."""
+
+    labels: np.ndarray
+    classes: list[str]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+
 @dataclass
-class ImageData:
+class ImageData(_Labelled):
     """Decoded images held as one uint8 array, so no epoch ever decodes a file again.
 
     images: uint8 array of shape (N, H, W, C) with C == 1 (grey) or 3 (RGB); all images share
@@ -38,13 +52,6 @@ class ImageData:
         if len(self.images) != len(self.labels):
             raise ValueError("images and labels differ in length")
 
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
-
     @property
     def inputs(self) -> np.ndarray:
         """What a model eats: the uint8 (N, H, W, C) pixels."""
@@ -69,7 +76,7 @@ class ImageData:
 
 
 @dataclass
-class TextData:
+class TextData(_Labelled):
     """Labelled texts; `tokens` is filled in once a text backbone has tokenised them.
 
     texts: the raw strings (after decoding; never empty or whitespace-only).
@@ -97,13 +104,6 @@ class TextData:
             raise ValueError("texts and labels differ in length")
         if self.tokens is not None and (self.tokens.ndim != 2 or len(self.tokens) != len(self.texts)):
             raise ValueError(f"tokens must be (N, L) with N = {len(self.texts)}, got {self.tokens.shape}")
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
 
     @property
     def inputs(self) -> np.ndarray:

@@ -410,3 +410,15 @@ def rebuild_text_backbone(described: dict, tokenizer_folder: Path) -> TextBackbo
     return TextBackbone(described["name"], model, hf_config.hidden_size, pre, layer_groups(model),
                         described["weights"], tokenizer, architecture=described["architecture"],
                         model_config=described["model_config"])
+
+
+def list_text_backbones() -> list[dict]:
+    """The named text models, for `headstart zoo`; pretrained_offline is checked right now."""
+    out = [{"name": alias, "has_pretrained": True,
+            "pretrained_offline": packaged_model_folder(repo, extract=False) is not None
+            or _cached_snapshot(repo) is not None,
+            "description": f"{repo} (sentence-transformers; packaged on PyPI as {PACKAGED[repo][0]})"}
+           for alias, repo in ALIASES.items() if alias == repo.split("/")[-1]]
+    out.append({"name": "embedding-bag", "has_pretrained": False, "pretrained_offline": False,
+                "description": "fastText-style bag of token embeddings: the text scratch baseline"})
+    return out
