@@ -33,7 +33,7 @@ demo: install
 test: install
 	$(PY) -m pytest -q
 
-# The benchmarks behind BENCHMARKS.md (about 1.2 hours on 2 cores).
+# The benchmarks behind BENCHMARKS.md (about 1.7 hours on 2 cores).
 bench: install
 	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) bench/transfer_vs_scratch.py
@@ -42,6 +42,8 @@ bench: install
 	$(PY) bench/vs_fastai.py --dataset elpv --image-size 128 --epochs 1 --seeds 1 --max-eval 500 \
 	  --results bench/results/vs_fastai_full.json
 	$(PY) bench/probe_floor.py --dataset elpv --image-size 128 --repeats 3
+	$(PY) bench/text_vs_hf.py
+	$(PY) bench/text_tables.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -51,9 +51,12 @@ def run_size(k: int, args) -> dict:
     out = Path(args.out) / f"k{k}"
     settings = {"train_per_class": k, "max_eval": args.max_eval, "max_length": args.max_length}
     started = time.perf_counter()
-    comparison = run_compare(CompareConfig(data="bbc-news", arms=ARMS, backbone=BACKBONE, seeds=args.seeds,
-                                           evals_per_epoch=args.evals_per_epoch, out=str(out),
-                                           fit_settings=settings))
+    if args.peer_only:  # rerun only the peer against an earlier compare of the same settings
+        comparison = json.loads((out / "comparison.json").read_text())
+    else:
+        comparison = run_compare(CompareConfig(data="bbc-news", arms=ARMS, backbone=BACKBONE, seeds=args.seeds,
+                                               evals_per_epoch=args.evals_per_epoch, out=str(out),
+                                               fit_settings=settings))
     headstart_wall = time.perf_counter() - started
     target = comparison["target_accuracy"]
 
@@ -65,7 +68,7 @@ def run_size(k: int, args) -> dict:
         peers.append(run_hf_trainer(str(model_dir), s.train.texts, s.train.labels.tolist(), s.val.texts,
                                     s.val.labels.tolist(), s.test.texts, s.test.labels.tolist(),
                                     num_classes=data.num_classes, seed=seed, max_length=args.max_length,
-                                    evals_per_epoch=args.evals_per_epoch, target=target))
+                                    evals_per_epoch=args.peer_evals_per_epoch, target=target))
     peer_times = [p["time_to_target_seconds"] for p in peers]
     peer = {
         "name": "hf-trainer",
@@ -95,6 +98,11 @@ def main() -> None:
     parser.add_argument("--max-eval", type=int, default=150)
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--evals-per-epoch", type=int, default=2)
+    # the peer takes few, long epochs (3 x 31 steps at 50/class): evaluate it more often so its
+    # time to a threshold is resolved to a few seconds, not half an epoch
+    parser.add_argument("--peer-evals-per-epoch", type=int, default=8)
+    parser.add_argument("--peer-only", action="store_true",
+                        help="reuse the compare runs in --out and rerun only the HF Trainer peer")
     parser.add_argument("--out", default="bench/runs/text_vs_hf")
     parser.add_argument("--results", default="bench/results/text_vs_hf.json")
     args = parser.parse_args()
