@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -43,7 +44,8 @@ def test_fit_bbc_news_offline_with_packaged_minilm_then_predict_raw_text(tmp_pat
     out = tmp_path / "run"
     done = subprocess.run([sys.executable, "-m", "headstart.cli", "fit", "bbc-news", "--train-per-class", "10",
                            "--backbone", "all-MiniLM-L6-v2", "--strategy", "probe", "--max-eval", "25",
-                           "--out", str(out)], capture_output=True, text=True)
+                           "--out", str(out)], capture_output=True, text=True,
+                          env={k: v for k, v in os.environ.items() if k != "HEADSTART_QUIET"})
     assert done.returncode == 0, done.stderr
     assert "packaged on PyPI" in done.stderr and "test accuracy" in done.stdout
     summary = json.loads((out / "summary.json").read_text())

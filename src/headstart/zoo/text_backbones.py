@@ -285,6 +285,7 @@ def create_text_backbone(name: str, *, pretrained: bool = True, weights: str | N
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()  # "some weights are newly initialised" is expected here
+    hf_logging.disable_progress_bar()  # a bar per load of a 90 MB model is noise, not progress
     if folder is None:
         folder, source = resolve_model_folder(name)
     st = sentence_transformer_settings(folder)
