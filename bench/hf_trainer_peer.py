@@ -40,7 +40,7 @@ from transformers import (
 
 def default_model_dir() -> Path:
     """The packaged all-MiniLM-L6-v2, unzipped once into headstart's cache (no network needed)."""
-    from headstart.zoo.text_backbones import packaged_model_folder
+    from headstart.zoo.text_hub import packaged_model_folder
 
     folder = packaged_model_folder("sentence-transformers/all-MiniLM-L6-v2")
     if folder is None:

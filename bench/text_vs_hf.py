@@ -36,7 +36,7 @@ from hf_trainer_peer import run_hf_trainer  # noqa: E402
 
 from headstart.compare import CompareConfig, machine_info, run_compare  # noqa: E402
 from headstart.data import load_data, make_splits  # noqa: E402
-from headstart.zoo.text_backbones import packaged_model_folder, resolve_model_folder  # noqa: E402
+from headstart.zoo.text_hub import packaged_model_folder, resolve_model_folder  # noqa: E402
 
 BACKBONE = "all-MiniLM-L6-v2"
 ARMS = ("probe", "lp-ft", "finetune", "lora", "tfidf", "scratch")

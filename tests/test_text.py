@@ -130,9 +130,9 @@ def test_tokenisation_is_cached_and_truncation_counted(tiny_bert, texts, monkeyp
     assert first.tokens.shape == (len(texts), 8)
     assert (first.tokens[:, -1][first.tokens[:, -1] >= 0] == backbone.tokenizer.sep_token_id).all()
     assert len(list((cache_dir() / "tokens").glob("*.npz"))) == 1
-    import headstart.zoo.text_backbones as text
+    import headstart.zoo.tokens as tokens
 
-    monkeypatch.setattr(text, "tokenize", lambda *a: pytest.fail("tokenised twice"))
+    monkeypatch.setattr(tokens, "tokenize", lambda *a: pytest.fail("tokenised twice"))
     again = backbone.prepare(texts)
     assert np.array_equal(again.tokens, first.tokens) and again.notes["truncated"] == longer
 

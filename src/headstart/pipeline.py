@@ -104,7 +104,8 @@ def _build_text_backbone(config: FitConfig, strategy, architecture: str):
 
 
 def _backbone_modality(architecture: str) -> str:
-    from .zoo.text_backbones import TEXT_SCRATCH_MODELS, is_text_backbone_name
+    from .zoo.embedding_bag import TEXT_SCRATCH_MODELS
+    from .zoo.text_backbones import is_text_backbone_name
     return "text" if architecture in TEXT_SCRATCH_MODELS or is_text_backbone_name(architecture) else "image"
 
 

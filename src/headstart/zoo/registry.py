@@ -60,9 +60,10 @@ def get_backbone(
     tokenizer_from: for text models trained from scratch (embedding-bag): whose tokenizer.
     """
     from headstart.zoo import text_backbones as text
+    from headstart.zoo.embedding_bag import TEXT_SCRATCH_MODELS
 
-    if name in text.TEXT_SCRATCH_MODELS:
-        return text.TEXT_SCRATCH_MODELS[name](tokenizer_from=tokenizer_from, max_length=max_length)
+    if name in TEXT_SCRATCH_MODELS:
+        return TEXT_SCRATCH_MODELS[name](tokenizer_from=tokenizer_from, max_length=max_length)
     if text.is_text_backbone_name(name):
         return text.create_text_backbone(name, pretrained=pretrained, weights=weights,
                                          max_length=max_length, pooling=pooling)
@@ -128,7 +129,8 @@ def _is_timm_name(name: str) -> bool:
 
 
 def _suggestion(name: str) -> str:
-    from headstart.zoo.text_backbones import ALIASES, TEXT_SCRATCH_MODELS
+    from headstart.zoo.embedding_bag import TEXT_SCRATCH_MODELS
+    from headstart.zoo.text_hub import ALIASES
 
     candidates = dict.fromkeys([*_REGISTRY, *ALIASES, *TEXT_SCRATCH_MODELS, *sorted(_timm_names())])  # registered first, no repeats
     close = difflib.get_close_matches(name, list(candidates), n=5, cutoff=0.6)

