@@ -158,7 +158,7 @@ def fit(config: FitConfig, *, data=None, use_feature_cache: bool = True) -> FitR
     pre = backbone.preprocessing
     train, val, test = (backbone.prepare(s) for s in (splits.train, splits.val, splits.test))
     decode_seconds = time.perf_counter() - decode_started
-    unit = "tokens" if data.modality == "text" else "px"
+    unit = " tokens" if data.modality == "text" else "px"
     _say(f"data {data.name}: {len(train)} train / {len(val)} val / {len(test)} test, "
          f"{data.num_classes} classes, {pre.input_size}{unit}")
     truncated = sum(s.notes.get("truncated", 0) for s in (train, val, test)) if data.modality == "text" else 0
