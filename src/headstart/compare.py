@@ -1,4 +1,5 @@
-"""compare: transfer arms against a from-scratch arm on the same split, seed and budget.
+"""compare: transfer arms against baseline arms (from scratch; TF-IDF for text) on the same
+split, seed and budget.
 
 Each arm is an ordinary fit run in RUN/arms/NAME/ (NAME-seedK for extra seeds). Its clock
 starts with the decoded data in memory; feature caches are off, so a probe pays for its
