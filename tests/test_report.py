@@ -297,3 +297,14 @@ def test_comparison_report_of_empty_comparison(tmp_path):
     (run / "comparison.json").write_text(json.dumps({"arms": [], "best_arm": None}))
     text = build_comparison_report(run).read_text()
     assert "No verdict recorded." in text
+
+
+def test_a_faster_baseline_is_named_not_shown_as_negative_time_saved():
+    from headstart.report.html import comparison_header
+    from headstart.report.plots import _speedup_text
+
+    header = comparison_header({"speedup": 0.25, "time_saved_pct": -300.0, "baseline_arm": "tfidf",
+                                "target_accuracy": 0.9, "arms": []})
+    assert "tfidf ×4.0" in header and "-300" not in header
+    assert _speedup_text(0.25, -300.0) == "the baseline was ×4.0 faster"
+    assert _speedup_text(2.0, 50.0).startswith("speed-up ×2.0")

@@ -305,6 +305,14 @@ def verdict_box(comparison: dict) -> str:
             f"{esc(sentence)}</div>")
 
 
+def _speed_cards(speedup: float | None, saved: float | None, baseline: str | None) -> list[tuple[str, str]]:
+    if speedup is not None and speedup < 1:  # the baseline reached the target first
+        return [("faster: baseline", f"{baseline or 'baseline'} ×{1 / speedup:.1f}"),
+                ("time saved", "none")]
+    return [("speed-up", f"×{speedup:.1f}" if speedup is not None else "n/a"),
+            ("time saved", f"{saved:.0f} %" if saved is not None else "n/a")]
+
+
 def comparison_header(comparison: dict) -> str:
     speedup = comparison.get("speedup")
     saved = comparison.get("time_saved_pct")
@@ -312,8 +320,7 @@ def comparison_header(comparison: dict) -> str:
     items = [
         ("target val accuracy", pct(target)),
         ("target from", str(comparison.get("target_source") or "—")),
-        ("speed-up", f"×{speedup:.1f}" if speedup is not None else "n/a"),
-        ("time saved", f"{saved:.0f} %" if saved is not None else "n/a"),
+        *_speed_cards(speedup, saved, comparison.get("baseline_arm")),
         ("best arm", str(comparison.get("best_arm") or "—")),
         ("arms", str(len(comparison.get("arms") or []))),
     ]

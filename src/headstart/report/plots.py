@@ -334,6 +334,8 @@ def time_to_target_bars(arms: list[dict], path: Path, *, target: float | None = 
 def _speedup_text(speedup: float | None, time_saved_pct: float | None) -> str:
     if speedup is None:
         return "speed-up: n/a"
+    if speedup < 1:  # the baseline got there first: say it that way, not "-293 % time saved"
+        return f"the baseline was ×{1 / speedup:.1f} faster"
     text = f"speed-up ×{speedup:.1f}"
     if time_saved_pct is not None:
         text += f"  ({time_saved_pct:.0f} % time saved)"
