@@ -10,19 +10,15 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from .data.cache import cache_dir
 from .data.dataset import ImageData
 from .records import atomic_write_bytes
 from .train.evaluate import predict_logits
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("HEADSTART_CACHE", Path.home() / ".cache" / "headstart"))
 
 
 def weights_fingerprint(module: torch.nn.Module) -> str:
@@ -58,7 +54,7 @@ def feature_cache_path(classifier, data: ImageData) -> Path:
         "data": data.fingerprint(),
     }
     key = hashlib.sha256(json.dumps(key_parts, sort_keys=True).encode()).hexdigest()[:24]
-    return cache_root() / "features" / f"{key}.npy"
+    return cache_dir() / "features" / f"{key}.npy"
 
 
 def load_cached_features(path: Path) -> np.ndarray | None:

@@ -1,10 +1,10 @@
 """Data layer: load images or texts from built-ins, folders, CSV or JSONL files; resize images once; split."""
 from headstart.data import builtins as _builtins  # noqa: F401  (registers the built-in datasets)
+from headstart.data.cache import cache_dir
 from headstart.data.dataset import ImageData, TextData
 from headstart.data.resize import resize_data
 from headstart.data.sources import (
     IMAGE_EXTENSIONS,
-    cache_dir,
     decode_image,
     list_datasets,
     load_data,

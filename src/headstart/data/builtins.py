@@ -16,8 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
+from headstart.data.cache import cache_dir, load_arrays, save_arrays
 from headstart.data.dataset import ImageData, TextData
-from headstart.data.sources import cache_dir, load_arrays, register_dataset, save_arrays
+from headstart.data.sources import register_dataset
 from headstart.data.text_sources import load_text_folder
 from headstart.errors import HeadstartError
 

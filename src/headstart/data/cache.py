@@ -1,0 +1,52 @@
+"""headstart's on-disk caches: where they live, and .npz files written atomically.
+
+Every cache (decoded images, token ids, features, unzipped models) is a shortcut that can be
+rebuilt: a damaged file is ignored, and a cache that cannot be written only warns.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+
+def cache_dir() -> Path:
+    """Root of headstart's on-disk caches: $HEADSTART_CACHE, else ~/.cache/headstart."""
+    root = os.environ.get("HEADSTART_CACHE")
+    return Path(root).expanduser() if root else Path.home() / ".cache" / "headstart"
+
+
+def load_arrays(path: Path) -> dict[str, np.ndarray] | None:
+    """The arrays of a cache file written by save_arrays, or None when absent or unreadable."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except Exception:  # a damaged cache file is only a lost shortcut: rebuild it
+        return None
+
+
+def save_arrays(path: Path, **arrays: np.ndarray) -> bool:
+    """Write an uncompressed .npz (fast to load) aside and rename it into place.
+
+    The rename is atomic, so a crash or a parallel run never leaves a half-written cache. Best
+    effort: a cache that cannot be written (read-only or full disk) warns and returns False.
+    """
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, path)
+        return True
+    except OSError as e:
+        warnings.warn(f"headstart could not write its cache file {path}: {e}", stacklevel=2)
+        return False
+    finally:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)  # already gone after a successful rename
