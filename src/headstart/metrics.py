@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
 
 
@@ -30,3 +31,26 @@ def imbalance(labels: np.ndarray, classes: list[str]) -> dict:
         "class_counts": {c: int(n) for c, n in zip(classes, counts)},
         "imbalance_ratio": float(nonzero.max() / nonzero.min()) if len(nonzero) else 0.0,
     }
+
+
+MISCLASSIFIED_SHOWN = 20  # per run: enough to see a pattern, few enough to read
+SNIPPET_CHARS = 300
+
+
+def misclassified_examples(test, logits: torch.Tensor, classes: list[str]) -> list[dict]:
+    """The most confidently wrong test examples: text (or file path), true and predicted label."""
+    probs = torch.softmax(logits.float(), 1)
+    confidence, predicted = probs.max(1)
+    wrong = [i for i in range(len(test)) if int(predicted[i]) != int(test.labels[i])]
+    wrong.sort(key=lambda i: -float(confidence[i]))
+    shown = []
+    for i in wrong[:MISCLASSIFIED_SHOWN]:
+        item = {"true": classes[int(test.labels[i])], "predicted": classes[int(predicted[i])],
+                "probability": round(float(confidence[i]), 4)}
+        if getattr(test, "texts", None) is not None:
+            text = " ".join(test.texts[i].split())
+            item["text"] = text[:SNIPPET_CHARS] + ("…" if len(text) > SNIPPET_CHARS else "")
+        if test.paths is not None:
+            item["source"] = test.paths[i]
+        shown.append(item)
+    return shown

@@ -19,7 +19,7 @@ from .config import DEFAULT_BACKBONES, FitConfig
 from .data import load_data, make_splits
 from .errors import HeadstartError
 from .heads import build_classifier
-from .metrics import classification_summary, imbalance
+from .metrics import classification_summary, imbalance, misclassified_examples
 from .model_io import save_model
 from .records import Recorder, new_run_dir, read_metrics, write_json, write_yaml
 from .report import build_fit_report
@@ -166,19 +166,12 @@ def fit(config: FitConfig, *, data=None, use_feature_cache: bool = True) -> FitR
         _say(f"{truncated} text(s) are longer than {pre.input_size} tokens and were truncated "
              f"(--max-length sets the limit)")
 
-    main = _is_main()
-    if main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_yaml(run_dir / "config.yaml", config.to_dict())
-        write_json(run_dir / "splits.json", {"seed": config.seed, **splits.indices})
+    _write_run_start(run_dir, config, splits)
     classifier = build_classifier(backbone, data.num_classes)
     if torch.cuda.is_available():
         classifier.cuda()
     _warm_up(classifier, train)
-    rows = read_metrics(run_dir) if config.resume else []
-    if not config.resume and main:
-        (run_dir / "metrics.jsonl").unlink(missing_ok=True)
-    recorder = Recorder(run_dir, strategy.name, write=main, rows=rows)
+    recorder = _start_recorder(run_dir, strategy, config.resume)
     ctx = FitContext(config=config, train=train, val=val, recorder=recorder,
                      checkpoint_dir=run_dir / "checkpoint", use_feature_cache=use_feature_cache,
                      test_size=len(test))
@@ -234,47 +227,35 @@ def _finish(config, strategy, classifier, data, parts, test_logits, recorder, ou
     return FitResult(run_dir=run_dir, classifier=classifier, classes=data.classes, summary=summary)
 
 
+def _write_run_start(run_dir: Path, config: FitConfig, splits) -> None:
+    """config.yaml and splits.json, before any training (only the main process writes)."""
+    if _is_main():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_yaml(run_dir / "config.yaml", config.to_dict())
+        write_json(run_dir / "splits.json", {"seed": config.seed, **splits.indices})
+
+
+def _start_recorder(run_dir: Path, strategy, resume: bool) -> Recorder:
+    """The run's clock and metrics: a resumed run carries on from its rows, a new one starts empty."""
+    main = _is_main()
+    if not resume and main:
+        (run_dir / "metrics.jsonl").unlink(missing_ok=True)
+    return Recorder(run_dir, strategy.name, write=main, rows=read_metrics(run_dir) if resume else [])
+
+
 def _warm_up(classifier, train) -> None:
     """One untimed forward pass before the clock starts: CUDA context and kernel loading, or
     oneDNN's primitive creation on CPU, cost seconds once per process and are not training."""
     predict_logits(classifier, train.inputs[:2])
 
 
-MISCLASSIFIED_SHOWN = 20  # per run: enough to see a pattern, few enough to read
-SNIPPET_CHARS = 300
-
-
-def misclassified_examples(test, logits: torch.Tensor, classes: list[str]) -> list[dict]:
-    """The most confidently wrong test examples: text (or file path), true and predicted label."""
-    probs = torch.softmax(logits.float(), 1)
-    confidence, predicted = probs.max(1)
-    wrong = [i for i in range(len(test)) if int(predicted[i]) != int(test.labels[i])]
-    wrong.sort(key=lambda i: -float(confidence[i]))
-    shown = []
-    for i in wrong[:MISCLASSIFIED_SHOWN]:
-        item = {"true": classes[int(test.labels[i])], "predicted": classes[int(predicted[i])],
-                "probability": round(float(confidence[i]), 4)}
-        if getattr(test, "texts", None) is not None:
-            text = " ".join(test.texts[i].split())
-            item["text"] = text[:SNIPPET_CHARS] + ("…" if len(text) > SNIPPET_CHARS else "")
-        if test.paths is not None:
-            item["source"] = test.paths[i]
-        shown.append(item)
-    return shown
-
-
 def _fit_standalone(config, strategy, data, splits, run_dir, started, decode_started) -> FitResult:
     """Strategies that bring their own model (TF-IDF + logistic regression): no backbone."""
-    main = _is_main()
     decode_seconds = time.perf_counter() - decode_started
     _say(f"data {data.name}: {len(splits.train)} train / {len(splits.val)} val / {len(splits.test)} test, "
          f"{data.num_classes} classes")
-    if main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_yaml(run_dir / "config.yaml", config.to_dict())
-        write_json(run_dir / "splits.json", {"seed": config.seed, **splits.indices})
-        (run_dir / "metrics.jsonl").unlink(missing_ok=True)
-    recorder = Recorder(run_dir, strategy.name, write=main)
+    _write_run_start(run_dir, config, splits)
+    recorder = _start_recorder(run_dir, strategy, resume=False)  # nothing to resume: it refits in seconds
     ctx = FitContext(config=config, train=splits.train, val=splits.val, recorder=recorder,
                      test_size=len(splits.test))
     model, outcome = strategy.fit_standalone(data, ctx)

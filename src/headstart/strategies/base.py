@@ -41,8 +41,8 @@ class Strategy:
     modalities: tuple[str, ...] = ("image", "text")  # the data it can train on
     requires_attention: bool = False                 # needs a transformer backbone (LoRA)
     # Overrides of the defaults above for text backbones ({"lr": 1e-4, ...}): a transformer
-    # wants rates ~10x lower than a CNN, and text has no augmentation preset.
-    text_defaults: dict = {"augment": "none"}
+    # wants rates ~10x lower than a CNN.
+    text_defaults: dict = {}
 
     def fit(self, classifier, ctx: FitContext) -> dict:
         raise NotImplementedError

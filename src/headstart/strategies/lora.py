@@ -40,7 +40,7 @@ class Lora(HeadThenAllLayers):
     default_epochs = 5
     default_lr = 1e-3
     default_augment = "light"
-    text_defaults = {"lr": 1e-3, "epochs": 5, "augment": "none"}
+    text_defaults = {"lr": 1e-3, "epochs": 5}
     description = "tuned linear probe, then LoRA adapters (r=8) on the attention projections + head; merged"
     head_c_grid = C_GRID
     lr_spread = 1.0

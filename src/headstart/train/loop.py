@@ -92,8 +92,7 @@ def train_model(model, param_groups: list[dict], train, val, plan: TrainPlan, re
     torch.manual_seed(plan.seed)
 
     size = model.backbone.preprocessing.input_size
-    augmentation = build_augmentation(plan.augment, size) if train.modality == "image" else None
-    dataset = make_dataset(train, augmentation)
+    dataset = make_dataset(train, build_augmentation(plan.augment, size))
     # Keep the batch a multiple of the process count so split_batches divides it evenly.
     batch_size = max(accelerator.num_processes, plan.batch_size - plan.batch_size % accelerator.num_processes)
     loader = make_loader(dataset, batch_size, shuffle=True, seed=plan.seed,

@@ -43,6 +43,7 @@ class Backbone(nn.Module):
     """
 
     modality = "image"
+    scratch_lr: float | None = None  # a from-scratch architecture's own peak rate, if it has one
 
     def __init__(
         self,

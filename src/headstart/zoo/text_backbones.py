@@ -68,8 +68,6 @@ class TextBackbone(Backbone):
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.model_config = model_config  # the HF config, so a saved run rebuilds offline
 
-    scratch_lr: float | None = None  # a from-scratch architecture's own peak rate, if it has one
-
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         mask = ids >= 0
         # Cut the columns past the longest text in this batch: attention cost grows with L^2.
@@ -118,8 +116,7 @@ def default_pooling(name: str) -> str:
 # --------------------------------------------------------------------------- building
 
 def create_text_backbone(name: str, *, pretrained: bool = True, weights: str | None = None,
-                         max_length: int | None = None, pooling: str | None = None,
-                         folder: Path | None = None, source: str | None = None) -> TextBackbone:
+                         max_length: int | None = None, pooling: str | None = None) -> TextBackbone:
     """A text backbone from a hub id, alias or folder; pretrained=False keeps the architecture
     and tokenizer but draws fresh random weights (the scratch arm)."""
     from transformers import AutoConfig, AutoModel, AutoTokenizer
@@ -127,8 +124,7 @@ def create_text_backbone(name: str, *, pretrained: bool = True, weights: str | N
 
     hf_logging.set_verbosity_error()  # "some weights are newly initialised" is expected here
     hf_logging.disable_progress_bar()  # a bar per load of a 90 MB model is noise, not progress
-    if folder is None:
-        folder, source = resolve_model_folder(name)
+    folder, source = resolve_model_folder(name)
     st = sentence_transformer_settings(folder)
     model_folder = folder / st.get("transformer_path", "")
     pooling = pooling or st.get("pooling") or default_pooling(name)
@@ -142,11 +138,8 @@ def create_text_backbone(name: str, *, pretrained: bool = True, weights: str | N
     if max_length > limit or max_length < 2:
         raise HeadstartError(f"max length {max_length} is outside what {name} supports (2..{limit} tokens)",
                              hint=f"pass --max-length {min(DEFAULT_MAX_LENGTH, limit)} or less")
-    if pretrained or weights:
-        model = AutoModel.from_pretrained(str(model_folder)) if pretrained else AutoModel.from_config(config)
-        label = source if pretrained else "random"
-    else:
-        model, label = AutoModel.from_config(config), "random"
+    model = AutoModel.from_pretrained(str(model_folder)) if pretrained else AutoModel.from_config(config)
+    label = source if pretrained else "random"
     if weights:
         from headstart.zoo.weights import load_weights_file
         missing, unexpected = model.load_state_dict(load_weights_file(weights), strict=False)
