@@ -120,7 +120,7 @@ def test_cls_pooling_and_normalize_follow_a_sentence_transformers_folder(tiny_be
 
 
 def test_tokenisation_is_cached_and_truncation_counted(tiny_bert, texts, monkeypatch):
-    from headstart.data.sources import cache_dir
+    from headstart.data.cache import cache_dir
     from headstart.zoo import get_backbone
 
     backbone = get_backbone(tiny_bert, max_length=8)
