@@ -3,6 +3,13 @@
 
     python bench/check_report_render.py RUN [--screenshot out.png] [--full-page]
 
+Without a trained run, a fixture from the tests makes one (no training, a few seconds):
+
+    python -c "import sys; sys.path.insert(0, 'tests'); from pathlib import Path; \\
+        from test_report import make_fit_run; from headstart.report import build_fit_report; \\
+        build_fit_report(make_fit_run(Path('/tmp/fit-fixture')))"
+    python bench/check_report_render.py /tmp/fit-fixture
+
 Two Chromium passes:
   1. --dump-dom on a throw-away copy of the page with one injected script that, after the load
      event, writes each <img>'s naturalWidth (0 = failed to load) and the page height into the

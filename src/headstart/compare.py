@@ -12,49 +12,21 @@ import math
 import os
 import platform
 import time
-from dataclasses import dataclass, field
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from .config import FitConfig
+from .config import CompareConfig
 from .errors import HeadstartError
+from .modalities import modality_of
 from .records import new_run_dir, read_metrics, write_json
 
-DEFAULT_ARMS = ("probe", "lp-ft", "finetune", "scratch")
-DEFAULT_SCRATCH_MODEL = "resnet9"
-# Per modality of the data: the arms a comparison runs and the scratch arm's architecture
-# when the user names none. Text adds LoRA and the baseline a text user tries first
-# (TF-IDF + logistic regression); its cheap scratch model is an embedding bag.
-MODALITY_DEFAULTS = {
-    "image": {"arms": DEFAULT_ARMS, "scratch_model": DEFAULT_SCRATCH_MODEL},
-    "text": {"arms": ("probe", "lp-ft", "finetune", "lora", "tfidf", "scratch"), "scratch_model": "embedding-bag"},
-}
-
-
-@dataclass
-class CompareConfig:
-    data: str
-    arms: tuple[str, ...] | None = None   # None: MODALITY_DEFAULTS for the data
-    backbone: str | None = None           # None: the default backbone for the data's modality
-    scratch_model: str | None = None      # None: MODALITY_DEFAULTS for the data
-    seeds: int = 1
-    target: float | None = None
-    budget_seconds: float | None = None   # per arm
-    evals_per_epoch: int = 4              # resolves time-to-target to a fraction of an epoch
-    out: str | None = None
-    fit_settings: dict = field(default_factory=dict)  # passed to every arm's FitConfig
-
-
-def resolve_defaults(config: CompareConfig, modality: str) -> CompareConfig:
+def resolve_defaults(config: CompareConfig, modality) -> CompareConfig:
     """Fill the settings left to the data's modality (arms, backbone, scratch model)."""
-    from dataclasses import replace
-
-    from .config import DEFAULT_BACKBONES
-    defaults = MODALITY_DEFAULTS[modality]
-    return replace(config, arms=tuple(config.arms or defaults["arms"]),
-                   backbone=config.backbone or DEFAULT_BACKBONES[modality],
-                   scratch_model=config.scratch_model or defaults["scratch_model"])
+    return replace(config, arms=tuple(config.arms or modality.default_arms),
+                   scratch_model=config.scratch_model or modality.default_scratch_model,
+                   fit=replace(config.fit, backbone=config.fit.backbone or modality.default_backbone))
 
 
 def is_baseline(strategy: str) -> bool:
@@ -102,8 +74,8 @@ def validate(config: CompareConfig) -> None:
 def _sized_to_input(scratch_model: str | None, backbone: str) -> bool:
     if scratch_model in (None, "same", backbone):
         return False
-    from .zoo import get_backbone
-    return bool(getattr(get_backbone(scratch_model, pretrained=False), "sized_to_input", False))
+    from .zoo import resolve_backbone
+    return resolve_backbone(scratch_model).sized_to_input
 
 
 def time_to_target(rows: list[dict], target: float) -> float | None:
@@ -115,8 +87,7 @@ def time_to_target(rows: list[dict], target: float) -> float | None:
 
 
 def run_compare(config: CompareConfig) -> dict:
-    from .data import load_data
-    from .pipeline import fit
+    from .pipeline import fit, load
 
     validate(config)  # what can be checked before the data is loaded
     run_dir = new_run_dir(config.out, prefix="compare")
@@ -126,29 +97,26 @@ def run_compare(config: CompareConfig) -> dict:
 
     # Decode once, timed once: every arm then starts its clock with the data in memory.
     started = time.perf_counter()
-    options = {k: config.fit_settings[k] for k in ("strict", "elpv_grades", "modality", "text_column",
-                                                    "label_column") if k in config.fit_settings}
-    data = load_data(config.data, size=config.fit_settings.get("image_size") or 224, **options)
+    # decoded at the transfer backbone's input size (or --image-size): the arms resize from it
+    data = load(replace(config.fit, data=config.data, strategy="probe"))
     decode_seconds = time.perf_counter() - started
-    config = resolve_defaults(config, data.modality)
+    config = resolve_defaults(config, modality_of(data))
     validate(config)
 
     runs: dict[str, list[dict]] = {}
     for arm in config.arms:
         strategy, scratch_model = parse_arm(arm, config.scratch_model)
         folder = arm.replace(":", "-")
-        settings = dict(config.fit_settings)
-        if data.modality == "image" and _sized_to_input(scratch_model, config.backbone):
+        shared = config.fit
+        if _sized_to_input(scratch_model, config.backbone):
             # --image-size is the transfer backbone's; the small CNN keeps the data's own
             # resolution (up to its cap), as a from-scratch user would train it
-            settings.pop("image_size", None)
+            shared = replace(shared, image_size=None)
         for seed in range(config.seeds):
             arm_dir = run_dir / "arms" / (folder if seed == 0 else f"{folder}-seed{seed}")
-            fit_config = FitConfig(data=config.data, backbone=config.backbone, strategy=strategy,
-                                   scratch_model=scratch_model, seed=seed,
-                                   budget_seconds=config.budget_seconds,
-                                   evals_per_epoch=config.evals_per_epoch, out=str(arm_dir),
-                                   **settings)
+            fit_config = replace(shared, data=config.data, strategy=strategy, scratch_model=scratch_model,
+                                 seed=seed, budget_seconds=config.budget_seconds,
+                                 evals_per_epoch=config.evals_per_epoch, out=str(arm_dir), resume=False)
             result = fit(fit_config, data=data, use_feature_cache=False)
             runs.setdefault(arm, []).append({"dir": arm_dir, "summary": result.summary,
                                              "rows": read_metrics(arm_dir)})
@@ -195,7 +163,7 @@ def summarise(config: CompareConfig, runs: dict[str, list[dict]], run_dir: Path)
             # median over seeds, counting only if most seeds reached the target
             "time_to_target_seconds": median(reached) if len(reached) * 2 > len(times) else None,
             "baseline": is_baseline(first["strategy"]),
-            "modality": first.get("modality", "image"),
+            "input_unit": first.get("words", {}).get("input_unit", "px"),
             "seeds": len(seeds),
             "stop_reason": first.get("stop_reason"),
             "run_dir": str(seeds[0]["dir"].relative_to(run_dir)),

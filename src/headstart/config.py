@@ -1,70 +1,26 @@
-"""Typed settings for a fit. The resolved config is saved with every run as config.yaml."""
+"""Typed settings, each declared once: type, default, help and choices live here, and the
+command line of `fit` and `compare` is derived from these declarations (see cli_options.py).
+The resolved config is saved with every run as config.yaml.
+
+Choices that come from a registry (strategies, optimizers, ...) are named, not imported:
+this module sits at the bottom of the package, and cli_options resolves them.
+"""
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 
 from .errors import HeadstartError
 
 
-@dataclass
-class FitConfig:
-    data: str
-    backbone: str | None = None          # None: the default for the data's modality
-    strategy: str = "probe"
-    # weights
-    weights: str | None = None           # a local file (safetensors or a state_dict)
-    pretrained: bool = True
-    image_size: int | None = None        # overrides the backbone's pretrained input size
-    # data
-    seed: int = 0
-    train_per_class: int | None = None
-    train_size: int | None = None
-    val_fraction: float = 0.15
-    test_fraction: float = 0.15
-    max_eval: int = 1000                 # cap on val and test sizes, to keep evaluation cheap
-    strict: bool = False                 # corrupt images: error instead of skip-and-count
-    elpv_grades: bool = False
-    modality: str = "auto"               # auto | image | text
-    text_column: str | None = None       # CSV/JSONL column names (None: guessed)
-    label_column: str | None = None
-    # text
-    max_length: int | None = None        # tokens per text; None: the model's own (256 for MiniLM)
-    pooling: str | None = None           # mean | cls; None: the model's own
-    # training (None = the strategy's own default)
-    epochs: int | None = None
-    batch_size: int | None = None       # None: 16 on CPU (faster per image there), 64 on GPU
-    lr: float | None = None
-    optimizer: str = "adamw"
-    schedule: str = "onecycle"
-    weight_decay: float = 0.01
-    augment: str | None = None
-    patience: int | None = None          # epochs without validation gain before stopping
-    budget_seconds: float | None = None  # the run stops cleanly inside it
-    evals_per_epoch: int = 1
-    mixed_precision: str = "auto"        # auto | no | bf16 | fp16
-    scratch_model: str | None = None     # scratch arm architecture; None = the backbone's own
-    # run
-    out: str | None = None
-    resume: bool = False
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    def load_options(self) -> dict:
-        """The keyword options load_data takes from this config."""
-        return {"strict": self.strict, "elpv_grades": self.elpv_grades, "modality": self.modality,
-                "text_column": self.text_column, "label_column": self.label_column}
-
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "FitConfig":
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
-
-
-# The backbone a fit uses when none is named, per modality of the data.
-DEFAULT_BACKBONES = {"image": "tf_efficientnet_lite0", "text": "all-MiniLM-L6-v2"}
+def setting(default=MISSING, help: str = "", *, choices: str | tuple | None = None, flag: str | None = None,
+            parse=None, per_arm: bool = False):
+    """A declared setting. choices: a tuple, or the name of a registry cli_options knows
+    ("strategies", "optimizers", ...). flag: the option's name when it is not --field-name.
+    parse: turns the command-line text into the value. per_arm: `compare` sets it itself for
+    each arm, so its command line does not offer it."""
+    meta = {"help": help, "choices": choices, "flag": flag, "parse": parse, "per_arm": per_arm}
+    return field(default=default, metadata=meta)
 
 
 _UNITS = {"s": 1, "m": 60, "h": 3600}
@@ -84,3 +40,92 @@ def parse_duration(text: str | float | int | None) -> float | None:
     if seconds <= 0:
         raise HeadstartError(f"the budget must be positive, got '{text}'")
     return seconds
+
+
+@dataclass
+class FitConfig:
+    data: str = setting(help="a folder of class sub-folders (images or .txt files), a CSV (path,label or "
+                             "text,label), a JSONL of texts, or a built-in dataset, with its options as "
+                             "NAME:OPTION (e.g. elpv:grades; see `headstart datasets`)", per_arm=True)
+    backbone: str | None = setting(None, "zoo or timm model name, or a text model (hub id, alias or folder); "
+                                         "default: the data's modality's (tf_efficientnet_lite0 for images, "
+                                         "all-MiniLM-L6-v2 for text)")
+    strategy: str = setting("probe", "how to train", choices="strategies", per_arm=True)
+    # weights
+    weights: str | None = setting(None, "load pretrained weights from this file (safetensors or a state_dict)")
+    pretrained: bool = setting(True, "start from random weights", flag="--no-pretrained")
+    image_size: int | None = setting(None, "images: input size in pixels (default: the backbone's)")
+    # data
+    seed: int = setting(0, "split and initialisation seed", per_arm=True)
+    train_per_class: int | None = setting(None, "take N labelled training examples per class")
+    train_size: int | None = setting(None, "take N labelled training examples in all (stratified)")
+    val_fraction: float = setting(0.15, "share of the data held out for validation")
+    test_fraction: float = setting(0.15, "share of the data held out for test (unless the data has a test part)")
+    max_eval: int = setting(1000, "cap on the validation and test sizes, to keep evaluation cheap")
+    strict: bool = setting(False, "fail on unreadable images or empty texts instead of skipping and counting them")
+    modality: str = setting("auto", "what the data is (default: detected from it)", choices="modalities")
+    text_column: str | None = setting(None, "CSV/JSONL column holding the text (default: text, sentence, ...)")
+    label_column: str | None = setting(None, "CSV/JSONL column holding the label (default: label, class, ...)")
+    # text
+    max_length: int | None = setting(None, "text: tokens per text; longer ones are truncated and counted "
+                                           "(default: the model's own, 256 for MiniLM)")
+    pooling: str | None = setting(None, "text: how token features become one vector (default: the model's own)",
+                                  choices=("mean", "cls"))
+    # training (None = the strategy's own default for the modality)
+    epochs: int | None = setting(None, "training epochs (default: the strategy's)")
+    batch_size: int | None = setting(None, "training batch (default: 16 on CPU, 64 on GPU)")
+    lr: float | None = setting(None, "peak learning rate (default: the strategy's)")
+    optimizer: str = setting("adamw", "optimizer", choices="optimizers")
+    schedule: str = setting("onecycle", "learning-rate schedule", choices="schedules")
+    weight_decay: float = setting(0.01, "weight decay")
+    augment: str | None = setting(None, "augmentation preset (default: the strategy's)", choices="augmentations")
+    patience: int | None = setting(None, "epochs without validation gain before stopping")
+    budget_seconds: float | None = setting(None, "time budget, e.g. 90s, 5m, 1h: the run stops cleanly inside it",
+                                           flag="--budget", parse=parse_duration, per_arm=True)
+    evals_per_epoch: int = setting(1, "validation passes per epoch", per_arm=True)
+    mixed_precision: str = setting("auto", "autocast precision", choices=("auto", "no", "bf16", "fp16"))
+    scratch_model: str | None = setting(None, "architecture for --strategy scratch ('same' = the backbone's)",
+                                        per_arm=True)
+    # run
+    out: str | None = setting(None, "run directory (default: a new folder under runs/)", per_arm=True)
+    resume: bool = setting(False, "continue an interrupted run in --out", per_arm=True)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def load_options(self) -> dict:
+        """The keyword options load_data takes from this config."""
+        return {"strict": self.strict, "modality": self.modality,
+                "text_column": self.text_column, "label_column": self.label_column}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "FitConfig":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+@dataclass
+class CompareConfig:
+    """A comparison: the arms and how they are timed; `fit` holds every setting the arms share."""
+
+    data: str = setting(help=FitConfig.__dataclass_fields__["data"].metadata["help"])
+    arms: tuple[str, ...] | None = setting(None, "comma-separated strategies; a scratch arm may name its "
+                                                 "architecture (scratch:same, scratch:resnet9); default: the "
+                                                 "data's modality's", parse=lambda text: tuple(
+                                                     a.strip() for a in text.split(",") if a.strip()))
+    scratch_model: str | None = setting(None, "the scratch arm's architecture: a zoo name, or 'same' for the "
+                                              "backbone's own (default: resnet9 for images, embedding-bag for text)")
+    seeds: int = setting(1, "repeat each arm K times; medians are reported")
+    target: float | None = setting(None, "target validation accuracy (default: the best baseline arm's best)")
+    budget_seconds: float | None = setting(None, "time cap per arm, e.g. 2m", flag="--budget", parse=parse_duration)
+    evals_per_epoch: int = setting(4, "validation passes per epoch: resolves time-to-target to a fraction of one")
+    out: str | None = setting(None, "comparison directory (default: a new folder under runs/)")
+    fit: FitConfig = field(default=None, metadata={"nested": True})
+
+    def __post_init__(self) -> None:
+        if self.fit is None:
+            self.fit = FitConfig(data=self.data)
+
+    @property
+    def backbone(self) -> str | None:
+        return self.fit.backbone

@@ -6,21 +6,20 @@ split, with the comparison table, the verdict and the report. About 3 minutes on
 """
 from __future__ import annotations
 
-from .compare import CompareConfig, run_compare
+from .compare import run_compare
+from .config import CompareConfig, FitConfig
 
 DEMO_ARMS = ("probe", "scratch")
 DEMO_BUDGET_SECONDS = 100.0  # per arm; the scratch arm uses all of it on 2 CPU cores
 
 
 def run_demo(out: str | None = None, train_per_class: int | None = None, image_size: int | None = None,
-             budget_seconds: float = DEMO_BUDGET_SECONDS) -> int:
-    from .cli import print_comparison
-
-    settings = {k: v for k, v in {"train_per_class": train_per_class, "image_size": image_size}.items() if v}
-    config = CompareConfig(data="elpv", arms=DEMO_ARMS, backbone="tf_efficientnet_lite0",
-                           scratch_model="resnet9", budget_seconds=budget_seconds, out=out,
-                           fit_settings=settings)
+             budget_seconds: float = DEMO_BUDGET_SECONDS) -> dict:
+    """The comparison (see compare.run_compare); the CLI prints it."""
+    shared = FitConfig(data="elpv", backbone="tf_efficientnet_lite0", train_per_class=train_per_class,
+                       image_size=image_size)
+    config = CompareConfig(data="elpv", arms=DEMO_ARMS, scratch_model="resnet9", budget_seconds=budget_seconds,
+                           out=out, fit=shared)
     print("headstart demo: ELPV solar cells (CC BY-NC-SA 4.0), functional vs defective;\n"
           f"arms {', '.join(DEMO_ARMS)} on one split, at most {budget_seconds:.0f} s each.")
-    print_comparison(run_compare(config))
-    return 0
+    return run_compare(config)

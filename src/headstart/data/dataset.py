@@ -1,28 +1,50 @@
 """The in-memory forms data sources produce: decoded uint8 images, or texts, with int labels."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass, field
 
 import numpy as np
 
 
-class _Labelled:
-    """What every data form shares: `labels` index into `classes`."""
+class DataForm:
+    """What every data form shares: `labels` index into `classes`.
 
-    labels: np.ndarray
+    A pool (unlabelled data: what active learning ranks, what self-supervision and `embed`
+    read) is the same form with labels=None and no classes; `unlabelled()` makes one.
+    """
+
+    labels: np.ndarray | None
     classes: list[str]
+    noun = "examples"  # what messages call the items ("images", "examples")
 
     def __len__(self) -> int:
-        return len(self.labels)
+        return len(self.inputs_for_length())
+
+    def inputs_for_length(self):
+        return self.labels
 
     @property
     def num_classes(self) -> int:
         return len(self.classes)
 
+    @property
+    def is_labelled(self) -> bool:
+        return self.labels is not None
+
+    def unlabelled(self):
+        """The same items without labels (a labelled folder passed where a pool is expected)."""
+        return dataclasses.replace(self, labels=None, classes=[], is_test=None)
+
+    def _hash_labels(self, h) -> None:
+        if self.labels is not None:
+            h.update(np.ascontiguousarray(self.labels.astype(np.int64)).data)
+            h.update("\x00".join(self.classes).encode())
+
 
 @dataclass
-class ImageData(_Labelled):
+class ImageData(DataForm):
     """Decoded images held as one uint8 array, so no epoch ever decodes a file again.
 
     images: uint8 array of shape (N, H, W, C) with C == 1 (grey) or 3 (RGB); all images share
@@ -45,12 +67,16 @@ class ImageData(_Labelled):
     notes: dict = field(default_factory=dict)  # counts a user should hear about
 
     modality = "image"
+    noun = "images"
 
     def __post_init__(self) -> None:
         if self.images.dtype != np.uint8 or self.images.ndim != 4:
             raise ValueError(f"images must be uint8 (N,H,W,C), got {self.images.dtype} {self.images.shape}")
-        if len(self.images) != len(self.labels):
+        if self.labels is not None and len(self.images) != len(self.labels):
             raise ValueError("images and labels differ in length")
+
+    def inputs_for_length(self):
+        return self.images
 
     @property
     def inputs(self) -> np.ndarray:
@@ -61,14 +87,13 @@ class ImageData(_Labelled):
         """Content hash of pixels, labels and class names: the key of every cache built on it."""
         h = hashlib.sha256()
         h.update(np.ascontiguousarray(self.images).data)
-        h.update(np.ascontiguousarray(self.labels.astype(np.int64)).data)
-        h.update("\x00".join(self.classes).encode())
+        self._hash_labels(h)
         return h.hexdigest()[:16]
 
     def subset(self, index: np.ndarray) -> "ImageData":
         return ImageData(
             images=self.images[index],
-            labels=self.labels[index],
+            labels=self.labels[index] if self.labels is not None else None,
             classes=self.classes,
             name=self.name,
             paths=[self.paths[i] for i in index] if self.paths is not None else None,
@@ -76,7 +101,7 @@ class ImageData(_Labelled):
 
 
 @dataclass
-class TextData(_Labelled):
+class TextData(DataForm):
     """Labelled texts; `tokens` is filled in once a text backbone has tokenised them.
 
     texts: the raw strings (after decoding; never empty or whitespace-only).
@@ -100,10 +125,13 @@ class TextData(_Labelled):
     modality = "text"
 
     def __post_init__(self) -> None:
-        if len(self.texts) != len(self.labels):
+        if self.labels is not None and len(self.texts) != len(self.labels):
             raise ValueError("texts and labels differ in length")
         if self.tokens is not None and (self.tokens.ndim != 2 or len(self.tokens) != len(self.texts)):
             raise ValueError(f"tokens must be (N, L) with N = {len(self.texts)}, got {self.tokens.shape}")
+
+    def inputs_for_length(self):
+        return self.texts
 
     @property
     def inputs(self) -> np.ndarray:
@@ -118,8 +146,7 @@ class TextData(_Labelled):
         for text in self.texts:
             h.update(text.encode("utf-8", "replace"))
             h.update(b"\x00")
-        h.update(np.ascontiguousarray(self.labels.astype(np.int64)).data)
-        h.update("\x00".join(self.classes).encode())
+        self._hash_labels(h)
         if self.tokens is not None:
             h.update(np.ascontiguousarray(self.tokens).data)
         return h.hexdigest()[:16]
@@ -127,7 +154,7 @@ class TextData(_Labelled):
     def subset(self, index: np.ndarray) -> "TextData":
         return TextData(
             texts=[self.texts[i] for i in index],
-            labels=self.labels[index],
+            labels=self.labels[index] if self.labels is not None else None,
             classes=self.classes,
             name=self.name,
             paths=[self.paths[i] for i in index] if self.paths is not None else None,

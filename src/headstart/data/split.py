@@ -116,7 +116,7 @@ def _check_arguments(train_per_class, train_size, val_fraction, test_fraction, m
 
 def _noun(data) -> str:
     # Messages speak of what the user has: "images", or "examples" for texts.
-    return "examples" if getattr(data, "modality", "image") == "text" else "images"
+    return getattr(data, "noun", "examples")
 
 
 def _require_per_class(

@@ -16,17 +16,11 @@ from pathlib import Path
 import numpy as np
 
 from headstart.data.dataset import TextData
-from headstart.data.sources import (
-    _LABEL_COLUMNS,
-    _PATH_COLUMNS,
-    IMAGE_EXTENSIONS,
-    _is_image,
-    _natural_key,
-)
+from headstart.data.sources import IMAGE_EXTENSIONS, LABEL_COLUMNS, PATH_COLUMNS, is_image_file, natural_key
 from headstart.errors import HeadstartError
 
 TEXT_COLUMNS = ("text", "sentence", "content", "body", "review", "document", "message")
-TEXT_LABEL_COLUMNS = _LABEL_COLUMNS + ("category", "intent", "sentiment")
+TEXTLABEL_COLUMNS = LABEL_COLUMNS + ("category", "intent", "sentiment")
 
 # Undecodable bytes first become lone surrogates (errors="surrogateescape"), which valid UTF-8
 # never produces: so a cell holding one is exactly a cell that had bad bytes.
@@ -47,7 +41,7 @@ def folder_is_text(root: Path) -> bool:
         for p in class_dir.rglob("*"):
             if not p.is_file():
                 continue
-            if _is_image(p):  # the same test the image loader uses, so it finds what we saw
+            if is_image_file(p):  # the same test the image loader uses, so it finds what we saw
                 return False
             has_text = has_text or _is_text_file(p, class_dir)
         if has_text:
@@ -67,12 +61,12 @@ def csv_is_text(path: Path, text_column: str | None = None, label_column: str | 
         return True
     columns = _csv_header(path)
     lowered = {c.strip().lower() for c in columns}
-    has_text, has_path = bool(lowered & set(TEXT_COLUMNS)), bool(lowered & set(_PATH_COLUMNS))
+    has_text, has_path = bool(lowered & set(TEXT_COLUMNS)), bool(lowered & set(PATH_COLUMNS))
     if not has_text and not has_path:
         # Neither loader would know what to read; say both ways out, not just the image one.
         raise HeadstartError(
             f"{path} has neither an image path column nor a text column; its columns are: {_listing(columns)}",
-            f"for images name a column one of {', '.join(_PATH_COLUMNS)}; for texts one of "
+            f"for images name a column one of {', '.join(PATH_COLUMNS)}; for texts one of "
             f"{', '.join(TEXT_COLUMNS)}, or pass --text-column NAME",
         )
     return has_text and not has_path
@@ -138,7 +132,7 @@ def load_text_table(
 ) -> TextData:
     """Texts and labels from the rows of a CSV (header row) or a JSONL file (one object per line).
 
-    Columns are guessed from TEXT_COLUMNS and TEXT_LABEL_COLUMNS (case-insensitive) unless named.
+    Columns are guessed from TEXT_COLUMNS and TEXTLABEL_COLUMNS (case-insensitive) unless named.
     """
     raw = path.read_bytes()
     try:
@@ -147,7 +141,7 @@ def load_text_table(
         content, dirty = raw.decode("utf-8-sig", errors="surrogateescape"), True
     columns, rows = _jsonl_rows(path, content) if path.suffix.lower() == ".jsonl" else _csv_rows(path, content)
     text_col = _choose_column(columns, text_column, TEXT_COLUMNS, "text", path)
-    label_col = _choose_column(columns, label_column, TEXT_LABEL_COLUMNS, "label", path)
+    label_col = _choose_column(columns, label_column, TEXTLABEL_COLUMNS, "label", path)
 
     examples: list[tuple[str, str, str]] = []
     replaced: list[str] = []
@@ -257,7 +251,7 @@ def _to_text_data(examples: list[tuple[str, str, str]], replaced: list[str], nam
     kept = [(where, text, label) for where, text, label in examples if text.strip()]
     if not kept:
         raise HeadstartError(f"all {len(examples)} texts in {name} are empty", "check the data source")
-    classes = sorted({label for _, _, label in kept}, key=_natural_key)
+    classes = sorted({label for _, _, label in kept}, key=natural_key)
     index = {c: i for i, c in enumerate(classes)}
     return TextData(
         texts=[text for _, text, _ in kept],
@@ -268,3 +262,27 @@ def _to_text_data(examples: list[tuple[str, str, str]], replaced: list[str], nam
         skipped=skipped,
         notes={"replaced_bytes": len(replaced)},
     )
+
+
+# --------------------------------------------------------------------------- unlabelled pools
+
+def load_text_pool(path: Path, *, strict: bool = False, text_column: str | None = None) -> TextData:
+    """Unlabelled texts: a .txt file (one text per line), a CSV/JSONL file (its text column;
+    a label column, if any, is not read) or a folder of .txt files at any depth."""
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file() and _is_text_file(p, path))
+        examples = [(str(f), *_decode(f.read_bytes())) for f in files]
+    elif path.suffix.lower() == ".txt":
+        text, bad = _decode(path.read_bytes())
+        examples = [(f"{path}:line {i}", line, bad) for i, line in enumerate(text.splitlines(), 1) if line.strip()]
+    else:
+        raw = path.read_bytes().decode("utf-8-sig", errors="replace")
+        columns, rows = _jsonl_rows(path, raw) if path.suffix.lower() == ".jsonl" else _csv_rows(path, raw)
+        column = _choose_column(columns, text_column, TEXT_COLUMNS, "text", path)
+        examples = [(where, cells.get(column, ""), "\ufffd" in cells.get(column, "")) for where, cells in rows]
+    if not examples:
+        raise HeadstartError(f"no texts found in {path}", "pass a .txt file (one text per line), a CSV/JSONL "
+                                                          "with a text column, or a folder of .txt files")
+    replaced = [where for where, _, bad in examples if bad]
+    data = _to_text_data([(where, text, "?") for where, text, _ in examples], replaced, path.stem or path.name, strict)
+    return data.unlabelled()

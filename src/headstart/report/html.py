@@ -1,63 +1,33 @@
-"""HTML for run reports: one self-contained page per run.
+"""HTML for run reports: the Jinja2 templates in templates/, rendered with autoescape on.
 
-The CSS is inline and the figures are PNG files beside the page, so a run folder can be zipped,
-mailed or served as-is. Every string that came from a user or a file (class names, data paths,
-config values, verdict sentences) goes through esc(); the page carries no scripts.
+The templates hold all markup and wording; this module holds the formatting filters and the few
+facts that take more than a lookup to derive from the records. Autoescaping covers every value
+that came from a user or a file (class names, texts, data paths, config, verdict sentences), so
+nothing here escapes by hand and nothing is marked safe.
+
+Words that depend on what was classified ("px" or "tokens", "image" or "text") are read from
+the run records rather than decided here, so a new kind of input needs no change to the report.
 """
 from __future__ import annotations
 
-import html
 import json
-from typing import Any, Iterable, Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
 
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+TEMPLATES = Path(__file__).with_name("templates")
 IMBALANCE_WARNING_RATIO = 3.0
 NO_EVALUATIONS = "no evaluations recorded"
+SETTINGS = ("data", "target_accuracy", "target_source", "budget_seconds_per_arm", "seeds",
+            "noise", "decode_seconds")
 
-CSS = """
-:root { --ink: #1b1b1b; --muted: #5a5a5a; --line: #d9d9d9; --band: #f4f6f8;
-        --blue: #0072B2; --green: #009E73; --orange: #D55E00; --grey: #777777; }
-* { box-sizing: border-box; }
-body { margin: 0; padding: 24px 16px 48px; color: var(--ink); background: #fff;
-       font: 15px/1.5 system-ui, -apple-system, "Segoe UI", "DejaVu Sans", Arial, sans-serif; }
-main { max-width: 1100px; margin: 0 auto; }
-h1 { font-size: 26px; margin: 0 0 4px; }
-h2 { font-size: 19px; margin: 32px 0 10px; padding-bottom: 4px; border-bottom: 2px solid var(--line); }
-.sub { color: var(--muted); margin: 0 0 16px; }
-.cards { display: grid; grid-template-columns: repeat(auto-fill, minmax(170px, 1fr)); gap: 10px; }
-.card { background: var(--band); border-radius: 8px; padding: 10px 12px; }
-.card .k { color: var(--muted); font-size: 12px; text-transform: uppercase; letter-spacing: .04em; }
-.card .v { font-size: 20px; font-weight: 600; overflow-wrap: break-word; }
-.card .v.small { font-size: 15px; padding-top: 4px; }
-.card.wide { grid-column: span 2; }
-.warn { border-left: 5px solid var(--orange); background: #fdf0e8; padding: 8px 12px;
-        margin: 10px 0; border-radius: 4px; }
-.note { color: var(--muted); font-style: italic; }
-.verdict { border-left: 8px solid var(--grey); background: var(--band); padding: 14px 18px;
-           margin: 16px 0; border-radius: 6px; font-size: 18px; }
-.verdict .label { display: block; font-size: 13px; font-weight: 700; text-transform: uppercase;
-                  letter-spacing: .06em; color: var(--muted); margin-bottom: 4px; }
-.verdict.helps { border-left-color: var(--green); }
-.verdict.negative { border-left-color: var(--orange); }
-figure { margin: 12px 0 20px; }
-figure img { max-width: 100%; height: auto; border: 1px solid var(--line); border-radius: 4px; }
-figcaption { color: var(--muted); font-size: 13px; margin-top: 4px; }
-table { border-collapse: collapse; margin: 8px 0 16px; font-size: 14px; }
-th, td { padding: 5px 10px; border-bottom: 1px solid var(--line); text-align: left; vertical-align: top; }
-th { background: var(--band); }
-td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
-tr.best td { font-weight: 600; background: #eaf4fb; }
-pre { background: var(--band); padding: 12px; border-radius: 6px; overflow-x: auto; font-size: 13px; }
-details summary { cursor: pointer; color: var(--blue); margin: 6px 0; }
-a { color: var(--blue); }
-footer { margin-top: 40px; color: var(--muted); font-size: 12px; }
-"""
+# Runs recorded before summary.json carried "words" were all image runs.
+IMAGE_WORDS = {"input_unit": "px", "skipped": "unreadable image file(s)", "example": "image"}
 
 
-# -- formatting ------------------------------------------------------------------------------
-
-def esc(value: Any) -> str:
-    return html.escape("" if value is None else str(value), quote=True)
-
+# -- filters ---------------------------------------------------------------------------------
 
 def pct(value: float | None, digits: int = 1) -> str:
     return "—" if value is None else f"{float(value) * 100:.{digits}f} %"
@@ -80,311 +50,85 @@ def number(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
-# -- building blocks -------------------------------------------------------------------------
-
-def page(title: str, subtitle: str, sections: Iterable[str]) -> str:
-    return (
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
-        f"<title>{esc(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n<main>\n"
-        f"<h1>{esc(title)}</h1>\n<p class=\"sub\">{esc(subtitle)}</p>\n"
-        + "\n".join(s for s in sections if s)
-        + "\n<footer>Generated by headstart from the files in this run folder.</footer>\n"
-        "</main>\n</body>\n</html>\n"
-    )
-
-
-def section(title: str, *parts: str) -> str:
-    return f"<section>\n<h2>{esc(title)}</h2>\n" + "\n".join(p for p in parts if p) + "\n</section>"
-
-
-def cards(items: Sequence[tuple[str, str]]) -> str:
-    """Key figures as a grid of cards; values are already formatted, escaped here."""
-    out = []
-    for key, value in items:
-        # Long values (backbone names, data paths) get a smaller font and a double-width card
-        # rather than being broken mid-word.
-        wide = " wide" if len(value) > 18 else ""
-        small = " small" if len(value) > 12 else ""
-        out.append(f"<div class=\"card{wide}\"><div class=\"k\">{esc(key)}</div>"
-                   f"<div class=\"v{small}\">{esc(value)}</div></div>")
-    return "<div class=\"cards\">\n" + "\n".join(out) + "\n</div>"
-
-
-def warning(text: str) -> str:
-    return f"<p class=\"warn\">⚠ {esc(text)}</p>"
-
-
-def note(text: str) -> str:
-    return f"<p class=\"note\">{esc(text)}</p>"
-
-
-def figure(src: str | None, alt: str, caption: str = "") -> str:
-    if not src:
-        return ""
-    cap = f"<figcaption>{esc(caption)}</figcaption>" if caption else ""
-    return f"<figure><img src=\"{esc(src)}\" alt=\"{esc(alt)}\">{cap}</figure>"
-
-
-def table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, numeric: Iterable[int] = (),
-          highlight: int | None = None) -> str:
-    """A table of already-formatted cells; columns in `numeric` are right-aligned."""
-    numeric = set(numeric)
-
-    def cls(i: int) -> str:
-        return " class=\"num\"" if i in numeric else ""
-
-    head = "".join(f"<th{cls(i)}>{esc(h)}</th>" for i, h in enumerate(headers))
-    body = []
-    for r, row in enumerate(rows):
-        tr = "<tr class=\"best\">" if r == highlight else "<tr>"
-        body.append(tr + "".join(f"<td{cls(i)}>{esc(c)}</td>" for i, c in enumerate(row)) + "</tr>")
-    return f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n" + "\n".join(body) + "\n</tbody>\n</table>"
-
-
-def key_values(mapping: dict) -> str:
-    rows = [(k, v if isinstance(v, str) else json.dumps(v, default=str))
-            for k, v in _flatten(mapping)]
-    return table(["key", "value"], rows)
-
-
-def _flatten(mapping: dict, prefix: str = "") -> list[tuple[str, Any]]:
-    # Nested dicts (machine.versions) read better as dotted keys than as JSON blobs.
+def flat_items(mapping: dict, prefix: str = "") -> list[tuple[str, str]]:
+    """(key, text) pairs for a key/value table. Nested dicts (machine.versions) read better as
+    dotted keys than as JSON blobs; other non-strings are shown as JSON."""
     out = []
     for k, v in mapping.items():
         key = f"{prefix}{k}"
         if isinstance(v, dict) and v:
-            out += _flatten(v, key + ".")
+            out += flat_items(v, key + ".")
         else:
-            out.append((key, v))
+            out.append((key, v if isinstance(v, str) else json.dumps(v, default=str)))
     return out
 
 
-# -- fit page --------------------------------------------------------------------------------
+# -- facts the templates ask for -------------------------------------------------------------
 
-def fit_header(summary: dict) -> str:
-    sizes = summary.get("sizes") or {}
-    size_text = " / ".join(f"{sizes.get(k, '?')} {k}" for k in ("train", "val", "test")) if sizes else "—"
-    backbone = summary.get("backbone") or "—"
-    if summary.get("weights"):
-        backbone = f"{backbone} ({summary['weights']})"
-    items = [
-        ("test accuracy", pct(summary.get("test_accuracy"))),
-        ("macro-F1", number(summary.get("macro_f1"))),
-        ("balanced accuracy", pct(summary.get("balanced_accuracy"))),
-        ("best val accuracy", pct(summary.get("best_val_accuracy"))),
-        ("train time", seconds(summary.get("train_seconds"))),
-        ("wall time", seconds(summary.get("wall_seconds"))),
-        ("strategy", str(summary.get("strategy") or "—")),
-        ("backbone (weights)", backbone),
-        ("data", str(summary.get("data") or "—")),
-        ("train / val / test", size_text),
-        ("classes", str(len(summary.get("classes") or []))),
-        ("input size", input_size_text(summary.get("input_size"), summary.get("modality"))),
-        ("stop reason", str(summary.get("stop_reason") or "—")),
-        ("peak memory", f"{summary['peak_rss_mb']:.0f} MB" if summary.get("peak_rss_mb") else "—"),
-    ]
-    return cards(items) + fit_warnings(summary)
+def words(summary: dict) -> dict[str, str]:
+    given = summary.get("words")
+    given = given if isinstance(given, dict) else {}
+    return {k: str(given.get(k) or default) for k, default in IMAGE_WORDS.items()}
 
 
-def input_size_text(size, modality: str | None) -> str:
-    if not size:
-        return "—"
-    return f"{size} tokens" if modality == "text" else f"{size} px"
+def data_notes(summary: dict) -> list[str]:
+    """Sentences the data pipeline wrote for the reader (e.g. how many texts were truncated)."""
+    notes = summary.get("data_notes") or []
+    if isinstance(notes, str):
+        notes = [notes]
+    return [str(n) for n in notes if n]
 
 
-def fit_warnings(summary: dict) -> str:
-    out = []
-    ratio = (summary.get("train_imbalance") or {}).get("imbalance_ratio")
-    if ratio is not None and ratio >= IMBALANCE_WARNING_RATIO:
-        counts = (summary.get("train_imbalance") or {}).get("class_counts") or {}
-        detail = ""
-        if counts:
-            most, least = max(counts, key=counts.get), min(counts, key=counts.get)
-            detail = f" ({most}: {counts[most]} vs {least}: {counts[least]})"
-        out.append(warning(
-            f"Imbalanced training data: the largest class has {ratio:.1f}× as many examples as the "
-            f"smallest{detail}. Plain accuracy flatters the majority class; read macro-F1 and the "
-            "per-class recall below."))
-    text = summary.get("modality") == "text"
-    if summary.get("skipped_files"):
-        what = "empty or unusable text(s)" if text else "unreadable image file(s)"
-        out.append(warning(f"{summary['skipped_files']} {what} were skipped."))
-    if summary.get("truncated_texts"):
-        out.append(warning(f"{summary['truncated_texts']} text(s) were longer than {summary.get('input_size')} "
-                           "tokens and were truncated; --max-length raises the limit (up to the model's)."))
-    if not summary:
-        out.append(warning("summary.json is missing: the run did not finish."))
-    return "\n".join(out)
+def imbalance(summary: dict) -> dict | None:
+    """The training-set skew when it is large enough to distort plain accuracy, else None."""
+    skew = summary.get("train_imbalance") or {}
+    ratio = skew.get("imbalance_ratio")
+    if ratio is None or ratio < IMBALANCE_WARNING_RATIO:
+        return None
+    counts = skew.get("class_counts") or {}
+    if not counts:
+        return {"ratio": ratio, "most": None}
+    most, least = max(counts, key=counts.get), min(counts, key=counts.get)
+    return {"ratio": ratio, "most": most, "most_count": counts[most],
+            "least": least, "least_count": counts[least]}
 
 
-def per_class_table(summary: dict) -> str:
+def class_order(summary: dict) -> list[str]:
+    # The run's own class order (the confusion matrix's), not per_class's key order.
     per_class = summary.get("per_class") or {}
-    if not per_class:
-        return ""
-    names = [c for c in (summary.get("classes") or []) if c in per_class] or list(per_class)
-    rows = [(n, number(per_class[n].get("precision")), number(per_class[n].get("recall")),
-             number(per_class[n].get("f1")), number(per_class[n].get("support")))
-            for n in names]
-    return table(["class", "precision", "recall", "F1", "support"], rows, numeric=(1, 2, 3, 4))
+    return [c for c in (summary.get("classes") or []) if c in per_class] or list(per_class)
 
 
-def evaluations_table(rows: list[dict]) -> str:
-    if not rows:
-        return ""
-    cells = [(str(r.get("step", "")), number(r.get("epoch"), 2), str(r.get("phase", "")),
-              str(r.get("split", "")), number(r.get("train_seconds"), 1),
-              number(r.get("wall_seconds"), 1), pct(r.get("accuracy")), number(r.get("loss")))
-             for r in rows]
-    return ("<details><summary>All evaluations (" + str(len(rows)) + " rows of metrics.jsonl)</summary>\n"
-            + table(["step", "epoch", "phase", "split", "train s", "wall s", "accuracy", "loss"],
-                    cells, numeric=(0, 1, 4, 5, 6, 7))
-            + "\n</details>")
+@lru_cache(maxsize=1)
+def environment() -> Environment:
+    env = Environment(
+        # Beside this module, so an editable install reads the source tree; a wheel needs the
+        # templates listed as package data.
+        loader=FileSystemLoader(TEMPLATES),
+        autoescape=True,  # every template is HTML
+        undefined=StrictUndefined,  # a misspelt name fails the build instead of rendering blank
+        trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
+    )
+    env.filters.update(pct=pct, seconds=seconds, number=number, flat_items=flat_items)
+    env.globals.update(words=words, data_notes=data_notes, imbalance=imbalance,
+                       class_order=class_order, no_evaluations=NO_EVALUATIONS)
+    return env
 
 
-def classification_sections(summary: dict, images: dict[str, str | None], *, heading: str = "") -> list[str]:
-    """Confusion matrix and per-class accuracy: shared by the fit page and the best arm."""
-    prefix = f"{heading}: " if heading else ""
-    confusion = figure(images.get("confusion"), "confusion matrix",
-                       "Rows are true classes, normalised to 100 %; cells show count and share.")
-    per_class = figure(images.get("per_class"), "per-class accuracy",
-                       f"Recall per class; macro-F1 {number(summary.get('macro_f1'))}, "
-                       f"balanced accuracy {pct(summary.get('balanced_accuracy'))}.")
-    sections = [
-        section(prefix + "Confusion matrix",
-                confusion or note("no confusion matrix recorded")),
-        section(prefix + "Per-class accuracy",
-                per_class or note("no per-class figures recorded"), per_class_table(summary)),
-    ]
-    if summary.get("misclassified"):
-        sections.append(section(prefix + "Misclassified test examples", misclassified_table(summary)))
-    return sections
-
-
-def misclassified_table(summary: dict) -> str:
-    """The most confidently wrong test examples: what the model read, and what it said."""
-    items = summary["misclassified"]
-    rows = [(str(m.get("text") or m.get("source") or ""), str(m["true"]), str(m["predicted"]),
-             pct(m.get("probability"))) for m in items]
-    what = "text" if any(m.get("text") for m in items) else "file"
-    return (note(f"The {len(items)} most confident mistakes on the test split, most confident first.")
-            + table([what, "true", "predicted", "confidence"], rows, numeric=(3,)))
-
+# -- pages -----------------------------------------------------------------------------------
 
 def fit_page(*, run_name: str, summary: dict, rows: list[dict], config_text: str | None,
              images: dict[str, str | None]) -> str:
-    has_val = any(r.get("split") == "val" for r in rows)
-    curve = [
-        figure(images.get("curve_time"), "validation accuracy against training seconds",
-               "Validation accuracy at each evaluation against training time (evaluation excluded)."),
-        figure(images.get("curve_epoch"), "validation accuracy against epoch",
-               "The same evaluations against epochs."),
-    ]
-    sections = [
-        section("Key figures", fit_header(summary)),
-        section("Learning curve", *(curve if has_val else [note(NO_EVALUATIONS)]),
-                evaluations_table(rows)),
-        *classification_sections(summary, images),
-        section("Configuration",
-                f"<pre>{esc(config_text)}</pre>" if config_text else note("no config.yaml in this run")),
-    ]
     title = f"headstart fit: {summary.get('strategy') or 'run'} on {summary.get('data') or run_name}"
-    return page(title, f"run folder {run_name}", sections)
-
-
-# -- comparison page -------------------------------------------------------------------------
-
-VERDICT_CLASS = {"transfer helps": "helps", "negative transfer": "negative"}
-
-
-def verdict_box(comparison: dict) -> str:
-    verdict = comparison.get("verdict") or "inconclusive"
-    css = VERDICT_CLASS.get(verdict, "")
-    sentence = comparison.get("verdict_sentence") or "No verdict recorded."
-    return (f"<div class=\"verdict {css}\"><span class=\"label\">Verdict: {esc(verdict)}</span>"
-            f"{esc(sentence)}</div>")
-
-
-def _speed_cards(speedup: float | None, saved: float | None, baseline: str | None) -> list[tuple[str, str]]:
-    if speedup is not None and speedup < 1:  # the baseline reached the target first
-        return [("faster: baseline", f"{baseline or 'baseline'} ×{1 / speedup:.1f}"),
-                ("time saved", "none")]
-    return [("speed-up", f"×{speedup:.1f}" if speedup is not None else "n/a"),
-            ("time saved", f"{saved:.0f} %" if saved is not None else "n/a")]
-
-
-def comparison_header(comparison: dict) -> str:
-    speedup = comparison.get("speedup")
-    saved = comparison.get("time_saved_pct")
-    target = comparison.get("target_accuracy")
-    items = [
-        ("target val accuracy", pct(target)),
-        ("target from", str(comparison.get("target_source") or "—")),
-        *_speed_cards(speedup, saved, comparison.get("baseline_arm")),
-        ("best arm", str(comparison.get("best_arm") or "—")),
-        ("arms", str(len(comparison.get("arms") or []))),
-    ]
-    if comparison.get("budget_seconds_per_arm") is not None:
-        items.append(("budget per arm", seconds(comparison["budget_seconds_per_arm"])))
-    if comparison.get("seeds"):
-        items.append(("seeds", str(comparison["seeds"])))
-    return cards(items)
-
-
-def arms_table(comparison: dict, links: dict[str, str]) -> str:
-    arms = comparison.get("arms") or []
-    rows, highlight = [], None
-    for i, a in enumerate(arms):
-        ttt = a.get("time_to_target_seconds")
-        if a.get("name") == comparison.get("best_arm"):
-            highlight = i
-        backbone = a.get("backbone") or "—"
-        if a.get("input_size"):
-            backbone = f"{backbone} @{input_size_text(a['input_size'], a.get('modality'))}"
-        rows.append((str(a.get("name")), str(a.get("strategy") or "—"), backbone,
-                     pct(a.get("best_val_accuracy")), pct(a.get("test_accuracy")),
-                     seconds(a.get("train_seconds")),
-                     seconds(ttt) if ttt is not None else "never within budget",
-                     str(a.get("stop_reason") or "—")))
-    out = table(["arm", "strategy", "backbone", "best val", "test accuracy", "train time",
-                 "time to target", "stop reason"], rows, numeric=(3, 4, 5, 6), highlight=highlight)
-    if links:
-        items = "".join(f"<li><a href=\"{esc(href)}\">{esc(name)}</a></li>" for name, href in links.items())
-        out += f"\n<p>Each arm's own fit report:</p><ul>{items}</ul>"
-    return out
-
-
-def settings_table(comparison: dict) -> str:
-    keys = ("data", "target_accuracy", "target_source", "budget_seconds_per_arm", "seeds",
-            "noise", "decode_seconds")
-    return key_values({k: comparison[k] for k in keys if k in comparison})
+    return environment().get_template("fit.html.j2").render(
+        title=title, run_name=run_name, summary=summary, rows=rows, config_text=config_text,
+        images=images, has_val=any(r.get("split") == "val" for r in rows))
 
 
 def comparison_page(*, run_name: str, comparison: dict, images: dict[str, str | None],
                     best_summary: dict | None, links: dict[str, str], has_evaluations: bool) -> str:
-    best = comparison.get("best_arm")
-    curves = figure(images.get("accuracy_vs_time"), "validation accuracy against training time per arm",
-                    "Each arm's validation accuracy against training seconds (log scale; evaluations "
-                    "at 0 s sit at the left edge); stars mark the first evaluation at or above the "
-                    "dashed target line.")
-    bars = figure(images.get("time_to_target"), "time to target per arm",
-                  "Training seconds until each arm first reached the target; hatched grey bars "
-                  "never reached it within their budget.")
-    sections = [
-        verdict_box(comparison),
-        section("Key figures", comparison_header(comparison)),
-        section("Accuracy against training time", curves if has_evaluations else note(NO_EVALUATIONS)),
-        section("Time to target", bars),
-        section("Arms", arms_table(comparison, links)),
-    ]
-    if best and best_summary:
-        sections += classification_sections(best_summary, images, heading=f"Best arm ({best})")
-    elif best:
-        sections.append(section(f"Best arm ({best})", note("the best arm's summary.json is missing")))
-    machine = comparison.get("machine") or {}
-    sections += [
-        section("Settings", settings_table(comparison)),
-        section("Machine", key_values(machine) if machine else note("no machine information recorded")),
-    ]
-    title = f"headstart compare: {comparison.get('data') or run_name}"
-    return page(title, f"run folder {run_name}", sections)
+    return environment().get_template("comparison.html.j2").render(
+        title=f"headstart compare: {comparison.get('data') or run_name}", run_name=run_name,
+        comparison=comparison, images=images, best_summary=best_summary, links=links,
+        has_evaluations=has_evaluations,
+        settings={k: comparison[k] for k in SETTINGS if k in comparison})

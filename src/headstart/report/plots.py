@@ -22,7 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import PercentFormatter  # noqa: E402
 
-from headstart.records import atomic_write_bytes  # noqa: E402
+from headstart.files import atomic_write_bytes  # noqa: E402
 
 # Okabe-Ito, minus yellow (too light on white) and black (reserved for reference lines).
 PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#999999"]

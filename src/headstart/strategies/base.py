@@ -1,7 +1,7 @@
 """The Strategy seam and its registry.
 
-A strategy gets a classifier (backbone + fresh head) and the splits, trains it in place
-through the recorder, and returns a few figures for the summary. It never opens files:
+A strategy gets a model (a backbone + fresh head, or a standalone model of the zoo) and the
+splits, trains it in place through the recorder, and returns a few figures for the summary. It never opens files:
 the pipeline hands it everything, the recorder writes everything.
 """
 from __future__ import annotations
@@ -11,22 +11,22 @@ from pathlib import Path
 
 from ..config import FitConfig
 from ..errors import HeadstartError
+from ..modalities import Modality
 from ..records import Recorder
+from ..zoo import BackboneSpec
 
 
 @dataclass
 class FitContext:
     config: FitConfig
-    train: object            # ImageData at the backbone's input size, or tokenised TextData
+    train: object            # the training data as the model eats it (model.prepare)
     val: object
     recorder: Recorder
+    modality: Modality       # whose defaults, datasets and augmentation apply
+    spec: BackboneSpec | None = None  # the architecture being trained
     checkpoint_dir: Path | None = None
     use_feature_cache: bool = True
     test_size: int = 0       # the final test pass also has to fit inside --budget
-
-    @property
-    def modality(self) -> str:
-        return getattr(self.train, "modality", "image")
 
 
 class Strategy:
@@ -37,34 +37,33 @@ class Strategy:
     default_augment: str = "none"
     default_schedule: str = "onecycle"
     default_patience: int = 3
+    default_layer_decay: float | None = None  # layer-wise rate decay per block (None: lr spread)
     description: str = ""
-    modalities: tuple[str, ...] = ("image", "text")  # the data it can train on
-    requires_attention: bool = False                 # needs a transformer backbone (LoRA)
-    # Overrides of the defaults above for text backbones ({"lr": 1e-4, ...}): a transformer
-    # wants rates ~10x lower than a CNN.
-    text_defaults: dict = {}
+    requires_attention: bool = False  # needs a transformer backbone (LoRA)
+    # The zoo model this strategy always trains, whatever --backbone says (tfidf); None: the backbone
+    architecture: str | None = None
 
-    def fit(self, classifier, ctx: FitContext) -> dict:
+    def fit(self, model, ctx: FitContext) -> dict:
+        """Train `model` in place through ctx.recorder; return figures for the summary."""
         raise NotImplementedError
 
-    def default(self, key: str, modality: str = "image"):
-        if modality == "text" and key in self.text_defaults:
-            return self.text_defaults[key]
-        return getattr(self, f"default_{key}")
+    def default(self, key: str, modality: Modality):
+        """The strategy's own default for `key`, as the modality adjusts it."""
+        return modality.strategy_defaults.get(self.name, {}).get(key, getattr(self, f"default_{key}"))
 
     # settings the user may override, else the strategy's own defaults for the modality
-    def epochs(self, config: FitConfig, modality: str = "image") -> int:
+    def epochs(self, config: FitConfig, modality: Modality) -> int:
         return config.epochs if config.epochs is not None else self.default("epochs", modality)
 
-    def lr(self, config: FitConfig, modality: str = "image") -> float:
+    def lr(self, config: FitConfig, modality: Modality) -> float:
         return config.lr if config.lr is not None else self.default("lr", modality)
 
-    def patience(self, config: FitConfig, modality: str = "image") -> int:
+    def patience(self, config: FitConfig, modality: Modality) -> int:
         return config.patience if config.patience is not None else self.default("patience", modality)
 
-    def augment(self, config: FitConfig, modality: str = "image") -> str:
-        if modality == "text":
-            return "none"  # the augmentation presets are image transforms
+    def augment(self, config: FitConfig, modality: Modality) -> str:
+        if not modality.augments:
+            return "none"
         return config.augment if config.augment is not None else self.default("augment", modality)
 
 

@@ -20,6 +20,3 @@ class Finetune(HeadThenAllLayers):
     description = "head on cached features, then all layers with discriminative rates (one-cycle)"
     head_c_grid = (0.1,)   # fastai's head phase is short: one regularisation, no sweep
     lr_spread = 100.0      # stem rate = lr / 100, as fastai's slice(lr/100, lr)
-    # text: BERT-style fine-tuning rates, with layer-wise decay instead of fastai's slice
-    text_defaults = {"lr": 1e-4, "epochs": 5}
-    text_layer_decay = 0.8

@@ -11,10 +11,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..features import (compute_features, extract_features, feature_cache_path, load_cached_features,
-                        save_cached_features)
+from ..embed import agree_any, compute_features, embed, feature_cache_path, load_cached_features, save_cached_features
+from ..log import progress_bar
 from ..train.evaluate import score
-from ..train.progress import progress_bar
 
 # Inverse regularisation strengths tried on the validation split; features are
 # standardised first, so one grid suits every backbone.
@@ -33,8 +32,7 @@ def fit_logistic_head(classifier, ctx, c_grid=C_GRID) -> dict:
     """
     rec = ctx.recorder
     rec.pause()
-    val_x, _ = extract_features(classifier, ctx.val, use_cache=ctx.use_feature_cache,
-                                description="features (val)")
+    val_x = embed(classifier, ctx.val, cache=ctx.use_feature_cache, description="features (val)")
     rec.resume()
     train_x, train_cached, order = _train_features_anytime(classifier, ctx, val_x)
     train_y = ctx.train.labels[order]
@@ -67,7 +65,7 @@ def _train_features_anytime(classifier, ctx, val_x) -> tuple[np.ndarray, bool, n
     """(features, from_cache, order): features[i] belongs to train image order[i]. Under a
     budget, extraction stops early and the head is fitted on the stratified prefix done."""
     rec, train = ctx.recorder, ctx.train
-    path = feature_cache_path(classifier, train) if ctx.use_feature_cache else None
+    path = feature_cache_path(classifier.backbone, train) if ctx.use_feature_cache else None
     if path is not None and (cached := load_cached_features(path)) is not None:
         return cached, True, np.arange(len(train))
     order = _stratified_order(train.labels, seed=ctx.config.seed)
@@ -82,7 +80,7 @@ def _train_features_anytime(classifier, ctx, val_x) -> tuple[np.ndarray, bool, n
             # warm-up (seconds on a GPU) that would make every later chunk look unaffordable
             if budget is not None and done >= 2 * train.num_classes:
                 closing = ANYTIME_FIT_RESERVE + rate * ctx.test_size  # head fits, then the test pass
-                if rec.wall_seconds + rate * (end - done) + closing > budget:
+                if agree_any(rec.wall_seconds + rate * (end - done) + closing > budget):
                     break
             chunk_started = rec.wall_seconds
             parts.append(compute_features(classifier, train.inputs[order[done:end]]))

@@ -40,7 +40,6 @@ class Lora(HeadThenAllLayers):
     default_epochs = 5
     default_lr = 1e-3
     default_augment = "light"
-    text_defaults = {"lr": 1e-3, "epochs": 5}
     description = "tuned linear probe, then LoRA adapters (r=8) on the attention projections + head; merged"
     head_c_grid = C_GRID
     lr_spread = 1.0
@@ -51,13 +50,12 @@ class Lora(HeadThenAllLayers):
         from peft import LoraConfig, get_peft_model
 
         backbone = classifier.backbone
-        for p in backbone.parameters():
-            p.requires_grad_(False)
+        backbone.set_trainable(False)
         config = LoraConfig(r=RANK, lora_alpha=ALPHA, lora_dropout=DROPOUT,
                             target_modules=attention_targets(backbone.model))
         backbone.model = get_peft_model(backbone.model, config)  # adapters trainable, rest frozen
         adapters = [p for p in backbone.model.parameters() if p.requires_grad]
-        backbone._groups = [adapters]  # one rate for every adapter
+        backbone.set_param_groups([adapters])  # one rate for every adapter
         for p in classifier.head.parameters():
             p.requires_grad_(True)
 
@@ -67,8 +65,7 @@ class Lora(HeadThenAllLayers):
         total = sum(p.numel() for p in backbone.model.parameters())
         backbone.model = backbone.model.merge_and_unload()  # W += (alpha/r) B A, adapters gone
         from ..zoo.text_backbones import layer_groups
-        backbone._groups = layer_groups(backbone.model)
-        for p in backbone.parameters():
-            p.requires_grad_(False)
+        backbone.set_param_groups(layer_groups(backbone.model))
+        backbone.set_trainable(False)
         return {"lora_rank": RANK, "lora_trainable_params": trainable,
                 "lora_trainable_fraction": round(trainable / max(total, 1), 5)}

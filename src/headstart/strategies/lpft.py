@@ -19,5 +19,4 @@ class LinearProbeThenFinetune(HeadThenAllLayers):
     description = "tuned linear probe, then all layers at one low rate (cosine)"
     head_c_grid = C_GRID   # the full probe, regularisation tuned on validation
     lr_spread = 1.0        # one rate for every layer
-    text_defaults = {"lr": 3e-5, "epochs": 3}
     schedule = "cosine"

@@ -11,8 +11,7 @@ class Probe(Strategy):
     description = "frozen backbone; features cached once; logistic head with C tuned on validation"
 
     def fit(self, classifier, ctx: FitContext) -> dict:
-        for p in classifier.backbone.parameters():
-            p.requires_grad_(False)
+        classifier.backbone.set_trainable(False)
         result = fit_logistic_head(classifier, ctx)
         ctx.recorder.epoch = 1.0
         return {**result, "best_val_accuracy": result["probe_val_accuracy"]}

@@ -16,15 +16,13 @@ class Scratch(Strategy):
     default_lr = 3e-3
     default_augment = "light"
     default_patience = 6
-    # text: a random transformer or an embedding bag; no augmentation preset applies
-    text_defaults = {"lr": 2e-3, "epochs": 30}
     description = "random init (the backbone's architecture or --scratch-model), one-cycle, many epochs"
 
     def fit(self, classifier, ctx: FitContext) -> dict:
         for p in classifier.parameters():
             p.requires_grad_(True)
         lr = self.lr(ctx.config, ctx.modality)
-        if ctx.config.lr is None and classifier.backbone.scratch_lr:
-            lr = classifier.backbone.scratch_lr  # an architecture that knows its own rate
+        if ctx.config.lr is None and ctx.spec is not None and ctx.spec.scratch_lr:
+            lr = ctx.spec.scratch_lr  # an architecture that knows its own rate
         groups = layerwise_groups(classifier.backbone.param_groups(), classifier.head, lr, spread=1.0)
         return run_training_loop(self, classifier, groups, ctx)

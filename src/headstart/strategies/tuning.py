@@ -12,13 +12,14 @@ from .linear import fit_logistic_head
 def run_training_loop(strategy: Strategy, classifier, groups: list[dict], ctx: FitContext,
                       schedule: str | None = None, initial_val: float | None = None) -> dict:
     c, modality = ctx.config, ctx.modality
+    augment = strategy.augment(c, modality)
+    dataset = modality.training_dataset(ctx.train, augment, classifier.backbone.preprocessing.input_size)
     plan = TrainPlan(
         epochs=strategy.epochs(c, modality),
         optimizer=c.optimizer,
         schedule=schedule or c.schedule,
         weight_decay=c.weight_decay,
         batch_size=c.batch_size or (64 if torch.cuda.is_available() else 16),
-        augment=strategy.augment(c, modality),
         patience=strategy.patience(c, modality),
         budget_seconds=c.budget_seconds,
         evals_per_epoch=c.evals_per_epoch,
@@ -27,7 +28,7 @@ def run_training_loop(strategy: Strategy, classifier, groups: list[dict], ctx: F
         phase=strategy.name,
         reserve_images=ctx.test_size,
     )
-    result = train_model(classifier, groups, ctx.train, ctx.val, plan, ctx.recorder,
+    result = train_model(classifier, groups, dataset, ctx.val, plan, ctx.recorder,
                          checkpoint_dir=ctx.checkpoint_dir, resume=c.resume, initial_val=initial_val)
     return {"best_val_accuracy": result.best_val_accuracy, "epochs_run": result.epochs_run,
             "stop_reason": result.stop_reason, "best_epoch": result.best_epoch}
@@ -47,19 +48,21 @@ class HeadThenAllLayers(Strategy):
 
     head_c_grid: tuple[float, ...] = (0.1,)
     lr_spread: float = 1.0
-    # Text: layer-wise learning-rate decay (ULMFiT, ELECTRA): each block down from the top
-    # trains at this fraction of the rate above it. None: use lr_spread as for images.
-    text_layer_decay: float | None = None
     schedule: str | None = None  # None: the config's --schedule
 
-    def spread(self, n_groups: int, modality: str) -> float:
-        if modality == "text" and self.text_layer_decay is not None:
-            return self.text_layer_decay ** -(max(n_groups, 1) - 1)
+    def spread(self, n_groups: int, modality) -> float:
+        # Layer-wise learning-rate decay (ULMFiT, ELECTRA) where the modality asks for it
+        # (transformers): each block down from the top trains at this fraction of the rate
+        # above it. Otherwise fastai's spread: the stem at lr / lr_spread.
+        decay = self.default("layer_decay", modality)
+        if decay is not None:
+            return decay ** -(max(n_groups, 1) - 1)
         return self.lr_spread
 
     def prepare_backbone(self, classifier, ctx: FitContext) -> None:
         """Choose what trains: here every layer. LoRA overrides this with adapters."""
-        for p in classifier.parameters():
+        classifier.backbone.set_trainable(True)
+        for p in classifier.head.parameters():
             p.requires_grad_(True)
 
     def finish_backbone(self, classifier) -> dict:

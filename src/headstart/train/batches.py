@@ -26,8 +26,9 @@ class ArrayImageDataset(Dataset):
 
 
 class ArrayTokenDataset(Dataset):
-    """Serves (int token ids (L,), label) from an (N, L) array padded with -1. Batches keep the
-    full width; the backbone trims the padding columns per batch."""
+    """Serves (inputs[i], label) from any (N, ...) array: token ids (N, L) padded with -1
+    (batches keep the full width; a text backbone trims the padding columns per batch), or
+    feature vectors."""
 
     def __init__(self, tokens: np.ndarray, labels: np.ndarray):
         self.tokens = torch.from_numpy(np.ascontiguousarray(tokens))
@@ -38,13 +39,6 @@ class ArrayTokenDataset(Dataset):
 
     def __getitem__(self, i: int):
         return self.tokens[i], self.labels[i]
-
-
-def make_dataset(data, transform=None) -> Dataset:
-    """The training dataset for an ImageData or a tokenised TextData."""
-    if data.modality == "text":
-        return ArrayTokenDataset(data.inputs, data.labels)  # no augmentation for text
-    return ArrayImageDataset(data.images, data.labels, transform)
 
 
 def make_loader(dataset: Dataset, batch_size: int, *, shuffle: bool, seed: int = 0,

@@ -11,7 +11,8 @@ from pathlib import Path
 import torch
 
 from ..errors import HeadstartError
-from ..records import Recorder, atomic_write_bytes
+from ..files import atomic_write_bytes
+from ..records import Recorder
 
 
 def save_checkpoint(path: Path, model, optimizer, scheduler, recorder: Recorder, *, epoch: int,
@@ -49,12 +50,8 @@ def load_checkpoint(path: Path, model, optimizer, scheduler, recorder: Recorder)
     scheduler.load_state_dict(payload["scheduler"])
     scheduler.horizon.total = payload["horizon"]
     torch.set_rng_state(payload["rng"])
-    # Rows a killed run logged after this checkpoint describe training we are about to redo.
-    recorder.rows = recorder.rows[: payload["metric_rows"]]
-    recorder.rewrite()
-    recorder._train_seconds = payload["train_seconds"]
-    recorder.step = payload["step"]
-    recorder.epoch = float(payload["epoch"])
+    recorder.restore(rows=payload["metric_rows"], train_seconds=payload["train_seconds"],
+                     step=payload["step"], epoch=payload["epoch"])
     return {"epoch": payload["epoch"], "step": payload["step"], "best_val": payload["best_val"],
             "bad_epochs": payload["bad_epochs"], "best_state": payload["best_state"],
             "best_epoch": payload["best_epoch"]}

@@ -21,12 +21,11 @@ from accelerate.utils import DataLoaderConfiguration, DistributedDataParallelKwa
 
 from ..errors import HeadstartError
 from ..records import Recorder
-from .augment import build_augmentation
-from .batches import make_dataset, make_loader
+from .batches import make_loader
 from .checkpoint import load_checkpoint, save_checkpoint
 from .evaluate import predict_logits, score
 from .optim import build_optimizer, build_schedule
-from .progress import progress_bar
+from ..log import progress_bar
 
 
 EARLY_REPLAN_STEPS = 5
@@ -62,10 +61,16 @@ def make_accelerator(mixed_precision: str, any_frozen: bool) -> Accelerator:
     """One Accelerator per loop. DDP is told about unused parameters only when some are
     frozen: that flag costs an extra graph traversal each step, so it is set from the actual
     freeze state rather than always on."""
-    from accelerate.state import AcceleratorState
-    AcceleratorState._reset_state()  # allow a different precision per loop in one process
     if mixed_precision == "auto":
         mixed_precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+    try:
+        return _accelerator(mixed_precision, any_frozen)
+    except ValueError as e:  # Accelerate fixes the precision once per process
+        raise HeadstartError(f"this process already trained with another precision than {mixed_precision}: {e}",
+                             hint="use one --mixed-precision per process") from e
+
+
+def _accelerator(mixed_precision: str, any_frozen: bool) -> Accelerator:
     return Accelerator(
         mixed_precision=mixed_precision,
         cpu=not torch.cuda.is_available(),
@@ -77,12 +82,13 @@ def make_accelerator(mixed_precision: str, any_frozen: bool) -> Accelerator:
     )
 
 
-def train_model(model, param_groups: list[dict], train, val, plan: TrainPlan, recorder: Recorder,
+def train_model(model, param_groups: list[dict], dataset, val, plan: TrainPlan, recorder: Recorder,
                 checkpoint_dir: Path | None = None, resume: bool = False,
                 initial_val: float | None = None) -> TrainResult:
-    """Train `model` (an Image- or TextClassifier) in place; on return it holds the best-validation weights.
+    """Train `model` (a heads.Classifier) in place; on return it holds the best-validation weights.
 
-    train, val: ImageData at the model's input size, or tokenised TextData. param_groups: optimizer groups with
+    dataset: the training Dataset of (input, label), augmented as the modality decided (see
+    Modality.training_dataset); val: prepared validation data. param_groups: optimizer groups with
     their own "lr" (see optim.layerwise_groups). initial_val: validation accuracy of the
     starting weights (a fitted probe head); training must beat it to replace them, so
     fine-tuning can never return something worse than what it started from.
@@ -91,8 +97,6 @@ def train_model(model, param_groups: list[dict], train, val, plan: TrainPlan, re
     accelerator = make_accelerator(plan.mixed_precision, any_frozen)
     torch.manual_seed(plan.seed)
 
-    size = model.backbone.preprocessing.input_size
-    dataset = make_dataset(train, build_augmentation(plan.augment, size))
     # Keep the batch a multiple of the process count so split_batches divides it evenly.
     batch_size = max(accelerator.num_processes, plan.batch_size - plan.batch_size % accelerator.num_processes)
     loader = make_loader(dataset, batch_size, shuffle=True, seed=plan.seed,

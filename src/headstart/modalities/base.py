@@ -1,0 +1,127 @@
+"""The Modality seam: everything that differs between images, texts (and audio, next).
+
+A modality is one registered object. It recognises and loads its data (labelled, or
+unlabelled as a pool), says which backbone, arms and scratch model a run uses by default and
+how strategies' defaults change for it, builds the classifier, the training dataset and its
+augmentation, reads `predict`'s inputs, and gives the words reports use. Outside the
+modalities' own modules no code compares a modality's name: it asks the modality.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from headstart.errors import HeadstartError
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """How to read a user's data. `size` is the decode size of image files (None: the default)."""
+
+    size: int | None = None
+    strict: bool = False          # an unusable item is an error instead of skipped-and-counted
+    text_column: str | None = None
+    label_column: str | None = None
+
+    @property
+    def names_columns(self) -> bool:
+        return self.text_column is not None or self.label_column is not None
+
+
+@dataclass
+class Inputs:
+    """What `predict` read: names for the output rows, the usable items as an (unlabelled)
+    data form, which rows they are, and why the other rows could not be used."""
+
+    names: list[str]
+    kind: str                    # what a name is: "path" or "text"
+    data: object | None          # an unlabelled data form of the usable rows
+    usable: list[int]
+    errors: dict[int, str] = field(default_factory=dict)
+
+
+class Modality:
+    name: str = ""
+    priority: int = 0                     # detection order: the most specific test first
+    default_backbone: str = ""
+    default_arms: tuple[str, ...] = ()
+    default_scratch_model: str = ""
+    # strategy name -> overrides of that strategy's defaults (lr, epochs, layer_decay, ...)
+    strategy_defaults: dict[str, dict] = {}
+    augments: bool = False                # whether the augmentation presets apply
+    # words for messages and reports: input_unit ("px"), example ("image"), noun ("images"),
+    # skipped ("unreadable image file(s)")
+    words: dict[str, str] = {}
+    formats: str = ""                     # the data it reads, for "what can I pass" hints
+
+    # -- data ---------------------------------------------------------------------------
+    def recognises(self, path: Path, options: LoadOptions) -> bool:
+        raise NotImplementedError
+
+    def load(self, path: Path, options: LoadOptions):
+        raise NotImplementedError
+
+    def recognises_pool(self, path: Path, options: LoadOptions) -> bool:
+        return False
+
+    def load_pool(self, path: Path, options: LoadOptions):
+        """Unlabelled data from a path; a labelled source is read for its items only."""
+        raise NotImplementedError
+
+    def data_notes(self, parts: list, preprocessing) -> tuple[dict, list[str]]:
+        """(summary figures, sentences a user should read) about prepared data."""
+        return {}, []
+
+    # -- model --------------------------------------------------------------------------
+    def decode_size(self, image_size: int | None, spec) -> int | None:
+        """The size files are decoded at, so decoding happens once (None: not applicable)."""
+        return None
+
+    def backbone_options(self, config, spec, *, pretrained: bool, data) -> dict:
+        """The build options of `spec` for this run (input size, tokenizer, ...)."""
+        return {}
+
+    def build_classifier(self, backbone, num_classes: int):
+        raise NotImplementedError
+
+    def training_dataset(self, data, augment: str, input_size: int):
+        """A torch Dataset of (input, label) over prepared data."""
+        raise NotImplementedError
+
+    # -- predict ------------------------------------------------------------------------
+    def read_inputs(self, inputs: list[str], text_file: str | None, meta: dict) -> Inputs:
+        raise NotImplementedError
+
+
+_MODALITIES: dict[str, Modality] = {}
+
+
+def register_modality(name: str):
+    """Class decorator: register an instance of the class as the modality `name`."""
+
+    def decorate(cls):
+        if name in _MODALITIES:
+            raise ValueError(f"modality {name!r} is already registered")
+        instance = cls()
+        instance.name = name
+        _MODALITIES[name] = instance
+        return cls
+
+    return decorate
+
+
+def get_modality(name: str) -> Modality:
+    if name not in _MODALITIES:
+        raise HeadstartError(f"unknown modality {name!r}", hint=f"choose one of: auto, {', '.join(_MODALITIES)}")
+    return _MODALITIES[name]
+
+
+def modalities() -> list[Modality]:
+    """Registered modalities, most specific detection first."""
+    return sorted(_MODALITIES.values(), key=lambda m: -m.priority)
+
+
+def modality_of(obj) -> Modality:
+    """The modality of a data form, a backbone, a spec or a model.json (its `modality`)."""
+    name = obj.get("modality") if isinstance(obj, dict) else getattr(obj, "modality", None)
+    return get_modality(name or "image")

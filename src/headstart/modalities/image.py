@@ -1,0 +1,123 @@
+"""Images: class folders or CSVs of files, decoded once into uint8 arrays; CNNs and ViTs from timm."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from headstart.data import IMAGE_EXTENSIONS, ImageData, decode_image
+from headstart.data.sources import load_image_csv, load_image_folder, load_image_pool
+from headstart.errors import HeadstartError
+from headstart.heads import ImageClassifier
+from headstart.model_io import load_module_weights, register_model_format, save_module_weights
+from headstart.modalities.base import Inputs, LoadOptions, Modality, register_modality
+from headstart.train.augment import build_augmentation
+from headstart.train.batches import ArrayImageDataset
+
+DEFAULT_DECODE_SIZE = 224
+# The zoo's small CNN trains at a modest resolution: it has no pretrained input size, and
+# from scratch on 2 cores 64 px is where ResNet-9 stops gaining for its cost.
+SMALL_INPUT_CAP = 64
+
+
+@register_modality("image")
+class ImageModality(Modality):
+    priority = 0  # the fallback: a folder or CSV that no other modality claims holds images
+    default_backbone = "tf_efficientnet_lite0"
+    default_arms = ("probe", "lp-ft", "finetune", "scratch")
+    default_scratch_model = "resnet9"
+    augments = True
+    words = {"input_unit": "px", "example": "image", "noun": "images", "skipped": "unreadable image file(s)"}
+    formats = "a folder with one sub-folder of images per class, or a CSV with columns path,label"
+
+    def recognises(self, path: Path, options: LoadOptions) -> bool:
+        return path.is_dir() or path.suffix.lower() == ".csv"
+
+    def load(self, path: Path, options: LoadOptions) -> ImageData:
+        if options.names_columns:
+            raise HeadstartError("--text-column and --label-column are for text data",
+                                 "drop them, or the image modality")
+        size = _decode_size(options)
+        if path.is_dir():
+            return load_image_folder(path, size, options.strict)
+        if path.suffix.lower() == ".csv":
+            return load_image_csv(path, size, options.strict)
+        raise HeadstartError(f"{path} is not an image dataset", f"pass {self.formats}")
+
+    def recognises_pool(self, path: Path, options: LoadOptions) -> bool:
+        return path.is_dir() or path.suffix.lower() == ".csv"
+
+    def load_pool(self, path: Path, options: LoadOptions) -> ImageData:
+        return load_image_pool(path, _decode_size(options), options.strict)
+
+    def decode_size(self, image_size: int | None, spec) -> int | None:
+        if image_size:
+            return image_size
+        return SMALL_INPUT_CAP if spec.sized_to_input else (spec.input_size or DEFAULT_DECODE_SIZE)
+
+    def backbone_options(self, config, spec, *, pretrained: bool, data) -> dict:
+        size = config.image_size
+        if not pretrained and size is None and spec.sized_to_input:
+            size = min(data.images.shape[1], SMALL_INPUT_CAP)  # a small CNN at the data's own resolution
+        return {"image_size": size}
+
+    def build_classifier(self, backbone, num_classes: int) -> ImageClassifier:
+        return ImageClassifier(backbone, num_classes)
+
+    def training_dataset(self, data: ImageData, augment: str, input_size: int):
+        return ArrayImageDataset(data.images, data.labels, build_augmentation(augment, input_size))
+
+    def read_inputs(self, inputs: list[str], text_file: str | None, meta: dict) -> Inputs:
+        if text_file:
+            raise HeadstartError("--file is for text runs", hint="pass image files or folders for an image run")
+        if not inputs:
+            raise HeadstartError("nothing to predict", hint="pass image files or folders")
+        files = _expand(inputs)
+        size = meta["backbone"]["preprocessing"]["input_size"]
+        images, usable, errors = [], [], {}
+        for i, f in enumerate(files):
+            try:
+                images.append(decode_image(f, size))
+                usable.append(i)
+            except Exception as e:  # one unreadable file must not cost the others their answers
+                errors[i] = f"unreadable image: {e}"
+        data = ImageData(images=np.stack(images), labels=None, classes=[], name="inputs") if images else None
+        return Inputs([str(f) for f in files], "path", data, usable, errors)
+
+
+def _decode_size(options: LoadOptions) -> int:
+    side = DEFAULT_DECODE_SIZE if options.size is None else options.size
+    if side < 1:
+        raise HeadstartError(f"image size must be positive, got {side}", "pass a size such as 224")
+    return side
+
+
+def _expand(paths: list[str]) -> list[Path]:
+    files: list[Path] = []
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            found = sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS)
+            if not found:
+                raise HeadstartError(f"no images found in the folder {p}")
+            files.extend(found)
+        elif p.exists():
+            files.append(p)
+        else:
+            raise HeadstartError(f"no such file or folder: {p}")
+    return files
+
+
+def _load_image_classifier(run_dir: Path, meta: dict) -> ImageClassifier:
+    from headstart.zoo import Preprocessing, resolve_backbone
+
+    described = meta["backbone"]
+    pre = Preprocessing.from_dict(described["preprocessing"])
+    backbone = resolve_backbone(described["architecture"]).build(pretrained=False, image_size=pre.input_size)
+    backbone.preprocessing = pre
+    return load_module_weights(ImageClassifier(backbone, meta["num_classes"]), run_dir)
+
+
+register_model_format(
+    "headstart-image-classifier", save=save_module_weights, load=_load_image_classifier,
+    input="uint8 RGB or grey, (B, C, H, W) at preprocessing.input_size; normalised inside the model")

@@ -1,0 +1,125 @@
+"""Texts: CSV/JSONL rows or class folders of .txt files; Hugging Face encoders, the embedding
+bag and TF-IDF; tokenised once and cached."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from headstart.data import TextData
+from headstart.data.text_sources import (csv_is_text, folder_is_text, load_text_folder, load_text_pool,
+                                         load_text_table)
+from headstart.errors import HeadstartError
+from headstart.heads import Classifier
+from headstart.model_io import load_module_weights, register_model_format, save_module_weights
+from headstart.modalities.base import Inputs, LoadOptions, Modality, register_modality
+from headstart.train.batches import ArrayTokenDataset
+
+
+@register_modality("text")
+class TextModality(Modality):
+    priority = 10  # its tests are specific (.jsonl, text columns, .txt files): ask before images
+    default_backbone = "all-MiniLM-L6-v2"
+    # LoRA, and the baseline a text user tries first (TF-IDF + logistic regression); the cheap
+    # scratch model is an embedding bag
+    default_arms = ("probe", "lp-ft", "finetune", "lora", "tfidf", "scratch")
+    default_scratch_model = "embedding-bag"
+    # a transformer wants rates ~10x lower than a CNN; BERT-style layer-wise decay in finetune
+    strategy_defaults = {
+        "finetune": {"lr": 1e-4, "epochs": 5, "layer_decay": 0.8},
+        "lp-ft": {"lr": 3e-5, "epochs": 3},
+        "lora": {"lr": 1e-3, "epochs": 5},
+        "scratch": {"lr": 2e-3, "epochs": 30},
+    }
+    augments = False  # the augmentation presets are image transforms
+    words = {"input_unit": "tokens", "example": "text", "noun": "examples", "skipped": "empty or unusable text(s)"}
+    formats = ('a CSV with columns text,label, a JSONL file of {"text": ..., "label": ...} lines, or a folder '
+               'with one sub-folder of .txt files per class')
+
+    def recognises(self, path: Path, options: LoadOptions) -> bool:
+        suffix = path.suffix.lower()
+        if suffix == ".jsonl":
+            return True
+        if suffix == ".csv":
+            return csv_is_text(path, options.text_column, options.label_column)
+        return path.is_dir() and folder_is_text(path)
+
+    def load(self, path: Path, options: LoadOptions) -> TextData:
+        if path.is_dir():
+            if options.names_columns:
+                raise HeadstartError("--text-column and --label-column name CSV or JSONL columns; a folder has none",
+                                     "drop them")
+            return load_text_folder(path, strict=options.strict)
+        if path.suffix.lower() in (".csv", ".jsonl"):
+            return load_text_table(path, strict=options.strict, text_column=options.text_column,
+                                   label_column=options.label_column)
+        raise HeadstartError(f"{path} is not a text dataset", f"pass {self.formats}")
+
+    def recognises_pool(self, path: Path, options: LoadOptions) -> bool:
+        suffix = path.suffix.lower()
+        if suffix in (".txt", ".jsonl"):
+            return True
+        if suffix == ".csv":
+            return csv_is_text(path, options.text_column, None)
+        return path.is_dir() and any(path.rglob("*.txt")) and not any(
+            p.suffix.lower() in (".png", ".jpg", ".jpeg") for p in path.rglob("*"))
+
+    def load_pool(self, path: Path, options: LoadOptions) -> TextData:
+        return load_text_pool(path, strict=options.strict, text_column=options.text_column)
+
+    def data_notes(self, parts: list, preprocessing: dict) -> tuple[dict, list[str]]:
+        truncated = sum(p.notes.get("truncated", 0) for p in parts)
+        figures = {"truncated_texts": truncated}
+        if "max_length" in preprocessing:
+            figures["max_length"] = preprocessing["max_length"]
+        notes = [f"{truncated} text(s) were longer than {preprocessing.get('max_length')} tokens and were "
+                 f"truncated; --max-length raises the limit (up to the model's)."] if truncated else []
+        return figures, notes
+
+    def backbone_options(self, config, spec, *, pretrained: bool, data) -> dict:
+        if pretrained or spec.name == config.backbone:  # scratch: same architecture and tokenizer
+            return {"max_length": config.max_length, "pooling": config.pooling}
+        # a small scratch model reads the transfer backbone's tokens (its own length limit)
+        return {"tokenizer_from": config.backbone}
+
+    def build_classifier(self, backbone, num_classes: int) -> Classifier:
+        return Classifier(backbone, num_classes)
+
+    def training_dataset(self, data: TextData, augment: str, input_size: int):
+        return ArrayTokenDataset(data.inputs, data.labels)
+
+    def read_inputs(self, inputs: list[str], text_file: str | None, meta: dict) -> Inputs:
+        texts = list(inputs) + (_read_text_lines(text_file) if text_file else [])
+        if not texts:
+            raise HeadstartError("nothing to predict", hint='pass texts ("some text") or --file lines.txt')
+        usable = [i for i, t in enumerate(texts) if t.strip()]
+        errors = {i: "empty text" for i in range(len(texts)) if i not in set(usable)}
+        data = TextData(texts=[texts[i] for i in usable], labels=None, classes=[], name="inputs") if usable else None
+        return Inputs(texts, "text", data, usable, errors)
+
+
+def _read_text_lines(path: str) -> list[str]:
+    """One text per non-blank line; '-' is standard input. Bad bytes are replaced, not fatal."""
+    if path == "-":
+        return [line.strip() for line in sys.stdin if line.strip()]
+    p = Path(path)
+    if not p.is_file():
+        raise HeadstartError(f"no such file: {p}", hint="--file takes a text file with one text per line")
+    return [line.strip() for line in p.read_bytes().decode("utf-8", "replace").splitlines() if line.strip()]
+
+
+def _save_text_classifier(model: Classifier, run_dir: Path) -> None:
+    # the tokenizer travels with the run: predict must work offline
+    model.backbone.tokenizer.save_pretrained(str(Path(run_dir) / "tokenizer"))
+    save_module_weights(model, run_dir)
+
+
+def _load_text_classifier(run_dir: Path, meta: dict) -> Classifier:
+    from headstart.zoo.text_backbones import rebuild_text_backbone
+
+    backbone = rebuild_text_backbone(meta["backbone"], Path(run_dir) / "tokenizer")
+    return load_module_weights(Classifier(backbone, meta["num_classes"]), run_dir)
+
+
+register_model_format(
+    "headstart-text-classifier", save=_save_text_classifier, load=_load_text_classifier,
+    input="int token ids (B, L) from the tokenizer in ./tokenizer, padded with -1 (the attention mask)")
