@@ -55,3 +55,49 @@ def write_image_folder(root, data, per_class: int | None = None):
         folder.mkdir(parents=True, exist_ok=True)
         Image.fromarray(img.squeeze() if img.shape[-1] == 1 else img).save(folder / f"{counts[name]:04d}.png")
     return root
+
+
+TOPICS = {
+    "sport": "goal match team striker league cup coach score",
+    "money": "bank shares market profit inflation rates stocks economy",
+    "weather": "rain storm sunny forecast wind cloud snow temperature",
+}
+FILLER = "the a of and to in is it was on for with as by at this that from".split()
+
+
+def make_texts(n_per_class: int = 24, seed: int = 0):
+    """Short texts: a few topic words among filler words, so TF-IDF and a probe can learn it."""
+    from headstart.data.dataset import TextData
+
+    rng = np.random.default_rng(seed)
+    texts, labels = [], []
+    for k, words in enumerate(TOPICS.values()):
+        vocab = words.split()
+        for _ in range(n_per_class):
+            chosen = list(rng.choice(vocab, 3)) + list(rng.choice(FILLER, int(rng.integers(3, 12))))
+            rng.shuffle(chosen)
+            texts.append(" ".join(chosen))
+            labels.append(k)
+    return TextData(texts=texts, labels=np.array(labels), classes=list(TOPICS), name="topics")
+
+
+def make_tiny_bert(folder) -> str:
+    """A 2-layer, 32-wide BERT with a word-level vocabulary, saved as a model folder. Random
+    weights, except that each topic's words share an embedding direction: a stand-in for the
+    knowledge pretraining gives, so that transfer has something to transfer."""
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    words = sorted({w for topic in TOPICS.values() for w in topic.split()} | set(FILLER))
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]
+    BertTokenizerFast(vocab={word: i for i, word in enumerate(vocab)}).save_pretrained(str(folder))
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64)
+    model = BertModel(config)
+    with torch.no_grad():
+        for k, topic in enumerate(TOPICS.values()):
+            for word in topic.split():
+                model.embeddings.word_embeddings.weight[vocab.index(word), k] += 4.0
+    model.save_pretrained(str(folder))
+    return str(folder)

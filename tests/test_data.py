@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 
 import headstart.data.sources as sources
-from headstart.data import ImageData, Splits, list_datasets, load_data, make_splits, resize_data
+from headstart.data import ImageData, Splits, list_datasets, make_splits, resize_data
+from headstart.modalities import load_data
 from headstart.data import builtins
 from headstart.errors import HeadstartError
 
@@ -167,8 +168,9 @@ def test_unknown_name_suggests_builtins():
 
 def test_non_csv_file_is_refused(tmp_path):
     (tmp_path / "x.txt").write_text("hi")
-    with pytest.raises(HeadstartError, match="not a .csv"):
+    with pytest.raises(HeadstartError, match="not data headstart can read .a lone .txt file has no labels") as e:
         load_data(str(tmp_path / "x.txt"))
+    assert "path,label" in e.value.hint and "JSONL" in e.value.hint  # every modality says what it reads
 
 
 # --------------------------------------------------------------------------- CSV
@@ -361,5 +363,5 @@ def test_elpv_builtin(cache):
     assert data.images.shape == (2624, 300, 300, 1) and data.classes == ["functional", "defective"]
     assert np.bincount(data.labels).tolist() == [1508 + 295, 106 + 715]
     assert list((cache / "decoded").glob("elpv-*.npz"))  # decoded once, then cached
-    grades = load_data("elpv", elpv_grades=True)
+    grades = load_data("elpv:grades")
     assert grades.num_classes == 4 and np.bincount(grades.labels).tolist() == [1508, 295, 106, 715]

@@ -22,7 +22,7 @@ def small_config(tmp_path, strategy, **overrides):
 
 # every strategy that trains on images with a CNN (LoRA needs attention layers: see test_text)
 @pytest.mark.parametrize("strategy", sorted(s for s, st in STRATEGIES.items()
-                                            if "image" in st.modalities and not st.requires_attention))
+                                            if st.architecture is None and not st.requires_attention))
 def test_every_strategy_learns_and_writes_a_complete_run(tmp_path, strategy):
     data = make_blobs(n_per_class=30)
     result = fit(small_config(tmp_path, strategy, epochs=6 if strategy == "scratch" else 2), data=data)

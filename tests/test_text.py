@@ -14,49 +14,11 @@ from headstart.config import FitConfig
 from headstart.data.dataset import TextData
 from headstart.pipeline import fit
 
-TOPICS = {
-    "sport": "goal match team striker league cup coach score",
-    "money": "bank shares market profit inflation rates stocks economy",
-    "weather": "rain storm sunny forecast wind cloud snow temperature",
-}
-FILLER = "the a of and to in is it was on for with as by at this that from".split()
-
-
-def make_texts(n_per_class: int = 24, seed: int = 0) -> TextData:
-    """Short texts: a few topic words among filler words, so TF-IDF and a probe can learn it."""
-    rng = np.random.default_rng(seed)
-    texts, labels = [], []
-    for k, words in enumerate(TOPICS.values()):
-        vocab = words.split()
-        for _ in range(n_per_class):
-            chosen = list(rng.choice(vocab, 3)) + list(rng.choice(FILLER, int(rng.integers(3, 12))))
-            rng.shuffle(chosen)
-            texts.append(" ".join(chosen))
-            labels.append(k)
-    return TextData(texts=texts, labels=np.array(labels), classes=list(TOPICS), name="topics")
-
+from conftest import FILLER, TOPICS, make_texts, make_tiny_bert  # noqa: F401
 
 @pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory):
-    """A 2-layer, 32-wide BERT with a word-level vocabulary, saved as a model folder. Random
-    weights, except that each topic's words share an embedding direction: a stand-in for the
-    knowledge pretraining gives, so that transfer has something to transfer."""
-    from transformers import BertConfig, BertModel, BertTokenizerFast
-
-    folder = tmp_path_factory.mktemp("tiny-bert")
-    words = sorted({w for topic in TOPICS.values() for w in topic.split()} | set(FILLER))
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]
-    BertTokenizerFast(vocab={word: i for i, word in enumerate(vocab)}).save_pretrained(str(folder))
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=64)
-    model = BertModel(config)
-    with torch.no_grad():
-        for k, topic in enumerate(TOPICS.values()):
-            for word in topic.split():
-                model.embeddings.word_embeddings.weight[vocab.index(word), k] += 4.0
-    model.save_pretrained(str(folder))
-    return str(folder)
+    return make_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
 
 
 @pytest.fixture
@@ -155,12 +117,12 @@ def test_text_data_with_an_image_backbone_is_refused(tmp_path, texts):
 # ----------------------------------------------------------------------------- strategies
 
 def test_tfidf_learns_topic_words_and_predicts_raw_text(tmp_path, texts):
-    from headstart.predict import predict_texts
+    from headstart.predict import predict_inputs
 
     result = run(tmp_path, texts, "tfidf", None)
     assert result.summary["test_accuracy"] >= 0.9
     assert result.summary["backbone"] == "tfidf" and "tfidf_C" in result.summary
-    answers = predict_texts(result.run_dir, ["the bank shares and stocks", "rain and snow storm", " "])
+    answers = predict_inputs(result.run_dir, ["the bank shares and stocks", "rain and snow storm", " "])
     assert [a.label for a in answers] == ["money", "weather", None]
     assert answers[2].error == "empty text"
 
@@ -205,9 +167,13 @@ def test_finetune_decays_the_rate_layer_by_layer_on_text():
     from headstart.strategies import get_strategy
     from headstart.train.optim import layerwise_groups
 
-    finetune = get_strategy("finetune")
-    assert finetune.lr(FitConfig(data="x"), "text") == pytest.approx(1e-4)
-    spread = finetune.spread(4, "text")
+    from headstart.modalities import get_modality
+
+    finetune, text, image = get_strategy("finetune"), get_modality("text"), get_modality("image")
+    assert finetune.lr(FitConfig(data="x"), text) == pytest.approx(1e-4)
+    assert finetune.lr(FitConfig(data="x"), image) == pytest.approx(1e-3)  # the modality made the difference
+    assert finetune.spread(4, image) == pytest.approx(100.0)  # fastai's slice(lr/100, lr) for CNNs
+    spread = finetune.spread(4, text)
     params = [[torch.nn.Parameter(torch.zeros(1))] for _ in range(4)]
     groups = layerwise_groups(params, torch.nn.Linear(1, 1), 1.0, spread)
     rates = [g["lr"] for g in groups[:4]]

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from headstart.data import ImageData, TextData, list_datasets, load_data, make_splits
+from headstart.data import ImageData, TextData, list_datasets, make_splits
+from headstart.modalities import load_data
 from headstart.errors import HeadstartError
 
 

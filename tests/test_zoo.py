@@ -17,11 +17,11 @@ from headstart.zoo import (
     list_backbones,
     load_packaged_imagenet_model,
     register_weights_source,
+    resolve_backbone,
 )
 from headstart.zoo import packaged as zoo_packaged
 from headstart.zoo import weights as zoo_weights
 
-REGISTERED = [b["name"] for b in list_backbones()]
 PALACE = 698  # ImageNet-1k class index of "palace"
 
 
@@ -36,33 +36,88 @@ def offline(monkeypatch, tmp_path):
     return tmp_path
 
 
+@pytest.fixture(scope="module")
+def tiny_bert_folder(tmp_path_factory):
+    from conftest import make_tiny_bert
+
+    return make_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
+
+
 def _image_size(name: str) -> int:
     return 28 if name == "resnet9" else 64
 
 
-@pytest.mark.parametrize("name", REGISTERED)
-def test_registered_backbone_contract(name):
-    size = _image_size(name)
-    backbone = get_backbone(name, pretrained=False, image_size=size).eval()
+def _contract_cases() -> list[tuple[str, str]]:
+    """(name, modality) of every registered backbone that builds a backbone, plus a Hugging Face
+    folder (the tiny BERT, through the resolver) standing in for the large text models."""
+    cases = [(b["name"], b["modality"]) for b in list_backbones() if not resolve_backbone(b["name"]).standalone]
+    return [c for c in cases if c[0] != "all-MiniLM-L6-v2"] + [("tiny-bert", "text")]
+
+
+def _build_with_inputs(name, modality, tiny_bert_folder):
+    """A random-weights backbone and a batch of 2 inputs it eats, for each modality."""
+    if modality == "image":
+        size = _image_size(name)
+        return get_backbone(name, pretrained=False, image_size=size), torch.randn(2, 3, size, size), size
+    if name == "tiny-bert":
+        backbone = get_backbone(tiny_bert_folder, pretrained=False, max_length=16)
+    else:  # a scratch text model reads another model's tokenizer
+        backbone = get_backbone(name, pretrained=False, tokenizer_from=tiny_bert_folder, max_length=16)
+    ids, _ = backbone.tokenize(["bank shares rose", "rain and snow"])
+    return backbone, torch.from_numpy(ids), 16
+
+
+@pytest.mark.parametrize("name, modality", _contract_cases())
+def test_every_backbone_honours_the_contract(name, modality, tiny_bert_folder):
+    spec = resolve_backbone(tiny_bert_folder if name == "tiny-bert" else name)
+    assert spec.modality == modality
+    backbone, inputs, size = _build_with_inputs(name, modality, tiny_bert_folder)
+    backbone.eval()
+    assert backbone.modality == spec.modality  # the spec said what the built model eats
 
     with torch.no_grad():
-        features = backbone(torch.randn(2, 3, size, size))
+        features = backbone(inputs)
     assert features.shape == (2, backbone.feature_dim)
     assert torch.isfinite(features).all()
     assert backbone.weights == "random"
 
     groups = backbone.param_groups()
-    assert len(groups) >= 2 and all(groups)
+    assert len(groups) >= 1 and all(groups)
+    assert len(groups) >= 2 or name == "embedding-bag"  # one table: one group
     grouped = [id(p) for g in groups for p in g]
     assert len(grouped) == len(set(grouped)), "a parameter is in two groups"
     assert set(grouped) == {id(p) for p in backbone.parameters() if p.requires_grad}
 
     pre = backbone.preprocessing
-    assert pre.input_size == size and pre.channels == 3
-    assert len(pre.mean) == len(pre.std) == 3
-    assert all(0 <= m <= 1 for m in pre.mean) and all(0 < s <= 1 for s in pre.std)
-    assert pre.interpolation in {"bilinear", "bicubic", "nearest"}
+    assert pre.input_size == size
     assert backbone.describe()["feature_dim"] == backbone.feature_dim
+    if modality == "image":
+        assert pre.channels == 3 and len(pre.mean) == len(pre.std) == 3
+        assert all(0 <= m <= 1 for m in pre.mean) and all(0 < s <= 1 for s in pre.std)
+        assert pre.interpolation in {"bilinear", "bicubic", "nearest"}
+        # the spec read its native size from the config, without building: it must be the built one's
+        assert spec.input_size == get_backbone(name, pretrained=False).preprocessing.input_size
+
+
+def test_specs_know_their_backbone_without_building_it(monkeypatch):
+    import timm
+
+    monkeypatch.setattr(timm, "create_model", lambda *a, **k: pytest.fail("a spec must not build a model"))
+    lite = resolve_backbone("tf_efficientnet_lite0")
+    assert (lite.modality, lite.input_size, lite.has_pretrained, lite.pretrained_offline) == ("image", 224, True, True)
+    assert resolve_backbone("resnet34").input_size == 224 and not resolve_backbone("resnet34").pretrained_offline
+    assert resolve_backbone("resnet9").sized_to_input and not resolve_backbone("resnet9").has_pretrained
+    assert resolve_backbone("embedding-bag").scratch_lr == 0.1
+    assert resolve_backbone("all-MiniLM-L6-v2").modality == "text"
+    assert resolve_backbone("sentence-transformers/paraphrase-MiniLM-L3-v2").modality == "text"  # by resolver
+    assert resolve_backbone("tfidf").standalone
+
+
+def test_standalone_tfidf_speaks_the_classifier_protocol():
+    model = resolve_backbone("tfidf").build(pretrained=False)
+    assert model.format.startswith("headstart-tfidf-logistic/")
+    for method in ("prepare", "logits", "warm_up", "describe"):
+        assert callable(getattr(model, method))
 
 
 @pytest.mark.parametrize("size", [28, 32, 64, 224])
@@ -83,7 +138,8 @@ def test_resnet9_defaults_to_32px_and_refuses_pretrained():
 def test_list_backbones():
     entries = {b["name"]: b for b in list_backbones()}
     for name in ("resnet9", "tf_efficientnet_lite0", "tf_efficientnet_lite1", "tf_efficientnet_lite2", "resnet50"):
-        assert set(entries[name]) == {"name", "has_pretrained", "pretrained_offline", "description"}
+        assert set(entries[name]) == {"name", "modality", "has_pretrained", "pretrained_offline", "description"}
+        assert entries[name]["modality"] == "image"
     assert entries["tf_efficientnet_lite0"]["pretrained_offline"] is True
     assert entries["resnet9"]["has_pretrained"] is False
     assert entries["resnet9"]["pretrained_offline"] is False

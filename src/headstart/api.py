@@ -1,12 +1,15 @@
-"""The Python API: functions that mirror the CLI verbs, and a scikit-learn-style estimator."""
+"""The Python API: functions that mirror the CLI verbs, and a scikit-learn estimator."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.validation import check_is_fitted
 
 from .config import FitConfig, parse_duration
 from .data.dataset import ImageData, TextData
+from .errors import HeadstartError
 
 
 def fit(data: str, *, out: str | None = None, budget: str | float | None = None, **settings):
@@ -24,40 +27,110 @@ def predict(run_dir: str | Path, inputs: list[str]):
     return predict_inputs(run_dir, list(inputs))
 
 
-class HeadstartClassifier:
-    """A scikit-learn-style estimator over the same pipeline.
+class UnknownLabelError(HeadstartError, ValueError):
+    """Labels the fitted model has never seen. A HeadstartError so the CLI reports it cleanly,
+    and a ValueError because that is what scikit-learn code expects for bad label values."""
 
-    `__init__` only stores settings. `fit(X, y)` takes a data spec (folder, CSV or built-in
-    name) with y=None, a uint8 image array (N, H, W[, C]) with labels y, or a list of texts
-    with labels y, and returns self. backbone=None picks the default for the data's modality.
-    Learned state ends in `_`: classes_, model_, run_dir_, summary_, history_.
+
+class HeadstartClassifier(ClassifierMixin, BaseEstimator):
+    """A scikit-learn classifier over the headstart pipeline (clone, cross_val_score,
+    GridSearchCV and Pipeline work with it).
+
+    X is a uint8 image array (N, H, W[, C]) or a list of images, or a list of texts, with
+    labels y; or a data spec (folder, CSV or built-in name) with y=None. The parameters are
+    FitConfig's fields (see config.py), with `budget` as a duration ('90s', '5m', seconds).
+    backbone=None picks the default for the data's modality. fit holds out val_fraction and
+    test_fraction of X for early stopping and the run's report, as `headstart fit` does.
+
+    Each fit starts from scratch and writes a run directory: `out`, or a fresh runs/fit-*
+    folder when out is None. A fit into an `out` that already holds a run is an error, so
+    leave out=None for cross-validation and grid search (every fit needs its own folder).
+
+    Learned state: classes_ (the caller's own label values), model_, run_dir_, summary_,
+    history_ (the run's metrics rows). There is no n_features_in_: inputs are images or
+    texts, not feature columns.
     """
 
-    def __init__(self, backbone: str | None = None, strategy: str = "probe",
-                 out: str | None = None, budget: str | float | None = None, **settings):
+    # __init__ only stores its arguments (scikit-learn's contract: clone and set_params rely
+    # on it); the defaults are FitConfig's own, which test_api checks.
+    def __init__(self, backbone: str | None = None, strategy: str = "probe", *,
+                 weights: str | None = None, pretrained: bool = True, image_size: int | None = None,
+                 max_length: int | None = None, pooling: str | None = None, seed: int = 0,
+                 train_per_class: int | None = None, train_size: int | None = None,
+                 val_fraction: float = 0.15, test_fraction: float = 0.15, max_eval: int = 1000,
+                 epochs: int | None = None, batch_size: int | None = None, lr: float | None = None,
+                 optimizer: str = "adamw", schedule: str = "onecycle", weight_decay: float = 0.01,
+                 augment: str | None = None, patience: int | None = None,
+                 budget: str | float | None = None, evals_per_epoch: int = 1,
+                 mixed_precision: str = "auto", strict: bool = False, modality: str = "auto",
+                 text_column: str | None = None, label_column: str | None = None,
+                 out: str | None = None):
         self.backbone = backbone
         self.strategy = strategy
-        self.out = out
+        self.weights = weights
+        self.pretrained = pretrained
+        self.image_size = image_size
+        self.max_length = max_length
+        self.pooling = pooling
+        self.seed = seed
+        self.train_per_class = train_per_class
+        self.train_size = train_size
+        self.val_fraction = val_fraction
+        self.test_fraction = test_fraction
+        self.max_eval = max_eval
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.optimizer = optimizer
+        self.schedule = schedule
+        self.weight_decay = weight_decay
+        self.augment = augment
+        self.patience = patience
         self.budget = budget
-        self.settings = settings
+        self.evals_per_epoch = evals_per_epoch
+        self.mixed_precision = mixed_precision
+        self.strict = strict
+        self.modality = modality
+        self.text_column = text_column
+        self.label_column = label_column
+        self.out = out
 
-    def get_params(self, deep: bool = True) -> dict:
-        return {"backbone": self.backbone, "strategy": self.strategy, "out": self.out,
-                "budget": self.budget, **self.settings}
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        # Inputs are images and texts, not feature tables: scikit-learn's generic checks feed
+        # 2-D float arrays, which this estimator rightly rejects, so it opts out of them.
+        tags.input_tags.two_d_array = False
+        tags.input_tags.three_d_array = True  # grey images (N, H, W); colour ones are 4-D
+        tags.input_tags.string = True  # a list of texts
+        return tags
+
+    def _config(self, data: str) -> FitConfig:
+        params = self.get_params(deep=False)
+        budget = params.pop("budget")
+        return FitConfig(data=data, budget_seconds=parse_duration(budget), **params)
 
     def fit(self, X, y=None) -> "HeadstartClassifier":
         from .pipeline import fit as _fit
         from .records import read_metrics
 
-        config = FitConfig(data=X if isinstance(X, str) else "array", backbone=self.backbone,
-                           strategy=self.strategy, out=self.out,
-                           budget_seconds=parse_duration(self.budget), **self.settings)
-        data = None if isinstance(X, str) else _as_text_data(X, y) if _is_texts(X) else _as_image_data(X, y)
-        result = _fit(config, data=data)
-        self.model_ = result.classifier.eval() if hasattr(result.classifier, "eval") else result.classifier
-        # keep the caller's own label values (ints stay ints) for predict and score
-        self.classes_ = np.array(result.classes) if isinstance(X, str) else np.unique(np.asarray(y))
-        self.run_dir_ = result.run_dir
+        spec = isinstance(X, (str, Path))
+        if spec and y is not None:
+            raise HeadstartError("a data spec carries its own labels, but y was given too",
+                                 hint="pass y=None with a folder, CSV or dataset name")
+        if not spec:
+            classes = _check_labels(y, len(X))
+            texts = _texts(X)
+            labels = _encode(y, classes)
+            data = _as_text_data(texts, labels, classes) if texts is not None else \
+                ImageData(images=_images(X), labels=labels, classes=[str(c) for c in classes], name="array")
+        # A refit starts from nothing: a failed one must not leave the previous model behind
+        # looking fitted, and no learned attribute may survive from an earlier fit.
+        for name in [k for k in vars(self) if k.endswith("_") and not k.startswith("_")]:
+            delattr(self, name)
+        result = _fit(self._config(str(X) if spec else data.name), data=None if spec else data)
+        self.classes_ = np.array(result.classes) if spec else classes  # the caller's label values
+        self.model_ = result.classifier
+        self.run_dir_ = Path(result.run_dir).absolute()  # runs/fit-* is relative to the cwd at fit time
         self.summary_ = result.summary
         self.history_ = read_metrics(result.run_dir)
         return self
@@ -65,53 +138,98 @@ class HeadstartClassifier:
     def predict_proba(self, X) -> np.ndarray:
         import torch
 
-        from .data import resize_data
-        from .train.evaluate import predict_logits
+        check_is_fitted(self, "model_")  # NotFittedError before any input check, as sklearn expects
+        return torch.softmax(_logits(self.model_, X).float(), 1).numpy()
 
-        if _is_texts(X):
-            if hasattr(self.model_, "logits_for_texts"):  # TF-IDF + logistic regression
-                return torch.softmax(self.model_.logits_for_texts(list(X)), 1).numpy()
-            tokens, _ = self.model_.backbone.tokenize(list(X))
-            return torch.softmax(predict_logits(self.model_, tokens), 1).numpy()
-        pre = self.model_.backbone.preprocessing
-        images = resize_data(_as_image_data(X, np.zeros(len(X), dtype=np.int64), ["_"]),
-                             pre.input_size, pre.interpolation).images
-        return torch.softmax(predict_logits(self.model_, images), 1).numpy()
+    def predict(self, X) -> np.ndarray:
+        best = self.predict_proba(X).argmax(1)  # first: it raises NotFittedError before classes_ is read
+        return self.classes_[best]
 
-    def predict(self, X: np.ndarray) -> np.ndarray:
-        return self.classes_[self.predict_proba(X).argmax(1)]
-
-    def score(self, X: np.ndarray, y) -> float:
-        return float((self.predict(X) == np.asarray(y)).mean())
+    def score(self, X, y, sample_weight=None) -> float:
+        """Accuracy. A label the model was not fitted on raises UnknownLabelError: counting it
+        as merely wrong would hide a mix-up of label sets (e.g. names against indices)."""
+        check_is_fitted(self, "model_")
+        _encode(y, self.classes_)
+        return super().score(X, y, sample_weight=sample_weight)
 
 
-def _is_texts(X) -> bool:
-    return isinstance(X, (list, tuple)) and len(X) > 0 and all(isinstance(x, str) for x in X)
+def _logits(model, X):
+    """Logits (N, K) of a fitted model for images or texts: the ONE place that touches the
+    classifier's internals (describe, backbone, tokenizer, preprocessing), so that a change
+    to them is followed here and nowhere else in this module."""
+    texts = _texts(X)
+    if texts is not None:  # the data forms carry labels; these are placeholders, never read
+        data = TextData(texts=texts, labels=np.zeros(len(texts), np.int64), classes=["_"], name="texts")
+    else:
+        images = _images(X)
+        data = ImageData(images=images, labels=np.zeros(len(images), np.int64), classes=["_"], name="array")
+    described = model.describe() if hasattr(model, "describe") else model.backbone.describe()
+    modality = described.get("modality", "image")
+    if data.modality != modality:
+        raise HeadstartError(f"this model was fitted on {modality} data but was given {data.modality} data",
+                             hint="predict with the same kind of input the model was fitted on")
+    if hasattr(model, "prepare") and hasattr(model, "logits"):  # the one-protocol classifier (heads.py)
+        return model.logits(model.prepare(data))
+    if hasattr(model, "logits_for_texts"):  # TF-IDF + logistic regression
+        return model.logits_for_texts(texts)
+    from .train.evaluate import predict_logits
+    if texts is not None:  # tokenize, not backbone.prepare: that caches every text's tokens on disk
+        tokens, _ = model.backbone.tokenize(texts)  # long texts are truncated, as in training
+        return predict_logits(model, tokens)
+    return predict_logits(model, model.backbone.prepare(data).inputs)  # resized as in training
 
 
-def _as_text_data(X, y) -> TextData:
-    y = np.asarray(y)
-    if len(y) != len(X):
-        from .errors import HeadstartError
-        raise HeadstartError(f"{len(X)} texts but {len(y)} labels", hint="pass one label per text")
-    names = [str(c) for c in np.unique(y)]
-    index = {name: i for i, name in enumerate(names)}
-    keep = [i for i, text in enumerate(X) if text.strip()]  # empty texts: counted, not trained on
-    labels = np.array([index[str(y[i])] for i in keep], dtype=np.int64)
-    skipped = [(f"X[{i}]", "empty text") for i in range(len(X)) if not X[i].strip()]
-    return TextData(texts=[X[i] for i in keep], labels=labels, classes=names, name="texts", skipped=skipped)
+def _texts(X) -> list[str] | None:
+    """X as a list of texts, or None when X is not texts (a list, tuple or 1-D array of str)."""
+    if isinstance(X, (str, bytes)) or not (isinstance(X, (list, tuple)) or getattr(X, "ndim", None) == 1):
+        return None
+    items = list(X)
+    return items if items and all(isinstance(x, str) for x in items) else None
 
 
-def _as_image_data(X, y, classes: list[str] | None = None) -> ImageData:
+def _images(X) -> np.ndarray:
+    if isinstance(X, (str, Path)):
+        raise HeadstartError("predict takes images or texts, not a path",
+                             hint="for files use headstart.predict(clf.run_dir_, paths)")
     images = np.asarray(X)
     if images.ndim == 3:
         images = images[..., None]
-    if images.ndim != 4 or images.dtype != np.uint8:
-        from .errors import HeadstartError
-        raise HeadstartError(f"expected uint8 images shaped (N, H, W[, C]), got {images.dtype} {images.shape}",
-                             hint="pass pixel arrays in 0..255 as uint8, or a folder/CSV path")
+    if images.ndim != 4 or images.dtype != np.uint8 or len(images) == 0:
+        raise HeadstartError(f"expected uint8 images shaped (N, H, W[, C]) or a list of texts, "
+                             f"got {images.dtype} {images.shape}",
+                             hint="pass pixel arrays in 0..255 as uint8, texts as a list of str, "
+                                  "or a folder/CSV path to fit")
+    return images
+
+
+def _check_labels(y, n: int) -> np.ndarray:
+    """The sorted distinct labels of y, after checking y is one label per example."""
+    if y is None:
+        raise HeadstartError("images and texts need labels y", hint="call fit(X, y)")
     y = np.asarray(y)
-    names = classes or [str(c) for c in np.unique(y)]
-    index = {name: i for i, name in enumerate(names)}
-    labels = np.array([index.get(str(v), 0) for v in y], dtype=np.int64)
-    return ImageData(images=images, labels=labels, classes=names, name="array")
+    if y.ndim != 1 or len(y) != n:
+        raise HeadstartError(f"expected one label per example ({n}), got labels shaped {y.shape}",
+                             hint="pass y as a 1-D list or array")
+    classes = np.unique(y)
+    if len(classes) < 2:
+        raise HeadstartError(f"a classifier needs at least 2 classes, y has {len(classes)}")
+    return classes
+
+
+def _encode(y, classes) -> np.ndarray:
+    """Labels as indices into classes. A label not in classes is an error, never class 0."""
+    index = {c: i for i, c in enumerate(np.asarray(classes).tolist())}
+    values = np.asarray(y).ravel().tolist()
+    unknown = sorted({repr(v) for v in values if v not in index})
+    if unknown:
+        raise UnknownLabelError(f"{len(unknown)} label(s) the model was not fitted on: "
+                                f"{', '.join(unknown[:10])}{' ...' if len(unknown) > 10 else ''}",
+                                hint=f"the fitted labels are {', '.join(map(repr, list(index)[:10]))}")
+    return np.array([index[v] for v in values], dtype=np.int64)
+
+
+def _as_text_data(texts: list[str], labels: np.ndarray, classes: np.ndarray) -> TextData:
+    keep = [i for i, text in enumerate(texts) if text.strip()]  # empty texts: counted, not trained on
+    skipped = [(f"X[{i}]", "empty text") for i in range(len(texts)) if not texts[i].strip()]
+    return TextData(texts=[texts[i] for i in keep], labels=labels[keep], classes=[str(c) for c in classes],
+                    name="texts", skipped=skipped)

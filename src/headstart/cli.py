@@ -105,7 +105,7 @@ def cmd_compare(args) -> int:
     from .compare import run_compare
     from .config import CompareConfig, FitConfig
 
-    config = from_options(CompareConfig, args, fit=from_options(FitConfig, args, data=args.data))
+    config = from_options(CompareConfig, args, fit=from_options(FitConfig, args, skip_per_arm=True, data=args.data))
     print_comparison(run_compare(config))
     return 0
 

@@ -68,15 +68,16 @@ def add_options(parser: argparse.ArgumentParser, cls, *, skip_per_arm: bool = Fa
                                 help=meta["help"] + ("" if said else f" (default: {f.default})"))
 
 
-def from_options(cls, args: argparse.Namespace, **extra):
-    """An instance of `cls` from parsed options (those the parser had), parsed as declared."""
+def from_options(cls, args: argparse.Namespace, *, skip_per_arm: bool = False, **extra):
+    """An instance of `cls` from parsed options (those the parser had), parsed as declared;
+    `extra` wins over the options."""
     values = {}
     for f in fields(cls):
-        if not hasattr(args, f.name) or "help" not in f.metadata:
+        if not hasattr(args, f.name) or "help" not in f.metadata or (skip_per_arm and f.metadata.get("per_arm")):
             continue
         value = getattr(args, f.name)
         parse = f.metadata.get("parse")
         if parse is not None and isinstance(value, str):
             value = parse(value)
         values[f.name] = value
-    return cls(**values, **extra)
+    return cls(**{**values, **extra})

@@ -42,6 +42,8 @@ class ImageModality(Modality):
             return load_image_folder(path, size, options.strict)
         if path.suffix.lower() == ".csv":
             return load_image_csv(path, size, options.strict)
+        if path.suffix.lower() == ".jsonl":
+            raise HeadstartError(f"{path} is a JSONL file, which holds texts, not images", "drop the image modality")
         raise HeadstartError(f"{path} is not an image dataset", f"pass {self.formats}")
 
     def recognises_pool(self, path: Path, options: LoadOptions) -> bool:
