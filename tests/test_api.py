@@ -56,7 +56,7 @@ def test_the_package_exports_its_api_lazily():
     assert done.returncode == 0, done.stderr
 
     import headstart
-    from headstart.predict import predict_inputs  # noqa: F401  (the submodule named like the function)
+    from headstart.prediction import predict_inputs  # noqa: F401  (importing a submodule must not shadow the function)
     from headstart import HeadstartClassifier as C, fit, predict
     assert (C, fit, predict) == (hs.HeadstartClassifier, hs.fit, hs.predict)
     assert headstart.predict is hs.predict  # importing the submodule did not shadow the function
@@ -69,9 +69,8 @@ def test_the_estimator_parameters_are_fitconfig_fields_with_its_defaults():
     params = HeadstartClassifier().get_params()
     defaults = {f.name: f.default for f in dataclasses.fields(FitConfig)}
     assert params.pop("budget") is None and defaults.pop("budget_seconds") is None  # budget: a duration
-    # data is X; every fit starts over (no resume); scratch_model and elpv_grades serve the CLI's
-    # baselines and one built-in dataset
-    not_parameters = {"data", "resume", "scratch_model", "elpv_grades"}
+    # data is X; every fit starts over (no resume); scratch_model serves compare's baselines
+    not_parameters = {"data", "resume", "scratch_model"}
     assert params == {k: v for k, v in defaults.items() if k not in not_parameters}
 
 

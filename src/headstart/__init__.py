@@ -6,8 +6,6 @@ pre-trained model, and prove the time saved.
 The public names load on first use (PEP 562), so `import headstart` (the CLI's first step,
 and every `headstart.<submodule>` import) stays cheap and imports neither torch nor sklearn.
 """
-import sys
-import types
 from importlib import import_module
 
 __version__ = "0.1.0"
@@ -28,18 +26,3 @@ def __getattr__(name: str):
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
-
-
-class _Package(types.ModuleType):
-    """Importing the submodule headstart.predict makes Python set the package attribute
-    `predict` to that module, which would shadow the public predict() function whenever the
-    CLI or anything else had imported it first. The submodule stays reachable as always with
-    `from headstart.predict import ...` (via sys.modules); only the attribute is kept."""
-
-    def __setattr__(self, name: str, value) -> None:
-        if name in _LAZY and isinstance(value, types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package

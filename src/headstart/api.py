@@ -22,7 +22,7 @@ def fit(data: str, *, out: str | None = None, budget: str | float | None = None,
 def predict(run_dir: str | Path, inputs: list[str]):
     """`headstart predict` from Python: a list of Prediction(path, label, probability, error).
     Inputs are image paths for an image run, the texts themselves for a text run."""
-    from .predict import predict_inputs
+    from .prediction import predict_inputs
 
     return predict_inputs(run_dir, list(inputs))
 
@@ -154,29 +154,18 @@ class HeadstartClassifier(ClassifierMixin, BaseEstimator):
 
 
 def _logits(model, X):
-    """Logits (N, K) of a fitted model for images or texts: the ONE place that touches the
-    classifier's internals (describe, backbone, tokenizer, preprocessing), so that a change
-    to them is followed here and nowhere else in this module."""
+    """Logits (N, K) of a fitted model for images or texts, through the classifier protocol
+    (heads.py): the one place in this module that talks to the model."""
     texts = _texts(X)
-    if texts is not None:  # the data forms carry labels; these are placeholders, never read
-        data = TextData(texts=texts, labels=np.zeros(len(texts), np.int64), classes=["_"], name="texts")
+    if texts is not None:  # unlabelled data forms: what predict reads
+        data = TextData(texts=texts, labels=None, classes=[], name="texts")
     else:
-        images = _images(X)
-        data = ImageData(images=images, labels=np.zeros(len(images), np.int64), classes=["_"], name="array")
-    described = model.describe() if hasattr(model, "describe") else model.backbone.describe()
-    modality = described.get("modality", "image")
-    if data.modality != modality:
-        raise HeadstartError(f"this model was fitted on {modality} data but was given {data.modality} data",
+        data = ImageData(images=_images(X), labels=None, classes=[], name="array")
+    fitted_on = model.describe().get("modality")
+    if data.modality != fitted_on:
+        raise HeadstartError(f"this model was fitted on {fitted_on} data but was given {data.modality} data",
                              hint="predict with the same kind of input the model was fitted on")
-    if hasattr(model, "prepare") and hasattr(model, "logits"):  # the one-protocol classifier (heads.py)
-        return model.logits(model.prepare(data))
-    if hasattr(model, "logits_for_texts"):  # TF-IDF + logistic regression
-        return model.logits_for_texts(texts)
-    from .train.evaluate import predict_logits
-    if texts is not None:  # tokenize, not backbone.prepare: that caches every text's tokens on disk
-        tokens, _ = model.backbone.tokenize(texts)  # long texts are truncated, as in training
-        return predict_logits(model, tokens)
-    return predict_logits(model, model.backbone.prepare(data).inputs)  # resized as in training
+    return model.logits(model.prepare(data))  # resized or tokenised as in training
 
 
 def _texts(X) -> list[str] | None:

@@ -45,7 +45,7 @@ def cmd_fit(args) -> int:
 
 @command
 def cmd_predict(args) -> int:
-    from .predict import predict_inputs
+    from .prediction import predict_inputs
 
     results = predict_inputs(args.run, args.inputs, text_file=args.file)
     if args.csv:
