@@ -185,7 +185,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default=None, help="write the result as JSON here")
     a = parser.parse_args(argv)
 
-    from headstart.data import load_data, make_splits
+    from headstart.data import make_splits
+    from headstart.modalities import load_data
 
     # headstart's own loader and seeded split, so both sides see the identical documents.
     data = load_data(a.data)

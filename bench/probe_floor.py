@@ -24,11 +24,11 @@ import torch
 
 from headstart.compare import machine_info
 from headstart.config import FitConfig
-from headstart.data import load_data, make_splits, resize_data
-from headstart.heads import ImageClassifier
+from headstart.data import make_splits, resize_data
+from headstart.modalities import load_data
+from headstart.heads import ImageClassifier, inference_batch_size
 from headstart.pipeline import fit
-from headstart.train.evaluate import inference_batch_size
-from headstart.zoo import get_backbone
+from headstart.zoo import get_backbone, resolve_backbone
 
 
 def bare_pass_seconds(backbone_name: str, image_size: int | None, images) -> float:
@@ -55,7 +55,7 @@ def main() -> int:
     os.environ.setdefault("HEADSTART_QUIET", "1")
 
     data = load_data(args.dataset)
-    size = args.image_size or get_backbone(args.backbone, pretrained=False).preprocessing.input_size
+    size = args.image_size or resolve_backbone(args.backbone).input_size
     train = resize_data(make_splits(data, seed=0, train_per_class=args.train_per_class).train, size)
     rows = []
     for repeat in range(args.repeats):

@@ -35,7 +35,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from hf_trainer_peer import run_hf_trainer  # noqa: E402
 
 from headstart.compare import CompareConfig, machine_info, run_compare  # noqa: E402
-from headstart.data import load_data, make_splits  # noqa: E402
+from headstart.config import FitConfig  # noqa: E402
+from headstart.data import make_splits  # noqa: E402
+from headstart.modalities import load_data  # noqa: E402
 from headstart.zoo.text_hub import packaged_model_folder, resolve_model_folder  # noqa: E402
 
 BACKBONE = "all-MiniLM-L6-v2"
@@ -54,9 +56,9 @@ def run_size(k: int, args) -> dict:
     if args.peer_only:  # rerun only the peer against an earlier compare of the same settings
         comparison = json.loads((out / "comparison.json").read_text())
     else:
-        comparison = run_compare(CompareConfig(data="bbc-news", arms=ARMS, backbone=BACKBONE, seeds=args.seeds,
+        comparison = run_compare(CompareConfig(data="bbc-news", arms=ARMS, seeds=args.seeds,
                                                evals_per_epoch=args.evals_per_epoch, out=str(out),
-                                               fit_settings=settings))
+                                               fit=FitConfig(data="bbc-news", backbone=BACKBONE, **settings)))
     headstart_wall = time.perf_counter() - started
     target = comparison["target_accuracy"]
 

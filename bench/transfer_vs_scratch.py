@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from headstart.compare import CompareConfig, run_compare
-from headstart.config import parse_duration
+from headstart.config import FitConfig, parse_duration
 
 DATASETS = {
     # name: (budget per arm, fit settings shared by every arm); the 28 px sets converge sooner.
@@ -46,11 +46,11 @@ def main() -> int:
     for name in args.datasets.split(","):
         out = Path(args.out) / f"{name}-{datetime.now().strftime('%H%M%S')}"
         started = time.perf_counter()
+        shared = FitConfig(data=name, backbone="tf_efficientnet_lite0", image_size=args.image_size,
+                           max_eval=args.max_eval, **DATASETS[name][1])
         comparison = run_compare(CompareConfig(
-            data=name, arms=ARMS, backbone="tf_efficientnet_lite0", seeds=args.seeds,
-            budget_seconds=parse_duration(args.budget or DATASETS[name][0]),
-            evals_per_epoch=args.evals_per_epoch, out=str(out),
-            fit_settings={"image_size": args.image_size, "max_eval": args.max_eval, **DATASETS[name][1]}))
+            data=name, arms=ARMS, seeds=args.seeds, budget_seconds=parse_duration(args.budget or DATASETS[name][0]),
+            evals_per_epoch=args.evals_per_epoch, out=str(out), fit=shared))
         comparison["bench_wall_seconds"] = time.perf_counter() - started
         comparison["run_dir"] = str(out)
         results.append(comparison)

@@ -41,7 +41,8 @@ warnings.filterwarnings("ignore", message=r"`torch.jit.script` is deprecated", c
 
 from headstart.compare import machine_info, time_to_target
 from headstart.config import FitConfig
-from headstart.data import load_data, make_splits
+from headstart.data import make_splits
+from headstart.modalities import load_data
 from headstart.pipeline import fit
 from headstart.records import read_json, read_metrics
 from headstart.zoo import get_backbone

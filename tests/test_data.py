@@ -50,7 +50,8 @@ def folder(tmp_path) -> Path:
 def _synthetic(counts: list[int], is_test: np.ndarray | None = None) -> ImageData:
     labels = np.repeat(np.arange(len(counts)), counts).astype(np.int64)
     images = np.zeros((len(labels), 2, 2, 1), dtype=np.uint8)
-    return ImageData(images, labels, [f"c{k}" for k in range(len(counts))], "synthetic", is_test=is_test)
+    return ImageData(images=images, labels=labels, classes=[f"c{k}" for k in range(len(counts))], name="synthetic",
+                     is_test=is_test)
 
 
 # --------------------------------------------------------------------------- folders
@@ -301,7 +302,8 @@ def test_resize_data_shapes_dtype_and_values():
     assert (big.images == 77).all()  # a flat image stays flat: no bicubic overshoot
     assert big.labels is data.labels and big.classes == data.classes
     assert resize_data(big, 16) is big
-    rgb = ImageData(np.random.default_rng(0).integers(0, 255, (4, 40, 30, 3), dtype=np.uint8), np.arange(4), list("abcd"), "x")
+    rgb = ImageData(images=np.random.default_rng(0).integers(0, 255, (4, 40, 30, 3), dtype=np.uint8),
+                    labels=np.arange(4), classes=list("abcd"), name="x")
     for mode in ("nearest", "bilinear", "bicubic"):
         assert resize_data(rgb, 12, mode).images.shape == (4, 12, 12, 3)
     with pytest.raises(HeadstartError, match="interpolation"):

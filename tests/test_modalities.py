@@ -4,7 +4,7 @@ fit, compare, predict and report -- CLI included -- without any change to the pa
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -49,16 +49,9 @@ DIM = 6
 CENTRES = np.eye(3, DIM) * 3.0  # three classes, each around one axis
 
 
-@dataclass
+@dataclass(kw_only=True)
 class VectorData(DataForm):
     vectors: np.ndarray
-    labels: np.ndarray | None
-    classes: list[str]
-    name: str
-    paths: list[str] | None = None
-    skipped: list = field(default_factory=list)
-    is_test: np.ndarray | None = None
-    notes: dict = field(default_factory=dict)
 
     modality = "vectors"
     noun = "vectors"
@@ -76,8 +69,8 @@ class VectorData(DataForm):
         return h.hexdigest()[:16]
 
     def subset(self, index):
-        return VectorData(self.vectors[index], None if self.labels is None else self.labels[index],
-                          self.classes, self.name)
+        return VectorData(vectors=self.vectors[index], labels=None if self.labels is None else self.labels[index],
+                          classes=self.classes, name=self.name)
 
 
 @dataclass(frozen=True)
@@ -122,8 +115,8 @@ class VectorsModality(Modality):
     def load(self, path: Path, options: LoadOptions) -> VectorData:
         rows = [line.split(",") for line in path.read_text().splitlines()[1:] if line.strip()]
         classes = sorted({r[-1] for r in rows})
-        return VectorData(np.array([[float(v) for v in r[:-1]] for r in rows], dtype=np.float32),
-                          np.array([classes.index(r[-1]) for r in rows]), classes, path.name)
+        return VectorData(vectors=np.array([[float(v) for v in r[:-1]] for r in rows], dtype=np.float32),
+                          labels=np.array([classes.index(r[-1]) for r in rows]), classes=classes, name=path.name)
 
     def build_classifier(self, backbone, num_classes: int) -> Classifier:
         return Classifier(backbone, num_classes)
@@ -133,7 +126,8 @@ class VectorsModality(Modality):
 
     def read_inputs(self, inputs: list[str], text_file, meta: dict) -> Inputs:
         vectors = np.array([[float(v) for v in text.split(",")] for text in inputs], dtype=np.float32)
-        return Inputs(list(inputs), "text", VectorData(vectors, None, [], "inputs"), list(range(len(inputs))))
+        data = VectorData(vectors=vectors, labels=None, classes=[], name="inputs")
+        return Inputs(list(inputs), "text", data, list(range(len(inputs))))
 
 
 def _load_vectors_classifier(run_dir: Path, meta: dict) -> Classifier:

@@ -16,13 +16,10 @@ logger = logging.getLogger("headstart")
 
 
 def is_main_process() -> bool:
-    try:
-        from accelerate.state import PartialState
+    from accelerate.state import PartialState, is_initialized
 
-        if PartialState._shared_state:  # initialised: trust Accelerate's view of the ranks
-            return PartialState().is_main_process
-    except ImportError:
-        pass
+    if is_initialized():  # a loop created the state: trust Accelerate's view of the ranks
+        return PartialState().is_main_process
     return int(os.environ.get("RANK", "0")) == 0
 
 

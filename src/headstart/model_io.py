@@ -37,8 +37,9 @@ def versions() -> dict:
     import torch
     import torchvision
 
-    from . import __version__
-    return {"headstart": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
+    from importlib.metadata import version
+
+    return {"headstart": version("headstart"), "torch": torch.__version__, "torchvision": torchvision.__version__,
             "timm": timm.__version__, "accelerate": accelerate.__version__,
             "scikit-learn": sklearn.__version__, "python": platform.python_version()}
 

