@@ -32,12 +32,24 @@ def set_quiet(value: bool = True) -> None:
     os.environ["HEADSTART_QUIET"] = "1" if value else "0"
 
 
+class _CurrentStderr(logging.StreamHandler):
+    """Writes to whatever sys.stderr is at the time (pytest and redirect_stderr replace it)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
 def say(message: str) -> None:
     """A line for the person running headstart, on stderr (stdout is for results)."""
     if quiet():
         return
     if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _CurrentStderr()
         handler.setFormatter(logging.Formatter("%(message)s"))
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)

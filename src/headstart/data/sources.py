@@ -229,6 +229,11 @@ def load_image_pool(path: Path, size: int, strict: bool) -> ImageData:
             reader = csv.DictReader(f)
             column = _pick_column(list(reader.fieldnames or []), PATH_COLUMNS, "path", path)
             files = [path.parent / row[column].strip() for row in reader if (row[column] or "").strip()]
+        missing = [str(f) for f in files if not f.is_file()]
+        if missing:
+            raise HeadstartError(f"{len(missing)} of {len(files)} rows in {path} name files that do not exist, "
+                                 f"e.g. {', '.join(missing[:3])}",
+                                 f"paths are read relative to the CSV's folder ({path.parent}); fix or remove those rows")
     if not files:
         raise HeadstartError(f"no images found in {path}", f"accepted extensions: {', '.join(IMAGE_EXTENSIONS)}")
     data = _decode_into_data(files, np.zeros(len(files), dtype=np.int64), [], path.stem or path.name, size, strict)
