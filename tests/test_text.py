@@ -13,6 +13,7 @@ import torch
 from headstart.config import FitConfig
 from headstart.data.dataset import TextData
 from headstart.pipeline import fit
+from headstart.strategies import STRATEGIES
 
 from conftest import FILLER, TOPICS, make_texts, make_tiny_bert  # noqa: F401
 
@@ -128,26 +129,27 @@ def test_tfidf_learns_topic_words_and_predicts_raw_text(tmp_path, texts):
     assert answers[2].error == "empty text"
 
 
-@pytest.mark.parametrize("strategy", ["probe", "finetune", "lp-ft", "lora", "scratch"])
+@pytest.mark.parametrize("strategy", sorted(STRATEGIES))  # every registered strategy works on text
 def test_every_strategy_trains_saves_and_reloads_on_text(tmp_path, tiny_bert, texts, strategy):
     from headstart.model_io import load_model
-    from headstart.train.evaluate import predict_logits
 
     result = run(tmp_path, texts, strategy, tiny_bert, epochs=2)
     s = result.summary
     assert s["modality"] == "text" and s["strategy"] == strategy
-    assert s["weights"] == "random" if strategy == "scratch" else s["weights"].startswith("file:")
+    # tfidf trains the zoo's TF-IDF model whatever the backbone; the others the tiny BERT
+    assert s["backbone"] == (STRATEGIES[strategy].architecture or tiny_bert)
+    assert s["weights"].startswith({"tfidf": "none", "scratch": "random"}.get(strategy, "file:"))
     # the topic directions in the tiny BERT are there to transfer; from scratch, 2 epochs of
     # a random BERT still beat chance (1/3)
     assert s["test_accuracy"] >= (0.45 if strategy == "scratch" else 0.9), s["test_accuracy"]
     assert isinstance(s["misclassified"], list)
-    # the saved run predicts exactly what the trained model does, with its own tokenizer
+    # the saved run predicts exactly what the trained model does (through the one protocol)
     reloaded, meta = load_model(result.run_dir)
-    assert meta["format"] == "headstart-text-classifier/1"
-    tokens, _ = reloaded.backbone.tokenize(texts.texts[:6])
+    assert meta["format"] == result.classifier.format and meta["modality"] == "text"
+    sample = texts.subset(np.arange(6))
     with torch.no_grad():
-        expected = predict_logits(result.classifier, tokens)
-    assert torch.allclose(predict_logits(reloaded, tokens), expected, atol=1e-4)
+        expected = result.classifier.logits(result.classifier.prepare(sample))
+        assert torch.allclose(reloaded.logits(reloaded.prepare(sample)), expected, atol=1e-4)
 
 
 def test_probe_beats_chance_on_text(tmp_path, tiny_bert, texts):

@@ -150,10 +150,12 @@ def cmd_report(args) -> int:
 @command
 def cmd_demo(args) -> int:
     from .config import parse_duration
-    from .demo import run_demo
+    from .demo import demo_notice, run_demo
 
+    budget = parse_duration(args.budget)
+    print(demo_notice(budget), flush=True)
     print_comparison(run_demo(out=args.out, train_per_class=args.train_per_class, image_size=args.image_size,
-                              budget_seconds=parse_duration(args.budget)))
+                              budget_seconds=budget))
     return 0
 
 

@@ -13,6 +13,12 @@ DEMO_ARMS = ("probe", "scratch")
 DEMO_BUDGET_SECONDS = 100.0  # per arm; the scratch arm uses all of it on 2 CPU cores
 
 
+def demo_notice(budget_seconds: float) -> str:
+    """What the demo runs, and the data's licence, said before it starts."""
+    return ("headstart demo: ELPV solar cells (CC BY-NC-SA 4.0), functional vs defective;\n"
+            f"arms {', '.join(DEMO_ARMS)} on one split, at most {budget_seconds:.0f} s each.")
+
+
 def run_demo(out: str | None = None, train_per_class: int | None = None, image_size: int | None = None,
              budget_seconds: float = DEMO_BUDGET_SECONDS) -> dict:
     """The comparison (see compare.run_compare); the CLI prints it."""
@@ -20,6 +26,4 @@ def run_demo(out: str | None = None, train_per_class: int | None = None, image_s
                        image_size=image_size)
     config = CompareConfig(data="elpv", arms=DEMO_ARMS, scratch_model="resnet9", budget_seconds=budget_seconds,
                            out=out, fit=shared)
-    print("headstart demo: ELPV solar cells (CC BY-NC-SA 4.0), functional vs defective;\n"
-          f"arms {', '.join(DEMO_ARMS)} on one split, at most {budget_seconds:.0f} s each.")
     return run_compare(config)

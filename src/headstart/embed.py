@@ -20,6 +20,7 @@ import torch
 from .data.cache import cache_dir
 from .files import atomic_write_bytes
 from .heads import Classifier, predict_logits
+from .log import is_main_process
 from .modalities import modality_of
 
 
@@ -34,7 +35,7 @@ def embed(model, data, *, cache: bool = True, description: str | None = "feature
     if path is not None and (cached := load_cached_features(path)) is not None:
         return cached
     features = compute_features(extractor, prepared.inputs, description, batch_size)
-    if path is not None and _is_main():
+    if path is not None and is_main_process():
         save_cached_features(path, features)
     return features
 
@@ -85,10 +86,6 @@ def _world() -> tuple[int, int]:
         state = PartialState()
         return state.num_processes, state.process_index
     return 1, 0
-
-
-def _is_main() -> bool:
-    return _world()[1] == 0
 
 
 def agree_any(flag: bool) -> bool:

@@ -8,8 +8,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import importlib.util
-import os
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -21,6 +19,7 @@ from headstart.data.dataset import ImageData, TextData
 from headstart.data.registry import register_dataset
 from headstart.data.text_sources import load_text_folder
 from headstart.errors import HeadstartError
+from headstart.files import atomic_path
 
 _DIGIT_CLASSES = [str(d) for d in range(10)]
 
@@ -116,27 +115,24 @@ def _download_fashion_mnist() -> Path:
 def _download_verified(name: str, md5: str, folder: Path) -> None:
     errors = []
     for mirror in _FASHION_MIRRORS:
-        # Download aside and rename only once the checksum matches: no half or bad file ever
-        # sits under the final name.
-        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".part")
         try:
-            digest = hashlib.md5()
-            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(mirror + name, timeout=60) as response:
-                while chunk := response.read(1 << 20):
-                    digest.update(chunk)
-                    out.write(chunk)
-            if digest.hexdigest() != md5:
-                raise HeadstartError(
-                    f"checksum mismatch for {name} from {mirror}: got md5 {digest.hexdigest()}, expected {md5}",
-                    "the download was corrupted or altered; try again later or install the Debian "
-                    "package dataset-fashion-mnist",
-                )
-            os.replace(tmp, folder / name)
+            # written aside and renamed only once the checksum matches: no half or bad file
+            # ever sits under the final name
+            with atomic_path(folder / name) as tmp:
+                digest = hashlib.md5()
+                with open(tmp, "wb") as out, urllib.request.urlopen(mirror + name, timeout=60) as response:
+                    while chunk := response.read(1 << 20):
+                        digest.update(chunk)
+                        out.write(chunk)
+                if digest.hexdigest() != md5:
+                    raise HeadstartError(
+                        f"checksum mismatch for {name} from {mirror}: got md5 {digest.hexdigest()}, expected {md5}",
+                        "the download was corrupted or altered; try again later or install the Debian "
+                        "package dataset-fashion-mnist",
+                    )
             return
         except (urllib.error.URLError, OSError) as e:
             errors.append(f"{mirror}: {e}")
-        finally:
-            Path(tmp).unlink(missing_ok=True)
     raise HeadstartError(
         f"cannot download Fashion-MNIST file {name} ({'; '.join(errors)})",
         f"connect to the internet, install the Debian package dataset-fashion-mnist, or put the four "

@@ -6,11 +6,12 @@ rebuilt: a damaged file is ignored, and a cache that cannot be written only warn
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
+
+from headstart.files import atomic_path
 
 
 def cache_dir() -> Path:
@@ -31,22 +32,13 @@ def load_arrays(path: Path) -> dict[str, np.ndarray] | None:
 
 
 def save_arrays(path: Path, **arrays: np.ndarray) -> bool:
-    """Write an uncompressed .npz (fast to load) aside and rename it into place.
-
-    The rename is atomic, so a crash or a parallel run never leaves a half-written cache. Best
-    effort: a cache that cannot be written (read-only or full disk) warns and returns False.
-    """
-    tmp = None
+    """Write an uncompressed .npz (fast to load) atomically: a crash or a parallel run never
+    leaves a half-written cache. Best effort: a cache that cannot be written (read-only or
+    full disk) warns and returns False."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
             np.savez(f, **arrays)
-        os.replace(tmp, path)
         return True
     except OSError as e:
         warnings.warn(f"headstart could not write its cache file {path}: {e}", stacklevel=2)
         return False
-    finally:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)  # already gone after a successful rename
