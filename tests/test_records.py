@@ -48,3 +48,19 @@ def test_parse_duration(text, seconds):
 def test_parse_duration_rejects_nonsense(bad):
     with pytest.raises(HeadstartError):
         parse_duration(bad)
+
+
+def test_a_failed_folder_write_leaves_the_old_folder_and_no_temporary(tmp_path):
+    import pytest
+
+    from headstart.files import atomic_dir
+
+    target = tmp_path / "tokenizer"
+    with atomic_dir(target) as folder:
+        (folder / "vocab.txt").write_text("old")
+    with pytest.raises(RuntimeError):
+        with atomic_dir(target) as folder:
+            (folder / "vocab.txt").write_text("half")
+            raise RuntimeError("killed mid-write")
+    assert (target / "vocab.txt").read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["tokenizer"]  # no temporary left behind

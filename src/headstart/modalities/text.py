@@ -9,6 +9,7 @@ from headstart.data import TextData
 from headstart.data.text_sources import (csv_is_text, folder_is_text, load_text_folder, load_text_pool,
                                          load_text_table)
 from headstart.errors import HeadstartError
+from headstart.files import atomic_dir
 from headstart.heads import Classifier
 from headstart.model_io import load_module_weights, register_model_format, save_module_weights
 from headstart.modalities.base import Inputs, LoadOptions, Modality, register_modality
@@ -109,7 +110,8 @@ def _read_text_lines(path: str) -> list[str]:
 
 def _save_text_classifier(model: Classifier, run_dir: Path) -> None:
     # the tokenizer travels with the run: predict must work offline
-    model.backbone.tokenizer.save_pretrained(str(Path(run_dir) / "tokenizer"))
+    with atomic_dir(Path(run_dir) / "tokenizer") as folder:
+        model.backbone.tokenizer.save_pretrained(str(folder))
     save_module_weights(model, run_dir)
 
 
