@@ -75,7 +75,7 @@ def cmd_zoo(args) -> int:
     from .modalities import modalities
     from .zoo import list_backbones
 
-    for modality in modalities():
+    for modality in sorted(modalities(), key=lambda m: m.priority):  # the fallback (images) first
         listed = list_backbones(modality.name)
         if not listed:
             continue
