@@ -6,7 +6,7 @@
 Without a trained run, a fixture from the tests makes one (no training, a few seconds):
 
     python -c "import sys; sys.path.insert(0, 'tests'); from pathlib import Path; \\
-        from test_report import make_fit_run; from headstart.report import build_fit_report; \\
+        from report_fixtures import make_fit_run; from headstart.report import build_fit_report; \\
         build_fit_report(make_fit_run(Path('/tmp/fit-fixture')))"
     python bench/check_report_render.py /tmp/fit-fixture
 
