@@ -161,9 +161,12 @@ def _logits(model, X):
         data = TextData(texts=texts, labels=None, classes=[], name="texts")
     else:
         data = ImageData(images=_images(X), labels=None, classes=[], name="array")
-    fitted_on = model.describe().get("modality")
-    if data.modality != fitted_on:
-        raise HeadstartError(f"this model was fitted on {fitted_on} data but was given {data.modality} data",
+    from .modalities import modality_of
+
+    described = model.describe()
+    if not modality_of(data).owns(described):
+        raise HeadstartError(f"this model was fitted on {described.get('modality')} data but was given "
+                             f"{data.modality} data",
                              hint="predict with the same kind of input the model was fitted on")
     return model.logits(model.prepare(data))  # resized or tokenised as in training
 

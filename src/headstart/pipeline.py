@@ -57,7 +57,7 @@ def resolve_plan(config: FitConfig, modality: Modality) -> Plan:
     strategy = get_strategy(config.strategy)
     config = replace(config, backbone=config.backbone or modality.default_backbone)
     spec = resolve_backbone(_architecture(config, strategy))
-    if spec.modality != modality.name:
+    if not modality.owns(spec):
         what = f"--strategy {strategy.name} trains {spec.name}, a {spec.modality} model" if strategy.architecture \
             else f"{spec.name} is a {spec.modality} backbone"
         raise HeadstartError(f"{config.data} is {modality.name} data but {what}",

@@ -54,6 +54,11 @@ class Modality:
     words: dict[str, str] = {}
     formats: str = ""                     # the data it reads, for "what can I pass" hints
 
+    def owns(self, obj) -> bool:
+        """Whether a data form, backbone, spec or model.json is of this modality: the one
+        place a modality's identity is compared."""
+        return modality_of(obj) is self
+
     # -- data ---------------------------------------------------------------------------
     def recognises(self, path: Path, options: LoadOptions) -> bool:
         raise NotImplementedError
