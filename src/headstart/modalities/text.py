@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from headstart.data import TextData
+from headstart.data.sources import is_image_file
 from headstart.data.text_sources import (csv_is_text, folder_is_text, load_text_folder, load_text_pool,
                                          load_text_table)
 from headstart.errors import HeadstartError
@@ -61,8 +62,11 @@ class TextModality(Modality):
             return True
         if suffix == ".csv":
             return csv_is_text(path, options.text_column, None)
-        return path.is_dir() and any(path.rglob("*.txt")) and not any(
-            p.suffix.lower() in (".png", ".jpg", ".jpeg") for p in path.rglob("*"))
+        if not path.is_dir():
+            return False
+        files = [p for p in path.rglob("*") if p.is_file()]
+        # the image loader's own test, so a folder of images and stray notes stays images
+        return any(p.suffix.lower() == ".txt" for p in files) and not any(is_image_file(p) for p in files)
 
     def load_pool(self, path: Path, options: LoadOptions) -> TextData:
         return load_text_pool(path, strict=options.strict, text_column=options.text_column)

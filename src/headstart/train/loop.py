@@ -38,7 +38,6 @@ class TrainPlan:
     schedule: str = "onecycle"
     weight_decay: float = 0.01
     batch_size: int = 32
-    augment: str = "light"
     patience: int = 3
     budget_seconds: float | None = None
     evals_per_epoch: int = 1
