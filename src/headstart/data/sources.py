@@ -26,7 +26,7 @@ DEFAULT_SIZE = 224
 PATH_COLUMNS = ("path", "filename", "file", "image")
 LABEL_COLUMNS = ("label", "class", "target")
 # Bump when the layout of a decoded-cache file changes, so stale files are never read.
-_CACHE_FORMAT = 1
+_CACHE_FORMAT = 2  # 2: each file's native shorter side is cached too
 # Below this many files a progress bar is more noise than help.
 _PROGRESS_MIN_FILES = 50
 
@@ -125,7 +125,7 @@ def _decode_into_data(
     files: list[Path], labels: np.ndarray, classes: list[str], name: str, size: int, strict: bool
 ) -> ImageData:
     files = [f.resolve() for f in files]
-    images, ok, skipped = _decode_cached(files, size, strict)
+    images, ok, skipped, sides = _decode_cached(files, size, strict)
     if not ok.any():
         raise HeadstartError(
             f"none of the {len(files)} images in {name} could be decoded (first: {skipped[0][0]}: {skipped[0][1]})",
@@ -138,11 +138,15 @@ def _decode_into_data(
         name=name,
         paths=[str(f) for f, good in zip(files, ok) if good],
         skipped=skipped,
+        # the files' own size (median shorter side, read from their headers while decoding):
+        # what a model loses or invents by reading them at `size`
+        notes={"native_size": int(np.median(sides[ok]))},
     )
 
 
-def _decode_cached(files: list[Path], size: int, strict: bool) -> tuple[np.ndarray, np.ndarray, list]:
-    """Decoded images of the readable files, a mask of which files were readable, and the skips.
+def _decode_cached(files: list[Path], size: int, strict: bool) -> tuple[np.ndarray, np.ndarray, list, np.ndarray]:
+    """Decoded images of the readable files, a mask of which files were readable, the skips,
+    and every file's native shorter side in pixels (0 for unreadable files).
 
     The cache key covers every file's path, mtime and size plus the target size, so any edit,
     addition or removal decodes again; a hit never opens an image.
@@ -155,26 +159,28 @@ def _decode_cached(files: list[Path], size: int, strict: bool) -> tuple[np.ndarr
 
     cached = load_arrays(cache_file)
     if cached is not None:
-        images, ok = cached["images"], cached["ok"]
+        images, ok, sides = cached["images"], cached["ok"], cached["sides"]
         skipped = [(str(p), str(r)) for p, r in zip(cached["skipped_paths"], cached["skipped_reasons"])]
     else:
-        images, ok, skipped = _decode_all(files, size, strict)
+        images, ok, skipped, sides = _decode_all(files, size, strict)
         save_arrays(
             cache_file,
             images=images,
             ok=ok,
+            sides=sides,
             skipped_paths=np.array([p for p, _ in skipped], dtype=str),
             skipped_reasons=np.array([r for _, r in skipped], dtype=str),
         )
     if strict and skipped:
         path, reason = skipped[0]
         raise HeadstartError(f"cannot decode {path}: {reason}", "remove or replace the file, or drop --strict to skip it")
-    return images, ok, skipped
+    return images, ok, skipped, sides
 
 
-def _decode_all(files: list[Path], size: int, strict: bool) -> tuple[np.ndarray, np.ndarray, list]:
+def _decode_all(files: list[Path], size: int, strict: bool) -> tuple[np.ndarray, np.ndarray, list, np.ndarray]:
     out = np.empty((len(files), size, size, 3), dtype=np.uint8)
     ok = np.zeros(len(files), dtype=bool)
+    sides = np.zeros(len(files), dtype=np.int64)
     skipped: list[tuple[str, str]] = []
     # Pillow releases the GIL while decoding, so threads use every core without pickling.
     workers = max(1, min(8, os.cpu_count() or 1))
@@ -188,24 +194,25 @@ def _decode_all(files: list[Path], size: int, strict: bool) -> tuple[np.ndarray,
                     )
                 skipped.append((str(f), result))
             else:
-                out[i] = result
+                out[i], sides[i] = result
                 ok[i] = True
             advance()
     # Index only when something was skipped: the copy doubles peak memory on big folders.
-    return (out if ok.all() else out[ok]), ok, skipped
+    return (out if ok.all() else out[ok]), ok, skipped, sides
 
 
-def _decode_one(path: Path, size: int) -> np.ndarray | str:
-    """The image as (size, size, 3) uint8, or the reason it cannot be read."""
+def _decode_one(path: Path, size: int) -> tuple[np.ndarray, int] | str:
+    """(the image as (size, size, 3) uint8, its native shorter side), or the reason it cannot be read."""
     try:
         with Image.open(path) as img:
+            side = min(img.size)  # from the header, before draft() shrinks a JPEG
             # Let JPEG decode at a reduced scale when the file is much larger than needed.
             img.draft("RGB", (size, size))
             img = ImageOps.exif_transpose(img)  # phone photos store rotation in EXIF
             img = img.convert("RGB")
             # fit = resize the shorter side to `size`, then center-crop the longer one.
             img = ImageOps.fit(img, (size, size), method=Image.Resampling.BICUBIC)
-            return np.asarray(img, dtype=np.uint8)
+            return np.asarray(img, dtype=np.uint8), side
     except Exception as e:  # any decoder failure means this one file is unusable
         return f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
 
@@ -215,7 +222,7 @@ def decode_image(path: str | Path, size: int) -> np.ndarray:
     result = _decode_one(Path(path), size)
     if isinstance(result, str):
         raise HeadstartError(f"cannot decode {path}: {result}")
-    return result
+    return result[0]
 
 
 def load_image_pool(path: Path, size: int, strict: bool) -> ImageData:

@@ -97,6 +97,22 @@ class Modality:
     def read_inputs(self, inputs: list[str], text_file: str | None, meta: dict) -> Inputs:
         raise NotImplementedError
 
+    # -- diagnosis (why transfer did not pay) ----------------------------------------------
+    raw_name: str = ""                    # what raw_features are, for reports ("raw pixels ...")
+
+    def raw_features(self, train, val):
+        """(train, val) as plain vectors with no learned model (pixels, word counts): what
+        pretrained features must beat. Anything fitted (scaling, vocabulary) is fitted on
+        train only. A NumPy or SciPy sparse matrix each; None when the modality has none."""
+        return None
+
+    def size_gap(self, data, backbone) -> dict | None:
+        """The data's own size against the size `backbone` reads it at: {"native", "model",
+        "unit", "measure" (what native is), "option" (the flag that sets the model's size),
+        "upsampled" (the model reads the data larger than it is), "truncated_share"}; None
+        when unknown."""
+        return None
+
 
 _MODALITIES: dict[str, Modality] = {}
 

@@ -18,6 +18,9 @@ DEFAULT_DECODE_SIZE = 224
 # The zoo's small CNN trains at a modest resolution: it has no pretrained input size, and
 # from scratch on 2 cores 64 px is where ResNet-9 stops gaining for its cost.
 SMALL_INPUT_CAP = 64
+# Raw pixels for the diagnosis are compared at this side at most: enough to tell classes
+# apart where pixels can, small enough for k-NN on thousands of images in a blink.
+RAW_SIDE = 32
 
 
 @register_modality("image")
@@ -68,6 +71,22 @@ class ImageModality(Modality):
 
     def training_dataset(self, data: ImageData, augment: str, input_size: int):
         return ArrayImageDataset(data.images, data.labels, build_augmentation(augment, input_size))
+
+    raw_name = f"raw pixels (at most {RAW_SIDE} px, standardised)"
+
+    def raw_features(self, train: ImageData, val: ImageData):
+        from headstart.data import resize_data
+
+        side = min(RAW_SIDE, train.images.shape[1])
+        train_x, val_x = (resize_data(d, side).images.reshape(len(d), -1).astype(np.float32) for d in (train, val))
+        mean, std = train_x.mean(0), train_x.std(0) + 1e-3  # per pixel, from train only
+        return (train_x - mean) / std, (val_x - mean) / std
+
+    def size_gap(self, data: ImageData, backbone) -> dict:
+        native = data.notes.get("native_size")  # set by the loaders; None for older data forms
+        model = backbone.preprocessing.input_size
+        return {"native": native, "model": model, "unit": "px", "measure": "median shorter side",
+                "option": "--image-size", "upsampled": bool(native and native < model), "truncated_share": None}
 
     def read_inputs(self, inputs: list[str], text_file: str | None, meta: dict) -> Inputs:
         if text_file:

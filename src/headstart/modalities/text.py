@@ -92,6 +92,30 @@ class TextModality(Modality):
     def training_dataset(self, data: TextData, augment: str, input_size: int):
         return ArrayTokenDataset(data.inputs, data.labels)
 
+    raw_name = "bag of words (TF-IDF)"
+
+    def raw_features(self, train: TextData, val: TextData):
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        from headstart.zoo.tfidf import VECTORIZER  # the tfidf arm's own settings
+
+        try:
+            vectorizer = TfidfVectorizer(**VECTORIZER)
+            train_x = vectorizer.fit_transform(train.texts)
+        except ValueError:  # too few texts for min_df=2 to leave any word
+            vectorizer = TfidfVectorizer(**{**VECTORIZER, "min_df": 1})
+            train_x = vectorizer.fit_transform(train.texts)
+        return train_x, vectorizer.transform(val.texts)
+
+    def size_gap(self, data: TextData, backbone) -> dict:
+        import numpy as np
+
+        prepared = backbone.prepare(data)  # tokenised (and cached) as the backbone reads it
+        lengths = (prepared.tokens >= 0).sum(1)
+        return {"native": int(np.median(lengths)), "model": prepared.notes.get("max_length"), "unit": "tokens",
+                "measure": "median length (after truncation)", "option": "--max-length", "upsampled": False,
+                "truncated_share": round(prepared.notes.get("truncated", 0) / max(len(data), 1), 4)}
+
     def read_inputs(self, inputs: list[str], text_file: str | None, meta: dict) -> Inputs:
         texts = list(inputs) + (_read_text_lines(text_file) if text_file else [])
         if not texts:
