@@ -69,8 +69,9 @@ def test_the_estimator_parameters_are_fitconfig_fields_with_its_defaults():
     params = HeadstartClassifier().get_params()
     defaults = {f.name: f.default for f in dataclasses.fields(FitConfig)}
     assert params.pop("budget") is None and defaults.pop("budget_seconds") is None  # budget: a duration
-    # data is X; every fit starts over (no resume); scratch_model serves compare's baselines
-    not_parameters = {"data", "resume", "scratch_model"}
+    # data is X; every fit starts over (no resume); scratch_model serves compare's baselines;
+    # track_parent is how compare nests its arms' tracked runs
+    not_parameters = {"data", "resume", "scratch_model", "track_parent"}
     assert params == {k: v for k, v in defaults.items() if k not in not_parameters}
 
 

@@ -12,13 +12,14 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "headstart"
 
 # Lower layers never import higher ones (modules in one layer may import each other).
 LAYERS = [
-    {"errors", "files", "log", "config", "model_io", "metrics", "records"},
+    {"errors", "files", "log", "config", "model_io", "metrics", "records", "tracking"},
     {"data", "report"},
     {"zoo"},
     {"heads"},
     {"train"},
     {"modalities"},
     {"embed"},
+    {"explain", "diagnosis"},
     {"strategies"},
     {"pipeline", "compare", "prediction", "demo"},
     {"api", "cli_options"},

@@ -64,6 +64,8 @@ class HeadstartClassifier(ClassifierMixin, BaseEstimator):
                  budget: str | float | None = None, evals_per_epoch: int = 1,
                  mixed_precision: str = "auto", strict: bool = False, modality: str = "auto",
                  text_column: str | None = None, label_column: str | None = None,
+                 explain_examples: int = 4, explain_method: str = "auto", track: str | None = None,
+                 track_uri: str | None = None, track_experiment: str = "headstart",
                  out: str | None = None):
         self.backbone = backbone
         self.strategy = strategy
@@ -93,6 +95,11 @@ class HeadstartClassifier(ClassifierMixin, BaseEstimator):
         self.modality = modality
         self.text_column = text_column
         self.label_column = label_column
+        self.explain_examples = explain_examples
+        self.explain_method = explain_method
+        self.track = track
+        self.track_uri = track_uri
+        self.track_experiment = track_experiment
         self.out = out
 
     def __sklearn_tags__(self):

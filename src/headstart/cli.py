@@ -71,6 +71,23 @@ def _snippet(text: str, width: int = 70) -> str:
 
 
 @command
+def cmd_explain(args) -> int:
+    from .explain import explain_inputs
+
+    out, result = explain_inputs(args.run, args.inputs, text_file=args.file, method=args.method, out=args.out,
+                                 true=args.true)
+    for item in result["items"]:
+        shown = _snippet(item["name"])
+        for e in item["explanations"]:
+            evidence = ", ".join(e["top_words"]) if "top_words" in e else str(out / e["image"])
+            print(f"{shown}\t{e['role']} {e['class']}\t{item['probability']:.4f}\t{evidence}")
+    for bad in result.get("unreadable", []):
+        print(f"{_snippet(bad['name'])}\t-\t-\t{bad['error']}")
+    print(f"{result['method']}: {out / 'report.html'}")
+    return 0
+
+
+@command
 def cmd_zoo(args) -> int:
     from .modalities import modalities
     from .zoo import list_backbones
@@ -133,6 +150,14 @@ def print_comparison(c: dict) -> None:
 
 
 @command
+def cmd_track(args) -> int:
+    from .tracking import track_existing
+
+    track_existing(args.run, args.to, uri=args.uri, experiment=args.experiment)
+    return 0
+
+
+@command
 def cmd_report(args) -> int:
     from .report import build_comparison_report, build_fit_report
 
@@ -172,11 +197,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="*", help="image files or folders; for a text run, the texts themselves")
     p.add_argument("--file", help="text runs: a file with one text per line ('-' reads standard input)")
     p.add_argument("--csv", help="also write the predictions to this CSV file")
+    p = sub.add_parser("explain", help="show why a finished run labels images or texts as it does")
+    p.add_argument("run", help="a run directory written by `headstart fit`")
+    p.add_argument("inputs", nargs="*", help="image files or folders; for a text run, the texts themselves")
+    p.add_argument("--file", help="text runs: a file with one text per line ('-' reads standard input)")
+    p.add_argument("--method", default="auto", help="gradcam, ig or occlusion (images); ig, occlusion or "
+                   "linear (texts); auto: Grad-CAM for CNNs, Integrated Gradients otherwise")
+    p.add_argument("--true", nargs="+", metavar="CLASS", help="the true class (one for all inputs, or one per "
+                   "input): its evidence is shown beside the prediction's")
+    p.add_argument("--out", help="folder for the overlays and report.html (default: RUN/explain-TIMESTAMP)")
     p = sub.add_parser("compare", help="transfer arms vs a from-scratch arm: time to accuracy and a verdict")
     add_options(p, CompareConfig)
     add_options(p, FitConfig, skip_per_arm=True)  # every setting the arms share
     p = sub.add_parser("report", help="rebuild the report of a fit or compare run")
     p.add_argument("run")
+    p = sub.add_parser("track", help="log a finished fit or compare run to TensorBoard or MLflow (as --track does)")
+    p.add_argument("run", help="a fit or compare run directory")
+    p.add_argument("--to", required=True, choices=FitConfig.__dataclass_fields__["track"].metadata["choices"],
+                   help="the tracker")
+    p.add_argument("--uri", help=FitConfig.__dataclass_fields__["track_uri"].metadata["help"])
+    p.add_argument("--experiment", default="headstart", help="the MLflow experiment (default: headstart)")
     sub.add_parser("zoo", help="list backbones and which load offline")
     sub.add_parser("datasets", help="list the built-in datasets and their options")
     p = sub.add_parser("demo", help="transfer vs scratch on the built-in elpv solar cells (no network needed)")

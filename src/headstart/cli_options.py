@@ -31,6 +31,9 @@ def _registry_choices(name: str) -> list[str]:
     if name == "modalities":
         from .modalities import modalities
         return ["auto", *(m.name for m in modalities())]
+    if name == "explain_methods":
+        from .explain import method_names
+        return ["auto", *method_names()]
     raise KeyError(name)
 
 

@@ -21,6 +21,7 @@ from .config import CompareConfig
 from .errors import HeadstartError
 from .modalities import modality_of
 from .records import new_run_dir, read_metrics, write_json
+from .tracking import start_comparison
 
 def resolve_defaults(config: CompareConfig, modality) -> CompareConfig:
     """Fill the settings left to the data's modality (arms, backbone, scratch model)."""
@@ -94,6 +95,7 @@ def run_compare(config: CompareConfig) -> dict:
     if (run_dir / "comparison.json").exists():
         raise HeadstartError(f"{run_dir} already holds a comparison", hint="choose a new --out")
     run_dir.mkdir(parents=True, exist_ok=True)
+    tracked = start_comparison(config.fit, run_dir)  # --track: the comparison's run; the arms nest under it
 
     # Decode once, timed once: every arm then starts its clock with the data in memory.
     started = time.perf_counter()
@@ -116,16 +118,21 @@ def run_compare(config: CompareConfig) -> dict:
             arm_dir = run_dir / "arms" / (folder if seed == 0 else f"{folder}-seed{seed}")
             fit_config = replace(shared, data=config.data, strategy=strategy, scratch_model=scratch_model,
                                  seed=seed, budget_seconds=config.budget_seconds,
-                                 evals_per_epoch=config.evals_per_epoch, out=str(arm_dir), resume=False)
+                                 evals_per_epoch=config.evals_per_epoch, out=str(arm_dir), resume=False,
+                                 **tracked.arm_settings)
             result = fit(fit_config, data=data, use_feature_cache=False)
             runs.setdefault(arm, []).append({"dir": arm_dir, "summary": result.summary,
                                              "rows": read_metrics(arm_dir)})
 
     comparison = summarise(config, runs, run_dir)
     comparison["decode_seconds"] = round(decode_seconds, 3)
+    if comparison["verdict"] in ("negative transfer", "inconclusive"):  # why transfer did not pay
+        from .diagnosis import diagnose
+        comparison["diagnosis"] = diagnose(config, data, runs, comparison)
     write_json(run_dir / "comparison.json", comparison)
     from .report import build_comparison_report
     comparison["report"] = str(build_comparison_report(run_dir))
+    tracked.finish()
     return comparison
 
 

@@ -86,6 +86,21 @@ class FitConfig:
     mixed_precision: str = setting("auto", "autocast precision", choices=("auto", "no", "bf16", "fp16"))
     scratch_model: str | None = setting(None, "architecture for --strategy scratch ('same' = the backbone's)",
                                         per_arm=True)
+    # the report's explanations
+    explain_examples: int = setting(4, "the report explains this many of the most confident test mistakes, "
+                                       "and one correct test example per class (0: no explanations)")
+    explain_method: str = setting("auto", "how the report explains (auto: Grad-CAM for CNNs, Integrated "
+                                          "Gradients otherwise; linear weights for TF-IDF)",
+                                  choices="explain_methods")
+    # experiment tracking (tracking.py; the choices are its registered trackers)
+    track: str | None = setting(None, "also log the finished run (params, validation curve, final metrics, "
+                                      "report, model) to TensorBoard or MLflow", choices=("tensorboard", "mlflow"))
+    track_uri: str | None = setting(None, "where --track logs: a TensorBoard log folder (default: RUN/tensorboard), "
+                                          "or an MLflow folder, tracking URI or server URL (default: "
+                                          "RUN/../mlruns, an SQLite store)")
+    track_experiment: str = setting("headstart", "the MLflow experiment --track mlflow logs into")
+    track_parent: str | None = setting(None, "MLflow: nest the run under this run id (compare sets it for its "
+                                             "arms: their comparison's run)")
     # run
     out: str | None = setting(None, "run directory (default: a new folder under runs/)", per_arm=True)
     resume: bool = setting(False, "continue an interrupted run in --out", per_arm=True)

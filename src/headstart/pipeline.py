@@ -7,6 +7,7 @@ public. Strategies train; this module decides what to build, and writes the run 
 from __future__ import annotations
 
 import resource
+import shutil
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -24,6 +25,7 @@ from .model_io import save_model
 from .records import Recorder, new_run_dir, read_metrics, write_json, write_yaml
 from .report import build_fit_report
 from .strategies import FitContext, Strategy, get_strategy
+from .tracking import check_tracking, track_run
 from .train.evaluate import score
 from .zoo import BackboneSpec, resolve_backbone
 
@@ -117,6 +119,7 @@ def fit(config: FitConfig, *, data=None, use_feature_cache: bool = True) -> FitR
     """Run one fit and write its run directory. `data` (a labelled data form) bypasses config.data."""
     started = time.perf_counter()
     config, run_dir = _start(config)
+    check_tracking(config)  # --track: a missing library or an unreachable server fails before training
     decode_started = time.perf_counter()
     data = load(config) if data is None else data
     plan = resolve_plan(config, modality_of(data))
@@ -146,7 +149,9 @@ def fit(config: FitConfig, *, data=None, use_feature_cache: bool = True) -> FitR
     outcome = train(plan, model, parts, recorder, checkpoint_dir=run_dir / "checkpoint",
                     use_feature_cache=use_feature_cache)
     extra = {"modality": plan.modality.name, "words": dict(plan.modality.words), "data_notes": notes, **figures}
-    return finish(plan, model, data, parts, recorder, outcome, run_dir, started, decode_seconds, extra)
+    result = finish(plan, model, data, parts, recorder, outcome, run_dir, started, decode_seconds, extra)
+    track_run(config, run_dir)  # --track: log the written run directory (the main process only)
+    return result
 
 
 def _start(config: FitConfig) -> tuple[FitConfig, Path]:
@@ -203,9 +208,30 @@ def finish(plan: Plan, model, data, parts, recorder: Recorder, outcome: dict, ru
     }
     if is_main_process():
         save_model(run_dir, model, data.classes, plan.strategy.name)
+        summary.update(explain_report_examples(plan.config, model, test_part, test_logits, data.classes, run_dir))
         write_json(run_dir / "summary.json", summary)
         build_fit_report(run_dir)
     return FitResult(run_dir=run_dir, classifier=model, classes=data.classes, summary=summary)
+
+
+def explain_report_examples(config: FitConfig, model, test, test_logits, classes: list[str], run_dir: Path) -> dict:
+    """The report's explanations (RUN/explanations/), and what the summary says of them. The
+    model is saved by now, so a method that fails costs the report a section, not the run."""
+    from .explain import explain_for_report
+
+    folder = run_dir / "explanations"
+    if config.explain_examples <= 0:
+        shutil.rmtree(folder, ignore_errors=True)
+        return {}
+    try:
+        made = explain_for_report(model, test, test_logits, classes, folder, mistakes=config.explain_examples,
+                                  method=config.explain_method)
+    except Exception as e:  # noqa: BLE001  (recorded in the summary and shown in the report)
+        say(f"no explanations for the report: {e}")
+        return {"explanations_error": f"{type(e).__name__}: {e}" if not isinstance(e, HeadstartError) else str(e)}
+    say(f"explained {len(made['items'])} test example(s) with {made['method']} in {made['seconds']:.1f} s")
+    return {"explain_method": made["method"], "explain_seconds": made["seconds"],
+            "features_from": made.get("features_from")}
 
 
 def _write_run_start(run_dir: Path, config: FitConfig, splits) -> None:

@@ -15,9 +15,10 @@ from headstart.records import atomic_write_text, read_json
 
 from . import html, plots
 
-__all__ = ["build_fit_report", "build_comparison_report"]
+__all__ = ["build_fit_report", "build_comparison_report", "build_explain_report"]
 
 REPORT = "report.html"
+EXPLANATIONS = "explanations"  # the folder a fit writes its report's explanations into
 
 # File names this module owns in a run folder; stale ones from an earlier build are removed so
 # the folder never holds figures the page no longer shows.
@@ -48,8 +49,26 @@ def build_fit_report(run_dir: str | Path) -> Path:
     config_path = run_dir / "config.yaml"
     config_text = config_path.read_text(errors="replace") if config_path.exists() else None
     page = html.fit_page(run_name=run_dir.name, summary=summary, rows=rows,
-                         config_text=config_text, images=images)
+                         config_text=config_text, images=images,
+                         explained=_explanations(run_dir / EXPLANATIONS, summary), explained_base=EXPLANATIONS + "/")
     return _write_page(run_dir, page)
+
+
+def build_explain_report(folder: str | Path) -> Path:
+    """Write FOLDER/report.html for a folder written by `headstart explain`."""
+    folder = Path(folder)
+    page = html.explain_page(run_name=folder.name, explained=_read_json_or_empty(folder / "explanations.json"))
+    return _write_page(folder, page)
+
+
+def _explanations(folder: Path, summary: dict) -> dict | None:
+    """A fit's explanations record; its failure reason when the run recorded one; None if
+    the run made none (explanations turned off, or a run older than them)."""
+    explained = _read_json_or_empty(folder / "explanations.json")
+    if explained:
+        return explained
+    error = summary.get("explanations_error")
+    return {"error": error} if error else None
 
 
 def build_comparison_report(run_dir: str | Path) -> Path:
@@ -78,9 +97,12 @@ def build_comparison_report(run_dir: str | Path) -> Path:
 
     links = {name: _href(run_dir, d / REPORT) for name, d in arm_dirs.items()
              if (d / REPORT).exists()}
+    best_dir = arm_dirs.get(best)
+    explained = _explanations(best_dir / EXPLANATIONS, best_summary) if best_dir else None
     page = html.comparison_page(run_name=run_dir.name, comparison=comparison, images=images,
                                 best_summary=best_summary or None, links=links,
-                                has_evaluations=has_evaluations)
+                                has_evaluations=has_evaluations, explained=explained,
+                                explained_base=_href(run_dir, best_dir / EXPLANATIONS) + "/" if best_dir else "")
     return _write_page(run_dir, page)
 
 

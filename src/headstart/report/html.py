@@ -99,6 +99,19 @@ def class_order(summary: dict) -> list[str]:
     return [c for c in (summary.get("classes") or []) if c in per_class] or list(per_class)
 
 
+def explains_text(explained: dict) -> bool:
+    """Whether an explanations record highlights texts (rather than drawing heat-maps)."""
+    return any("segments" in e for item in explained.get("items") or [] for e in item.get("explanations") or [])
+
+
+def heat_style(score: float) -> str:
+    """The background of a highlighted word: green for evidence for the class, red against,
+    as strong as the score (in [-1, 1])."""
+    score = max(-1.0, min(1.0, float(score)))
+    colour = "0, 158, 115" if score >= 0 else "213, 94, 0"
+    return f"background: rgba({colour}, {abs(score) * 0.75:.2f})"
+
+
 @lru_cache(maxsize=1)
 def environment() -> Environment:
     env = Environment(
@@ -109,26 +122,33 @@ def environment() -> Environment:
         undefined=StrictUndefined,  # a misspelt name fails the build instead of rendering blank
         trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
     )
-    env.filters.update(pct=pct, seconds=seconds, number=number, flat_items=flat_items)
+    env.filters.update(pct=pct, seconds=seconds, number=number, flat_items=flat_items, heat_style=heat_style)
     env.globals.update(words=words, data_notes=data_notes, imbalance=imbalance,
-                       class_order=class_order, no_evaluations=NO_EVALUATIONS)
+                       class_order=class_order, no_evaluations=NO_EVALUATIONS, explains_text=explains_text)
     return env
 
 
 # -- pages -----------------------------------------------------------------------------------
 
 def fit_page(*, run_name: str, summary: dict, rows: list[dict], config_text: str | None,
-             images: dict[str, str | None]) -> str:
+             images: dict[str, str | None], explained: dict | None = None, explained_base: str = "") -> str:
     title = f"headstart fit: {summary.get('strategy') or 'run'} on {summary.get('data') or run_name}"
     return environment().get_template("fit.html.j2").render(
         title=title, run_name=run_name, summary=summary, rows=rows, config_text=config_text,
-        images=images, has_val=any(r.get("split") == "val" for r in rows))
+        images=images, has_val=any(r.get("split") == "val" for r in rows), explained=explained,
+        explained_base=explained_base)
+
+
+def explain_page(*, run_name: str, explained: dict) -> str:
+    return environment().get_template("explain.html.j2").render(
+        title="headstart explain", run_name=run_name, explained=explained)
 
 
 def comparison_page(*, run_name: str, comparison: dict, images: dict[str, str | None],
-                    best_summary: dict | None, links: dict[str, str], has_evaluations: bool) -> str:
+                    best_summary: dict | None, links: dict[str, str], has_evaluations: bool,
+                    explained: dict | None = None, explained_base: str = "") -> str:
     return environment().get_template("comparison.html.j2").render(
         title=f"headstart compare: {comparison.get('data') or run_name}", run_name=run_name,
         comparison=comparison, images=images, best_summary=best_summary, links=links,
-        has_evaluations=has_evaluations,
+        has_evaluations=has_evaluations, explained=explained, explained_base=explained_base,
         settings={k: comparison[k] for k in SETTINGS if k in comparison})

@@ -98,6 +98,11 @@ class Backbone(nn.Module):
         for p in self.parameters():
             p.requires_grad_(trainable)
 
+    def feature_source(self) -> str | None:
+        """Which layer the pooled features come from, in words (None: found by looking, see
+        explain.image.feature_source)."""
+        return None
+
     def describe(self) -> dict:
         return {
             "name": self.name,

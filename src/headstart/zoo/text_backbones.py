@@ -82,6 +82,10 @@ class TextBackbone(Backbone):
     def describe(self) -> dict:
         return {**super().describe(), "model_config": self.model_config}
 
+    def feature_source(self) -> str:
+        return (f"the last hidden layer of {self.architecture}, {self.preprocessing.pooling}-pooled over the "
+                f"tokens to {self.feature_dim} features")
+
     def tokenize(self, texts: list[str]) -> tuple[np.ndarray, int]:
         return tokenize(self.tokenizer, texts, self.preprocessing.max_length)
 

@@ -1,0 +1,168 @@
+"""The explain stage: why a model chose a class, for images (heat-maps) and texts (highlighted
+words), written as a folder the reports read: explanations.json plus one PNG per image map.
+
+`explain_items` is the core; `explain_for_report` picks what a fit report explains (the most
+confident test mistakes, one correct example per class) and `explain_inputs` is the
+`headstart explain` command. Methods live in image.py and text.py, registered per modality.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from headstart.explain import image as _image  # noqa: F401  (registers the image methods)
+from headstart.explain import text as _text  # noqa: F401  (registers the text methods)
+from headstart.explain.image import feature_source, overlay_png
+from headstart.explain.registry import choose_method, method_names
+from headstart.explain.text import top_words
+from headstart.files import atomic_dir, write_json
+from headstart.modalities import modality_of
+
+__all__ = ["Item", "explain_items", "explain_for_report", "explain_inputs", "feature_source", "method_names",
+           "EXPLANATIONS", "REPORT_MISTAKES"]
+
+EXPLANATIONS = "explanations.json"
+REPORT_MISTAKES = 4  # the default number of test mistakes a fit report explains
+
+
+@dataclass
+class Item:
+    """One example to explain: its row in the prepared data, and what is known about it."""
+
+    index: int
+    name: str
+    predicted: int
+    probability: float
+    true: int | None = None
+    kind: str = "input"  # "mistake", "correct" or "input"
+    extra: dict = field(default_factory=dict)
+
+    def targets(self) -> list[tuple[str, int]]:
+        """(role, class) pairs: the prediction, and the true class when it differs."""
+        roles = [("predicted", self.predicted)]
+        if self.true is not None and self.true != self.predicted:
+            roles.append(("true", self.true))
+        return roles
+
+
+def explain_items(model, prepared, items: list[Item], classes: list[str], folder: Path, *,
+                  method: str | None = "auto", header: dict | None = None) -> dict:
+    """Explain each item's prediction (and true class) with `method`; write `folder` whole
+    (explanations.json and image maps) and return what was written."""
+    chosen = choose_method(model, modality_of(model.describe()).name, method)
+    started = time.perf_counter()
+    requests = [(item.index, cls) for item in items for _, cls in item.targets()]
+    attributions = iter(chosen.explain(model, prepared, requests)) if requests else iter(())
+    records = []
+    with atomic_dir(folder) as tmp:
+        for n, item in enumerate(items):
+            record = {"kind": item.kind, "name": item.name, "predicted": classes[item.predicted],
+                      "probability": round(float(item.probability), 4),
+                      "true": None if item.true is None else classes[item.true], **item.extra}
+            for role, cls in item.targets():
+                attribution = next(attributions)
+                entry = {"role": role, "class": classes[cls]}
+                if isinstance(attribution, np.ndarray):  # an image heat-map
+                    entry["image"] = f"{n}-{role}.png"
+                    overlay_png(np.asarray(prepared.inputs[item.index]), attribution, tmp / entry["image"])
+                else:  # text segments
+                    entry["segments"] = [[piece, score] for piece, score in attribution]
+                    entry["top_words"] = top_words(attribution)
+                record.setdefault("explanations", []).append(entry)
+            records.append(record)
+        result = {"method": chosen.name, "method_summary": chosen.summary, **(header or {}),
+                  "seconds": round(time.perf_counter() - started, 3), "items": records}
+        write_json(tmp / EXPLANATIONS, result)
+    return result
+
+
+def explain_for_report(model, test, test_logits: torch.Tensor, classes: list[str], folder: Path, *,
+                       mistakes: int = REPORT_MISTAKES, method: str | None = "auto") -> dict:
+    """What a fit report explains: the `mistakes` most confident wrong test predictions and
+    the most confident correct one of each class."""
+    probs = torch.softmax(test_logits.float(), 1)
+    confidence, predicted = probs.max(1)
+    labels = np.asarray(test.labels)
+    wrong = sorted((i for i in range(len(labels)) if int(predicted[i]) != labels[i]), key=lambda i: -float(confidence[i]))
+    items = [_item(test, i, predicted, confidence, labels, "mistake") for i in wrong[:mistakes]]
+    for k in range(len(classes)):
+        right = [i for i in range(len(labels)) if labels[i] == k and int(predicted[i]) == k]
+        if right:
+            items.append(_item(test, max(right, key=lambda i: float(confidence[i])), predicted, confidence, labels,
+                               "correct"))
+    header = {"features_from": _features_from(model)}
+    return explain_items(model, test, items, classes, folder, method=method, header=header)
+
+
+def _item(data, i: int, predicted, confidence, labels, kind: str) -> Item:
+    return Item(index=i, name=_name(data, i), predicted=int(predicted[i]), probability=float(confidence[i]),
+                true=int(labels[i]), kind=kind)
+
+
+def _name(data, i: int) -> str:
+    texts = getattr(data, "texts", None)
+    if texts is not None:
+        flat = " ".join(texts[i].split())
+        return flat[:120] + ("…" if len(flat) > 120 else "")
+    return data.paths[i] if data.paths is not None else f"test example {i}"
+
+
+def _features_from(model) -> str | None:
+    """Which layer's features the head reads: the backbone says so itself when it knows (text
+    encoders), else the last feature map is found by running the model (CNNs)."""
+    backbone = getattr(model, "backbone", None)
+    if backbone is None:
+        return None
+    try:
+        return backbone.feature_source() or feature_source(model)
+    except Exception:  # a description is not worth failing a report for
+        return None
+
+
+def explain_inputs(run_dir: str | Path, inputs: list[str], *, text_file: str | None = None,
+                   method: str | None = "auto", out: str | Path | None = None,
+                   true: list[str] | None = None) -> tuple[Path, dict]:
+    """`headstart explain`: read inputs as the run's modality reads them, predict, explain each
+    prediction (and the true class when given), write OUT (explanations.json, maps, report.html)."""
+    from headstart.errors import HeadstartError
+    from headstart.model_io import load_model, read_model_meta
+    from headstart.report import build_explain_report
+
+    run_dir = Path(run_dir)
+    meta = read_model_meta(run_dir)
+    read = modality_of(meta).read_inputs(list(inputs), text_file, meta)
+    classes = meta["classes"]
+    truths = _truths(true, len(read.names), classes)
+    if read.data is None:
+        raise HeadstartError("none of the inputs could be read: " + "; ".join(read.errors.values()))
+    model, _ = load_model(run_dir)
+    prepared = model.prepare(read.data)
+    probs = torch.softmax(model.logits(prepared).float(), 1)
+    confidence, predicted = probs.max(1)
+    items = [Item(index=j, name=read.names[i], predicted=int(predicted[j]), probability=float(confidence[j]),
+                  true=truths[i]) for j, i in enumerate(read.usable)]
+    out = Path(out) if out else run_dir / f"explain-{time.strftime('%Y%m%d-%H%M%S')}"
+    header = {"run": str(run_dir), "kind_of_input": read.kind,
+              "unreadable": [{"name": read.names[i], "error": e} for i, e in read.errors.items()]}
+    result = explain_items(model, prepared, items, classes, out, method=method, header=header)
+    build_explain_report(out)
+    return out, result
+
+
+def _truths(true: list[str] | None, n: int, classes: list[str]) -> list[int | None]:
+    from headstart.errors import HeadstartError
+
+    if not true:
+        return [None] * n
+    if len(true) not in (1, n):
+        raise HeadstartError(f"--true names {len(true)} classes for {n} inputs",
+                             hint="give one class for all inputs, or one per input, in order")
+    unknown = sorted(set(true) - set(classes))
+    if unknown:
+        raise HeadstartError(f"--true names classes the run does not know: {', '.join(unknown)}",
+                             hint=f"the run's classes: {', '.join(classes)}")
+    return [classes.index(t) for t in (true * n if len(true) == 1 else true)]

@@ -1,0 +1,68 @@
+"""Explanation methods, registered per modality, and how one is chosen for a model.
+
+A method turns (model, prepared data, requests) into one attribution per request, where a
+request is (item index, class index): "why this class for this item". Images get a heat-map
+(H, W) in [0, 1] over the model's input pixels; texts get (piece of the text, score in
+[-1, 1]) segments that cover the whole text, positive where the piece is evidence for the
+class. Methods register in preference order: `auto` takes the first one that applies.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from headstart.errors import HeadstartError
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    modality: str
+    explain: Callable   # (model, prepared data, [(item, class)], **options) -> [attribution]
+    applies: Callable   # (model) -> None when it can explain the model, else the reason it cannot
+    summary: str        # one sentence for help texts and reports
+
+
+_METHODS: dict[str, dict[str, Method]] = {}
+
+
+def register_method(modality: str, name: str, *, summary: str, applies: Callable | None = None):
+    """Decorator: register fn(model, data, requests, **options) as `name` for `modality`."""
+
+    def decorate(fn):
+        _METHODS.setdefault(modality, {})[name] = Method(name, modality, fn, applies or (lambda model: None),
+                                                         summary)
+        return fn
+
+    return decorate
+
+
+def method_names() -> list[str]:
+    """Every registered method name (for --method choices), in registration order."""
+    return list(dict.fromkeys(name for by_name in _METHODS.values() for name in by_name))
+
+
+def choose_method(model, modality: str, requested: str | None = "auto") -> Method:
+    """The requested method if it applies to `model`, else a clear error; `auto`: the first
+    registered method for the modality that applies."""
+    available = _METHODS.get(modality, {})
+    if not available:
+        raise HeadstartError(f"no explanation method is registered for {modality} models")
+    if requested in (None, "auto"):
+        reasons = {}
+        for method in available.values():
+            reasons[method.name] = method.applies(model)
+            if reasons[method.name] is None:
+                return method
+        raise HeadstartError(f"no explanation method applies to this {modality} model: "
+                             + "; ".join(f"{k}: {v}" for k, v in reasons.items()))
+    if requested not in available:
+        raise HeadstartError(f"--method {requested} does not explain {modality} models",
+                             hint=f"choose one of: {', '.join(available)}")
+    method = available[requested]
+    reason = method.applies(model)
+    if reason is not None:
+        others = [m.name for m in available.values() if m is not method and m.applies(model) is None]
+        raise HeadstartError(f"--method {requested} cannot explain this model: {reason}",
+                             hint=f"use --method {' or '.join(others)}" if others else None)
+    return method
