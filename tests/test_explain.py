@@ -87,6 +87,18 @@ def _rebuilt_with_random_backbone(model):
     return randomised
 
 
+@pytest.mark.parametrize("method", ["gradcam", "ig", "occlusion"])
+def test_grey_images_are_explained_by_a_colour_model(patch_model, method):
+    """Grey data (ELPV, digits) enters with one channel and is repeated inside the model; the
+    methods' baselines must follow."""
+    import dataclasses
+
+    model, data, labels, _ = patch_model
+    grey = dataclasses.replace(data, images=data.images.mean(-1, keepdims=True).astype(np.uint8))
+    (heat,) = choose_method(model, "image", method).explain(model, grey, [(0, int(labels[0]))])
+    assert heat.shape == (SIDE, SIDE) and 0 <= heat.min() and heat.max() <= 1
+
+
 def test_gradcam_refuses_a_model_without_feature_maps_and_auto_falls_back(patch_model):
     model, data, labels, _ = patch_model
     import copy

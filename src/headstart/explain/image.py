@@ -11,10 +11,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from headstart.explain.registry import register_method
+from headstart.explain.registry import register_method, weights_frozen
 from headstart.heads import as_batch
 
 IG_STEPS = 32
+GRADCAM_BATCH = 16
 OCCLUSION_WINDOWS = 8  # the sliding window is 1/8 of the image side, moved by half a window
 
 
@@ -103,11 +104,20 @@ def gradcam(model, data, requests: list[tuple[int, int]], **_options) -> list[np
 
     _, layer, _ = feature_maps(model)["localisable"]
     maps = []
-    with torch.enable_grad(), GradCAM(model=model, target_layers=[layer]) as cam:
-        for index, cls in requests:
-            # the input asks for gradients so the map exists even when the backbone is frozen
-            x = _pixels(data, index).to(_device(model)).requires_grad_(True)
-            maps.append(np.asarray(cam(input_tensor=x, targets=[ClassifierOutputTarget(cls)])[0], np.float32))
+    # Grad-CAM needs the gradient at one layer only: with the weights frozen and the gradient
+    # starting at that layer's output, backward runs through the head alone (4x faster than
+    # a backward to the input and into every weight: EfficientNet-Lite0, 224 px, 2 cores).
+    start_gradient_here = layer.register_forward_hook(
+        lambda module, inputs, output: output.requires_grad_(True) if not output.requires_grad else None)
+    try:
+        with torch.enable_grad(), weights_frozen(model), GradCAM(model=model, target_layers=[layer]) as cam:
+            for start in range(0, len(requests), GRADCAM_BATCH):  # one forward and backward per batch
+                chunk = requests[start:start + GRADCAM_BATCH]
+                x = torch.cat([_pixels(data, index) for index, _ in chunk]).to(_device(model))
+                batch = cam(input_tensor=x, targets=[ClassifierOutputTarget(cls) for _, cls in chunk])
+                maps.extend(np.asarray(m, np.float32) for m in batch)
+    finally:
+        start_gradient_here.remove()
     return maps
 
 
@@ -118,7 +128,7 @@ def integrated_gradients(model, data, requests: list[tuple[int, int]], *, steps:
     from captum.attr import IntegratedGradients
 
     ig = IntegratedGradients(model)
-    with torch.enable_grad():
+    with torch.enable_grad(), weights_frozen(model):
         return _captum_maps(model, data, requests, lambda x, cls, baseline: ig.attribute(
             x, baselines=baseline, target=cls, n_steps=steps, internal_batch_size=steps))
 
@@ -149,7 +159,9 @@ def _captum_maps(model, data, requests, attribute) -> list[np.ndarray]:
     maps = []
     for index, cls in requests:
         x = _pixels(data, index).to(_device(model))
-        maps.append(_positive_map(attribute(x, cls, baseline.expand_as(x))))
+        # grey data (ELPV, digits) enters with one channel; the model repeats it inside
+        grey_or_colour = baseline if baseline.shape[1] == x.shape[1] else baseline.mean(1, keepdim=True)
+        maps.append(_positive_map(attribute(x, cls, grey_or_colour.expand_as(x))))
     return maps
 
 

@@ -8,6 +8,7 @@ class. Methods register in preference order: `auto` takes the first one that app
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable
 
@@ -42,6 +43,11 @@ def method_names() -> list[str]:
     return list(dict.fromkeys(name for by_name in _METHODS.values() for name in by_name))
 
 
+def methods_for(modality: str) -> list[Method]:
+    """The methods registered for a modality, in preference order."""
+    return list(_METHODS.get(modality, {}).values())
+
+
 def choose_method(model, modality: str, requested: str | None = "auto") -> Method:
     """The requested method if it applies to `model`, else a clear error; `auto`: the first
     registered method for the modality that applies."""
@@ -66,3 +72,17 @@ def choose_method(model, modality: str, requested: str | None = "auto") -> Metho
         raise HeadstartError(f"--method {requested} cannot explain this model: {reason}",
                              hint=f"use --method {' or '.join(others)}" if others else None)
     return method
+
+
+@contextmanager
+def weights_frozen(model):
+    """No weight gradients while explaining: the methods need gradients of the class score with
+    respect to inputs or activations only, and a backward into every weight costs as much again."""
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    for p in trainable:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in trainable:
+            p.requires_grad_(True)

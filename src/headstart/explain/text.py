@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from headstart.explain.registry import register_method
+from headstart.explain.registry import register_method, weights_frozen
 
 IG_STEPS = 24
 Segments = list[tuple[str, float | None]]  # pieces of the text in order; None: not scored
@@ -59,7 +59,7 @@ def integrated_gradients(model, data, requests: list[tuple[int, int]], *, steps:
 
     lig = LayerIntegratedGradients(model, _embedding_layer(model))
     out = []
-    with torch.enable_grad():
+    with torch.enable_grad(), weights_frozen(model):  # gradients to the embeddings, none to the weights
         model.eval()
         for index, cls in requests:
             ids = _ids(model, data, index)
