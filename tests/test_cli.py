@@ -106,7 +106,13 @@ def test_compare_writes_comparison_and_report(folder, tmp_path, capsys):
         for key in ("strategy", "backbone", "best_val_accuracy", "test_accuracy", "train_seconds",
                     "time_to_target_seconds"):
             assert key in arm
-    assert (out / "report.html").exists()
+    page = (out / "report.html").read_text()
+    # the best arm's explanations, its images linked from the comparison's folder
+    best_dir = next(a["run_dir"] for a in comparison["arms"] if a["name"] == comparison["best_arm"])
+    explained = read_json(out / best_dir / "explanations" / "explanations.json")
+    assert f"Best arm ({comparison['best_arm']}): why the model decided" in page
+    first = explained["items"][0]["explanations"][0]["image"]
+    assert f'src="{best_dir}/explanations/{first}"' in page and (out / best_dir / "explanations" / first).exists()
     printed = capsys.readouterr().out
     assert comparison["verdict_sentence"].split(":")[0] in printed
 
