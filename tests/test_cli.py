@@ -32,6 +32,8 @@ def test_fit_writes_the_run_directory(probe_run, capsys):
     assert summary["test_accuracy"] > 0.9
     assert summary["weights"].startswith("packaged:efficientnet-lite0")
     assert (probe_run / "report.html").exists()
+    # EfficientNet-Lite0 is explained by Grad-CAM; the probe says which layer it reads
+    assert summary["explain_method"] == "gradcam" and "bn2: 1280 channels" in summary["features_from"]
 
 
 def test_predict_answers_per_file_and_writes_csv(probe_run, folder, tmp_path, capsys):
