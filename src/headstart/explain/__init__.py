@@ -8,7 +8,7 @@ confident test mistakes, one correct example per class) and `explain_inputs` is 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +39,6 @@ class Item:
     probability: float
     true: int | None = None
     kind: str = "input"  # "mistake", "correct" or "input"
-    extra: dict = field(default_factory=dict)
 
     def targets(self) -> list[tuple[str, int]]:
         """(role, class) pairs: the prediction, and the true class when it differs."""
@@ -62,7 +61,7 @@ def explain_items(model, prepared, items: list[Item], classes: list[str], folder
         for n, item in enumerate(items):
             record = {"kind": item.kind, "name": item.name, "predicted": classes[item.predicted],
                       "probability": round(float(item.probability), 4),
-                      "true": None if item.true is None else classes[item.true], **item.extra}
+                      "true": None if item.true is None else classes[item.true]}
             for role, cls in item.targets():
                 attribution = next(attributions)
                 entry = {"role": role, "class": classes[cls]}
