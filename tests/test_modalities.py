@@ -163,6 +163,8 @@ def test_a_third_modality_fits_predicts_and_reports_through_the_cli(vectors_csv,
     assert summary["modality"] == "vectors" and summary["backbone"] == "toy-linear"
     assert summary["weights"] == "toy:fixed" and summary["input_size"] == DIM
     assert summary["test_accuracy"] > 0.8  # three well-separated clusters
+    # no explanation method is registered for vectors: no section, and no error either
+    assert "explanations_error" not in summary and not (run / "explanations").exists()
     assert read_json(run / "model.json")["format"].startswith("headstart-vectors-classifier/")
     capsys.readouterr()
 

@@ -229,6 +229,8 @@ def explain_report_examples(config: FitConfig, model, test, test_logits, classes
     except Exception as e:  # noqa: BLE001  (recorded in the summary and shown in the report)
         say(f"no explanations for the report: {e}")
         return {"explanations_error": f"{type(e).__name__}: {e}" if not isinstance(e, HeadstartError) else str(e)}
+    if made is None:  # no method explains this modality's models
+        return {}
     say(f"explained {len(made['items'])} test example(s) with {made['method']} in {made['seconds']:.1f} s")
     return {"explain_method": made["method"], "explain_seconds": made["seconds"],
             "features_from": made.get("features_from")}

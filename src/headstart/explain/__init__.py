@@ -17,7 +17,7 @@ import torch
 from headstart.explain import image as _image  # noqa: F401  (registers the image methods)
 from headstart.explain import text as _text  # noqa: F401  (registers the text methods)
 from headstart.explain.image import feature_source, overlay_png
-from headstart.explain.registry import choose_method, method_names
+from headstart.explain.registry import choose_method, method_names, methods_for
 from headstart.explain.text import top_words
 from headstart.files import atomic_dir, write_json
 from headstart.modalities import modality_of
@@ -80,9 +80,12 @@ def explain_items(model, prepared, items: list[Item], classes: list[str], folder
 
 
 def explain_for_report(model, test, test_logits: torch.Tensor, classes: list[str], folder: Path, *,
-                       mistakes: int = REPORT_MISTAKES, method: str | None = "auto") -> dict:
+                       mistakes: int = REPORT_MISTAKES, method: str | None = "auto") -> dict | None:
     """What a fit report explains: the `mistakes` most confident wrong test predictions and
-    the most confident correct one of each class."""
+    the most confident correct one of each class. None for a modality no method explains (a
+    new modality's report simply has no such section)."""
+    if not methods_for(modality_of(model.describe()).name):
+        return None
     probs = torch.softmax(test_logits.float(), 1)
     confidence, predicted = probs.max(1)
     labels = np.asarray(test.labels)
