@@ -88,7 +88,7 @@ def time_to_target(rows: list[dict], target: float) -> float | None:
 
 
 def run_compare(config: CompareConfig) -> dict:
-    from .pipeline import fit, load
+    from .pipeline import build, fit, load, resolve_plan
 
     validate(config)  # what can be checked before the data is loaded
     run_dir = new_run_dir(config.out, prefix="compare")
@@ -128,7 +128,9 @@ def run_compare(config: CompareConfig) -> dict:
     comparison["decode_seconds"] = round(decode_seconds, 3)
     if comparison["verdict"] in ("negative transfer", "inconclusive"):  # why transfer did not pay
         from .diagnosis import diagnose
-        comparison["diagnosis"] = diagnose(config, data, runs, comparison)
+        # the pretrained backbone and head the probe arm builds, for its frozen features
+        probe = resolve_plan(replace(config.fit, data=config.data, strategy="probe"), modality_of(data))
+        comparison["diagnosis"] = diagnose(config, data, runs, comparison, feature_model=lambda: build(probe, data))
     write_json(run_dir / "comparison.json", comparison)
     from .report import build_comparison_report
     comparison["report"] = str(build_comparison_report(run_dir))

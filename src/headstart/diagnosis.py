@@ -106,13 +106,15 @@ def _derived(e: dict) -> dict:
 
 # -- the measurements --------------------------------------------------------------------------
 
-def diagnose(config, data, runs: dict[str, list[dict]], comparison: dict) -> dict:
+def diagnose(config, data, runs: dict[str, list[dict]], comparison: dict, feature_model) -> dict:
     """comparison["diagnosis"]: measurements, evidence, the suggestion, and how long it took.
     `config` is the resolved CompareConfig, `data` what the arms trained on, `runs` their
-    records (run_compare's). Never raises: what fails is recorded as a reason."""
+    records (run_compare's), `feature_model()` builds the pretrained transfer classifier whose
+    frozen features are measured (compare builds it as its arms do). Never raises: what fails
+    is recorded as a reason."""
     started = time.perf_counter()
     try:
-        out = _diagnose(config, data, runs, comparison)
+        out = _diagnose(config, data, runs, comparison, feature_model)
         say(f"why transfer did not pay: {out['suggestion']}")
     except Exception as e:  # noqa: BLE001  (a diagnosis must never cost the comparison)
         out = {"error": _reason(e)}
@@ -121,14 +123,14 @@ def diagnose(config, data, runs: dict[str, list[dict]], comparison: dict) -> dic
     return out
 
 
-def _diagnose(config, data, runs, comparison) -> dict:
+def _diagnose(config, data, runs, comparison, feature_model) -> dict:
     modality = modality_of(data)
     train, val = _parts(data, runs)
     failed: dict[str, str] = {}
     features = raw = size = None
     backbone = None
     try:
-        classifier = _feature_model(config, modality, data)
+        classifier = feature_model()
         backbone = classifier.backbone
         from .embed import embed
         features = measure(*(embed(classifier, p, description="features (diagnosis)") for p in (train, val)),
@@ -175,24 +177,6 @@ def _parts(data, runs):
         return data.subset(index)
 
     return part("train", MAX_REFERENCE), part("val", MAX_QUERY)
-
-
-def _feature_model(config, modality, data):
-    """The transfer backbone, pretrained and frozen, built through the zoo as pipeline.build
-    builds it, inside the modality's classifier (so inputs are fed as in training)."""
-    import torch
-
-    from .zoo import resolve_backbone
-
-    spec = resolve_backbone(config.fit.backbone)
-    if spec.standalone:
-        raise HeadstartError(f"{spec.name} is a whole model, with no features to measure")
-    options = modality.backbone_options(config.fit, spec, pretrained=True, data=data)
-    backbone = spec.build(pretrained=config.fit.pretrained, weights=config.fit.weights, **options)
-    classifier = modality.build_classifier(backbone, max(data.num_classes, 1))
-    if torch.cuda.is_available():
-        classifier.cuda()
-    return classifier
 
 
 def measure(train_x, val_x, train_y, val_y) -> dict:

@@ -37,19 +37,34 @@ MISCLASSIFIED_SHOWN = 20  # per run: enough to see a pattern, few enough to read
 SNIPPET_CHARS = 300
 
 
+def confident_predictions(logits: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """(predicted class, its probability) per row of logits."""
+    confidence, predicted = torch.softmax(logits.float(), 1).max(1)
+    return predicted.numpy(), confidence.numpy()
+
+
+def most_confident_mistakes(labels: np.ndarray, logits: torch.Tensor, k: int) -> list[int]:
+    """Indices of the k wrong predictions made with the highest confidence, most confident first."""
+    predicted, confidence = confident_predictions(logits)
+    wrong = [i for i in range(len(labels)) if int(predicted[i]) != int(labels[i])]
+    return sorted(wrong, key=lambda i: -float(confidence[i]))[:k]
+
+
+def snippet(text: str, chars: int = SNIPPET_CHARS) -> str:
+    """A text on one line, cut at `chars` with an ellipsis."""
+    flat = " ".join(text.split())
+    return flat[:chars] + ("…" if len(flat) > chars else "")
+
+
 def misclassified_examples(test, logits: torch.Tensor, classes: list[str]) -> list[dict]:
     """The most confidently wrong test examples: text (or file path), true and predicted label."""
-    probs = torch.softmax(logits.float(), 1)
-    confidence, predicted = probs.max(1)
-    wrong = [i for i in range(len(test)) if int(predicted[i]) != int(test.labels[i])]
-    wrong.sort(key=lambda i: -float(confidence[i]))
+    predicted, confidence = confident_predictions(logits)
     shown = []
-    for i in wrong[:MISCLASSIFIED_SHOWN]:
+    for i in most_confident_mistakes(test.labels, logits, MISCLASSIFIED_SHOWN):
         item = {"true": classes[int(test.labels[i])], "predicted": classes[int(predicted[i])],
                 "probability": round(float(confidence[i]), 4)}
         if getattr(test, "texts", None) is not None:
-            text = " ".join(test.texts[i].split())
-            item["text"] = text[:SNIPPET_CHARS] + ("…" if len(text) > SNIPPET_CHARS else "")
+            item["text"] = snippet(test.texts[i])
         if test.paths is not None:
             item["source"] = test.paths[i]
         shown.append(item)

@@ -20,6 +20,7 @@ from headstart.explain.image import feature_source, overlay_png
 from headstart.explain.registry import choose_method, method_names, methods_for
 from headstart.explain.text import top_words
 from headstart.files import atomic_dir, write_json
+from headstart.metrics import confident_predictions, most_confident_mistakes, snippet
 from headstart.modalities import modality_of
 
 __all__ = ["Item", "explain_items", "explain_for_report", "explain_inputs", "feature_source", "method_names",
@@ -27,6 +28,7 @@ __all__ = ["Item", "explain_items", "explain_for_report", "explain_inputs", "fea
 
 EXPLANATIONS = "explanations.json"
 REPORT_MISTAKES = 4  # the default number of test mistakes a fit report explains
+NAME_CHARS = 120  # a text is named by its first characters
 
 
 @dataclass
@@ -86,30 +88,23 @@ def explain_for_report(model, test, test_logits: torch.Tensor, classes: list[str
     new modality's report simply has no such section)."""
     if not methods_for(modality_of(model.describe()).name):
         return None
-    probs = torch.softmax(test_logits.float(), 1)
-    confidence, predicted = probs.max(1)
+    predicted, confidence = confident_predictions(test_logits)
     labels = np.asarray(test.labels)
-    wrong = sorted((i for i in range(len(labels)) if int(predicted[i]) != labels[i]), key=lambda i: -float(confidence[i]))
-    items = [_item(test, i, predicted, confidence, labels, "mistake") for i in wrong[:mistakes]]
+    chosen = [(i, "mistake") for i in most_confident_mistakes(labels, test_logits, mistakes)]
     for k in range(len(classes)):
-        right = [i for i in range(len(labels)) if labels[i] == k and int(predicted[i]) == k]
-        if right:
-            items.append(_item(test, max(right, key=lambda i: float(confidence[i])), predicted, confidence, labels,
-                               "correct"))
+        right = np.flatnonzero((labels == k) & (predicted == k))
+        if len(right):
+            chosen.append((int(right[np.argmax(confidence[right])]), "correct"))
+    items = [Item(index=i, name=_name(test, i), predicted=int(predicted[i]), probability=float(confidence[i]),
+                  true=int(labels[i]), kind=kind) for i, kind in chosen]
     header = {"features_from": _features_from(model)}
     return explain_items(model, test, items, classes, folder, method=method, header=header)
-
-
-def _item(data, i: int, predicted, confidence, labels, kind: str) -> Item:
-    return Item(index=i, name=_name(data, i), predicted=int(predicted[i]), probability=float(confidence[i]),
-                true=int(labels[i]), kind=kind)
 
 
 def _name(data, i: int) -> str:
     texts = getattr(data, "texts", None)
     if texts is not None:
-        flat = " ".join(texts[i].split())
-        return flat[:120] + ("…" if len(flat) > 120 else "")
+        return snippet(texts[i], NAME_CHARS)
     return data.paths[i] if data.paths is not None else f"test example {i}"
 
 
@@ -143,8 +138,7 @@ def explain_inputs(run_dir: str | Path, inputs: list[str], *, text_file: str | N
         raise HeadstartError("none of the inputs could be read: " + "; ".join(read.errors.values()))
     model, _ = load_model(run_dir)
     prepared = model.prepare(read.data)
-    probs = torch.softmax(model.logits(prepared).float(), 1)
-    confidence, predicted = probs.max(1)
+    predicted, confidence = confident_predictions(model.logits(prepared))
     items = [Item(index=j, name=read.names[i], predicted=int(predicted[j]), probability=float(confidence[j]),
                   true=truths[i]) for j, i in enumerate(read.usable)]
     out = Path(out) if out else run_dir / f"explain-{time.strftime('%Y%m%d-%H%M%S')}"
