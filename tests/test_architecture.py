@@ -19,9 +19,9 @@ LAYERS = [
     {"train"},
     {"modalities"},
     {"embed"},
-    {"explain", "diagnosis"},
+    {"explain", "diagnosis", "label"},
     {"strategies"},
-    {"pipeline", "compare", "prediction", "demo"},
+    {"pipeline", "compare", "label_curves", "prediction", "demo"},
     {"api", "cli_options"},
     {"cli", "__init__", "__main__"},
 ]

@@ -42,6 +42,38 @@ def parse_duration(text: str | float | int | None) -> float | None:
     return seconds
 
 
+def parse_synthesize(text) -> str | None:
+    """'auto', a count per minority class ('50'), or off ('0', 'none', None)."""
+    if text is None or str(text).strip().lower() in ("", "0", "none", "off"):
+        return None
+    text = str(text).strip().lower()
+    if text == "auto" or (text.isdigit() and int(text) > 0):
+        return text
+    raise HeadstartError(f"cannot read --synthesize '{text}'",
+                         hint="give a count of synthetic samples per minority class (e.g. 50), or auto")
+
+
+def parse_label_fractions(text) -> tuple[float, ...] | None:
+    """'0.01,0.05,0.1,0.25,1' (shares of the training labels) or '5,10,20' (labels per class):
+    values in (0, 1] are shares, whole numbers above 1 are per-class counts."""
+    if text is None or text == "":
+        return None
+    if isinstance(text, (tuple, list)):
+        values = [float(v) for v in text]
+    else:
+        try:
+            values = [float(v) for v in str(text).split(",") if v.strip()]
+        except ValueError:
+            raise HeadstartError(f"cannot read --label-fractions '{text}'",
+                                 hint="e.g. 0.01,0.05,0.1,0.25,1 (shares) or 5,10,20 (labels per class)") from None
+    shares = [v for v in values if 0 < v <= 1]
+    counts = [v for v in values if v > 1 and v == int(v)]
+    if not values or len(shares) + len(counts) != len(values) or (shares and counts):
+        raise HeadstartError(f"--label-fractions takes shares in (0, 1] or whole per-class counts above 1, "
+                             f"not both: got '{text}'", hint="e.g. 0.01,0.05,0.1,0.25,1 or 5,10,20")
+    return tuple(sorted(set(values)))
+
+
 @dataclass
 class FitConfig:
     data: str = setting(help="a folder of class sub-folders (images or .txt files), a CSV (path,label or "
@@ -66,6 +98,18 @@ class FitConfig:
     modality: str = setting("auto", "what the data is (default: detected from it)", choices="modalities")
     text_column: str | None = setting(None, "CSV/JSONL column holding the text (default: text, sentence, ...)")
     label_column: str | None = setting(None, "CSV/JSONL column holding the label (default: label, class, ...)")
+    add_labels: str | None = setting(None, "a CSV of newly labelled items (path or text, label), e.g. the rows "
+                                           "`headstart select` wrote with a label filled in: added to the "
+                                           "training data of this run")
+    # class imbalance and synthetic minority samples (label/)
+    balance: str = setting("none", "act on class imbalance: a class-weighted loss (and head), a class-balanced "
+                                   "sampler, or auto (decided from the training imbalance ratio; the run records "
+                                   "what it did and why)", choices=("none", "weights", "sampler", "auto"))
+    synthesize: str | None = setting(None, "synthetic minority samples: K per minority class, or auto (up to the "
+                                           "largest class). Strategies on cached features interpolate between "
+                                           "same-class neighbours in embedding space (SMOTE); strategies that "
+                                           "train the backbone mix images (mixup/cutmix). Never in validation "
+                                           "or test", parse=lambda text: parse_synthesize(text))
     # text
     max_length: int | None = setting(None, "text: tokens per text; longer ones are truncated and counted "
                                            "(default: the model's own, 256 for MiniLM)")
@@ -134,6 +178,10 @@ class CompareConfig:
     target: float | None = setting(None, "target validation accuracy (default: the best baseline arm's best)")
     budget_seconds: float | None = setting(None, "time cap per arm, e.g. 2m", flag="--budget", parse=parse_duration)
     evals_per_epoch: int = setting(4, "validation passes per epoch: resolves time-to-target to a fraction of one")
+    label_fractions: tuple[float, ...] | None = setting(
+        None, "label curves: run every arm at each label budget on the same split, e.g. 0.01,0.05,0.1,0.25,1 "
+              "(shares of the training labels) or 5,10,20 (labels per class), and state how many labels the best "
+              "transfer arm needs to match the baseline trained on all of them", parse=parse_label_fractions)
     out: str | None = setting(None, "comparison directory (default: a new folder under runs/)")
     fit: FitConfig = field(default=None, metadata={"nested": True})
 
