@@ -27,6 +27,48 @@ def predict(run_dir: str | Path, inputs: list[str]):
     return predict_inputs(run_dir, list(inputs))
 
 
+def select(run_dir: str | Path, pool: str, *, k: int = 50, method: str = "margin", out: str | Path | None = None,
+           seed: int = 0) -> dict:
+    """`headstart select` from Python: rank an unlabelled pool with a finished run and write
+    the k items to label next as a CSV (default RUN/select-METHOD.csv). Returns what was done,
+    with the rows."""
+    from .label.select import select as _select
+    from .model_io import load_model
+    from .modalities import load_pool
+    from .pipeline import training_part
+
+    run_dir = Path(run_dir)
+    model, meta = load_model(run_dir)
+    try:
+        labelled = training_part(run_dir)
+    except (HeadstartError, OSError) as e:
+        raise HeadstartError(f"select reads the run's training data, to skip what is labelled already and "
+                             f"cover what is not; it could not be loaded: {e}",
+                             hint="run select where the run's data is (its config.yaml names it)") from e
+    items = load_pool(pool, modality=meta["modality"], size=labelled.decoded_size)
+    out = Path(out) if out else run_dir / f"select-{method}.csv"
+    return _select(model, labelled, items, k=k, method=method, out=out, seed=seed)
+
+
+def simulate_al(data: str, *, start: int = 20, k: int = 20, rounds: int = 10, seeds: int = 3,
+                methods: list[str] | None = None, pool_size: int | None = 2000, max_eval: int = 1000,
+                out: str | None = None, backbone: str | None = None, image_size: int | None = None,
+                **load_settings) -> dict:
+    """`headstart simulate-al` from Python: the active-learning loop on `data` with its labels
+    hidden, every method beside random; writes RUN/simulate_al.json and RUN/report.html."""
+    from .label.study import run_study
+    from .modalities import modality_of
+    from .pipeline import build, load, resolve_plan
+
+    config = FitConfig(data=data, strategy="probe", backbone=backbone, image_size=image_size, **load_settings)
+    labelled = load(config)
+    plan = resolve_plan(config, modality_of(labelled))
+    settings = {"data": data, "backbone": plan.config.backbone, "image_size": image_size, "start": start, "k": k,
+                "rounds": rounds, "seeds": seeds, "pool_size": pool_size, "max_eval": max_eval}
+    return run_study(labelled, lambda: build(plan, labelled), methods=methods, start=start, k=k, rounds=rounds,
+                     seeds=seeds, pool_size=pool_size, max_eval=max_eval, out=out, settings=settings)
+
+
 class UnknownLabelError(HeadstartError, ValueError):
     """Labels the fitted model has never seen. A HeadstartError so the CLI reports it cleanly,
     and a ValueError because that is what scikit-learn code expects for bad label values."""

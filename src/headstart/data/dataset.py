@@ -46,6 +46,25 @@ class DataForm:
         """The same items without labels (a labelled folder passed where a pool is expected)."""
         return dataclasses.replace(self, labels=None, classes=[], is_test=None)
 
+    def item_hashes(self) -> list[str]:
+        """One content hash per item (what finds the same image or text twice, whatever its
+        file is called); images compare at the decoded size, texts by their words."""
+        return [hashlib.sha1(self._item_bytes(i)).hexdigest() for i in range(len(self))]
+
+    def _item_bytes(self, i: int) -> bytes:
+        raise NotImplementedError
+
+    item_column = "item"  # what a CSV of items calls the column that names each one
+
+    def item_names(self) -> list[str]:
+        """What names each item in a CSV a user edits: its file, else NAME#index."""
+        return self.paths if self.paths is not None else [f"{self.name}#{i}" for i in range(len(self))]
+
+    @property
+    def decoded_size(self) -> int | None:
+        """The side images were decoded at (None for data that is not decoded to a size)."""
+        return None
+
     def _hash_labels(self, h) -> None:
         if self.labels is not None:
             h.update(np.ascontiguousarray(self.labels.astype(np.int64)).data)
@@ -78,6 +97,27 @@ class ImageData(DataForm):
 
     def inputs_for_length(self):
         return self.images
+
+    def _item_bytes(self, i: int) -> bytes:
+        return np.ascontiguousarray(self.images[i]).tobytes()
+
+    item_column = "path"
+
+    @property
+    def decoded_size(self) -> int | None:
+        return int(self.images.shape[1])
+
+    def concat(self, other: "ImageData") -> "ImageData":
+        """These images followed by `other`'s (same size and classes), e.g. newly labelled ones."""
+        if other.images.shape[1:3] != self.images.shape[1:3]:
+            raise ValueError(f"images of {other.images.shape[1:3]} cannot join {self.images.shape[1:3]}")
+        images = other.images
+        if images.shape[3] != self.images.shape[3]:  # grey joins RGB data as RGB, and RGB grey as grey
+            images = np.repeat(images, 3, axis=3) if images.shape[3] == 1 else \
+                images.mean(axis=3, keepdims=True).round().astype(np.uint8)
+        return dataclasses.replace(self, images=np.concatenate([self.images, images]),
+                                   labels=np.concatenate([self.labels, other.labels]),
+                                   paths=_joined_paths(self, other), is_test=_joined_test(self, other))
 
     @property
     def inputs(self) -> np.ndarray:
@@ -127,6 +167,20 @@ class TextData(DataForm):
     def inputs_for_length(self):
         return self.texts
 
+    def _item_bytes(self, i: int) -> bytes:
+        return " ".join(self.texts[i].split()).encode("utf-8", "replace")
+
+    item_column = "text"
+
+    def item_names(self) -> list[str]:
+        return list(self.texts)  # the text is its own name: a labeller reads it in the CSV
+
+    def concat(self, other: "TextData") -> "TextData":
+        """These texts followed by `other`'s (same classes; neither tokenised yet)."""
+        return dataclasses.replace(self, texts=self.texts + other.texts, tokens=None,
+                                   labels=np.concatenate([self.labels, other.labels]),
+                                   paths=_joined_paths(self, other), is_test=_joined_test(self, other))
+
     @property
     def inputs(self) -> np.ndarray:
         """What a model eats: the token ids (tokenise with the backbone first)."""
@@ -155,3 +209,18 @@ class TextData(DataForm):
             tokens=self.tokens[index] if self.tokens is not None else None,
             notes=dict(self.notes),
         )
+
+
+def _joined_paths(first: DataForm, second: DataForm) -> list[str] | None:
+    if first.paths is None and second.paths is None:
+        return None
+    def names(d: DataForm) -> list[str]:
+        return d.paths if d.paths is not None else [f"{d.name}#{i}" for i in range(len(d))]
+    return names(first) + names(second)
+
+
+def _joined_test(first: DataForm, second: DataForm) -> np.ndarray | None:
+    """Items joined later are never test items."""
+    if first.is_test is None:
+        return None
+    return np.concatenate([first.is_test, np.zeros(len(second), dtype=bool)])

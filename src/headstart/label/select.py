@@ -1,0 +1,107 @@
+"""`headstart select RUN POOL`: rank an unlabelled pool and write the k items to label next.
+
+The run's own model scores the pool: its backbone embeds the pool (cached, so a second round
+on the same pool costs only the query), its head gives the probabilities uncertainty methods
+read, and its training data is what core-set and TypiClust cover and what the pool must not
+repeat. Items already labelled (same content, whatever the file is called) and repeats within
+the pool are dropped and reported. The CSV has a blank `label` column: fill it in and pass the
+file to `headstart fit ... --add-labels FILE`.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..embed import embed
+from ..errors import HeadstartError
+from ..files import atomic_write_text
+from ..log import say
+from .model import fixed_classifier, head_on_standardised, standardiser
+from .queries import QueryInput, get_query, run_query
+
+
+def drop_known(pool, labelled) -> tuple[np.ndarray, dict]:
+    """Indices of the pool items to rank: repeats of a labelled item, and second copies within
+    the pool, are dropped (by content hash) and counted with a few examples."""
+    known = set(labelled.item_hashes()) if labelled is not None else set()
+    names = pool.item_names()
+    keep, seen, labelled_again, repeated = [], set(), [], []
+    for i, h in enumerate(pool.item_hashes()):
+        if h in known:
+            labelled_again.append(names[i])
+        elif h in seen:
+            repeated.append(names[i])
+        else:
+            seen.add(h)
+            keep.append(i)
+    dropped = {"already_labelled": len(labelled_again), "repeated_in_pool": len(repeated),
+               "examples": (labelled_again + repeated)[:5]}
+    return np.array(keep, dtype=np.int64), dropped
+
+
+def select(model, labelled, pool, *, k: int, method: str, out: Path, seed: int = 0) -> dict:
+    """Rank `pool` under the run's `model` (a backbone + linear head) given its `labelled`
+    training data; write the top k to `out` (CSV) and return what was done."""
+    query = get_query(method)  # an unknown method fails before any embedding
+    if not hasattr(model, "head"):
+        raise HeadstartError("select needs a run with a pretrained backbone and a linear head (probe, lp-ft, "
+                             "finetune, lora); this run's model has no embedding to rank a pool by",
+                             hint="fit a probe on the same data (`headstart fit DATA --strategy probe`) and select with it")
+    started = time.perf_counter()
+    keep, dropped = drop_known(pool, labelled)
+    if dropped["already_labelled"] or dropped["repeated_in_pool"]:
+        say(f"dropped {dropped['already_labelled']} pool item(s) already in the training data and "
+            f"{dropped['repeated_in_pool']} repeated in the pool, e.g. {dropped['examples'][0]}")
+    if len(keep) == 0:
+        raise HeadstartError("every item of the pool is already labelled: there is nothing to select",
+                             hint="pass items the run has not been trained on")
+    if k > len(keep):
+        raise HeadstartError(f"--k {k} is more than the {len(keep)} new item(s) in the pool"
+                             + (f" ({len(pool) - len(keep)} were dropped as duplicates)" if len(keep) < len(pool) else ""),
+                             hint=f"ask for at most --k {len(keep)}")
+    candidates = pool.subset(keep)
+    train_x = embed(model, labelled, description="features (labelled)")
+    pool_x = embed(model, candidates, description="features (pool)")
+    mean, std = standardiser(train_x, pool_x)
+    train_z, pool_z = (train_x - mean) / std, (pool_x - mean) / std
+    weight = model.head.fc.weight.detach().cpu().numpy().astype(np.float64)
+    bias = model.head.fc.bias.detach().cpu().numpy().astype(np.float64)
+    classifier = fixed_classifier(*head_on_standardised(weight, bias, mean, std), train_z, labelled.labels)
+    chosen, scores = run_query(method, QueryInput(train_z, labelled.labels, pool_z, classifier, seed), k)
+    probabilities = classifier.predict_proba(pool_z[chosen])
+    rows = _rows(candidates, chosen, scores, probabilities, labelled.classes, keep)
+    _write_csv(out, rows, candidates.item_column)
+    seconds = round(time.perf_counter() - started, 3)
+    say(f"{method}: the {k} item(s) to label next are in {out} ({seconds:.1f} s)")
+    return {"method": method, "summary": query.summary, "k": k, "pool_size": len(pool), "ranked": len(keep),
+            "dropped": dropped, "seconds": seconds, "csv": str(out), "rows": rows}
+
+
+def _rows(candidates, chosen, scores, probabilities, classes, keep) -> list[dict]:
+    names = candidates.item_names()
+    column = candidates.item_column
+    rows = []
+    for rank, (i, s, p) in enumerate(zip(chosen, scores, probabilities), 1):
+        guess = int(np.argmax(p))
+        row = {"rank": rank, column: names[i], "score": float(s), "guess": classes[guess],
+               "guess_probability": float(p[guess]), "label": ""}
+        if column != "path" and candidates.paths is not None:
+            row["source"] = candidates.paths[i]  # where a text came from (file, line)
+        row["pool_index"] = int(keep[i])
+        rows.append(row)
+    return rows
+
+
+def _write_csv(out: Path, rows: list[dict], column: str) -> None:
+    fields = ["rank", column, "score", "guess", "guess_probability", "label"]
+    fields += [f for f in ("source", "pool_index") if any(f in r for r in rows)]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=fields, extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({**row, "score": f"{row['score']:.6g}", "guess_probability": f"{row['guess_probability']:.4f}"})
+    atomic_write_text(Path(out), buffer.getvalue())
