@@ -71,7 +71,8 @@ def test_the_estimator_parameters_are_fitconfig_fields_with_its_defaults():
     assert params.pop("budget") is None and defaults.pop("budget_seconds") is None  # budget: a duration
     # data is X; every fit starts over (no resume); scratch_model serves compare's baselines;
     # track_parent is how compare nests its arms' tracked runs
-    not_parameters = {"data", "resume", "scratch_model", "track_parent"}
+    # add_labels: X already holds every labelled item
+    not_parameters = {"data", "resume", "scratch_model", "track_parent", "add_labels"}
     assert params == {k: v for k, v in defaults.items() if k not in not_parameters}
 
 

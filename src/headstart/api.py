@@ -7,7 +7,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
-from .config import FitConfig, parse_duration
+from .config import FitConfig, parse_duration, parse_synthesize
 from .data.dataset import ImageData, TextData
 from .errors import HeadstartError
 
@@ -108,7 +108,7 @@ class HeadstartClassifier(ClassifierMixin, BaseEstimator):
                  text_column: str | None = None, label_column: str | None = None,
                  explain_examples: int = 4, explain_method: str = "auto", track: str | None = None,
                  track_uri: str | None = None, track_experiment: str = "headstart",
-                 out: str | None = None):
+                 balance: str = "none", synthesize: str | None = None, out: str | None = None):
         self.backbone = backbone
         self.strategy = strategy
         self.weights = weights
@@ -138,6 +138,8 @@ class HeadstartClassifier(ClassifierMixin, BaseEstimator):
         self.text_column = text_column
         self.label_column = label_column
         self.explain_examples = explain_examples
+        self.balance = balance
+        self.synthesize = synthesize
         self.explain_method = explain_method
         self.track = track
         self.track_uri = track_uri
@@ -156,6 +158,7 @@ class HeadstartClassifier(ClassifierMixin, BaseEstimator):
     def _config(self, data: str) -> FitConfig:
         params = self.get_params(deep=False)
         budget = params.pop("budget")
+        params["synthesize"] = parse_synthesize(params["synthesize"])  # 50, "50" or "auto"
         return FitConfig(data=data, budget_seconds=parse_duration(budget), **params)
 
     def fit(self, X, y=None) -> "HeadstartClassifier":
