@@ -12,7 +12,9 @@ import torch
 import torch.nn.functional as F
 
 from ..embed import agree_any, compute_features, embed, feature_cache_path, load_cached_features, save_cached_features
-from ..log import progress_bar
+from ..label.balance import class_weights, decide_balance, oversample
+from ..label.synthesize import item_namer, synthesize_features
+from ..log import progress_bar, say
 from ..train.evaluate import score
 
 # Inverse regularisation strengths tried on the validation split; features are
@@ -36,6 +38,8 @@ def fit_logistic_head(classifier, ctx, c_grid=C_GRID) -> dict:
     rec.resume()
     train_x, train_cached, order = _train_features_anytime(classifier, ctx, val_x)
     train_y = ctx.train.labels[order]
+    # --synthesize, then --balance: on the training features only (timed: part of training)
+    train_x, train_y, extra, head_weights = _rebalance(train_x, train_y, order, ctx)
 
     best, budget, fit_seconds = None, ctx.config.budget_seconds, 0.0
     for c in c_grid:
@@ -43,7 +47,7 @@ def fit_logistic_head(classifier, ctx, c_grid=C_GRID) -> dict:
             break  # keep the promise: fewer regularisation candidates rather than overtime
         rec.resume()
         fit_started = rec.train_seconds
-        weight, bias = _fit(train_x, train_y, ctx.train.num_classes, c)
+        weight, bias = _fit(train_x, train_y, ctx.train.num_classes, c, sample_weight=head_weights)
         fit_seconds = rec.train_seconds - fit_started
         rec.pause()
         accuracy, loss = _score_head(weight, bias, val_x, ctx.val.labels)
@@ -55,7 +59,35 @@ def fit_logistic_head(classifier, ctx, c_grid=C_GRID) -> dict:
         classifier.head.fc.weight.copy_(torch.from_numpy(weight))
         classifier.head.fc.bias.copy_(torch.from_numpy(bias))
     return {"probe_C": c, "probe_val_accuracy": accuracy, "features_cached": train_cached,
-            "probe_train_used": int(len(order)), "stop_reason": "budget" if len(order) < len(ctx.train) else "completed"}
+            "probe_train_used": int(len(order)), "stop_reason": "budget" if len(order) < len(ctx.train) else "completed",
+            **extra}
+
+
+def _rebalance(x: np.ndarray, y: np.ndarray, order: np.ndarray, ctx):
+    """SMOTE rows appended (--synthesize), then --balance: per-sample loss weights, or random
+    oversampling as the full-batch head's "sampler". Returns (x, y, summary figures, sample
+    weights or None). The decision is made on the real labels; the weights on the labels
+    the head fits, so synthetic samples and weights never correct the same skew twice."""
+    config, classes = ctx.config, ctx.train.classes
+    x, y, synthetic = synthesize_features(x, y, config.synthesize, classes, config.seed,
+                                          item_namer(ctx.train, order))
+    extra = {"synthetic": synthetic} if synthetic else {}
+    plan = decide_balance(config.balance, ctx.train.labels[order], len(classes))
+    weights = None
+    if plan.mode == "weights":
+        plan.weights = class_weights(y, len(classes))
+        weights = plan.weights[y]
+        if synthetic and synthetic["total"]:
+            plan.reason += "; the head's weights count the synthetic samples too"
+    elif plan.mode == "sampler":
+        n = len(y)
+        x, y = oversample(x, y, config.seed)
+        plan.reason += (f"; the head is fitted in one full batch, so each class is drawn equally often "
+                        f"by random oversampling ({len(y) - n} repeated rows)")
+    if config.balance != "none":
+        extra["balance"] = plan.record(classes)
+        say(f"balance: {plan.mode} ({plan.reason})")
+    return x, y, extra, weights
 
 
 CHUNK = 64  # images per extraction step: the granularity of the budget check
@@ -114,13 +146,14 @@ def _stratified_order(labels: np.ndarray, seed: int) -> np.ndarray:
     return np.argsort(keys, kind="stable")
 
 
-def _fit(x: np.ndarray, y: np.ndarray, num_classes: int, c: float):
+def _fit(x: np.ndarray, y: np.ndarray, num_classes: int, c: float, sample_weight: np.ndarray | None = None):
     """Multinomial logistic regression, scikit-learn's objective (C * sum of log-losses +
     |W|^2 / 2, intercept unpenalised), solved with L-BFGS in torch on the features' device.
 
     Why not sklearn: on a many-core GPU host its BLAS threads fight torch's idle OpenMP
     threads, and a head fit that should take a blink took seconds; in torch it runs where
     the features are. Returns (weight, bias) acting on raw, unstandardised features.
+    sample_weight (mean 1: class weights) scales each log-loss, so C keeps its meaning.
     """
     device = "cuda" if torch.cuda.is_available() else "cpu"
     mean, std = x.mean(0), x.std(0) + 1e-6
@@ -129,12 +162,14 @@ def _fit(x: np.ndarray, y: np.ndarray, num_classes: int, c: float):
     weight = torch.zeros(num_classes, z.shape[1], device=device, requires_grad=True)
     bias = torch.zeros(num_classes, device=device, requires_grad=True)
     penalty = 1.0 / (c * len(z))  # sklearn's C, per sample: mean loss + |W|^2 / (2 C n)
+    sw = None if sample_weight is None else torch.from_numpy(np.asarray(sample_weight, np.float32)).to(device)
     opt = torch.optim.LBFGS([weight, bias], lr=1.0, max_iter=300, history_size=20,
                             tolerance_grad=1e-6, tolerance_change=1e-9, line_search_fn="strong_wolfe")
 
     def closure():
         opt.zero_grad()
-        loss = F.cross_entropy(z @ weight.T + bias, t) + 0.5 * penalty * weight.pow(2).sum()
+        losses = F.cross_entropy(z @ weight.T + bias, t, reduction="none")
+        loss = (losses if sw is None else losses * sw).mean() + 0.5 * penalty * weight.pow(2).sum()
         loss.backward()
         return loss
 

@@ -1,6 +1,7 @@
 """scratch: random weights, a schedule fit for training from nothing. The baseline arm."""
 from __future__ import annotations
 
+from ..label.synthesize import not_synthesized
 from ..train.optim import layerwise_groups
 from .base import FitContext, Strategy, register_strategy
 from .tuning import run_training_loop
@@ -25,4 +26,9 @@ class Scratch(Strategy):
         if ctx.config.lr is None and ctx.spec is not None and ctx.spec.scratch_lr:
             lr = ctx.spec.scratch_lr  # an architecture that knows its own rate
         groups = layerwise_groups(classifier.backbone.param_groups(), classifier.head, lr, spread=1.0)
-        return run_training_loop(self, classifier, groups, ctx)
+        result = run_training_loop(self, classifier, groups, ctx)
+        if not ctx.modality.augments:  # no cached features to interpolate, no pixels to blend
+            result.update(not_synthesized(ctx.config.synthesize, (
+                f"scratch on {ctx.modality.words.get('noun', 'examples')} has no embedding space to interpolate in "
+                "and token ids cannot be blended; --strategy probe synthesizes with SMOTE on embeddings")))
+        return result

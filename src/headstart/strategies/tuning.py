@@ -3,6 +3,10 @@ from __future__ import annotations
 
 import torch
 
+from ..config import parse_synthesize
+from ..label.balance import decide_balance, sample_weights
+from ..label.synthesize import mixup_probability
+from ..log import say
 from ..train.loop import TrainPlan, train_model
 from ..train.optim import layerwise_groups
 from .base import FitContext, Strategy
@@ -14,6 +18,7 @@ def run_training_loop(strategy: Strategy, classifier, groups: list[dict], ctx: F
     c, modality = ctx.config, ctx.modality
     augment = strategy.augment(c, modality)
     dataset = modality.training_dataset(ctx.train, augment, classifier.backbone.preprocessing.input_size)
+    imbalance, extra = _imbalance_settings(ctx)
     plan = TrainPlan(
         epochs=strategy.epochs(c, modality),
         optimizer=c.optimizer,
@@ -27,11 +32,39 @@ def run_training_loop(strategy: Strategy, classifier, groups: list[dict], ctx: F
         seed=c.seed,
         phase=strategy.name,
         reserve_images=ctx.test_size,
+        **imbalance,
     )
     result = train_model(classifier, groups, dataset, ctx.val, plan, ctx.recorder,
                          checkpoint_dir=ctx.checkpoint_dir, resume=c.resume, initial_val=initial_val)
+    if result.mixed is not None:
+        classes, mixed = ctx.train.classes, result.mixed
+        extra["synthetic"] = {"method": "mixup/cutmix", "space": "pixels", "requested": str(c.synthesize),
+                              "share_of_batches": round(plan.mixup, 4), "batches": mixed["batches"],
+                              "per_class": {classes[k]: n for k, n in sorted(mixed["per_class"].items())},
+                              "total": mixed["samples"], "examples": []}
+        say(f"mixup/cutmix mixed {mixed['batches']} batch(es), {mixed['samples']} sample(s)")
     return {"best_val_accuracy": result.best_val_accuracy, "epochs_run": result.epochs_run,
-            "stop_reason": result.stop_reason, "best_epoch": result.best_epoch}
+            "stop_reason": result.stop_reason, "best_epoch": result.best_epoch, **extra}
+
+
+def _imbalance_settings(ctx: FitContext) -> tuple[dict, dict]:
+    """--balance and --synthesize for the loop: (TrainPlan settings, summary figures)."""
+    config, labels, classes = ctx.config, ctx.train.labels, ctx.train.classes
+    settings, extra = {"num_classes": len(classes)}, {}
+    balance = decide_balance(config.balance, labels, len(classes))
+    if balance.mode == "weights":
+        settings["class_weights"] = tuple(float(w) for w in balance.weights)
+    elif balance.mode == "sampler":
+        settings["sample_weights"] = sample_weights(labels, len(classes))
+        balance.reason += "; batches are drawn by a class-balanced sampler (with replacement, seeded per epoch)"
+    if config.balance != "none":
+        extra["balance"] = balance.record(classes)
+        say(f"balance: {balance.mode} ({balance.reason})")
+    if parse_synthesize(config.synthesize) is not None and ctx.modality.augments:
+        settings["mixup"] = mixup_probability(config.synthesize, labels, len(classes))
+        if settings["mixup"] == 0:
+            say("--synthesize: no class is smaller than the largest; no batch is mixed")
+    return settings, extra
 
 
 def resuming_past_head(ctx: FitContext, phase: str) -> bool:
@@ -79,5 +112,20 @@ class HeadThenAllLayers(Strategy):
                                   self.spread(len(backbone_groups), ctx.modality))
         trained = run_training_loop(self, classifier, groups, ctx, schedule=self.schedule,
                                     initial_val=head.get("probe_val_accuracy"))
-        return {**head, **trained, **self.finish_backbone(classifier)}
+        synthetic = _both_stages(head.get("synthetic"), trained.get("synthetic"), ctx)
+        return {**head, **trained, **self.finish_backbone(classifier), **synthetic}
+
+
+def _both_stages(smote: dict | None, mixed: dict | None, ctx: FitContext) -> dict:
+    """One "synthetic" entry for a head stage (SMOTE on features) and a backbone stage
+    (mixup/cutmix on images; nothing on texts, whose token ids cannot be blended)."""
+    if smote is None:
+        return {"synthetic": mixed} if mixed else {}
+    if mixed:
+        return {"synthetic": {**smote, "method": "smote, then mixup/cutmix", "mixup": mixed}}
+    if ctx.modality.augments:
+        return {"synthetic": smote}
+    note = ("the head stage trained with SMOTE samples; the backbone stage trained on real "
+            f"{ctx.modality.words.get('noun', 'examples')} only (they cannot be blended)")
+    return {"synthetic": {**smote, "note": note}}
 

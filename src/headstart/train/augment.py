@@ -47,6 +47,16 @@ def _strong(size: int):
     ])
 
 
+def build_mixup(num_classes: int, label_smoothing: float):
+    """timm's Mixup for a batch it is asked to mix: mixup (alpha 0.8) or cutmix (alpha 1.0),
+    half and half, per batch, as timm's ImageNet recipes do. Returns soft targets (label
+    smoothing included). Which batches are mixed is the loop's choice (TrainPlan.mixup)."""
+    from timm.data import Mixup
+
+    return Mixup(mixup_alpha=0.8, cutmix_alpha=1.0, prob=1.0, switch_prob=0.5, mode="batch",
+                 label_smoothing=label_smoothing, num_classes=num_classes)
+
+
 def build_augmentation(name: str, size: int):
     if name not in AUGMENTATIONS:
         raise HeadstartError(f"unknown augmentation preset '{name}'",

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
 
 class ArrayImageDataset(Dataset):
@@ -41,9 +41,34 @@ class ArrayTokenDataset(Dataset):
         return self.tokens[i], self.labels[i]
 
 
+class BalancedSampler(WeightedRandomSampler):
+    """Draws len(dataset) indices per epoch with replacement, each with probability
+    proportional to its weight (1 / its class's count: every class equally often).
+
+    Each epoch's draw is a function of (seed, epoch), like Accelerate's seedable sampler:
+    every process draws the same global batches (split_batches then gives each its share),
+    and a resumed run replays the same epochs. The loop calls set_epoch through Accelerate.
+    """
+
+    def __init__(self, weights, seed: int = 0):
+        super().__init__(torch.as_tensor(np.asarray(weights), dtype=torch.double), num_samples=len(weights),
+                         replacement=True)
+        self.seed, self.epoch = seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        self.generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return super().__iter__()
+
+
 def make_loader(dataset: Dataset, batch_size: int, *, shuffle: bool, seed: int = 0,
-                drop_last: bool = False) -> DataLoader:
+                drop_last: bool = False, sample_weights=None) -> DataLoader:
+    """sample_weights: draw with replacement in proportion to them (a class-balanced
+    sampler) instead of shuffling."""
     generator = torch.Generator().manual_seed(seed)
+    sampler = BalancedSampler(sample_weights, seed) if sample_weights is not None else None
     # Workers cost more than they save on 2 cores with data already decoded in memory.
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator,
-                      drop_last=drop_last, num_workers=0)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
+                      generator=generator, drop_last=drop_last, num_workers=0)

@@ -21,6 +21,7 @@ from accelerate.utils import DataLoaderConfiguration, DistributedDataParallelKwa
 
 from ..errors import HeadstartError
 from ..records import Recorder
+from .augment import build_mixup
 from .batches import make_loader
 from .checkpoint import load_checkpoint, save_checkpoint
 from .evaluate import predict_logits, score
@@ -46,6 +47,11 @@ class TrainPlan:
     seed: int = 0
     phase: str = "train"  # a name for this loop in metrics and checkpoints
     reserve_images: int = 0  # images evaluated after training (the test set), kept inside the budget
+    # class imbalance and synthetic samples (decided by the strategy, see label/)
+    num_classes: int = 0
+    class_weights: tuple[float, ...] | None = None  # a class-weighted loss (mean 1 over samples)
+    sample_weights: object = None  # per training item: draw batches in proportion (a balanced sampler)
+    mixup: float = 0.0             # share of batches mixed by mixup/cutmix (images only)
 
 
 @dataclass
@@ -54,6 +60,7 @@ class TrainResult:
     epochs_run: float
     stop_reason: str  # completed | early-stop | budget
     best_epoch: float  # 0 = the starting weights (e.g. the probe's head) were never beaten
+    mixed: dict | None = None  # mixup/cutmix: batches, samples, per_class (label index -> samples)
 
 
 def make_accelerator(mixed_precision: str, any_frozen: bool) -> Accelerator:
@@ -99,7 +106,10 @@ def train_model(model, param_groups: list[dict], dataset, val, plan: TrainPlan, 
     # Keep the batch a multiple of the process count so split_batches divides it evenly.
     batch_size = max(accelerator.num_processes, plan.batch_size - plan.batch_size % accelerator.num_processes)
     loader = make_loader(dataset, batch_size, shuffle=True, seed=plan.seed,
-                         drop_last=len(dataset) > batch_size)
+                         drop_last=len(dataset) > batch_size, sample_weights=plan.sample_weights)
+    class_weight = torch.tensor(plan.class_weights, dtype=torch.float32, device=accelerator.device) \
+        if plan.class_weights is not None else None
+    mixer = _Mixer(plan) if plan.mixup > 0 else None
     steps_per_epoch = len(loader)
     optimizer = build_optimizer(plan.optimizer, param_groups, plan.weight_decay)
     scheduler = build_schedule(plan.schedule, optimizer, plan.epochs * steps_per_epoch)
@@ -159,7 +169,11 @@ def train_model(model, param_groups: list[dict], dataset, val, plan: TrainPlan, 
                     break
                 started = time.perf_counter()
                 with accelerator.autocast():
-                    loss = F.cross_entropy(model(x), y, label_smoothing=plan.label_smoothing)
+                    if mixer is not None and mixer.wants(y):
+                        x, soft = mixer(x, y)  # soft targets, label smoothing included
+                        loss = F.cross_entropy(model(x), soft, weight=class_weight)
+                    else:
+                        loss = F.cross_entropy(model(x), y, weight=class_weight, label_smoothing=plan.label_smoothing)
                 _check_finite(accelerator, loss, epoch, i, checkpoint_dir, recorder)
                 accelerator.backward(loss)
                 optimizer.step()
@@ -201,7 +215,32 @@ def train_model(model, param_groups: list[dict], dataset, val, plan: TrainPlan, 
         raw_model.load_state_dict(best_state)
     accelerator.free_memory()
     return TrainResult(best_val_accuracy=state["best_val"], epochs_run=recorder.epoch, stop_reason=stop_reason,
-                       best_epoch=state["best_epoch"])
+                       best_epoch=state["best_epoch"], mixed=mixer.counts if mixer is not None else None)
+
+
+class _Mixer:
+    """Mixes a share (plan.mixup) of the training batches with timm's Mixup, and counts them.
+
+    Which batches are mixed follows the seed; timm draws lam and mixup-or-cutmix from numpy's
+    global generator, seeded here for the same reason. A batch of odd size is left alone
+    (timm mixes each sample with its mirror in the batch)."""
+
+    def __init__(self, plan: TrainPlan):
+        self.share = plan.mixup
+        self.mixup = build_mixup(plan.num_classes, plan.label_smoothing)
+        self.rng = np.random.default_rng(plan.seed)
+        np.random.seed(plan.seed)
+        self.counts = {"batches": 0, "samples": 0, "per_class": {}}
+
+    def wants(self, y) -> bool:
+        return self.rng.random() < self.share and len(y) % 2 == 0 and len(y) > 1
+
+    def __call__(self, x, y):
+        self.counts["batches"] += 1
+        self.counts["samples"] += len(y)
+        for k, n in zip(*np.unique(y.cpu().numpy(), return_counts=True)):
+            self.counts["per_class"][int(k)] = self.counts["per_class"].get(int(k), 0) + int(n)
+        return self.mixup(x.float(), y)  # uint8 pixels cannot hold a blend
 
 
 def _fit_schedule_to_budget(scheduler, plan: TrainPlan, recorder: Recorder, step_seconds: list[float],
