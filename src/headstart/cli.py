@@ -15,7 +15,7 @@ COMMANDS: dict[str, callable] = {}
 
 
 def command(fn):
-    COMMANDS[fn.__name__.removeprefix("cmd_")] = fn
+    COMMANDS[fn.__name__.removeprefix("cmd_").replace("_", "-")] = fn  # cmd_simulate_al -> simulate-al
     return fn
 
 
@@ -88,6 +88,53 @@ def cmd_explain(args) -> int:
 
 
 @command
+def cmd_select(args) -> int:
+    from .api import select
+
+    done = select(args.run, args.pool, k=args.k, method=args.method, out=args.out, seed=args.seed)
+    column = "path" if done["rows"] and "path" in done["rows"][0] else "text"
+    for row in done["rows"]:
+        print(f"{row['rank']}\t{row['score']:.4f}\t{row['guess']}\t{row['guess_probability']:.3f}\t"
+              f"{_snippet(row[column])}")
+    dropped = done["dropped"]
+    if dropped["already_labelled"] or dropped["repeated_in_pool"]:
+        print(f"dropped {dropped['already_labelled']} item(s) already labelled and {dropped['repeated_in_pool']} "
+              f"repeated in the pool")
+    print(f"{done['method']}: {done['k']} of {done['ranked']} item(s) in {done['csv']}; fill in its label column "
+          f"and pass it to `headstart fit ... --add-labels {done['csv']}`")
+    return 0
+
+
+@command
+def cmd_simulate_al(args) -> int:
+    from .api import simulate_al
+
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
+    study = simulate_al(args.data, start=args.start, k=args.k, rounds=args.rounds, seeds=args.seeds, methods=methods,
+                        pool_size=args.pool_size or None, max_eval=args.max_eval, out=args.out,
+                        backbone=args.backbone, image_size=args.image_size)
+    print_study(study)
+    return 0
+
+
+def print_study(study: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    labels = study["labels"]
+    table = Table(title=f"{study['data']}: test accuracy by labels used (median of {study['seeds']} seed(s))")
+    table.add_column("method")
+    for n in labels:
+        table.add_column(str(n), justify="right")
+    for name, m in study["methods"].items():
+        table.add_row(name, *[f"{a:.3f}" for a in m["median"]])
+    console = Console()
+    console.print(table)
+    console.print(f"[bold]{study['sentence']}[/bold]")
+    console.print(f"report: {study['report']}")
+
+
+@command
 def cmd_zoo(args) -> int:
     from .modalities import modalities
     from .zoo import list_backbones
@@ -145,6 +192,8 @@ def print_comparison(c: dict) -> None:
     console = Console()
     console.print(table)
     console.print(f"[bold]{c['verdict_sentence']}[/bold]")
+    if c.get("label_curve"):  # compare --label-fractions
+        console.print(c["label_curve"]["sentence"])
     if c.get("report"):
         console.print(f"report: {c['report']}")
 
@@ -217,6 +266,32 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the tracker")
     p.add_argument("--uri", help=FitConfig.__dataclass_fields__["track_uri"].metadata["help"])
     p.add_argument("--experiment", default="headstart", help="the MLflow experiment (default: headstart)")
+    from .label.queries import QUERIES
+    p = sub.add_parser("select", help="rank an unlabelled pool with a finished run: the items to label next")
+    p.add_argument("run", help="a run directory written by `headstart fit`")
+    p.add_argument("pool", help="unlabelled data: a folder of images, a .txt file (one text per line), a CSV/JSONL "
+                   "without labels, or a built-in dataset (its labels set aside)")
+    p.add_argument("--k", type=int, default=50, help="how many items to pick (default: 50)")
+    p.add_argument("--method", default="margin", choices=list(QUERIES),
+                   help="; ".join(f"{q.name}: {q.summary}" for q in QUERIES.values()) + " (default: margin)")
+    p.add_argument("--out", help="the CSV to write (default: RUN/select-METHOD.csv)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the randomised methods")
+    p = sub.add_parser("simulate-al", help="active learning on a labelled dataset with its labels hidden: "
+                       "every selection method beside random, as learning curves")
+    p.add_argument("data", help=FitConfig.__dataclass_fields__["data"].metadata["help"])
+    p.add_argument("--start", type=int, default=20, help="labels every method starts from (default: 20)")
+    p.add_argument("--k", type=int, default=20, help="labels bought per round (default: 20)")
+    p.add_argument("--rounds", type=int, default=10, help="rounds (default: 10)")
+    p.add_argument("--seeds", type=int, default=3, help="start sets and query seeds; medians and the spread are "
+                   "reported (default: 3)")
+    p.add_argument("--methods", help=f"comma-separated, from {', '.join(QUERIES)} (default: all; random is "
+                   "always run as the baseline)")
+    p.add_argument("--pool-size", type=int, default=2000, help="the unlabelled pool: this many training items, "
+                   "stratified (0: all; default: 2000)")
+    p.add_argument("--max-eval", type=int, default=1000, help="cap on the test split (default: 1000)")
+    p.add_argument("--backbone", help="the feature model (default: the data's modality's)")
+    p.add_argument("--image-size", type=int, help="images: input size in pixels (default: the backbone's)")
+    p.add_argument("--out", help="run directory (default: a new folder under runs/)")
     sub.add_parser("zoo", help="list backbones and which load offline")
     sub.add_parser("datasets", help="list the built-in datasets and their options")
     p = sub.add_parser("demo", help="transfer vs scratch on the built-in elpv solar cells (no network needed)")

@@ -88,7 +88,7 @@ def time_to_target(rows: list[dict], target: float) -> float | None:
 
 
 def run_compare(config: CompareConfig) -> dict:
-    from .pipeline import build, fit, load, resolve_plan
+    from .pipeline import build, load, resolve_plan
 
     validate(config)  # what can be checked before the data is loaded
     run_dir = new_run_dir(config.out, prefix="compare")
@@ -105,27 +105,17 @@ def run_compare(config: CompareConfig) -> dict:
     config = resolve_defaults(config, modality_of(data))
     validate(config)
 
-    runs: dict[str, list[dict]] = {}
-    for arm in config.arms:
-        strategy, scratch_model = parse_arm(arm, config.scratch_model)
-        folder = arm.replace(":", "-")
-        shared = config.fit
-        if _sized_to_input(scratch_model, config.backbone):
-            # --image-size is the transfer backbone's; the small CNN keeps the data's own
-            # resolution (up to its cap), as a from-scratch user would train it
-            shared = replace(shared, image_size=None)
-        for seed in range(config.seeds):
-            arm_dir = run_dir / "arms" / (folder if seed == 0 else f"{folder}-seed{seed}")
-            fit_config = replace(shared, data=config.data, strategy=strategy, scratch_model=scratch_model,
-                                 seed=seed, budget_seconds=config.budget_seconds,
-                                 evals_per_epoch=config.evals_per_epoch, out=str(arm_dir), resume=False,
-                                 **tracked.arm_settings)
-            result = fit(fit_config, data=data, use_feature_cache=False)
-            runs.setdefault(arm, []).append({"dir": arm_dir, "summary": result.summary,
-                                             "rows": read_metrics(arm_dir)})
-
+    # label curves: the arms again on nested subsets of the training labels, drawn (and a budget
+    # too small for a class refused) before anything trains
+    from .label_curves import plan as plan_label_curves, run_label_curves
+    planned = plan_label_curves(config, data) if config.label_fractions else None
+    runs = run_arms(config, data, run_dir, tracked.arm_settings)
     comparison = summarise(config, runs, run_dir)
     comparison["decode_seconds"] = round(decode_seconds, 3)
+    if planned is not None:
+        comparison["label_curve"] = run_label_curves(
+            data, comparison, runs, run_dir, planned,
+            run_arms=lambda root, splits_for: run_arms(config, data, root, {"track": None}, splits_for))
     if comparison["verdict"] in ("negative transfer", "inconclusive"):  # why transfer did not pay
         from .diagnosis import diagnose
         # the pretrained backbone and head the probe arm builds, for its frozen features
@@ -136,6 +126,33 @@ def run_compare(config: CompareConfig) -> dict:
     comparison["report"] = str(build_comparison_report(run_dir))
     tracked.finish()
     return comparison
+
+
+def run_arms(config: CompareConfig, data, root: Path, arm_settings: dict, splits_for=None) -> dict[str, list[dict]]:
+    """Every arm, each seed, as an ordinary fit run in ROOT/arms/NAME[-seedK]. splits_for(seed),
+    when given, is the split each seed's arms train on (label curves: a subset of the labels)."""
+    from .pipeline import fit
+
+    runs: dict[str, list[dict]] = {}
+    for arm in config.arms:
+        strategy, scratch_model = parse_arm(arm, config.scratch_model)
+        folder = arm.replace(":", "-")
+        shared = config.fit
+        if _sized_to_input(scratch_model, config.backbone):
+            # --image-size is the transfer backbone's; the small CNN keeps the data's own
+            # resolution (up to its cap), as a from-scratch user would train it
+            shared = replace(shared, image_size=None)
+        for seed in range(config.seeds):
+            arm_dir = root / "arms" / (folder if seed == 0 else f"{folder}-seed{seed}")
+            fit_config = replace(shared, data=config.data, strategy=strategy, scratch_model=scratch_model,
+                                 seed=seed, budget_seconds=config.budget_seconds,
+                                 evals_per_epoch=config.evals_per_epoch, out=str(arm_dir), resume=False,
+                                 **arm_settings)
+            result = fit(fit_config, data=data, use_feature_cache=False,
+                         splits=splits_for(seed) if splits_for else None)
+            runs.setdefault(arm, []).append({"dir": arm_dir, "summary": result.summary,
+                                             "rows": read_metrics(arm_dir)})
+    return runs
 
 
 def summarise(config: CompareConfig, runs: dict[str, list[dict]], run_dir: Path) -> dict:

@@ -115,8 +115,9 @@ def train(plan: Plan, model, parts, recorder: Recorder, *, checkpoint_dir: Path 
     return outcome
 
 
-def fit(config: FitConfig, *, data=None, use_feature_cache: bool = True) -> FitResult:
-    """Run one fit and write its run directory. `data` (a labelled data form) bypasses config.data."""
+def fit(config: FitConfig, *, data=None, use_feature_cache: bool = True, splits=None) -> FitResult:
+    """Run one fit and write its run directory. `data` (a labelled data form) bypasses config.data;
+    `splits` (data.Splits over that data) the split config would make (label curves pass subsets)."""
     started = time.perf_counter()
     config, run_dir = _start(config)
     check_tracking(config)  # --track: a missing library or an unreachable server fails before training
@@ -125,9 +126,10 @@ def fit(config: FitConfig, *, data=None, use_feature_cache: bool = True) -> FitR
     plan = resolve_plan(config, modality_of(data))
     config = plan.config
     from .data import make_splits
-    splits = make_splits(data, seed=config.seed, train_per_class=config.train_per_class,
-                         train_size=config.train_size, val_fraction=config.val_fraction,
-                         test_fraction=config.test_fraction, max_eval=config.max_eval)
+    splits = splits or make_splits(data, seed=config.seed, train_per_class=config.train_per_class,
+                                   train_size=config.train_size, val_fraction=config.val_fraction,
+                                   test_fraction=config.test_fraction, max_eval=config.max_eval)
+    added = add_labels(config, data, splits)
     if data.skipped:
         say(f"skipped {len(data.skipped)} unusable example(s), e.g. {data.skipped[0][0]} ({data.skipped[0][1]})")
     if data.notes.get("replaced_bytes"):
@@ -148,10 +150,40 @@ def fit(config: FitConfig, *, data=None, use_feature_cache: bool = True) -> FitR
     recorder = _start_recorder(run_dir, plan.strategy, config.resume)
     outcome = train(plan, model, parts, recorder, checkpoint_dir=run_dir / "checkpoint",
                     use_feature_cache=use_feature_cache)
-    extra = {"modality": plan.modality.name, "words": dict(plan.modality.words), "data_notes": notes, **figures}
+    extra = {"modality": plan.modality.name, "words": dict(plan.modality.words), "data_notes": notes, **figures,
+             **({"added_labels": added} if added else {})}
     result = finish(plan, model, data, parts, recorder, outcome, run_dir, started, decode_seconds, extra)
     track_run(config, run_dir)  # --track: log the written run directory (the main process only)
     return result
+
+
+def add_labels(config: FitConfig, data, splits) -> dict | None:
+    """--add-labels: the newly labelled items join the training part only (validation and test
+    stay as the seed drew them, so runs before and after a labelling round compare fairly)."""
+    if not config.add_labels:
+        return None
+    from .label.added import read_added_labels
+
+    added = read_added_labels(config.add_labels, data)
+    splits.train = splits.train.concat(added.data)
+    described = added.describe(config.add_labels)
+    say(f"added {described['added']} newly labelled example(s) from {config.add_labels} to the training data"
+        + (f"; dropped {len(added.repeated)} already in the data" if added.repeated else "")
+        + (f"; {added.waiting} row(s) wait for a label" if added.waiting else ""))
+    return described
+
+
+def training_part(run_dir: Path):
+    """A finished run's labelled training data, as it trained on it (its split, plus the
+    labels it added): what `select` must not pick again."""
+    from .data import Splits
+    from .records import read_json
+
+    config = FitConfig.from_dict(yaml.safe_load((run_dir / "config.yaml").read_text()))
+    data = load(config)
+    splits = Splits.from_dict(data, {"indices": read_json(run_dir / "splits.json")})
+    add_labels(config, data, splits)
+    return splits.train
 
 
 def _start(config: FitConfig) -> tuple[FitConfig, Path]:

@@ -75,9 +75,12 @@ def _read_images(items: list[str], labels: np.ndarray, data, path: Path) -> Imag
     files = [path.parent / item for item in items]  # an absolute path overrides the CSV's folder
     missing = [item for item, f in zip(items, files) if not f.is_file()]
     if missing:
+        builtin = all("#" in item for item in missing)  # NAME#index: select ranked a built-in dataset
         raise HeadstartError(f"{len(missing)} labelled row(s) of {path} name no image file, e.g. "
                              f"{', '.join(missing[:3])}",
-                             hint=f"paths are read relative to the CSV's folder ({path.parent}); fix or remove them")
+                             hint="NAME#index rows are items of a built-in dataset, which is labelled already: "
+                                  "`headstart simulate-al NAME` studies labelling it" if builtin else
+                             f"paths are read relative to the CSV's folder ({path.parent}); fix or remove them")
     images = np.stack([decode_image(f, data.decoded_size) for f in files])  # raises, naming a corrupt file
     if data.images.shape[3] == 1:  # grey data stays grey
         images = images.mean(axis=3, keepdims=True).round().astype(np.uint8)

@@ -33,6 +33,7 @@ COMPARISON_FIGURES = {
     "time_to_target": "time_to_target.png",
     "confusion": "best_confusion_matrix.png",
     "per_class": "best_per_class_accuracy.png",
+    "label_curve": "label_curve.png",
 }
 
 
@@ -90,6 +91,9 @@ def build_comparison_report(run_dir: str | Path) -> Path:
             speedup=comparison.get("speedup"), time_saved_pct=comparison.get("time_saved_pct")))
         if arms else None,
     }
+    label_curve = _read_json_or_empty(run_dir / "label_curves.json")  # compare --label-fractions
+    images["label_curve"] = _name(plots.label_curve(label_curve, run_dir / f["label_curve"])) \
+        if label_curve.get("arms") else None
     best = comparison.get("best_arm")
     best_summary = _read_json_or_empty(arm_dirs[best] / "summary.json") if best in arm_dirs else {}
     images.update(_classification_figures(run_dir, best_summary, f, title_prefix=f"{best}: "))

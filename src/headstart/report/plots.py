@@ -340,3 +340,45 @@ def _speedup_text(speedup: float | None, time_saved_pct: float | None) -> str:
     if time_saved_pct is not None:
         text += f"  ({time_saved_pct:.0f} % time saved)"
     return text
+
+
+def label_curve(curve: dict, path: Path, *, title: str = "Test accuracy vs training labels") -> Path:
+    """Test accuracy against the number of training labels (log axis), one line per arm through
+    its seeds' median with their range shaded (baselines dashed), and the baseline at all labels
+    as a dotted line.
+
+    curve: label_curves.json: {"arms": [{"name", "baseline", "points": [{"labels",
+    "test_accuracy", "low", "high"}]}], "baseline_arm", "baseline_accuracy", "needed"}.
+    """
+    arms = curve.get("arms") or []
+    bar = curve.get("baseline_accuracy")
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(9.5, 5.2))
+        values = []
+        for i, arm in enumerate(arms):
+            pts = sorted(arm.get("points") or [], key=lambda p: p["labels"])
+            xs = [max(p["labels"], 1) for p in pts]
+            ys, lo, hi = ([p[k] for p in pts] for k in ("test_accuracy", "low", "high"))
+            values += lo + hi
+            ax.plot(xs, ys, color=colour(i), marker=marker(i), markersize=5, linewidth=1.6,
+                    linestyle="--" if arm.get("baseline") else "-", label=plain(arm["name"]))
+            if any(h > l for l, h in zip(lo, hi)):
+                ax.fill_between(xs, lo, hi, color=colour(i), alpha=0.15, linewidth=0)
+        if bar is not None:
+            ax.axhline(bar, color="black", linestyle=":", linewidth=1,
+                       label=f"{plain(curve.get('baseline_arm'))} at all labels {bar:.1%}")
+        needed = curve.get("needed")
+        if needed:
+            ax.scatter([needed["labels"]], [needed["test_accuracy"]], s=160, marker="*", color="black",
+                       zorder=5, label=f"{plain(needed['arm'])} matches at {needed['labels']:,} labels")
+        ax.set_xscale("log")
+        measured = sorted({max(p["labels"], 1) for a in arms for p in a.get("points") or []})
+        if measured:  # ticks at the measured budgets, as plain counts (not 2x10^1)
+            ax.set_xticks(measured, [f"{n:,}" for n in measured])
+            ax.set_xticks([], minor=True)
+        ax.set_xlabel("Training labels (log scale)")
+        _accuracy_axis(ax, "Test accuracy")
+        _accuracy_limits(ax, values + ([bar] if bar is not None else []))
+        ax.set_title(plain(title, 80))
+        ax.legend(loc="lower right", framealpha=0.9)
+        return _save(fig, path)
