@@ -231,7 +231,7 @@ def test_compare_does_not_diagnose_when_transfer_helps(tmp_path, monkeypatch):
     import headstart.diagnosis
     import headstart.pipeline
 
-    def fake_fit(config, *, data=None, use_feature_cache=True):
+    def fake_fit(config, *, data=None, use_feature_cache=True, splits=None):
         seconds = 1.0 if config.strategy == "probe" else 50.0
         run = tmp_path / config.out
         run.mkdir(parents=True, exist_ok=True)
