@@ -146,8 +146,8 @@ def verdict_sentence(result: dict) -> str:
     if not winners:
         best = max(verdicts, key=lambda n: verdicts[n]["mean_gain"])
         v = verdicts[best]
-        return (f"No method beat random here: the best, {best}, gained {100 * v['mean_gain']:+.1f} points on "
-                f"average over the rounds ({100 * v['final_gain']:+.1f} at the last); label at random.")
+        return (f"No method beat random here: the best, {best}, was {100 * v['mean_gain']:+.1f} points against "
+                f"random on average over the rounds ({100 * v['final_gain']:+.1f} at the last); label at random.")
     parts = []
     for name in winners:
         v = verdicts[name]

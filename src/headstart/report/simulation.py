@@ -32,6 +32,8 @@ def learning_curves(study: dict, path: Path) -> Path:
         if study["seeds"] > 1:
             ax.fill_between(labels, m["low"], m["high"], color=colour, alpha=0.08 if baseline else 0.12, linewidth=0)
     ax.set_xlabel("labels used")
+    if len(labels) <= 12:
+        ax.set_xticks(labels)  # the measured points, not matplotlib's round numbers
     plots._accuracy_axis(ax, "test accuracy")
     plots._accuracy_limits(ax, [v for m in study["methods"].values() for v in m["low"]])
     ax.set_title(f"Active learning on {plots.plain(study['data'])}: {study['seeds']} seed(s), "
