@@ -87,8 +87,10 @@ def probe_dom(report: Path) -> tuple[dict[str, int], int | None]:
         tmp = Path(tmp)
         for src in image_sources(html):
             target = (report.parent / src).resolve()
-            if target.exists() and "/" not in src:
-                (tmp / src).symlink_to(target)
+            link = tmp / src
+            if target.exists() and not src.startswith(("/", "..")) and not link.exists():
+                link.parent.mkdir(parents=True, exist_ok=True)  # figures in sub-folders (explanations/)
+                link.symlink_to(target)
         (tmp / "report.html").write_text(html.replace("</body>", PROBE + "\n</body>", 1))
         dom = run_chromium(["--dump-dom"], (tmp / "report.html").as_uri())
     widths = {}

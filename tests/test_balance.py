@@ -207,12 +207,14 @@ def test_tfidf_balances_and_says_it_cannot_synthesize(tmp_path):
     assert summary["synthetic"]["total"] == 0 and "probe" in summary["synthetic"]["note"]
 
 
-def test_fit_from_the_cli_with_balance_and_synthesis_auto(tmp_path):
+def test_fit_from_the_cli_with_balance_and_synthesis_auto(tmp_path, capsys):
     data = skewed_blobs(minority=6)
     folder = write_image_folder(tmp_path / "data", data)
     out = tmp_path / "run"
     assert main(["fit", str(folder), "--strategy", "probe", "--balance", "auto", "--synthesize", "auto",
                  "--image-size", "32", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "balance: weights (--balance auto)" in printed and "training sample(s) by smote" in printed
     summary = read_json(out / "summary.json")
     assert summary["balance"]["mode"] == "weights" and summary["balance"]["requested"] == "auto"
     assert summary["synthetic"]["method"] == "smote" and summary["synthetic"]["total"] > 0

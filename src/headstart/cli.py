@@ -29,8 +29,13 @@ def _print_fit_summary(result) -> None:
     print(f"  train {s['train_seconds']:.1f} s   wall {s['wall_seconds']:.1f} s   "
           f"peak RSS {s['peak_rss_mb']:.0f} MB")
     ratio = s["train_imbalance"]["imbalance_ratio"]
-    if ratio >= 3:
-        print(f"  note: the training classes are imbalanced ({ratio:.1f}:1); see macro-F1 and per-class figures")
+    if ratio >= 3 and "balance" not in s:
+        print(f"  note: the training classes are imbalanced ({ratio:.1f}:1); see macro-F1 and per-class figures, "
+              f"and try --balance auto or --synthesize auto")
+    if "balance" in s:
+        print(f"  balance: {s['balance']['mode']} (--balance {s['balance']['requested']}): {s['balance']['reason']}")
+    if s.get("synthetic"):
+        print(f"  synthetic: {s['synthetic']['total']} training sample(s) by {s['synthetic']['method']}")
     print(f"  run: {result.run_dir}")
 
 
