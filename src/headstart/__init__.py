@@ -11,9 +11,10 @@ from importlib import import_module
 __version__ = "0.1.0"
 
 # public name -> the submodule that defines it
-_LAZY = {"HeadstartClassifier": "api", "fit": "api", "predict": "api", "UnknownLabelError": "api"}
+_LAZY = {"HeadstartClassifier": "api", "fit": "api", "predict": "api", "UnknownLabelError": "api",
+         "select": "api", "simulate_al": "api"}
 
-__all__ = ["HeadstartClassifier", "UnknownLabelError", "__version__", "fit", "predict"]
+__all__ = ["HeadstartClassifier", "UnknownLabelError", "__version__", "fit", "predict", "select", "simulate_al"]
 
 
 def __getattr__(name: str):
