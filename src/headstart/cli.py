@@ -97,10 +97,9 @@ def cmd_select(args) -> int:
     from .api import select
 
     done = select(args.run, args.pool, k=args.k, method=args.method, out=args.out, seed=args.seed)
-    column = "path" if done["rows"] and "path" in done["rows"][0] else "text"
     for row in done["rows"]:
         print(f"{row['rank']}\t{row['score']:.4f}\t{row['guess']}\t{row['guess_probability']:.3f}\t"
-              f"{_snippet(row[column])}")
+              f"{_snippet(row[done['column']])}")
     dropped = done["dropped"]
     if dropped["already_labelled"] or dropped["repeated_in_pool"]:
         print(f"dropped {dropped['already_labelled']} item(s) already labelled and {dropped['repeated_in_pool']} "

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import HeadstartError
+from ..log import say
 
 MODES = ("none", "weights", "sampler", "auto")
 AUTO_RATIO = 1.5  # below this largest/smallest ratio, auto leaves the data alone
@@ -104,3 +105,33 @@ def oversample(x, labels: np.ndarray, seed: int):
     if len(np.unique(labels)) < 2:
         return x, labels
     return RandomOverSampler(random_state=seed).fit_resample(x, labels)
+
+
+def announced(balance: Balance, classes: list[str]) -> dict:
+    """The summary's "balance" entry, said aloud; nothing when --balance none was asked."""
+    if balance.requested == "none":
+        return {}
+    say(f"balance: {balance.mode} ({balance.reason})")
+    return {"balance": balance.record(classes)}
+
+
+def balance_full_batch(requested: str, real_labels: np.ndarray, x, y: np.ndarray, classes: list[str], seed: int):
+    """--balance for a head fitted in one full batch (the probe's logistic head, TF-IDF's):
+    per-sample loss weights, or random oversampling as its "sampler" (no batches to draw).
+
+    The decision is made on the real training labels; the weights are counted on the labels
+    the head fits (`y`: synthetic rows included), so synthesis and weights never correct the
+    same skew twice. Returns (x, y, sample weights or None, the summary's entries)."""
+    balance = decide_balance(requested, real_labels, len(classes))
+    weights = None
+    if balance.mode == "weights":
+        balance.weights = class_weights(y, len(classes))
+        weights = balance.weights[y]
+        if len(y) > len(real_labels):
+            balance.reason += "; the head's weights count the synthetic samples too"
+    elif balance.mode == "sampler":
+        n = len(y)
+        x, y = oversample(x, y, seed)
+        balance.reason += (f"; the head is fitted in one full batch, so each class is drawn equally often "
+                           f"by random oversampling ({len(y) - n} repeated rows)")
+    return x, y, weights, announced(balance, classes)

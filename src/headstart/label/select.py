@@ -77,7 +77,8 @@ def select(model, labelled, pool, *, k: int, method: str, out: Path, seed: int =
     _write_csv(out, rows, candidates.item_column)
     seconds = round(time.perf_counter() - started, 3)
     say(f"{method}: the {k} item(s) to label next are in {out} ({seconds:.1f} s)")
-    return {"method": method, "summary": query.summary, "k": k, "pool_size": len(pool), "ranked": len(keep),
+    return {"method": method, "summary": query.summary, "k": k, "column": candidates.item_column,
+            "pool_size": len(pool), "ranked": len(keep),
             "dropped": dropped, "seconds": seconds, "csv": str(out), "rows": rows}
 
 

@@ -6,7 +6,6 @@ caller (api.py) hands in the feature model, so this package never builds a pipel
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 from ..data import make_splits
 from ..embed import embed

@@ -12,9 +12,9 @@ import torch
 import torch.nn.functional as F
 
 from ..embed import agree_any, compute_features, embed, feature_cache_path, load_cached_features, save_cached_features
-from ..label.balance import class_weights, decide_balance, oversample
+from ..label.balance import balance_full_batch
 from ..label.synthesize import item_namer, synthesize_features
-from ..log import progress_bar, say
+from ..log import progress_bar
 from ..train.evaluate import score
 
 # Inverse regularisation strengths tried on the validation split; features are
@@ -64,30 +64,13 @@ def fit_logistic_head(classifier, ctx, c_grid=C_GRID) -> dict:
 
 
 def _rebalance(x: np.ndarray, y: np.ndarray, order: np.ndarray, ctx):
-    """SMOTE rows appended (--synthesize), then --balance: per-sample loss weights, or random
-    oversampling as the full-batch head's "sampler". Returns (x, y, summary figures, sample
-    weights or None). The decision is made on the real labels; the weights on the labels
-    the head fits, so synthetic samples and weights never correct the same skew twice."""
+    """SMOTE rows appended (--synthesize), then --balance. Returns (x, y, summary figures,
+    sample weights or None)."""
     config, classes = ctx.config, ctx.train.classes
     x, y, synthetic = synthesize_features(x, y, config.synthesize, classes, config.seed,
                                           item_namer(ctx.train, order))
-    extra = {"synthetic": synthetic} if synthetic else {}
-    plan = decide_balance(config.balance, ctx.train.labels[order], len(classes))
-    weights = None
-    if plan.mode == "weights":
-        plan.weights = class_weights(y, len(classes))
-        weights = plan.weights[y]
-        if synthetic and synthetic["total"]:
-            plan.reason += "; the head's weights count the synthetic samples too"
-    elif plan.mode == "sampler":
-        n = len(y)
-        x, y = oversample(x, y, config.seed)
-        plan.reason += (f"; the head is fitted in one full batch, so each class is drawn equally often "
-                        f"by random oversampling ({len(y) - n} repeated rows)")
-    if config.balance != "none":
-        extra["balance"] = plan.record(classes)
-        say(f"balance: {plan.mode} ({plan.reason})")
-    return x, y, extra, weights
+    x, y, weights, balance = balance_full_batch(config.balance, ctx.train.labels[order], x, y, classes, config.seed)
+    return x, y, {**({"synthetic": synthetic} if synthetic else {}), **balance}, weights
 
 
 CHUNK = 64  # images per extraction step: the granularity of the budget check

@@ -10,9 +10,8 @@ import numpy as np
 import torch
 
 from ..errors import HeadstartError
-from ..label.balance import decide_balance, oversample
+from ..label.balance import balance_full_batch
 from ..label.synthesize import not_synthesized
-from ..log import say
 from ..train.evaluate import score
 from ..zoo.tfidf import VECTORIZER
 from .base import FitContext, Strategy, register_strategy
@@ -42,7 +41,7 @@ class Tfidf(Strategy):
         except ValueError as e:  # "empty vocabulary": only stop words or symbols
             raise HeadstartError(f"TF-IDF found no words in the training texts ({e})",
                                  hint="the texts hold no word of two or more letters; use a neural strategy") from e
-        x_fit, y_fit, class_weight, extra = _balance(x_train, train, ctx)
+        x_fit, y_fit, sample_weight, extra = _balance(x_train, train, ctx)
         rec.pause()
         x_val = vectorizer.transform(val.texts)  # evaluation: clock paused
         best = None
@@ -51,7 +50,7 @@ class Tfidf(Strategy):
                     and rec.wall_seconds > ctx.config.budget_seconds * 0.8:
                 break
             rec.resume()
-            clf = LogisticRegression(C=c, max_iter=2000, class_weight=class_weight).fit(x_fit, y_fit)
+            clf = LogisticRegression(C=c, max_iter=2000).fit(x_fit, y_fit, sample_weight=sample_weight)
             rec.pause()
             accuracy, loss = score(_logits(clf, x_val), val.labels)
             rec.log("val", accuracy, loss, phase="tfidf", C=c, n_train=len(train))
@@ -67,23 +66,13 @@ class Tfidf(Strategy):
 
 
 def _balance(x, train, ctx: FitContext):
-    """--balance for scikit-learn's head: class_weight (the same n / (K n_k) weights), or
-    random oversampling for "sampler" (one full-batch fit: no batches to draw). --synthesize
-    is recorded as not done: TF-IDF vectors are no embedding space to interpolate in."""
-    classes, config = train.classes, ctx.config
-    extra = not_synthesized(config.synthesize, "TF-IDF vectors are sparse word counts, not an embedding space; "
-                                               "--strategy probe synthesizes with SMOTE on embeddings")
-    plan = decide_balance(config.balance, train.labels, len(classes))
-    x_fit, y_fit, class_weight = x, train.labels, None
-    if plan.mode == "weights":
-        class_weight = {k: float(w) for k, w in enumerate(plan.weights)}
-    elif plan.mode == "sampler":
-        x_fit, y_fit = oversample(x, train.labels, config.seed)
-        plan.reason += f"; random oversampling ({len(y_fit) - len(train.labels)} repeated rows) for the full-batch fit"
-    if config.balance != "none":
-        extra["balance"] = plan.record(classes)
-        say(f"balance: {plan.mode} ({plan.reason})")
-    return x_fit, y_fit, class_weight, extra
+    """--balance as for the probe's head (sample weights, or oversampling for "sampler");
+    --synthesize is recorded as not done: TF-IDF vectors are no embedding space to interpolate in."""
+    extra = not_synthesized(ctx.config.synthesize, "TF-IDF vectors are sparse word counts, not an embedding "
+                                                   "space; --strategy probe synthesizes with SMOTE on embeddings")
+    x_fit, y_fit, weights, balance = balance_full_batch(ctx.config.balance, train.labels, x, train.labels,
+                                                        train.classes, ctx.config.seed)
+    return x_fit, y_fit, weights, {**extra, **balance}
 
 
 def _logits(clf, x) -> torch.Tensor:

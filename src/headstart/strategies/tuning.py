@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from ..config import parse_synthesize
-from ..label.balance import decide_balance, sample_weights
+from ..label.balance import announced, decide_balance, sample_weights
 from ..label.synthesize import mixup_probability
 from ..log import say
 from ..train.loop import TrainPlan, train_model
@@ -57,9 +57,7 @@ def _imbalance_settings(ctx: FitContext) -> tuple[dict, dict]:
     elif balance.mode == "sampler":
         settings["sample_weights"] = sample_weights(labels, len(classes))
         balance.reason += "; batches are drawn by a class-balanced sampler (with replacement, seeded per epoch)"
-    if config.balance != "none":
-        extra["balance"] = balance.record(classes)
-        say(f"balance: {balance.mode} ({balance.reason})")
+    extra.update(announced(balance, classes))
     if parse_synthesize(config.synthesize) is not None and ctx.modality.augments:
         settings["mixup"] = mixup_probability(config.synthesize, labels, len(classes))
         if settings["mixup"] == 0:
