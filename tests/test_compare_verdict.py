@@ -27,6 +27,13 @@ def test_transfer_helps_when_faster_and_as_accurate():
     assert "14.0x faster" in out["verdict_sentence"]
 
 
+def test_transfer_that_is_about_as_fast_but_clearly_more_accurate_is_not_called_faster():
+    out = judge([arm("probe", "probe", 0.876, 9.0), arm("scratch", "scratch", 0.782, 7.9)], 0.769, n_test=394)
+    assert out["verdict"] == "transfer helps" and out["speedup"] == pytest.approx(0.88)
+    assert "9.4 points more accurate" in out["verdict_sentence"] and "about as fast" in out["verdict_sentence"]
+    assert "faster" not in out["verdict_sentence"]
+
+
 def test_negative_transfer_when_scratch_ends_clearly_more_accurate():
     out = judge([arm("probe", "probe", 0.80, 5.0), arm("scratch", "scratch", 0.88, 20.0)], 0.87, n_test=1000)
     assert out["verdict"] == "negative transfer"
