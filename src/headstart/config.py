@@ -111,6 +111,9 @@ class FitConfig:
                                            "train the backbone mix images (mixup/cutmix). Never in validation "
                                            "or test", parse=lambda text: parse_synthesize(text))
     # text
+    tfidf_analyzer: str = setting("auto", "text, --strategy tfidf: word 1-2-grams, character 2-5-grams within "
+                                          "word boundaries (char_wb), or both; auto: chosen on validation",
+                                  choices=("auto", "word", "char", "both"))
     max_length: int | None = setting(None, "text: tokens per text; longer ones are truncated and counted "
                                            "(default: the model's own, 256 for MiniLM)")
     pooling: str | None = setting(None, "text: how token features become one vector (default: the model's own)",
@@ -128,6 +131,10 @@ class FitConfig:
                                            flag="--budget", parse=parse_duration, per_arm=True)
     evals_per_epoch: int = setting(1, "validation passes per epoch", per_arm=True)
     mixed_precision: str = setting("auto", "autocast precision", choices=("auto", "no", "bf16", "fp16"))
+    extract_engine: str = setting("auto", "what runs the frozen backbone when features are extracted (probe, "
+                                          "select, simulate-al): PyTorch eager, torch.compile, or ONNX Runtime "
+                                          "fp32/int8; auto: the fastest measured to keep the probe's accuracy",
+                                  choices=("auto", "torch", "compile", "onnxruntime", "onnxruntime-int8"))
     scratch_model: str | None = setting(None, "architecture for --strategy scratch ('same' = the backbone's)",
                                         per_arm=True)
     # the report's explanations
@@ -177,6 +184,10 @@ class CompareConfig:
     seeds: int = setting(1, "repeat each arm K times; medians are reported")
     target: float | None = setting(None, "target validation accuracy (default: the best baseline arm's best)")
     budget_seconds: float | None = setting(None, "time cap per arm, e.g. 2m", flag="--budget", parse=parse_duration)
+    baseline_budget_seconds: float | None = setting(
+        None, "time cap per baseline arm (scratch), e.g. 10m; default: until its validation accuracy plateaus, "
+              "capped at a multiple of --budget: the target is the plateau, so the speed-up is against the "
+              "baseline at its best", flag="--baseline-budget", parse=parse_duration)
     evals_per_epoch: int = setting(4, "validation passes per epoch: resolves time-to-target to a fraction of one")
     label_fractions: tuple[float, ...] | None = setting(
         None, "label curves: run every arm at each label budget on the same split, e.g. 0.01,0.05,0.1,0.25,1 "
