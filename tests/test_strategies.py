@@ -1,5 +1,8 @@
 """One common test over every registered strategy, plus the training-loop promises:
 budget, NaN stop, feature cache, early stopping records."""
+from dataclasses import replace
+
+import numpy as np
 import pytest
 
 from headstart.config import FitConfig
@@ -145,11 +148,29 @@ def test_probe_under_a_tight_budget_fits_on_the_features_it_had_time_for(tmp_pat
     assert summary["test_accuracy"] > 0.6
 
 
-def test_anytime_probe_logs_provisional_heads_before_the_full_pass(tmp_path):
+def test_anytime_probe_logs_provisional_heads_when_a_curve_is_asked_for(tmp_path):
     data = make_blobs(n_per_class=60)
-    run = fit(small_config(tmp_path, "probe"), data=data, use_feature_cache=False).run_dir
+    run = fit(replace(small_config(tmp_path, "probe"), evals_per_epoch=4), data=data,
+              use_feature_cache=False).run_dir
     rows = [r for r in read_metrics(run) if r["split"] == "val"]
     anytime = [r for r in rows if r["phase"] == "probe-anytime"]
     assert [r["n_train"] for r in anytime] == sorted(r["n_train"] for r in anytime)
     assert len(anytime) >= 2 and anytime[0]["n_train"] < rows[-1]["n_train"]
     assert anytime[0]["train_seconds"] < rows[-1]["train_seconds"]
+    # a plain fit (one evaluation per epoch) keeps only the final head: no provisional fits to pay for
+    plain = fit(replace(small_config(tmp_path, "probe"), out=str(tmp_path / "plain")), data=data,
+                use_feature_cache=False).run_dir
+    assert not [r for r in read_metrics(plain) if r.get("phase") == "probe-anytime"]
+
+
+def test_warm_started_c_sweep_matches_cold_fits():
+    from headstart.strategies.linear import HeadProblem, _fit
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(120, 16)).astype(np.float32)
+    y = (x[:, 0] + 0.5 * x[:, 1] > 0).astype(np.int64) + (x[:, 2] > 1)
+    problem = HeadProblem(x, y, 3)
+    for c in (0.01, 0.1, 1.0):
+        warm_w, warm_b = problem.solve(c)
+        cold_w, cold_b = _fit(x, y, 3, c)
+        assert np.abs(warm_w - cold_w).max() < 1e-3 and np.abs(warm_b - cold_b).max() < 1e-3
