@@ -7,6 +7,7 @@ test split), and records what it measured beside the file.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from importlib import import_module
 from typing import Callable
 
 from headstart.errors import HeadstartError
@@ -20,6 +21,15 @@ class Exporter:
 
 
 EXPORTERS: dict[str, Exporter] = {}
+# The modules whose import registers exporters. None imports torch at module level, so the
+# CLI can list the formats in its --help without paying for (or needing) PyTorch.
+EXPORTER_MODULES = ("headstart.deploy.onnx_export",)
+
+
+def load_exporters() -> dict[str, Exporter]:
+    for module in EXPORTER_MODULES:
+        import_module(module)
+    return EXPORTERS
 
 
 def register_exporter(name: str, *, summary: str):
@@ -30,6 +40,7 @@ def register_exporter(name: str, *, summary: str):
 
 
 def get_exporter(name: str) -> Exporter:
+    load_exporters()
     if name not in EXPORTERS:
         raise HeadstartError(f"unknown export format '{name}'", hint=f"choose one of: {', '.join(EXPORTERS)}")
     return EXPORTERS[name]
