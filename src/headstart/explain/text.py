@@ -9,7 +9,6 @@ highlights words of the text as written, not word pieces.
 """
 from __future__ import annotations
 
-import re
 
 import numpy as np
 import torch
@@ -88,29 +87,17 @@ def occlusion(model, data, requests: list[tuple[int, int]], **_options) -> list[
 
 
 def _is_linear_tfidf(model) -> str | None:
-    return None if hasattr(model, "vectorizer") and hasattr(model, "coef") else "it is not a TF-IDF model"
+    return None if hasattr(model, "word_scores") and hasattr(model, "coef") else "it is not a TF-IDF model"
 
 
 @register_method("text", "linear", applies=_is_linear_tfidf,
                  summary="exact for a linear model: each n-gram's tf-idf value times its class weight")
 def linear_terms(model, data, requests: list[tuple[int, int]], **_options) -> list[Segments]:
-    vectorizer = model.vectorizer
-    analyse_word = vectorizer.build_preprocessor()
-    pattern = re.compile(vectorizer.token_pattern or r"(?u)\b\w\w+\b")
     out = []
-    for index, cls in requests:
+    for index, cls in requests:  # word and character n-grams alike, shared out to the words they cover
         text = data.texts[index]
-        x = vectorizer.transform([text]).tocoo()
-        contribution = {model.vocabulary[j]: float(v * model.coef[cls, j]) for j, v in zip(x.col, x.data)}
-        words = [(m.start(), m.end(), analyse_word(m.group())) for m in pattern.finditer(text)]
-        scores = np.zeros(len(words))
-        for k, (_, _, word) in enumerate(words):
-            scores[k] += contribution.get(word, 0.0)
-            if k + 1 < len(words):  # a bigram's weight is shared by its two words
-                half = contribution.get(f"{word} {words[k + 1][2]}", 0.0) / 2
-                scores[k] += half
-                scores[k + 1] += half
-        out.append(_segments(text, [(s, e) for s, e, _ in words], scores))
+        spans, scores = model.word_scores(text, cls)
+        out.append(_segments(text, spans, scores))
     return out
 
 

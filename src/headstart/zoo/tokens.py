@@ -1,7 +1,9 @@
 """Tokenisation, done once per (tokenizer, max length, texts) and cached on disk.
 
 Token ids are int32 (N, L), padded with -1 to the longest text: the padding doubles as the
-attention mask, so one array is a text model's whole input.
+attention mask, so one array is a text model's whole input. Tokenising also counts the tokens
+the tokenizer could only call unknown ([UNK]): a script its vocabulary does not cover reaches
+the model as a row of identical ids, and the data summary says so.
 """
 from __future__ import annotations
 
@@ -12,15 +14,34 @@ from dataclasses import replace
 import numpy as np
 
 # Bump when the token cache layout changes, so stale files are never read.
-_TOKEN_CACHE_FORMAT = 1
+_TOKEN_CACHE_FORMAT = 2  # 2: the unknown-token counts
 
 
 def tokenize(tokenizer, texts: list[str], max_length: int) -> tuple[np.ndarray, int]:
     """(int32 ids (N, L) padded with -1 to the longest text, number of texts truncated)."""
+    return _padded_ids(tokenizer, _encode(tokenizer, texts), max_length)
+
+
+def unknown_tokens(tokenizer, encoded: list[list[int]]) -> tuple[int, int]:
+    """(tokens mapped to the unknown token, tokens counted): over whole texts (before any
+    truncation), special tokens ([CLS], [SEP], padding) not counted. (0, n) for a tokenizer
+    without an unknown token (byte-level BPE covers every string)."""
+    special = set(tokenizer.all_special_ids) - {tokenizer.unk_token_id}
+    unknown = tokenizer.unk_token_id
+    counted = sum(1 for ids in encoded for i in ids if i not in special)
+    if unknown is None:
+        return 0, counted
+    return sum(1 for ids in encoded for i in ids if i == unknown), counted
+
+
+def _encode(tokenizer, texts: list[str]) -> list[list[int]]:
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()  # untruncated on purpose (to count); its length warning is noise
-    encoded = tokenizer(list(texts), truncation=False, add_special_tokens=True)["input_ids"]
+    return tokenizer(list(texts), truncation=False, add_special_tokens=True)["input_ids"]
+
+
+def _padded_ids(tokenizer, encoded: list[list[int]], max_length: int) -> tuple[np.ndarray, int]:
     truncated = sum(len(ids) > max_length for ids in encoded)
     longest = max((min(len(ids), max_length) for ids in encoded), default=1)
     out = np.full((len(encoded), max(1, longest)), -1, dtype=np.int32)
@@ -51,8 +72,12 @@ def tokenize_data(data, tokenizer, max_length: int):
     cached = load_arrays(path)
     if cached is not None:
         tokens, truncated = cached["tokens"], int(cached["truncated"])
+        unknown, counted = (int(v) for v in cached["unknown"])
     else:
-        tokens, truncated = tokenize(tokenizer, data.texts, max_length)
-        save_arrays(path, tokens=tokens, truncated=np.array(truncated))
-    return replace(data, tokens=tokens, notes={**data.notes, "truncated": truncated, "max_length": max_length})
+        encoded = _encode(tokenizer, data.texts)
+        tokens, truncated = _padded_ids(tokenizer, encoded, max_length)
+        unknown, counted = unknown_tokens(tokenizer, encoded)
+        save_arrays(path, tokens=tokens, truncated=np.array(truncated), unknown=np.array([unknown, counted]))
+    return replace(data, tokens=tokens, notes={**data.notes, "truncated": truncated, "max_length": max_length,
+                                               "unknown_tokens": unknown, "counted_tokens": counted})
 
