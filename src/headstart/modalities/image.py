@@ -136,7 +136,43 @@ def _load_image_classifier(run_dir: Path, meta: dict) -> ImageClassifier:
     pre = Preprocessing.from_dict(described["preprocessing"])
     backbone = resolve_backbone(described["architecture"]).build(pretrained=False, image_size=pre.input_size)
     backbone.preprocessing = pre
-    return load_module_weights(ImageClassifier(backbone, meta["num_classes"]), run_dir)
+    classifier = ImageClassifier(backbone, meta["num_classes"])
+    if meta.get("pruned"):  # `headstart prune`: slimmer layers, recorded in model.json (no pickle)
+        apply_pruned_shapes(classifier, meta["pruned"])
+    return load_module_weights(classifier, run_dir)
+
+
+def apply_pruned_shapes(classifier: ImageClassifier, pruned: dict) -> None:
+    """Reshape, in place, the layers model.json's "pruned" record names (written by
+    deploy/pruned_format.py: {"layers": {module name: {"kind", channels or features, groups}}}),
+    so that a pruned run's weights load into the architecture rebuilt from its name. Parameters
+    keep their identity (their data is replaced; the weights fill it), so layer groups stay valid."""
+    import torch
+
+    modules = dict(classifier.named_modules())
+    for name, shape in pruned["layers"].items():
+        module = modules.get(name)
+        if module is None or not hasattr(module, "weight"):
+            raise HeadstartError(f"the pruned model names a layer '{name}' that its architecture does not have",
+                                 hint="it was pruned from another version of the architecture; prune its source again")
+        for attribute, value in shape.items():
+            if attribute != "kind":
+                setattr(module, attribute, int(value))
+        if shape["kind"] == "conv":
+            weight, width = (shape["out_channels"], shape["in_channels"] // shape["groups"], *module.kernel_size), \
+                shape["out_channels"]
+        elif shape["kind"] == "linear":
+            weight, width = (shape["out_features"], shape["in_features"]), shape["out_features"]
+        else:  # batch norm: per-channel scale, shift and running statistics
+            weight, width = (shape["num_features"],), shape["num_features"]
+        for key in ("weight", "bias", "running_mean", "running_var"):
+            tensor = getattr(module, key, None)
+            if tensor is not None:
+                tensor.data = torch.empty(weight if key == "weight" else (width,), dtype=tensor.dtype)
+    classifier.backbone.feature_dim = int(pruned.get("feature_dim", classifier.head.fc.in_features))
+    if hasattr(classifier.backbone.model, "num_features"):
+        classifier.backbone.model.num_features = classifier.backbone.feature_dim
+    classifier.to(memory_format=torch.channels_last)
 
 
 register_model_format(
