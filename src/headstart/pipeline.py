@@ -241,6 +241,7 @@ def finish(plan: Plan, model, data, parts, recorder: Recorder, outcome: dict, ru
     if is_main_process():
         save_model(run_dir, model, data.classes, plan.strategy.name)
         summary.update(explain_report_examples(plan.config, model, test_part, test_logits, data.classes, run_dir))
+        summary.update(record_deploy_figures(model, test_part, test_accuracy, run_dir))
         write_json(run_dir / "summary.json", summary)
         build_fit_report(run_dir)
     return FitResult(run_dir=run_dir, classifier=model, classes=data.classes, summary=summary)
@@ -266,6 +267,21 @@ def explain_report_examples(config: FitConfig, model, test, test_logits, classes
     say(f"explained {len(made['items'])} test example(s) with {made['method']} in {made['seconds']:.1f} s")
     return {"explain_method": made["method"], "explain_seconds": made["seconds"],
             "features_from": made.get("features_from")}
+
+
+def record_deploy_figures(model, test, test_accuracy: float, run_dir: Path) -> dict:
+    """The deploy table's first row (RUN/deploy.json): the run's own model as PyTorch runs it --
+    size, MFLOPs, latency at batch 1 and 32 -- measured in about 1.5 s, outside the
+    training clock. Like the explanations, a measurement that fails costs the report a section."""
+    from .deploy.measure import pytorch_row, record_deploy_row
+
+    started = time.perf_counter()
+    try:
+        record_deploy_row(run_dir, pytorch_row(model, test, test_accuracy, run_dir))
+    except Exception as e:  # noqa: BLE001  (recorded in the summary and shown in the report)
+        say(f"no deploy figures for the report: {e}")
+        return {"deploy_error": f"{type(e).__name__}: {e}"}
+    return {"deploy_seconds": round(time.perf_counter() - started, 3)}
 
 
 def _write_run_start(run_dir: Path, config: FitConfig, splits) -> None:

@@ -15,10 +15,11 @@ from headstart.records import atomic_write_text, read_json
 
 from . import html, plots
 
-__all__ = ["build_fit_report", "build_comparison_report", "build_explain_report"]
+__all__ = ["build_fit_report", "build_comparison_report", "build_explain_report", "deploy_table"]
 
 REPORT = "report.html"
 EXPLANATIONS = "explanations"  # the folder a fit writes its report's explanations into
+SAME_SPEED = 0.05  # deploy table: latencies within 5 % of each other read as "about as fast" (timing noise)
 
 # File names this module owns in a run folder; stale ones from an earlier build are removed so
 # the folder never holds figures the page no longer shows.
@@ -49,6 +50,10 @@ def build_fit_report(run_dir: str | Path) -> Path:
     _remove_stale(run_dir, FIT_FIGURES, images)
     config_path = run_dir / "config.yaml"
     config_text = config_path.read_text(errors="replace") if config_path.exists() else None
+    # deploy.json joins the page's summary (not summary.json): export and prune add rows later
+    deployed = deploy_table(run_dir)
+    if deployed:
+        summary = {**summary, "deploy_table": deployed}
     page = html.fit_page(run_name=run_dir.name, summary=summary, rows=rows,
                          config_text=config_text, images=images,
                          explained=_explanations(run_dir / EXPLANATIONS, summary), explained_base=EXPLANATIONS + "/")
@@ -70,6 +75,76 @@ def _explanations(folder: Path, summary: dict) -> dict | None:
         return explained
     error = summary.get("explanations_error")
     return {"error": error} if error else None
+
+
+def deploy_table(run_dir: str | Path) -> dict | None:
+    """RUN/deploy.json as the report and BENCHMARKS.md show it: the machine, one row per engine
+    measured, and what the figures say (int8 slower than fp32 here, and why). None when the run
+    measured nothing; {"error": ...} when its measurement failed."""
+    run_dir = Path(run_dir)
+    deploy = _read_json_or_empty(run_dir / "deploy.json")
+    rows = [r for r in deploy.get("rows") or [] if isinstance(r, dict) and r.get("name")]
+    if not rows:
+        error = _read_json_or_empty(run_dir / "summary.json").get("deploy_error")
+        return {"error": error} if error else None
+    machine = deploy.get("machine") or {}
+    loads = [r["load_1min"] for r in rows if isinstance(r.get("load_1min"), (int, float))]
+    busy = max(loads) if loads and machine.get("cores") and max(loads) > machine["cores"] else None
+    return {"machine": machine, "rows": rows, "flops_note": deploy.get("flops_note"), "busy_load": busy,
+            "findings": [f for q in rows if _precision(q) in ("int8", "fp16")
+                         for f in [_quantized_finding(q, _fp32_peer(q, rows), machine)] if f]}
+
+
+def _precision(row: dict) -> str:
+    return str(row.get("precision") or "").lower()
+
+
+def _fp32_peer(row: dict, rows: list[dict]) -> dict | None:
+    """What a quantized row is fairly compared with: fp32 on its own engine, else the run's model."""
+    same_engine = [r for r in rows if r.get("engine") == row.get("engine") and _precision(r) == "fp32"]
+    own = [r for r in rows if r.get("own_model")]
+    return (same_engine or own or [None])[0]
+
+
+def _quantized_finding(row: dict, peer: dict | None, machine: dict) -> dict | None:
+    """What the figures say of an int8/fp16 model: faster or slower than fp32 here, and (when
+    slower, which the report shows as a warning) why this CPU makes it so."""
+    if not peer:
+        return None
+    ratios = {b: row.get(f"latency_ms_b{b}") / peer.get(f"latency_ms_b{b}") for b in (1, 32)
+              if row.get(f"latency_ms_b{b}") and peer.get(f"latency_ms_b{b}")}
+    if not ratios:
+        return None
+    said = " and ".join((f"{max(r, 1 / r):.2f}× {'slower' if r > 1 else 'faster'}" if abs(r - 1) > SAME_SPEED
+                         else "about as fast") + f" at batch {b} "
+                        f"({row[f'latency_ms_b{b}']:.3g} vs {peer[f'latency_ms_b{b}']:.3g} ms)" for b, r in ratios.items())
+    sentence = f"{row['name']} against {peer['name']} on this machine: {said}"
+    size, peer_size = row.get("file_mb"), peer.get("file_mb")
+    if size and peer_size:
+        sentence += f", with a {peer_size / size:.1f}× smaller file"
+    sentence += "."
+    if not any(r > 1 + SAME_SPEED for r in ratios.values()):
+        return {"text": sentence, "slower": False}
+    everywhere = all(r > 1 + SAME_SPEED for r in ratios.values())
+    return {"text": sentence + _why_slower(row, machine, everywhere), "slower": True}
+
+
+def _why_slower(row: dict, machine: dict, everywhere: bool) -> str:
+    """Why this CPU makes a quantized model slow, from its flags (/proc/cpuinfo) -- or nothing
+    when the machine was not described."""
+    cpu = machine.get("cpu") or "this CPU"
+    if _precision(row) == "fp16":
+        return (f" {cpu} has no native fp16 arithmetic (no avx512_fp16 flag), so onnxruntime computes in fp32 "
+                "around casts: fp16 halves the file here, not the latency." if machine.get("avx512_fp16") is False else "")
+    if machine.get("vnni") is False:
+        return (f" {cpu} has AVX2 but no VNNI (no avx512_vnni or avx_vnni flag in /proc/cpuinfo): without VNNI's "
+                "one-instruction int8 dot product, each int8 multiply-add takes three AVX2 instructions, and the "
+                "quantize/dequantize steps around each layer are extra work"
+                + ("; int8 buys a smaller file here, not speed." if everywhere else "."))
+    if machine.get("vnni"):
+        return (f" {cpu} has VNNI ({', '.join(machine.get('vnni_flags') or [])}), so the int8 arithmetic itself is "
+                "fast: the time likely goes to the quantize/dequantize steps around the layers that do not run in int8.")
+    return ""
 
 
 def build_comparison_report(run_dir: str | Path) -> Path:
