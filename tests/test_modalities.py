@@ -184,7 +184,7 @@ def test_a_third_modality_compares_its_default_arms(vectors_csv, tmp_path):
     comparison = run_compare(CompareConfig(data=str(vectors_csv), out=str(tmp_path / "cmp")))
     assert [a["name"] for a in comparison["arms"]] == ["probe", "finetune", "scratch"]  # the modality's arms
     assert all(a["input_unit"] == "dims" for a in comparison["arms"])
-    assert comparison["baseline_arm"] == "scratch" and comparison["target_source"] == "baseline-best-val"
+    assert comparison["baseline_arm"] == "scratch" and comparison["target_source"] == "baseline-plateau"
     scratch = read_json(tmp_path / "cmp" / "arms" / "scratch" / "summary.json")
     assert scratch["weights"] == "random" and scratch["epochs_run"] <= 12  # the modality's scratch default
     assert (tmp_path / "cmp" / "report.html").exists()

@@ -240,7 +240,8 @@ def test_compare_on_text_names_the_strong_baseline(tmp_path, tiny_bert, texts):
     arms = {a["name"]: a for a in comparison["arms"]}
     assert arms["tfidf"]["baseline"] and arms["scratch"]["baseline"] and not arms["probe"]["baseline"]
     assert arms["scratch"]["backbone"] == "embedding-bag"  # the text default scratch model
-    assert comparison["target_source"] == "baseline-best-val"
+    # the bar: TF-IDF's best validation accuracy (one-shot) or the scratch arm's plateau
+    assert comparison["target_source"] in ("baseline-best-val", "baseline-plateau")
     best_baseline = max((a for a in arms.values() if a["baseline"]), key=lambda a: a["test_accuracy"])
     assert comparison["baseline_arm"] == best_baseline["name"]
     # the verdict names the baseline it compared against, in words: TF-IDF or scratch

@@ -1,10 +1,17 @@
 """compare: transfer arms against baseline arms (from scratch; TF-IDF for text) on the same
-split, seed and budget.
+split and seed.
 
 Each arm is an ordinary fit run in RUN/arms/NAME/ (NAME-seedK for extra seeds). Its clock
 starts with the decoded data in memory; feature caches are off, so a probe pays for its
 feature extraction like any arm pays for its training. From the arms' validation curves we
 read the time to a target accuracy, the speed-up, and a verdict in one plain sentence.
+
+The baseline is given its best chance: a speed-up against a scratch run stopped by the
+transfer arms' clock measures the clock, not the transfer. So a baseline that trains
+iteratively (scratch) has its own budget, --baseline-budget, by default "until its validation
+accuracy plateaus" (train/plateau.py) under a cap, and the default target is that plateau,
+read robustly (one lucky evaluation cannot set it). TF-IDF fits in one shot: its target is
+its best validation accuracy, under the transfer arms' budget.
 """
 from __future__ import annotations
 
@@ -22,18 +29,15 @@ from .errors import HeadstartError
 from .modalities import modality_of
 from .records import new_run_dir, read_metrics, write_json
 from .tracking import start_comparison
+# time_to_target and is_baseline are read here by the benches and tests too
+from .baseline import (_brief, baseline_bar, baseline_budget, is_baseline, plateau_sentence,  # noqa: F401
+                       time_to_target, trains_iteratively)
 
 def resolve_defaults(config: CompareConfig, modality) -> CompareConfig:
     """Fill the settings left to the data's modality (arms, backbone, scratch model)."""
     return replace(config, arms=tuple(config.arms or modality.default_arms),
                    scratch_model=config.scratch_model or modality.default_scratch_model,
                    fit=replace(config.fit, backbone=config.fit.backbone or modality.default_backbone))
-
-
-def is_baseline(strategy: str) -> bool:
-    """Arms that use no pretrained model (scratch, TF-IDF): what transfer must beat."""
-    from .strategies import STRATEGIES
-    return strategy in STRATEGIES and not STRATEGIES[strategy].pretrained
 
 
 def parse_arm(arm: str, default_scratch_model: str | None) -> tuple[str, str | None]:
@@ -66,6 +70,9 @@ def validate(config: CompareConfig) -> None:
     if config.budget_seconds is not None and config.budget_seconds < 5:
         raise HeadstartError(f"a budget of {config.budget_seconds:g} s per arm leaves no time for a single "
                              "evaluation", hint="give each arm at least 5s, e.g. --budget 2m")
+    if config.baseline_budget_seconds is not None and config.baseline_budget_seconds < 5:
+        raise HeadstartError(f"a baseline budget of {config.baseline_budget_seconds:g} s leaves no time for a "
+                             "single evaluation", hint="give the baseline at least 5s, e.g. --baseline-budget 10m")
     if config.arms is not None and not any(is_baseline(parse_arm(a, "")[0]) for a in arms) \
             and config.target is None:
         raise HeadstartError("without a scratch (or tfidf) arm there is no default target",
@@ -77,14 +84,6 @@ def _sized_to_input(scratch_model: str | None, backbone: str) -> bool:
         return False
     from .zoo import resolve_backbone
     return resolve_backbone(scratch_model).sized_to_input
-
-
-def time_to_target(rows: list[dict], target: float) -> float | None:
-    """Training seconds at the first validation evaluation reaching the target."""
-    for row in rows:
-        if row["split"] == "val" and row["accuracy"] >= target - 1e-9:
-            return float(row["train_seconds"])
-    return None
 
 
 def run_compare(config: CompareConfig) -> dict:
@@ -142,10 +141,13 @@ def run_arms(config: CompareConfig, data, root: Path, arm_settings: dict, splits
             # --image-size is the transfer backbone's; the small CNN keeps the data's own
             # resolution (up to its cap), as a from-scratch user would train it
             shared = replace(shared, image_size=None)
+        # the baseline's own budget: it trains to its plateau, not to the transfer arms' clock
+        budget = baseline_budget(config) if is_baseline(strategy) and trains_iteratively(strategy) \
+            else config.budget_seconds
         for seed in range(config.seeds):
             arm_dir = root / "arms" / (folder if seed == 0 else f"{folder}-seed{seed}")
             fit_config = replace(shared, data=config.data, strategy=strategy, scratch_model=scratch_model,
-                                 seed=seed, budget_seconds=config.budget_seconds,
+                                 seed=seed, budget_seconds=budget,
                                  evals_per_epoch=config.evals_per_epoch, out=str(arm_dir), resume=False,
                                  **arm_settings)
             result = fit(fit_config, data=data, use_feature_cache=False,
@@ -161,18 +163,26 @@ def summarise(config: CompareConfig, runs: dict[str, list[dict]], run_dir: Path)
         values = [v for v in values if v is not None]
         return float(np.median(values)) if values else None
 
+    # the best baseline arm sets the bar: the most accurate model one could train without
+    # transfer: an iterative one at its plateau, a one-shot one (TF-IDF) at its best
+    bars = {name: baseline_bar(config, name, seeds) for name, seeds in runs.items()
+            if is_baseline(seeds[0]["summary"]["strategy"])}
+    best_bar = max(bars, key=lambda name: bars[name]["accuracy"], default=None)
+    plateau = bars[best_bar] if best_bar is not None and "rule" in bars[best_bar] else None
     if config.target is not None:
         target, source = config.target, "user"
     else:
-        # the best baseline arm sets the bar: the most accurate model one could train without
-        # transfer (from scratch, or TF-IDF for text)
-        target = max(median([r["summary"]["best_val_accuracy"] for r in seeds])
-                     for name, seeds in runs.items() if is_baseline(seeds[0]["summary"]["strategy"]))
-        source = "baseline-best-val"
+        target = bars[best_bar]["accuracy"]
+        source = "baseline-plateau" if plateau else "baseline-best-val"
 
     arms = []
     for name, seeds in runs.items():
         times = [time_to_target(r["rows"], target) for r in seeds]
+        if source == "baseline-plateau" and name == best_bar:
+            # the baseline got to its plateau when its smoothed curve did, not at a lucky
+            # evaluation before; the transfer arms keep the first evaluation at the target: each
+            # is a model one could stop at and keep
+            times = [seed["seconds"] for seed in plateau["per_seed"]]
         reached = [t for t in times if t is not None]
         first = seeds[0]["summary"]
         tests = [r["summary"]["test_accuracy"] for r in seeds]
@@ -193,6 +203,8 @@ def summarise(config: CompareConfig, runs: dict[str, list[dict]], run_dir: Path)
             "seeds": len(seeds),
             "stop_reason": first.get("stop_reason"),
             "run_dir": str(seeds[0]["dir"].relative_to(run_dir)),
+            # an iterative baseline's plateau (the verdict names it); see baseline_bar
+            **({"plateau": _brief(bars[name])} if "rule" in bars.get(name, {}) else {}),
         })
 
     verdict = judge(arms, target, n_test=runs[next(iter(runs))][0]["summary"]["sizes"]["test"])
@@ -202,7 +214,9 @@ def summarise(config: CompareConfig, runs: dict[str, list[dict]], run_dir: Path)
         "target_source": source,
         "arms": arms,
         **verdict,
+        **({"baseline_plateau": plateau} if plateau else {}),
         "budget_seconds_per_arm": config.budget_seconds,
+        "baseline_budget_seconds": baseline_budget(config),
         "seeds": config.seeds,
         "machine": machine_info(),
     }
@@ -244,6 +258,9 @@ def judge(arms: list[dict], target: float, n_test: int) -> dict:
         result["time_saved_pct"] = round(100 * (1 - t_transfer / t_scratch), 1)
 
     verdict, sentence = _verdict(best, fastest, scratch, target, gap, noise, result["speedup"])
+    if scratch.get("plateau"):  # say where the baseline's bar came from (and when a cap cut it short)
+        sentence += " " + plateau_sentence(BASELINE_NAMES.get(scratch["strategy"], scratch["name"]), scratch["plateau"],
+                                           target_is_plateau=abs(scratch["plateau"]["accuracy"] - target) < 1e-9)
     return {**result, "verdict": verdict, "verdict_sentence": sentence, "noise": round(noise, 4)}
 
 

@@ -8,6 +8,7 @@ from ..label.balance import announced, decide_balance, sample_weights
 from ..label.synthesize import mixup_probability
 from ..log import say
 from ..train.loop import TrainPlan, train_model
+from ..train.plateau import PLATEAU_RULE
 from ..train.optim import layerwise_groups
 from .base import FitContext, Strategy
 from .linear import fit_logistic_head
@@ -32,6 +33,10 @@ def run_training_loop(strategy: Strategy, classifier, groups: list[dict], ctx: F
         seed=c.seed,
         phase=strategy.name,
         reserve_images=ctx.test_size,
+        # From random weights (scratch) the run is a baseline: it trains until its validation
+        # accuracy plateaus, then anneals and stops (train/plateau.py), so compare's target is
+        # the baseline at its best. An explicit --patience keeps the classic rule.
+        plateau=PLATEAU_RULE if not strategy.pretrained and c.patience is None else None,
         **imbalance,
     )
     result = train_model(classifier, groups, dataset, ctx.val, plan, ctx.recorder,

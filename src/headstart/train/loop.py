@@ -26,6 +26,7 @@ from .batches import make_loader
 from .checkpoint import load_checkpoint, save_checkpoint
 from .evaluate import predict_logits, score
 from .optim import build_optimizer, build_schedule
+from .plateau import PlateauRule, has_plateaued
 from ..log import progress_bar
 
 
@@ -52,13 +53,17 @@ class TrainPlan:
     class_weights: tuple[float, ...] | None = None  # a class-weighted loss (mean 1 over samples)
     sample_weights: object = None  # per training item: draw batches in proportion (a balanced sampler)
     mixup: float = 0.0             # share of batches mixed by mixup/cutmix (images only)
+    # a baseline's stop rule (train/plateau.py): once validation accuracy plateaus, the rate
+    # cools down and the run stops ("plateau"); it replaces `patience`, which stops on a
+    # plateau too but at whatever rate it is at. None: patience.
+    plateau: PlateauRule | None = None
 
 
 @dataclass
 class TrainResult:
     best_val_accuracy: float
     epochs_run: float
-    stop_reason: str  # completed | early-stop | budget
+    stop_reason: str  # completed | early-stop | plateau | budget
     best_epoch: float  # 0 = the starting weights (e.g. the probe's head) were never beaten
     mixed: dict | None = None  # mixup/cutmix: batches, samples, per_class (label index -> samples)
 
@@ -129,6 +134,17 @@ def train_model(model, param_groups: list[dict], dataset, val, plan: TrainPlan, 
     eval_seconds = 0.0
     stop_reason = "completed"
     best_state = state["best_state"]
+    cooling = False  # the plateau rule fired: the rate anneals to the horizon's end, then the run stops
+
+    def check_plateau() -> None:
+        nonlocal cooling
+        if plan.plateau is None or cooling or _still_warming_up(scheduler):
+            return  # a run whose rate is still rising has not had its chance to plateau yet
+        curve = [r for r in recorder.rows if r["split"] == "val" and r.get("phase") == plan.phase]
+        if has_plateaued([r["train_seconds"] for r in curve], [r["accuracy"] for r in curve], plan.plateau,
+                         epochs=[r["epoch"] for r in curve]):
+            _cool_down(scheduler, steps_per_epoch)
+            cooling = True
 
     def evaluate_val() -> float:
         nonlocal eval_seconds
@@ -186,13 +202,18 @@ def train_model(model, param_groups: list[dict], dataset, val, plan: TrainPlan, 
                 recorder.step += 1
                 recorder.epoch = epoch + (i + 1) / steps_per_epoch
                 advance(1)
+                if cooling and scheduler.last_epoch >= scheduler.horizon.total:
+                    stop_reason = "plateau"  # cooled down: the closing evaluation follows
+                    break
                 if plan.evals_per_epoch > 1 and (i + 1) % eval_every == 0 and i + 1 < steps_per_epoch:
                     evaluate_val()
+                    check_plateau()
                     model.train()
                     recorder.resume()
             recorder.pause()
             epoch += 1 if stop_reason == "completed" else 0
             accuracy = evaluate_val()
+            check_plateau()
             if stop_reason == "completed":
                 _fit_schedule_to_budget(scheduler, plan, recorder, step_seconds, eval_seconds,
                                         steps_per_epoch)
@@ -202,7 +223,7 @@ def train_model(model, param_groups: list[dict], dataset, val, plan: TrainPlan, 
                 best_state = {k: v.detach().clone() for k, v in raw_model.state_dict().items()}
             else:
                 state["bad_epochs"] += 1
-                if state["bad_epochs"] >= plan.patience and stop_reason == "completed":
+                if state["bad_epochs"] >= plan.patience and stop_reason == "completed" and plan.plateau is None:
                     stop_reason = "early-stop"
             if stop_reason == "completed" and ckpt_file is not None and accelerator.is_main_process:
                 save_checkpoint(ckpt_file, raw_model, optimizer, scheduler, recorder,
@@ -263,6 +284,42 @@ def _fit_schedule_to_budget(scheduler, plan: TrainPlan, recorder: Recorder, step
         affordable_steps = int(agreed.item())
     if affordable_steps < scheduler.horizon.total:
         scheduler.horizon.total = max(scheduler.last_epoch + 1, affordable_steps)
+
+
+def _still_warming_up(scheduler) -> bool:
+    """Is the learning rate still rising (a one-cycle's first quarter)? A curve flat at chance
+    while the rate warms up is a run that has not started, not a plateau."""
+    step = scheduler.last_epoch
+    return any(f(step + 1) > f(step) + 1e-12 for f in scheduler.lr_lambdas)
+
+
+COOL_DOWN_SHARE = 0.25  # a plateau's cool-down: this share of the steps so far (at least an epoch)
+
+
+def _cool_down(scheduler, steps_per_epoch: int) -> None:
+    """Anneal from the current rate to ~0 (cosine) over the cool-down, and end the horizon there.
+
+    Why: a run stopped on a plateau at its peak rate (a one-cycle planned over 30 epochs is
+    still warming up at epoch 7) never anneals, and the last few points of accuracy come from
+    annealing. A horizon that already ends sooner is annealing anyway and is left alone. The
+    cool-down lives in this process: --resume in the middle of one restarts the schedule's
+    own shape, and the rule fires again at the next evaluation.
+    """
+    import math
+
+    start, horizon = scheduler.last_epoch, scheduler.horizon
+    end = start + max(steps_per_epoch, int(COOL_DOWN_SHARE * start))
+    if horizon.total <= end:
+        return
+
+    def annealed(now: float):
+        def factor(step: int) -> float:
+            t = (step - start) / max(1, horizon.total - start)
+            return now * 0.5 * (1 + math.cos(math.pi * min(max(t, 0.0), 1.0))) + 1e-4
+        return factor
+    # each group's factor now, read before the horizon moves (the schedule's shape depends on it)
+    scheduler.lr_lambdas = [annealed(f(start)) for f in scheduler.lr_lambdas]
+    horizon.total = end  # --budget may shorten it further (_fit_schedule_to_budget)
 
 
 def _check_finite(accelerator, loss, epoch, step, checkpoint_dir, recorder) -> None:
