@@ -134,10 +134,10 @@ def test_probe_under_a_tight_budget_fits_on_the_features_it_had_time_for(tmp_pat
     monkeypatch.setattr(linear, "ANYTIME_FIT_RESERVE", 0.0)
     real = linear.compute_features
 
-    def slow(classifier, images, description=None):  # ~0.05 s per image: the budget binds
+    def slow(classifier, images, description=None, batch_size=None, engine=None):  # ~0.05 s per image
         import time
         time.sleep(0.05 * len(images))
-        return real(classifier, images, description)
+        return real(classifier, images, description, batch_size, engine)
 
     monkeypatch.setattr(linear, "compute_features", slow)
     data = make_blobs(n_per_class=60)

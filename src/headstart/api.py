@@ -69,6 +69,29 @@ def simulate_al(data: str, *, start: int = 20, k: int = 20, rounds: int = 10, se
                      seeds=seeds, pool_size=pool_size, max_eval=max_eval, out=out, settings=settings)
 
 
+def prune(run_dir: str | Path, *, sparsity: float = 0.3, budget: str | float | None = None, epochs: int | None = None,
+          out: str | Path | None = None) -> dict:
+    """`headstart prune` from Python: remove `sparsity` of each layer's channels from a fitted CNN
+    image run, fine-tune briefly (within `budget`, e.g. '2m'), and write the pruned model as a new
+    run (`out`, default RUN-prunedNN beside RUN). Returns its summary, with the before/after
+    figures under "pruning" and the new folder under "run_dir"."""
+    from .deploy.prune import prune_run
+
+    return prune_run(run_dir, sparsity=sparsity, budget_seconds=parse_duration(budget), epochs=epochs, out=out)
+
+
+def export(run_dir: str | Path, *, format: str = "onnx", quantize: str | None = None, out: str | Path | None = None,
+           tolerance: float = 1.0, force: bool = False) -> dict:
+    """`headstart export` from Python: write a finished run as a model file to deploy (default
+    RUN/model.onnx; RUN/model.int8.onnx or RUN/model.fp16.onnx with `quantize`), checked
+    against the run's own model on its test split before it is written. A quantized model
+    that loses more than `tolerance` accuracy points is refused unless `force`. Returns what
+    was written and measured (also in `<file>.json` beside the model)."""
+    from .deploy.registry import get_exporter
+
+    return get_exporter(format).export(run_dir, quantize=quantize, out=out, tolerance=tolerance, force=force)
+
+
 class UnknownLabelError(HeadstartError, ValueError):
     """Labels the fitted model has never seen. A HeadstartError so the CLI reports it cleanly,
     and a ValueError because that is what scikit-learn code expects for bad label values."""
@@ -108,7 +131,8 @@ class HeadstartClassifier(ClassifierMixin, BaseEstimator):
                  text_column: str | None = None, label_column: str | None = None,
                  explain_examples: int = 4, explain_method: str = "auto", track: str | None = None,
                  track_uri: str | None = None, track_experiment: str = "headstart",
-                 balance: str = "none", synthesize: str | None = None, out: str | None = None):
+                 balance: str = "none", synthesize: str | None = None, extract_engine: str = "auto",
+                 tfidf_analyzer: str = "auto", out: str | None = None):
         self.backbone = backbone
         self.strategy = strategy
         self.weights = weights
@@ -135,6 +159,8 @@ class HeadstartClassifier(ClassifierMixin, BaseEstimator):
         self.mixed_precision = mixed_precision
         self.strict = strict
         self.modality = modality
+        self.extract_engine = extract_engine
+        self.tfidf_analyzer = tfidf_analyzer
         self.text_column = text_column
         self.label_column = label_column
         self.explain_examples = explain_examples

@@ -50,11 +50,14 @@ def cmd_fit(args) -> int:
 
 @command
 def cmd_predict(args) -> int:
-    from .prediction import predict_inputs
+    if args.engine == "onnxruntime":  # an exported model, without importing PyTorch
+        from .deploy.onnx_predict import predict_inputs
+    else:
+        from .prediction import predict_inputs
 
     results = predict_inputs(args.run, args.inputs, text_file=args.file)
     if args.csv:
-        from .records import atomic_write_text
+        from .files import atomic_write_text
         buffer = io.StringIO()
         writer = csv.writer(buffer)
         writer.writerow([results[0].kind if results else "path", "label", "probability", "error"])
@@ -237,6 +240,70 @@ def cmd_demo(args) -> int:
     return 0
 
 
+@command
+def cmd_prune(args) -> int:
+    from .api import prune
+    from .deploy.prune import pruning_lines
+
+    print("\n".join(pruning_lines(prune(args.run, sparsity=args.sparsity, budget=args.budget, epochs=args.epochs,
+                                       out=args.out))))
+    return 0
+
+
+@command
+def cmd_export(args) -> int:
+    from .api import export
+
+    done = export(args.run, format=args.format, quantize=args.quantize, out=args.out, tolerance=args.tolerance,
+                  force=args.force)
+    c = done["checks"]
+    print(f"{done['file']}\t{done['precision']}\t{done['file_mb']:.1f} MB\ttest accuracy "
+          f"{c['onnx_test_accuracy']:.4f} (PyTorch {c['torch_test_accuracy']:.4f}, "
+          f"{c['accuracy_points_lost']:+.2f} points lost)\tchecks: {done['file']}.json")
+    return 0
+
+
+def _add_predict_parser(sub) -> None:
+    p = sub.add_parser("predict", help="label images or texts with a finished run")
+    p.add_argument("run", help="a run directory written by `headstart fit`; with --engine onnxruntime, a run "
+                   "exported with `headstart export` or its .onnx file")
+    p.add_argument("inputs", nargs="*", help="image files or folders; for a text run, the texts themselves")
+    p.add_argument("--file", help="text runs: a file with one text per line ('-' reads standard input)")
+    p.add_argument("--csv", help="also write the predictions to this CSV file")
+    p.add_argument("--engine", default="torch", choices=("torch", "onnxruntime"),
+                   help="torch: the run's own model; onnxruntime: its exported ONNX model, without PyTorch "
+                        "(default: torch)")
+
+
+def _add_export_options(p) -> None:
+    from .deploy.registry import load_exporters
+
+    p.add_argument("run", help="a run directory written by `headstart fit`")
+    p.add_argument("--format", default="onnx", help="; ".join(f"{e.name}: {e.summary}" for e in
+                                                            load_exporters().values()) + " (default: onnx)")
+    p.add_argument("--quantize", help="int8 (static, calibrated on training examples) or fp16; checked on the "
+                   "test split (default: none, fp32)")
+    p.add_argument("--out", help="the model file (default: RUN/model.onnx, RUN/model.int8.onnx, RUN/model.fp16.onnx)")
+    p.add_argument("--tolerance", type=float, default=1.0, metavar="POINTS",
+                   help="refuse a quantized model that loses more test accuracy than this, in points (default: 1.0)")
+    p.add_argument("--force", action="store_true", help="write the model even when a check fails")
+
+
+def _torch_free_parser(argv: list[str]) -> argparse.ArgumentParser | None:
+    """`predict --engine onnxruntime` must run where PyTorch is not installed, and the full
+    parser imports it (fit's options come from the strategy registry): that command alone
+    gets a parser of its own."""
+    words = [a for a in argv if a not in ("-q", "--quiet")]
+    engine = "--engine=onnxruntime" in argv or any(a == "--engine" and b == "onnxruntime"
+                                                    for a, b in zip(argv, argv[1:]))
+    if not words or words[0] != "predict" or not engine:
+        return None
+    parser = argparse.ArgumentParser(prog="headstart")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars or messages, only results")
+    _add_predict_parser(parser.add_subparsers(dest="command", required=True))
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .config import CompareConfig, FitConfig
 
@@ -245,11 +312,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars or messages, only results")
     sub = parser.add_subparsers(dest="command", required=True)
     add_options(sub.add_parser("fit", help="train a classifier and write a run directory"), FitConfig)
-    p = sub.add_parser("predict", help="label images or texts with a finished run")
-    p.add_argument("run", help="a run directory written by `headstart fit`")
-    p.add_argument("inputs", nargs="*", help="image files or folders; for a text run, the texts themselves")
-    p.add_argument("--file", help="text runs: a file with one text per line ('-' reads standard input)")
-    p.add_argument("--csv", help="also write the predictions to this CSV file")
+    _add_predict_parser(sub)
+    p = sub.add_parser("export", help="write a finished run as a model file to deploy, checked against the run")
+    _add_export_options(p)
     p = sub.add_parser("explain", help="show why a finished run labels images or texts as it does")
     p.add_argument("run", help="a run directory written by `headstart fit`")
     p.add_argument("inputs", nargs="*", help="image files or folders; for a text run, the texts themselves")
@@ -296,18 +361,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backbone", help="the feature model (default: the data's modality's)")
     p.add_argument("--image-size", type=int, help="images: input size in pixels (default: the backbone's)")
     p.add_argument("--out", help="run directory (default: a new folder under runs/)")
+    p = sub.add_parser("prune", help="remove a share of a CNN run's channels, fine-tune briefly, write a new run")
+    p.add_argument("run", help="an image run written by `headstart fit` (a CNN: EfficientNet-Lite, resnet9, ...)")
+    p.add_argument("--sparsity", type=float, default=0.3, help="share of each layer's channels to remove (default 0.3)")
+    p.add_argument("--budget", help="time cap on the recovery fine-tune, e.g. 2m")
+    p.add_argument("--epochs", type=int, help="recovery fine-tune epochs (default: 3)")
+    p.add_argument("--out", help="the new run's folder (default: RUN-prunedNN beside RUN)")
     sub.add_parser("zoo", help="list backbones and which load offline")
     sub.add_parser("datasets", help="list the built-in datasets and their options")
     p = sub.add_parser("demo", help="transfer vs scratch on the built-in elpv solar cells (no network needed)")
     p.add_argument("--out", help="run directory (default: a new folder under runs/)")
-    p.add_argument("--budget", default="100s", help="time cap per arm")
+    p.add_argument("--budget", default="100s", help="the transfer arm's time cap (scratch trains to its plateau, at most 180 s)")
     p.add_argument("--train-per-class", type=int, help="a smaller labelled subset, for a quicker look")
     p.add_argument("--image-size", type=int, help="input size for the transfer arm (default 224)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = (_torch_free_parser(argv) or build_parser()).parse_args(argv)
     if args.quiet:
         set_quiet()
     try:

@@ -25,16 +25,17 @@ from .modalities import modality_of
 
 
 def embed(model, data, *, cache: bool = True, description: str | None = "features",
-          batch_size: int | None = None) -> np.ndarray:
+          batch_size: int | None = None, engine=None) -> np.ndarray:
     """(N, D) float32 features of `data` (labelled, a pool, or one split) under `model`: a
     Backbone, or a classifier whose head is ignored. The data is prepared for the backbone
-    (resized, tokenised) here, so raw data from load_data or load_pool works as it is."""
+    (resized, tokenised) here, so raw data from load_data or load_pool works as it is.
+    engine: a deploy.engines.FeatureEngine made for this model (None: PyTorch eager)."""
     extractor = feature_extractor(model)
     prepared = extractor.prepare(data)
-    path = feature_cache_path(extractor.backbone, prepared) if cache else None
+    path = feature_cache_path(extractor.backbone, prepared, engine) if cache else None
     if path is not None and (cached := load_cached_features(path)) is not None:
         return cached
-    features = compute_features(extractor, prepared.inputs, description, batch_size)
+    features = compute_features(extractor, prepared.inputs, description, batch_size, engine)
     if path is not None and is_main_process():
         save_cached_features(path, features)
     return features
@@ -48,7 +49,7 @@ def feature_extractor(model) -> Classifier:
     return modality_of(model).build_classifier(model, 1)
 
 
-class _FeatureModel(torch.nn.Module):
+class FeatureModel(torch.nn.Module):
     """The classifier minus its head: inputs in, pooled features out."""
 
     def __init__(self, classifier):
@@ -60,14 +61,14 @@ class _FeatureModel(torch.nn.Module):
 
 
 def compute_features(classifier, inputs: np.ndarray, description: str | None = None,
-                     batch_size: int | None = None) -> np.ndarray:
+                     batch_size: int | None = None, engine=None) -> np.ndarray:
     """One inference pass, no cache: inputs (images or token ids) -> (N, D) float32 features.
     Under torchrun each rank computes every world_size-th item and the ranks exchange them."""
     world, rank = _world()
     if world == 1:
-        return _features(classifier, inputs, description, batch_size)
+        return _features(classifier, inputs, description, batch_size, engine)
     mine = np.arange(rank, len(inputs), world)
-    local = _features(classifier, inputs[mine], description, batch_size)
+    local = _features(classifier, inputs[mine], description, batch_size, engine)
     shares: list = [None] * world
     torch.distributed.all_gather_object(shares, local)
     out = np.empty((len(inputs), local.shape[1]), dtype=np.float32)
@@ -76,8 +77,10 @@ def compute_features(classifier, inputs: np.ndarray, description: str | None = N
     return out
 
 
-def _features(classifier, inputs, description, batch_size) -> np.ndarray:
-    return predict_logits(_FeatureModel(classifier), inputs, batch_size, description).numpy().astype(np.float32)
+def _features(classifier, inputs, description, batch_size, engine=None) -> np.ndarray:
+    if engine is not None and engine.name != "torch":
+        return engine.features(inputs, description, batch_size)
+    return predict_logits(FeatureModel(classifier), inputs, batch_size, description).numpy().astype(np.float32)
 
 
 def _world() -> tuple[int, int]:
@@ -106,13 +109,15 @@ def weights_fingerprint(module: torch.nn.Module) -> str:
     return h.hexdigest()[:16]
 
 
-def feature_cache_path(backbone, data) -> Path:
+def feature_cache_path(backbone, data, engine=None) -> Path:
     key_parts = {
         "architecture": backbone.architecture,
         "weights": weights_fingerprint(backbone),
         "preprocessing": backbone.preprocessing.to_dict(),
         "data": data.fingerprint(),
     }
+    if engine is not None and engine.tag:  # features another engine computed (int8 differs from fp32)
+        key_parts["engine"] = engine.tag
     key = hashlib.sha256(json.dumps(key_parts, sort_keys=True).encode()).hexdigest()[:24]
     return cache_dir() / "features" / f"{key}.npy"
 

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..deploy.engines import make_engine
 from ..embed import agree_any, compute_features, embed, feature_cache_path, load_cached_features, save_cached_features
 from ..label.balance import balance_full_batch
 from ..label.synthesize import item_namer, synthesize_features
@@ -39,10 +40,12 @@ def fit_logistic_head(classifier, ctx, c_grid=C_GRID) -> dict:
     evaluation and run with the clock paused.
     """
     rec = ctx.recorder
+    # the engine that runs the frozen backbone (--extract-engine); any export it needs is timed
+    engine = make_engine(ctx.config.extract_engine, classifier, calibration=ctx.train.inputs)
     rec.pause()
-    val_x = embed(classifier, ctx.val, cache=ctx.use_feature_cache, description="features (val)")
+    val_x = embed(classifier, ctx.val, cache=ctx.use_feature_cache, description="features (val)", engine=engine)
     rec.resume()
-    train_x, train_cached, order = _train_features_anytime(classifier, ctx, val_x)
+    train_x, train_cached, order = _train_features_anytime(classifier, ctx, val_x, engine)
     train_y = ctx.train.labels[order]
     # --synthesize, then --balance: on the training features only (timed: part of training)
     train_x, train_y, extra, head_weights = _rebalance(train_x, train_y, order, ctx)
@@ -68,6 +71,7 @@ def fit_logistic_head(classifier, ctx, c_grid=C_GRID) -> dict:
         classifier.head.fc.weight.copy_(torch.from_numpy(weight))
         classifier.head.fc.bias.copy_(torch.from_numpy(bias))
     return {"probe_C": c, "probe_val_accuracy": accuracy, "features_cached": train_cached,
+            "extract_engine": engine.name, "engine_prepare_seconds": round(engine.prepare_seconds, 3),
             "probe_train_used": int(len(order)), "stop_reason": "budget" if len(order) < len(ctx.train) else "completed",
             **extra}
 
@@ -85,11 +89,11 @@ def _rebalance(x: np.ndarray, y: np.ndarray, order: np.ndarray, ctx):
 CHUNK = 64  # images per extraction step: the granularity of the budget check
 
 
-def _train_features_anytime(classifier, ctx, val_x) -> tuple[np.ndarray, bool, np.ndarray]:
+def _train_features_anytime(classifier, ctx, val_x, engine) -> tuple[np.ndarray, bool, np.ndarray]:
     """(features, from_cache, order): features[i] belongs to train image order[i]. Under a
     budget, extraction stops early and the head is fitted on the stratified prefix done."""
     rec, train = ctx.recorder, ctx.train
-    path = feature_cache_path(classifier.backbone, train) if ctx.use_feature_cache else None
+    path = feature_cache_path(classifier.backbone, train, engine) if ctx.use_feature_cache else None
     if path is not None and (cached := load_cached_features(path)) is not None:
         return cached, True, np.arange(len(train))
     order = _stratified_order(train.labels, seed=ctx.config.seed)
@@ -108,7 +112,7 @@ def _train_features_anytime(classifier, ctx, val_x) -> tuple[np.ndarray, bool, n
                 if agree_any(rec.wall_seconds + rate * (end - done) + closing > budget):
                     break
             chunk_started = rec.wall_seconds
-            parts.append(compute_features(classifier, train.inputs[order[done:end]]))
+            parts.append(compute_features(classifier, train.inputs[order[done:end]], engine=engine))
             rate = (rec.wall_seconds - chunk_started) / (end - done)
             advance(end - done)
             done = end
