@@ -12,7 +12,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "headstart"
 
 # Lower layers never import higher ones (modules in one layer may import each other).
 LAYERS = [
-    {"errors", "files", "log", "config", "model_io", "metrics", "records", "tracking"},
+    {"errors", "files", "log", "config", "model_io", "metrics", "records", "tracking", "inputs"},
     {"data", "report"},
     {"zoo"},
     {"heads"},

@@ -2,22 +2,13 @@
 in, (label, probability) out."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from .inputs import Prediction
 from .model_io import load_model, read_model_meta
 from .modalities import modality_of
-
-
-@dataclass
-class Prediction:
-    path: str
-    label: str | None
-    probability: float | None
-    error: str | None = None
-    kind: str = "path"  # what `path` holds: "path" (a file) or "text" (the text itself)
 
 
 def predict_inputs(run_dir: str | Path, inputs: list[str], text_file: str | None = None,

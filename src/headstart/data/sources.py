@@ -20,7 +20,7 @@ from headstart.data.dataset import ImageData
 from headstart.errors import HeadstartError
 from headstart.log import progress_bar
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+from headstart.inputs import IMAGE_EXTENSIONS  # noqa: E402,F401  (one list: predict reads it without torch)
 DEFAULT_SIZE = 224
 
 PATH_COLUMNS = ("path", "filename", "file", "image")

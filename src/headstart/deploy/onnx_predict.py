@@ -3,14 +3,14 @@ onnxruntime, PIL and the tokenizers library -- and no PyTorch.
 
 Everything the model needs to read its inputs is in the file's metadata (classes, the run's
 preprocessing, the tokenizer's settings; see onnx_export.py). Inputs are read exactly as the
-PyTorch path reads them; the few lines that do so are repeated here because the modules that
-hold them import torch (headstart.data does, on import), and tests/test_export.py checks
-that both give the same pixels and the same token ids.
+PyTorch path reads them: file lists and text lines through headstart.inputs (as the PyTorch
+path does); decoding and tokenising are repeated here because the modules that hold them
+import torch (headstart.data does, on import), and tests/test_export.py checks that both give
+the same pixels and the same token ids.
 """
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -19,22 +19,10 @@ import numpy as np
 
 from headstart.deploy.onnx_graph import ort_session
 from headstart.errors import HeadstartError
+from headstart.inputs import Prediction, expand_image_paths, read_text_lines
 
 ONNX_FORMAT = "headstart-onnx/1"  # what onnx_export.py writes (not imported: it pulls in more than this needs)
-# headstart.data.sources.IMAGE_EXTENSIONS (a test keeps them equal)
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 BATCH = 32
-
-
-@dataclass
-class Prediction:
-    """The shape of headstart.prediction.Prediction, which cannot be imported without torch."""
-
-    path: str
-    label: str | None
-    probability: float | None
-    error: str | None = None
-    kind: str = "path"  # "path" (a file) or "text" (the text itself)
 
 
 def model_file(run_or_file: str | Path) -> Path:
@@ -208,30 +196,3 @@ def _to_channels(image: np.ndarray, channels: int) -> np.ndarray:
         from PIL import Image
         return np.asarray(Image.fromarray(image).convert("L"), dtype=np.uint8)[..., None]
     return np.repeat(image[..., :1], channels, axis=-1)
-
-
-def expand_image_paths(paths: list[str]) -> list[Path]:
-    """Files as given; folders as every image file under them (sorted), as predict does."""
-    files: list[Path] = []
-    for raw in paths:
-        p = Path(raw)
-        if p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS)
-            if not found:
-                raise HeadstartError(f"no images found in the folder {p}")
-            files.extend(found)
-        elif p.exists():
-            files.append(p)
-        else:
-            raise HeadstartError(f"no such file or folder: {p}")
-    return files
-
-
-def read_text_lines(path: str) -> list[str]:
-    """One text per non-blank line; '-' is standard input. Bad bytes are replaced, not fatal."""
-    if path == "-":
-        return [line.strip() for line in sys.stdin if line.strip()]
-    p = Path(path)
-    if not p.is_file():
-        raise HeadstartError(f"no such file: {p}", hint="--file takes a text file with one text per line")
-    return [line.strip() for line in p.read_bytes().decode("utf-8", "replace").splitlines() if line.strip()]

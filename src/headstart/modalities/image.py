@@ -5,9 +5,10 @@ from pathlib import Path
 
 import numpy as np
 
-from headstart.data import IMAGE_EXTENSIONS, ImageData, decode_image
+from headstart.data import ImageData, decode_image
 from headstart.data.sources import load_image_csv, load_image_folder, load_image_pool
 from headstart.errors import HeadstartError
+from headstart.inputs import expand_image_paths
 from headstart.heads import ImageClassifier
 from headstart.model_io import load_module_weights, register_model_format, save_module_weights
 from headstart.modalities.base import Inputs, LoadOptions, Modality, register_modality
@@ -93,7 +94,7 @@ class ImageModality(Modality):
             raise HeadstartError("--file is for text runs", hint="pass image files or folders for an image run")
         if not inputs:
             raise HeadstartError("nothing to predict", hint="pass image files or folders")
-        files = _expand(inputs)
+        files = expand_image_paths(inputs)
         size = meta["backbone"]["preprocessing"]["input_size"]
         images, usable, errors = [], [], {}
         for i, f in enumerate(files):
@@ -111,22 +112,6 @@ def _decode_size(options: LoadOptions) -> int:
     if side < 1:
         raise HeadstartError(f"image size must be positive, got {side}", "pass a size such as 224")
     return side
-
-
-def _expand(paths: list[str]) -> list[Path]:
-    files: list[Path] = []
-    for raw in paths:
-        p = Path(raw)
-        if p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS)
-            if not found:
-                raise HeadstartError(f"no images found in the folder {p}")
-            files.extend(found)
-        elif p.exists():
-            files.append(p)
-        else:
-            raise HeadstartError(f"no such file or folder: {p}")
-    return files
 
 
 def _load_image_classifier(run_dir: Path, meta: dict) -> ImageClassifier:

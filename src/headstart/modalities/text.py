@@ -2,7 +2,6 @@
 bag and TF-IDF; tokenised once and cached."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from headstart.data import TextData
@@ -10,6 +9,7 @@ from headstart.data.sources import is_image_file
 from headstart.data.text_sources import (csv_is_text, folder_is_text, load_text_folder, load_text_pool,
                                          load_text_table)
 from headstart.errors import HeadstartError
+from headstart.inputs import read_text_lines
 from headstart.files import atomic_dir
 from headstart.heads import Classifier
 from headstart.model_io import load_module_weights, register_model_format, save_module_weights
@@ -138,23 +138,13 @@ class TextModality(Modality):
                 "truncated_share": round(prepared.notes.get("truncated", 0) / max(len(data), 1), 4)}
 
     def read_inputs(self, inputs: list[str], text_file: str | None, meta: dict) -> Inputs:
-        texts = list(inputs) + (_read_text_lines(text_file) if text_file else [])
+        texts = list(inputs) + (read_text_lines(text_file) if text_file else [])
         if not texts:
             raise HeadstartError("nothing to predict", hint='pass texts ("some text") or --file lines.txt')
         usable = [i for i, t in enumerate(texts) if t.strip()]
         errors = {i: "empty text" for i in range(len(texts)) if i not in set(usable)}
         data = TextData(texts=[texts[i] for i in usable], labels=None, classes=[], name="inputs") if usable else None
         return Inputs(texts, "text", data, usable, errors)
-
-
-def _read_text_lines(path: str) -> list[str]:
-    """One text per non-blank line; '-' is standard input. Bad bytes are replaced, not fatal."""
-    if path == "-":
-        return [line.strip() for line in sys.stdin if line.strip()]
-    p = Path(path)
-    if not p.is_file():
-        raise HeadstartError(f"no such file: {p}", hint="--file takes a text file with one text per line")
-    return [line.strip() for line in p.read_bytes().decode("utf-8", "replace").splitlines() if line.strip()]
 
 
 def _save_text_classifier(model: Classifier, run_dir: Path) -> None:
