@@ -220,3 +220,19 @@ def test_tfidf_runs_export_through_their_own_graph_and_predict_without_torch(tex
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert _cli_rows(done.stdout) == _torch_predictions(out, texts)
+
+
+def test_int8_quantization_works_with_a_relative_output_path(tmp_path, monkeypatch):
+    """quantize_int8 works inside a scratch folder (chdir): a relative --out must still land."""
+    import torch
+
+    from headstart.deploy.onnx_graph import ort_session, quantize_int8, torch_to_onnx
+
+    monkeypatch.chdir(tmp_path)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4)).eval()
+    torch_to_onnx(model, (torch.zeros(2, 8),), Path("fp32.onnx"), input_names=["x"], output_names=["y"],
+                  dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}})
+    feeds = [{"x": np.random.default_rng(i).normal(size=(4, 8)).astype(np.float32)} for i in range(4)]
+    quantize_int8(Path("fp32.onnx"), Path("out") / "model.int8.onnx", feeds)
+    out = ort_session(Path("out") / "model.int8.onnx").run(None, feeds[0])[0]
+    assert out.shape == (4, 4) and sorted(p.name for p in Path("out").iterdir()) == ["model.int8.onnx"]

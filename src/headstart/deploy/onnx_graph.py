@@ -128,7 +128,7 @@ def quantize_int8(fp32_path, out_path, calibration: Iterable[dict[str, np.ndarra
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    out_path = Path(out_path)
+    out_path = Path(out_path).absolute()  # the work below runs in another directory (chdir)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_path.parent, prefix=f".{out_path.name}.") as work, \
             atomic_path(out_path) as tmp:
