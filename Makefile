@@ -33,7 +33,7 @@ demo: install
 test: install
 	$(PY) -m pytest -q
 
-# The benchmarks behind BENCHMARKS.md (about 1.7 hours on 2 cores).
+# The benchmarks behind BENCHMARKS.md (about 2.3 hours on 2 cores).
 bench: install
 	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) bench/transfer_vs_scratch.py
@@ -41,7 +41,10 @@ bench: install
 	  --max-eval 500 --results bench/results/vs_fastai_100pc.json
 	$(PY) bench/vs_fastai.py --dataset elpv --image-size 128 --epochs 1 --seeds 1 --max-eval 500 \
 	  --results bench/results/vs_fastai_full.json
+	$(PY) bench/extract_engines.py --dataset elpv --sizes 128,224 --repeats 2
 	$(PY) bench/probe_floor.py --dataset elpv --image-size 128 --repeats 3
+	$(PY) bench/deploy_table.py --dataset elpv --image-size 128 --budget 2m --prune-budget 1m
+	$(PY) bench/scratch_plateau.py --seeds 3 --budget 60s --baseline-budget 300s
 	$(PY) bench/text_vs_hf.py
 	$(PY) bench/text_tables.py
 
