@@ -40,10 +40,12 @@ def fit_logistic_head(classifier, ctx, c_grid=C_GRID) -> dict:
     evaluation and run with the clock paused.
     """
     rec = ctx.recorder
-    # the engine that runs the frozen backbone (--extract-engine): made on one training example
-    # with the clock running, so a first use's export (cached after) counts as training
+    # the engine that runs the frozen backbone (--extract-engine). When features must be
+    # computed it is made on one training example with the clock running, so a first use's
+    # export (cached after) counts as training; a warm feature cache never starts it.
     engine = make_engine(ctx.config.extract_engine, classifier, calibration=ctx.train.inputs)
-    engine.features(ctx.train.inputs[:1])
+    if not (ctx.use_feature_cache and feature_cache_path(classifier.backbone, ctx.train, engine).exists()):
+        engine.features(ctx.train.inputs[:1])
     rec.pause()
     val_x = embed(classifier, ctx.val, cache=ctx.use_feature_cache, description="features (val)", engine=engine)
     rec.resume()
