@@ -21,9 +21,11 @@ LAYERS = [
     # the ONNX graph tools and the extraction engines run the embed stage; the rest of deploy/
     # (export, prune, the deploy table) works on finished runs, beside the pipeline
     {"embed", "deploy.onnx_graph", "deploy.engines"},
-    {"explain", "diagnosis", "label"},
+    # choose/: the transferability scores and the ranking work on embeddings (below the
+    # pipeline, which ranks for --backbone auto); auto and tune run whole fits, beside it
+    {"explain", "diagnosis", "label", "choose.scores", "choose.candidates", "choose.rank"},
     {"strategies"},
-    {"pipeline", "compare", "baseline", "label_curves", "prediction", "demo", "deploy"},
+    {"pipeline", "compare", "baseline", "label_curves", "prediction", "demo", "deploy", "choose"},
     {"api", "cli_options"},
     {"cli", "__init__", "__main__"},
 ]

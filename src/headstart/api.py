@@ -125,7 +125,8 @@ class HeadstartClassifier(ClassifierMixin, BaseEstimator):
                  val_fraction: float = 0.15, test_fraction: float = 0.15, max_eval: int = 1000,
                  epochs: int | None = None, batch_size: int | None = None, lr: float | None = None,
                  optimizer: str = "adamw", schedule: str = "onecycle", weight_decay: float = 0.01,
-                 augment: str | None = None, patience: int | None = None,
+                 augment: str | None = None, layer_decay: float | None = None,
+                 freeze_depth: int | None = None, patience: int | None = None,
                  budget: str | float | None = None, evals_per_epoch: int = 1,
                  mixed_precision: str = "auto", strict: bool = False, modality: str = "auto",
                  text_column: str | None = None, label_column: str | None = None,
@@ -153,6 +154,8 @@ class HeadstartClassifier(ClassifierMixin, BaseEstimator):
         self.schedule = schedule
         self.weight_decay = weight_decay
         self.augment = augment
+        self.layer_decay = layer_decay
+        self.freeze_depth = freeze_depth
         self.patience = patience
         self.budget = budget
         self.evals_per_epoch = evals_per_epoch

@@ -18,7 +18,7 @@ def _registry_choices(name: str) -> list[str]:
     # Imported when a parser is built: the registries fill as their packages import.
     if name == "strategies":
         from .strategies import STRATEGIES
-        return list(STRATEGIES)
+        return [*STRATEGIES, "auto"]  # auto: chosen by evidence before anything trains (choose/auto.py)
     if name == "optimizers":
         from .train.optim import OPTIMIZERS
         return list(OPTIMIZERS)

@@ -79,10 +79,14 @@ class FitConfig:
     data: str = setting(help="a folder of class sub-folders (images or .txt files), a CSV (path,label or "
                              "text,label), a JSONL of texts, or a built-in dataset, with its options as "
                              "NAME:OPTION (e.g. elpv:grades; see `headstart datasets`)", per_arm=True)
-    backbone: str | None = setting(None, "zoo or timm model name, or a text model (hub id, alias or folder); "
-                                         "default: the data's modality's (tf_efficientnet_lite0 for images, "
-                                         "all-MiniLM-L6-v2 for text)")
-    strategy: str = setting("probe", "how to train", choices="strategies", per_arm=True)
+    backbone: str | None = setting(None, "zoo or timm model name, a layer of one (tf_efficientnet_lite0@block5), "
+                                         "a model of your local zoo (`headstart zoo add`), or a text model (hub "
+                                         "id, alias or folder); auto: the best-ranked candidate on this data "
+                                         "(`headstart rank`); default: the data's modality's "
+                                         "(tf_efficientnet_lite0 for images, all-MiniLM-L6-v2 for text)")
+    strategy: str = setting("probe", "how to train; auto: chosen from this machine's measured throughput, the "
+                                     "budget and short pilots of the probe and the scratch model",
+                            choices="strategies", per_arm=True)
     # weights
     weights: str | None = setting(None, "load pretrained weights from this file (safetensors or a state_dict)")
     pretrained: bool = setting(True, "start from random weights", flag="--no-pretrained")
@@ -126,6 +130,11 @@ class FitConfig:
     schedule: str = setting("onecycle", "learning-rate schedule", choices="schedules")
     weight_decay: float = setting(0.01, "weight decay")
     augment: str | None = setting(None, "augmentation preset (default: the strategy's)", choices="augmentations")
+    layer_decay: float | None = setting(None, "layer-wise rate decay: each backbone layer group down from the top "
+                                              "trains at this fraction of the rate above it (default: the "
+                                              "strategy's own spread)")
+    freeze_depth: int | None = setting(None, "fine-tuning strategies: keep this many backbone layer groups, from "
+                                             "the stem up, frozen (default: 0, every layer trains)")
     patience: int | None = setting(None, "epochs without validation gain before stopping")
     budget_seconds: float | None = setting(None, "time budget, e.g. 90s, 5m, 1h: the run stops cleanly inside it",
                                            flag="--budget", parse=parse_duration, per_arm=True)

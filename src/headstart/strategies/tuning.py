@@ -86,11 +86,12 @@ class HeadThenAllLayers(Strategy):
     lr_spread: float = 1.0
     schedule: str | None = None  # None: the config's --schedule
 
-    def spread(self, n_groups: int, modality) -> float:
-        # Layer-wise learning-rate decay (ULMFiT, ELECTRA) where the modality asks for it
-        # (transformers): each block down from the top trains at this fraction of the rate
-        # above it. Otherwise fastai's spread: the stem at lr / lr_spread.
-        decay = self.default("layer_decay", modality)
+    def spread(self, n_groups: int, modality, config=None) -> float:
+        # Layer-wise learning-rate decay (ULMFiT, ELECTRA) where --layer-decay or the modality
+        # asks for it (transformers): each block down from the top trains at this fraction of
+        # the rate above it. Otherwise fastai's spread: the stem at lr / lr_spread.
+        decay = config.layer_decay if config is not None and config.layer_decay is not None \
+            else self.default("layer_decay", modality)
         if decay is not None:
             return decay ** -(max(n_groups, 1) - 1)
         return self.lr_spread
@@ -98,6 +99,7 @@ class HeadThenAllLayers(Strategy):
     def prepare_backbone(self, classifier, ctx: FitContext) -> None:
         """Choose what trains: here every layer. LoRA overrides this with adapters."""
         classifier.backbone.set_trainable(True)
+        freeze_stem_groups(classifier.backbone, ctx.config.freeze_depth)
         for p in classifier.head.parameters():
             p.requires_grad_(True)
 
@@ -112,11 +114,26 @@ class HeadThenAllLayers(Strategy):
         self.prepare_backbone(classifier, ctx)
         backbone_groups = classifier.backbone.param_groups()
         groups = layerwise_groups(backbone_groups, classifier.head, self.lr(ctx.config, ctx.modality),
-                                  self.spread(len(backbone_groups), ctx.modality))
+                                  self.spread(len(backbone_groups), ctx.modality, ctx.config))
         trained = run_training_loop(self, classifier, groups, ctx, schedule=self.schedule,
                                     initial_val=head.get("probe_val_accuracy"))
         synthetic = _both_stages(head.get("synthetic"), trained.get("synthetic"), ctx)
         return {**head, **trained, **self.finish_backbone(classifier), **synthetic}
+
+
+def freeze_stem_groups(backbone, depth: int | None) -> None:
+    """--freeze-depth: the first `depth` layer groups (stem first) stay frozen; the rest train.
+    Early layers hold the most generic features, so they are the ones a small dataset leaves be."""
+    groups = backbone.param_groups()
+    if not depth:
+        return
+    if depth < 0 or depth >= len(groups):
+        from ..errors import HeadstartError
+        raise HeadstartError(f"--freeze-depth {depth}: the backbone has {len(groups)} layer groups, so freeze "
+                             f"0 to {len(groups) - 1} of them", hint="or use --strategy probe to freeze them all")
+    for params in groups[:depth]:
+        for p in params:
+            p.requires_grad_(False)
 
 
 def _both_stages(smote: dict | None, mixed: dict | None, ctx: FitContext) -> dict:

@@ -1,0 +1,7 @@
+"""choose/: which pre-trained model (and layer), which strategy, which hyper-parameters.
+
+scores.py  transferability scores on embeddings (LogME, H-score, NCE, LEEP, k-NN, linear probe)
+rank.py    `headstart rank`: every candidate embeds a labelled sample once, every score runs
+auto.py    `--backbone auto` and `--strategy auto`: the choice and its reason, inside the budget
+tune.py    `headstart tune`: an Optuna study whose trials are ordinary runs
+"""
