@@ -92,6 +92,25 @@ def export(run_dir: str | Path, *, format: str = "onnx", quantize: str | None = 
     return get_exporter(format).export(run_dir, quantize=quantize, out=out, tolerance=tolerance, force=force)
 
 
+def zoo_add(run_dir: str | Path, name: str, force: bool = False) -> dict:
+    """`headstart zoo add` from Python: register a finished run's backbone (without its head)
+    in the local zoo ($HEADSTART_HOME/zoo/NAME, default ~/.headstart), so that `name` is a
+    backbone like any other (`fit(..., backbone=name)`). Refuses unfinished, foreign, standalone
+    and pruned runs, and names already taken, unless `force` replaces a local entry. Returns
+    the entry's spec.json, with its "folder"."""
+    from .zoo.local import add_entry
+
+    return add_entry(run_dir, name, force=force)
+
+
+def zoo_remove(name: str) -> dict:
+    """`headstart zoo remove` from Python: delete the local zoo entry `name`; returns its spec.
+    Runs trained on it keep working: they rebuild from the source architecture."""
+    from .zoo.local import remove_entry
+
+    return remove_entry(name)
+
+
 class UnknownLabelError(HeadstartError, ValueError):
     """Labels the fitted model has never seen. A HeadstartError so the CLI reports it cleanly,
     and a ValueError because that is what scikit-learn code expects for bad label values."""

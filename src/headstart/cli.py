@@ -143,9 +143,15 @@ def print_study(study: dict) -> None:
 
 @command
 def cmd_zoo(args) -> int:
+    from .api import zoo_add, zoo_remove
     from .modalities import modalities
     from .zoo import list_backbones
+    from .zoo.local import listing_lines
 
+    if args.zoo_action:  # the local zoo: `add RUN --name NAME [--force]` or `remove NAME`
+        done = zoo_add(args.run, args.name, force=args.force) if args.zoo_action == "add" else zoo_remove(args.name)
+        print(f"{'added' if args.zoo_action == 'add' else 'removed'} local backbone {done['name']}: {done['folder']}")
+        return 0
     for modality in sorted(modalities(), key=lambda m: m.priority):  # the fallback (images) first
         listed = list_backbones(modality.name)
         if not listed:
@@ -155,6 +161,7 @@ def cmd_zoo(args) -> int:
             print(f"{b['name']:32} {('yes' if b['has_pretrained'] else 'no'):12} "
                   f"{('yes' if b['pretrained_offline'] else 'no'):8} {b['description']}")
         print()
+    print("\n".join(listing_lines()), end="\n\n")  # your own runs' backbones (zoo/local.py)
     print("Any timm model name works too, and any Hugging Face encoder or sentence-transformers model by hub\n"
           "id or local folder; their weights come from the hub when online, or --weights FILE.")
     return 0
@@ -367,7 +374,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget", help="time cap on the recovery fine-tune, e.g. 2m")
     p.add_argument("--epochs", type=int, help="recovery fine-tune epochs (default: 3)")
     p.add_argument("--out", help="the new run's folder (default: RUN-prunedNN beside RUN)")
-    sub.add_parser("zoo", help="list backbones and which load offline")
+    zoo = sub.add_parser("zoo", help="list backbones and which load offline; add or remove your own runs' "
+                         "backbones (the local zoo)").add_subparsers(dest="zoo_action", required=False)
+    p = zoo.add_parser("add", help="register a finished run's backbone (no head) in $HEADSTART_HOME/zoo")
+    p.add_argument("run", help="a run directory written by `headstart fit`")
+    p.add_argument("--name", required=True, help="the backbone's name, for --backbone NAME")
+    p.add_argument("--force", action="store_true", help="replace a local backbone of that name")
+    zoo.add_parser("remove", help="delete a local backbone").add_argument("name", help="its name")
     sub.add_parser("datasets", help="list the built-in datasets and their options")
     p = sub.add_parser("demo", help="transfer vs scratch on the built-in elpv solar cells (no network needed)")
     p.add_argument("--out", help="run directory (default: a new folder under runs/)")

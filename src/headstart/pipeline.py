@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 import yaml
 
@@ -77,9 +78,14 @@ def _architecture(config: FitConfig, strategy: Strategy) -> str:
 
 
 def load(config: FitConfig):
-    """The labelled data, decoded once at the size the plan's backbone eats."""
+    """The labelled data, decoded once at the size the plan's backbone eats (--backbone auto: the
+    largest size a candidate eats)."""
     def decode_size(modality: Modality):
-        return modality.decode_size(config.image_size, resolve_plan(config, modality).spec)
+        if config.backbone == "auto":
+            from .choose.candidates import decode_size_for
+            return decode_size_for(modality, config.image_size)
+        planned = replace(config, strategy="probe") if config.strategy == "auto" else config
+        return modality.decode_size(config.image_size, resolve_plan(planned, modality).spec)
 
     return load_data(config.data, size=decode_size, **config.load_options())
 
@@ -123,20 +129,24 @@ def fit(config: FitConfig, *, data=None, use_feature_cache: bool = True, splits=
     check_tracking(config)  # --track: a missing library or an unreachable server fails before training
     decode_started = time.perf_counter()
     data = load(config) if data is None else data
-    plan = resolve_plan(config, modality_of(data))
-    config = plan.config
     from .data import make_splits
     splits = splits or make_splits(data, seed=config.seed, train_per_class=config.train_per_class,
                                    train_size=config.train_size, val_fraction=config.val_fraction,
                                    test_fraction=config.test_fraction, max_eval=config.max_eval)
     added = add_labels(config, data, splits)
+    # --backbone auto / --strategy auto: chosen on this split, the time it took off the budget
+    choosing_started = time.perf_counter()
+    config, chosen = choose_automatically(config, modality_of(data), splits, use_feature_cache)
+    choosing_seconds = time.perf_counter() - choosing_started
+    plan = resolve_plan(config, modality_of(data))
+    config = plan.config
     if data.skipped:
         say(f"skipped {len(data.skipped)} unusable example(s), e.g. {data.skipped[0][0]} ({data.skipped[0][1]})")
     if data.notes.get("replaced_bytes"):
         say(f"{data.notes['replaced_bytes']} text(s) held bytes that are not UTF-8; they were replaced with U+FFFD")
     model = build(plan, data)
     parts = tuple(model.prepare(s) for s in (splits.train, splits.val, splits.test))
-    decode_seconds = time.perf_counter() - decode_started
+    decode_seconds = time.perf_counter() - decode_started - choosing_seconds
     described = model.describe()
     figures, notes = plan.modality.data_notes(list(parts), described["preprocessing"])
     size = described["preprocessing"].get("input_size", described["preprocessing"].get("max_length"))
@@ -151,10 +161,77 @@ def fit(config: FitConfig, *, data=None, use_feature_cache: bool = True, splits=
     outcome = train(plan, model, parts, recorder, checkpoint_dir=run_dir / "checkpoint",
                     use_feature_cache=use_feature_cache)
     extra = {"modality": plan.modality.name, "words": dict(plan.modality.words), "data_notes": notes, **figures,
-             **({"added_labels": added} if added else {})}
+             **({"added_labels": added} if added else {}), **({"auto": chosen} if chosen else {})}
     result = finish(plan, model, data, parts, recorder, outcome, run_dir, started, decode_seconds, extra)
     track_run(config, run_dir)  # --track: log the written run directory (the main process only)
     return result
+
+
+def choose_automatically(config: FitConfig, modality: Modality, splits, use_feature_cache: bool = True):
+    """(config with the backbone and strategy filled in, what was chosen and why). The choosing
+    time comes off --budget: the promise covers the whole fit."""
+    chosen: dict = {}
+    if config.backbone == "auto":
+        from .choose.auto import choose_backbone
+        started = time.perf_counter()
+        chosen["backbone"] = choose_backbone(splits.train, modality.name, config)
+        config = replace(config, backbone=chosen["backbone"]["backbone"],
+                         image_size=chosen["backbone"]["image_size"] or config.image_size,
+                         budget_seconds=_less(config.budget_seconds, time.perf_counter() - started))
+    if config.strategy == "auto":
+        from .choose.auto import choose_strategy
+        choice = choose_strategy(splits.train, splits.val, len(splits.test), config.budget_seconds,
+                                 _auto_stages(config, modality, splits, use_feature_cache), seed=config.seed)
+        chosen["strategy"] = choice.to_dict()
+        config = replace(config, strategy=choice.strategy, budget_seconds=choice.budget_left,
+                         **_baseline_settings(config, modality, choice.strategy))
+    return config, chosen
+
+
+def _less(budget: float | None, spent: float) -> float | None:
+    return None if budget is None else max(budget - spent, 1.0)
+
+
+def _baseline_settings(config: FitConfig, modality: Modality, strategy: str) -> dict:
+    """A scratch choice trains the modality's small model at the data's own resolution, as
+    compare's scratch arm does, not the pretrained backbone's architecture from random weights."""
+    if strategy != "scratch":
+        return {}
+    model = config.scratch_model if config.scratch_model not in (None, "same") else modality.default_scratch_model
+    sized = resolve_backbone(model).sized_to_input
+    return {"scratch_model": model, **({"image_size": None} if sized else {})}
+
+
+def _auto_stages(config: FitConfig, modality: Modality, splits, use_feature_cache: bool):
+    """The pipeline's stages as --strategy auto uses them: measured rates, and short pilot fits
+    that write nothing."""
+    from .choose.auto import Stages
+    from .choose.throughput import model_rates
+
+    def planned(strategy: str, **changes) -> FitConfig:
+        return replace(config, strategy=strategy, resume=False, **_baseline_settings(config, modality, strategy),
+                       **changes)
+
+    def rates(strategy: str):
+        plan = resolve_plan(planned(strategy), modality)
+        if plan.spec.standalone:
+            return None  # one-shot models (TF-IDF): no rate to speak of
+        sample = splits.train.subset(np.arange(min(len(splits.train), 16)))
+        model = build(plan, sample)
+        prepared = model.prepare(sample)
+        return model_rates(model, prepared.inputs, prepared.labels)
+
+    def pilot(strategy: str, budget, train_data, val_data, evals_per_epoch: int = 1) -> dict:
+        plan = resolve_plan(planned(strategy, budget_seconds=budget, evals_per_epoch=evals_per_epoch,
+                                    explain_examples=0), modality)
+        model = build(plan, train_data)
+        parts = tuple(model.prepare(p) for p in (train_data, val_data, val_data.subset(np.arange(0))))
+        recorder = Recorder(None, plan.strategy.name, write=False)
+        outcome = train(plan, model, parts, recorder, checkpoint_dir=None, use_feature_cache=use_feature_cache)
+        return {"best_val_accuracy": outcome["best_val_accuracy"], "rows": recorder.rows,
+                "train_seconds": recorder.train_seconds, "wall_seconds": recorder.wall_seconds}
+
+    return Stages(rates=rates, pilot=pilot, no_transfer=modality.auto_baseline)
 
 
 def add_labels(config: FitConfig, data, splits) -> dict | None:

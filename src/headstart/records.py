@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 from .files import atomic_write_text, json_default, read_json, write_json, write_yaml  # noqa: F401  (the run directory's writers)
 
@@ -33,6 +34,23 @@ def new_run_dir(out: str | None, prefix: str = "fit") -> Path:
         n += 1
         path = Path(f"{base}-{n}")
     return path
+
+
+# Listeners every Recorder tells of each row it logs (observe_evaluations).
+_OBSERVERS: list[Callable[[dict], None]] = []
+
+
+@contextmanager
+def observe_evaluations(callback: Callable[[dict], None]) -> Iterator[None]:
+    """Call `callback(row)` with every row any Recorder logs while inside, after the row is
+    written and with the training clock paused. `tune` reports each validation accuracy to its
+    study this way; an exception the callback raises (optuna.TrialPruned) ends the run there
+    and propagates out of the fit, its metrics so far written."""
+    _OBSERVERS.append(callback)
+    try:
+        yield
+    finally:
+        _OBSERVERS.remove(callback)
 
 
 class Recorder:
@@ -96,6 +114,8 @@ class Recorder:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             with open(self.run_dir / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(row, default=json_default) + "\n")
+        for observe in list(_OBSERVERS):  # paused: a listener's time is not training time
+            observe(row)
         if was_running:
             self.resume()
         return row

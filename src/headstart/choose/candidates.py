@@ -87,3 +87,14 @@ def _local_names(modality: str) -> list[str]:
     except ImportError:  # pragma: no cover
         return []
     return local_names(modality)
+
+
+def decode_size_for(modality, image_size: int | None) -> int | None:
+    """The size to decode data at when the backbone is chosen later (--backbone auto): the
+    largest any default candidate eats, so every candidate resizes down from it."""
+    from ..zoo import resolve_backbone
+
+    sizes = [modality.decode_size(c.image_size or image_size, resolve_backbone(c.backbone))
+             for c in default_candidates(modality.name)]
+    sizes = [s for s in sizes if s]
+    return max(sizes) if sizes else modality.decode_size(image_size, resolve_backbone(modality.default_backbone))

@@ -5,6 +5,7 @@ encoders before timm architectures) and the standalone models' file format.
 """
 from headstart.model_io import register_model_format
 from headstart.zoo import embedding_bag, packaged, small_cnn, text_backbones, tfidf, timm_backbones, weights
+from headstart.zoo import layers, local
 from headstart.zoo.backbone import Backbone, Preprocessing
 from headstart.zoo.packaged import load_packaged_imagenet_model
 from headstart.zoo.registry import (
@@ -22,8 +23,13 @@ from headstart.zoo.weights import Weights, WeightsUnavailable, register_weights_
 for _module in (small_cnn, timm_backbones, text_backbones, embedding_bag, tfidf):
     for _spec in _module.SPECS:
         register_backbone(_spec)
-# A name like "org/model" or a local folder is a Hugging Face text encoder; anything else
-# timm knows is an image architecture.
+# "ARCH@blockK" / "ARCH@concat" is a layer of a timm architecture: first, as neither resolver
+# below knows the '@'. A name like "org/model" or a local folder is a Hugging Face text
+# encoder; anything else timm knows is an image architecture.
+register_resolver(layers.resolve, known_names=layers.known_names)
+# Your own runs' backbones ($HEADSTART_HOME/zoo, zoo/local.py) before the hub and timm names;
+# adding one refuses a name those already mean, so nothing is hidden.
+register_resolver(local.resolve, known_names=local.known_names)
 register_resolver(text_backbones.resolve, known_names=text_backbones.known_names)
 register_resolver(timm_backbones.resolve, known_names=timm_backbones.known_names)
 register_model_format(tfidf.FORMAT.split("/")[0], save=tfidf.save_tfidf, load=tfidf.load_tfidf,

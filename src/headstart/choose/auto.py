@@ -1,0 +1,197 @@
+"""`--strategy auto`: which strategy to train, chosen from evidence and kept inside the budget.
+
+The evidence, gathered in a few percent of the budget before anything is kept:
+1. this machine's measured rates for the pretrained backbone and for the scratch model
+   (choose/throughput.py: inference and a training step, a few seconds, cached per machine);
+2. a pilot of the probe: the real probe on every training example when its feature pass costs
+   at most a quarter of the budget (its features are cached, so a chosen probe or lp-ft reuses
+   them and the pilot is not wasted), else on a stratified share of them;
+3. a pilot of the no-transfer baseline: the scratch model trained for a few percent of the
+   budget (its early validation curve), or for text the one-shot TF-IDF model (exact).
+
+The choice: project each side to the end of the budget and take the better. The transfer side is
+the probe's accuracy (lp-ft starts from that head and keeps it unless it beats it, so it only adds);
+the scratch side is its pilot's best accuracy plus what further doublings of its training time
+would add if each adds half as much as the one before (a concave learning curve in log-time, the
+shape scratch curves have). Transfer wins ties: it is the cheaper bet to keep. A transfer choice
+is lp-ft when at least two epochs of fine-tuning fit in what the pilots left, else the probe.
+The stages (building a model, running a short unrecorded fit) are the pipeline's, passed in, so
+this module decides and never writes a run.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from ..errors import HeadstartError
+from ..log import say
+from .estimate import Workload, describe_seconds, epoch_seconds, probe_seconds
+from .throughput import Rates
+
+BUDGET_WITHOUT_ONE = 300.0   # auto needs a budget to fit; without --budget it plans for 5 minutes
+PILOT_SHARE = 0.06           # the scratch pilot's share of the budget
+MIN_PILOT_SECONDS = 4.0
+FULL_PROBE_SHARE = 0.25      # the probe pilot runs on all training data when that costs at most this share
+FINETUNE_EPOCHS = 2          # lp-ft only when this many epochs fit after the probe
+EDGE = 0.005                 # a projected edge smaller than half a point is no edge
+MAX_ERROR_REMOVED = 0.6      # scratch's projection removes at most this share of its remaining error
+
+
+@dataclass
+class Stages:
+    """What auto needs from the pipeline (injected: the pipeline imports this module)."""
+    rates: Callable[[str], Rates | None]                  # strategy -> its model's measured rates (None: one-shot)
+    pilot: Callable[..., dict]                            # (strategy, budget, train, val, evals_per_epoch) -> rows
+    no_transfer: str                                      # the baseline's strategy: scratch (images) or tfidf (text)
+
+
+@dataclass
+class Choice:
+    strategy: str
+    reason: str
+    budget_left: float | None
+    evidence: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"strategy": self.strategy, "reason": self.reason, "evidence": self.evidence}
+
+
+def choose_strategy(train, val, test_size: int, budget: float | None, stages: Stages, *, seed: int = 0) -> Choice:
+    started = time.perf_counter()
+    planned = budget if budget is not None else BUDGET_WITHOUT_ONE
+    work = Workload(train=len(train), val=len(val), test=test_size, epochs=FINETUNE_EPOCHS)
+    transfer_rates = stages.rates("probe")
+    baseline_rates = stages.rates(stages.no_transfer)
+    probe_cost = probe_seconds(work, transfer_rates)
+    evidence = {"budget_seconds": planned, "budget_given": budget is not None,
+                "rates": {"transfer": transfer_rates.to_dict(),
+                          "baseline": baseline_rates.to_dict() if baseline_rates else None},
+                "probe_seconds_expected": round(probe_cost, 2)}
+    _check_affordable(planned, probe_cost, work, baseline_rates, stages.no_transfer)
+
+    probe = _probe_pilot(train, val, planned, probe_cost, work, transfer_rates, stages, seed)
+    baseline = _baseline_pilot(train, val, planned, work, baseline_rates, stages)
+    evidence["pilots"] = {"probe": _brief(probe), stages.no_transfer: _brief(baseline)}
+
+    spent = time.perf_counter() - started
+    left = planned - spent
+    transfer_acc = probe["best_val_accuracy"]
+    baseline_acc = _project(baseline, left) if baseline_rates is not None else baseline["best_val_accuracy"]
+    evidence.update(projected={"transfer": round(transfer_acc, 4), stages.no_transfer: round(baseline_acc, 4)},
+                    choosing_seconds=round(spent, 2))
+    if baseline_acc > transfer_acc + EDGE:
+        strategy = stages.no_transfer
+        reason = (f"{stages.no_transfer} is projected to reach {baseline_acc:.3f} validation accuracy in the "
+                  f"{describe_seconds(left)} left against {transfer_acc:.3f} for the pretrained backbone's probe: "
+                  f"transfer does not pay here")
+    else:
+        probe_left = 0.0 if probe["complete"] else probe_cost  # a complete pilot cached the features
+        epochs_fit = (left - probe_left - HEAD_RESERVE) / epoch_seconds(work, transfer_rates)
+        evidence["finetune_epochs_that_fit"] = round(epochs_fit, 2)
+        gap = f"{transfer_acc:.3f} against {baseline_acc:.3f} projected for {stages.no_transfer}"
+        if epochs_fit >= FINETUNE_EPOCHS:
+            strategy = "lp-ft"
+            reason = (f"the probe leads ({gap}) and {epochs_fit:.1f} epochs of fine-tuning fit in the "
+                      f"{describe_seconds(left)} left, so lp-ft starts from the probe's head and tunes every layer")
+        else:
+            strategy = "probe"
+            reason = (f"the probe leads ({gap}); fine-tuning would fit only {max(epochs_fit, 0):.1f} "
+                      f"epoch(s) in the {describe_seconds(left)} left, so the probe is kept")
+    say(f"--strategy auto chose {strategy}: {reason}")
+    return Choice(strategy, reason, max(left - CLOSING_RESERVE, 1.0) if budget is not None else None, evidence)
+
+
+HEAD_RESERVE = 3.0  # seconds for the head sweep and the test pass after fine-tuning
+# seconds kept for what a fit does after training (model file, deploy figures, report): the
+# budget is a promise about the whole fit
+CLOSING_RESERVE = 5.0
+
+
+def _check_affordable(budget: float, probe_cost: float, work: Workload, baseline_rates: Rates | None,
+                      baseline: str) -> None:
+    """Item 7: a budget too small for anything names the minimum."""
+    pilot = max(MIN_PILOT_SECONDS, PILOT_SHARE * budget)
+    one_epoch = work.train / baseline_rates.train if baseline_rates else 0.0
+    minimum = min(probe_cost, one_epoch + pilot) + pilot
+    if budget < minimum:
+        raise HeadstartError(
+            f"a budget of {budget:.0f} s is too small for --strategy auto here: the cheapest choice needs about "
+            f"{minimum:.0f} s on this machine (the probe's feature pass {probe_cost:.0f} s for "
+            f"{work.train + work.val + work.test} examples, plus the pilots)",
+            hint=f"give --budget {math.ceil(minimum * 1.2)}s or more, or name a strategy (e.g. --strategy probe)")
+
+
+def _probe_pilot(train, val, budget, probe_cost, work, rates, stages, seed) -> dict:
+    if probe_cost <= FULL_PROBE_SHARE * budget:
+        out = stages.pilot("probe", None, train, val)
+        return {**out, "complete": True, "n_train": len(train)}
+    # a stratified share whose feature pass takes about the scratch pilot's time
+    per_class = max(5, int(PILOT_SHARE * budget * rates.forward / max(train.num_classes, 1)))
+    picked = _stratified(train.labels, per_class, seed)
+    out = stages.pilot("probe", None, train.subset(picked), val)
+    return {**out, "complete": len(picked) == len(train), "n_train": len(picked)}
+
+
+def _baseline_pilot(train, val, budget, work, rates, stages) -> dict:
+    if rates is None:  # one-shot (TF-IDF): the pilot is the whole fit
+        return {**stages.pilot(stages.no_transfer, None, train, val), "complete": True}
+    seconds = max(MIN_PILOT_SECONDS, PILOT_SHARE * budget)
+    epochs = seconds / max(work.train / rates.train, 1e-9)
+    # at least ~6 evaluations inside the pilot, so its curve has a shape to read
+    evals = int(min(20, max(1, math.ceil(6 / max(epochs, 1e-9)))))
+    out = stages.pilot(stages.no_transfer, seconds, train, val, evals_per_epoch=evals)
+    return {**out, "complete": False}
+
+
+def _project(pilot: dict, seconds_left: float) -> float:
+    """The baseline's accuracy after `seconds_left` of training, from its pilot curve: its best so
+    far, plus the gain of its last doubling of time, halved at each further doubling."""
+    points = [(r["train_seconds"], r["accuracy"]) for r in pilot["rows"] if r.get("split") == "val"]
+    if not points:
+        return pilot["best_val_accuracy"]
+    t_end = max(t for t, _ in points)
+    best = max(a for _, a in points)
+    before_half = [a for t, a in points if t <= t_end / 2]
+    gain = max(0.0, best - max(before_half)) if before_half else 0.0
+    doublings = math.log2(max(seconds_left, t_end) / max(t_end, 1e-9))
+    added = gain * (2 - 2 ** (1 - doublings)) if doublings > 0 else 0.0  # gain * (1 + 1/2 + 1/4 + ...)
+    return float(min(best + added, best + MAX_ERROR_REMOVED * (1 - best)))
+
+
+def _stratified(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    picked = [rng.permutation(np.flatnonzero(labels == k))[:per_class] for k in np.unique(labels)]
+    return np.sort(np.concatenate(picked))
+
+
+def _brief(pilot: dict) -> dict:
+    return {"best_val_accuracy": round(pilot["best_val_accuracy"], 4), "n_train": pilot.get("n_train"),
+            "train_seconds": round(pilot.get("train_seconds", 0.0), 2),
+            "wall_seconds": round(pilot.get("wall_seconds", 0.0), 2), "complete": pilot.get("complete"),
+            "curve": [(round(r["train_seconds"], 2), round(r["accuracy"], 4))
+                      for r in pilot.get("rows", []) if r.get("split") == "val"][:40]}
+
+
+def choose_backbone(train, modality: str, config) -> dict:
+    """--backbone auto: rank the candidates on the training split (their features are cached, so
+    the fit that follows reuses the winner's) and take the recommended one."""
+    from .candidates import Candidate, default_candidates
+    from .rank import rank_candidates, recommend
+
+    started = time.perf_counter()
+    candidates = default_candidates(modality)
+    if config.image_size:  # the user's size for candidates that name none
+        candidates = list(dict.fromkeys(Candidate(c.backbone, c.image_size or config.image_size)
+                                        for c in candidates))
+    ranked = rank_candidates(train, candidates, seed=config.seed, extract_engine=config.extract_engine)
+    best = recommend(ranked)
+    say(f"--backbone auto chose {best['candidate']}: {best['reason']}")
+    table = [{"candidate": row.get("candidate"), **{k: row.get(k) for k in ("rank", "value", "seconds")}}
+             for row in ranked.get("candidates", [])]
+    return {"candidate": best["candidate"], "backbone": best["backbone"], "image_size": best["image_size"],
+            "score": best["score"], "reason": best["reason"], "ranking": table,
+            "seconds": round(time.perf_counter() - started, 2)}

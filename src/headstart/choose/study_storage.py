@@ -1,0 +1,142 @@
+"""Where a tune study lives: SQLite in the run folder, or a PostgreSQL server that workers on
+several machines share (Optuna's RDBStorage over SQLAlchemy and psycopg 3). No scheduler of
+our own: every worker asks the database for its next trial.
+
+Lost trials: a worker records a heartbeat every HEARTBEAT_SECONDS while a trial runs; a RUNNING
+trial whose heartbeat is older than GRACE_SECONDS belongs to a killed worker, and is marked FAIL
+and its parameters enqueued again (Optuna's RetryHeartbeatStaleTrialCallback), so no trial is
+lost. An SQLite study belongs to one command (tune refuses several workers on it), so a RUNNING
+trial found when it starts was left by a killed run and is recovered at once.
+"""
+from __future__ import annotations
+
+import hashlib
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from ..errors import HeadstartError
+
+HEARTBEAT_SECONDS = 5
+GRACE_SECONDS = 20
+MAX_RETRY = 2  # a trial that kills its worker twice is not tried a third time
+CONNECT_TIMEOUT_SECONDS = 3
+_SCHEMES = {"postgresql": "postgresql+psycopg", "postgres": "postgresql+psycopg",
+            "postgresql+psycopg": "postgresql+psycopg", "sqlite": "sqlite"}
+
+
+def storage_url(storage: str | None, run_dir: Path) -> str:
+    """The SQLAlchemy URL: RUN/study.db by default; postgresql:// is read as psycopg 3's."""
+    if not storage:
+        return f"sqlite:///{(Path(run_dir) / 'study.db').absolute()}"
+    scheme, sep, rest = storage.partition("://")
+    if not sep or scheme not in _SCHEMES:
+        raise HeadstartError(f"cannot use the storage '{storage}'",
+                             hint="give postgresql://USER@HOST:PORT/DB (several workers share one study), or "
+                                  "leave --storage out for SQLite in the run folder")
+    return f"{_SCHEMES[scheme]}://{rest}"
+
+
+def is_shared(url: str) -> bool:
+    return not url.startswith("sqlite")
+
+
+def _conninfo(url: str) -> tuple[str, str]:
+    """(psycopg's conninfo, "host:port" in words) of a PostgreSQL SQLAlchemy URL."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    host = parsed.host or parsed.query.get("host") or "localhost"
+    where = f"{host}:{parsed.port or parsed.query.get('port') or 5432}"
+    return parsed.set(drivername="postgresql").render_as_string(hide_password=False), where
+
+
+def check_server(url: str) -> None:
+    """Connect once, briefly, before anything is created: an unreachable server is a clear
+    error naming where it looked, not a traceback from inside SQLAlchemy minutes later."""
+    if not is_shared(url):
+        return
+    import psycopg
+
+    conninfo, where = _conninfo(url)
+    try:
+        psycopg.connect(conninfo, connect_timeout=CONNECT_TIMEOUT_SECONDS).close()
+    except psycopg.Error as e:
+        reason = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+        raise HeadstartError(f"cannot reach the PostgreSQL server at {where}: {reason}",
+                             hint="start one (Debian: apt-get install postgresql-15 && pg_ctlcluster 15 main start; "
+                                  "or docker run -p 5432:5432 -e POSTGRES_HOST_AUTH_METHOD=trust postgres), create "
+                                  "the database, and check USER@HOST:PORT/DB in --storage") from None
+
+
+def open_storage(url: str):
+    import optuna
+    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+
+    engine = {"pool_pre_ping": True, "connect_args": {"connect_timeout": CONNECT_TIMEOUT_SECONDS}} \
+        if is_shared(url) else {}
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # headstart says what matters itself
+    return RDBStorage(url, engine_kwargs=engine, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS,
+                      heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY))
+
+
+def recover_lost_trials(study, url: str) -> list[int]:
+    """Mark the trials killed workers left RUNNING as FAIL and enqueue their parameters again.
+    Shared storage: those whose heartbeat is stale. SQLite: every RUNNING one (this command
+    is the study's only user). Returns the numbers recovered."""
+    import warnings
+
+    import optuna
+    from optuna.storages import RetryHeartbeatStaleTrialCallback, fail_stale_trials
+    from optuna.trial import TrialState
+
+    before = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if is_shared(url):
+            fail_stale_trials(study)
+        else:
+            retry = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
+            for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+                # no public call fails a trial by number; the storage's own call is what
+                # fail_stale_trials uses
+                study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+                retry(study, trial)
+    after = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+    return sorted(before - after)
+
+
+class Reservation:
+    """Held while a worker counts the study's trials and starts the next: two workers counting at
+    once would both see room for the last trial, and the study would run one too many. On
+    PostgreSQL a session advisory lock; an SQLite study has one worker, so nothing to hold.
+    The trial releases it as soon as it exists (it then counts for everyone)."""
+
+    def __init__(self, url: str, study_name: str):
+        self.url, self.conn = url, None
+        self.key = int.from_bytes(hashlib.sha1(f"headstart-tune:{study_name}".encode()).digest()[:8], "big",
+                                  signed=True)
+
+    def acquire(self) -> None:
+        if is_shared(self.url) and self.conn is None:
+            import psycopg
+
+            self.conn = psycopg.connect(_conninfo(self.url)[0], autocommit=True,
+                                        connect_timeout=CONNECT_TIMEOUT_SECONDS)
+            self.conn.execute("SELECT pg_advisory_lock(%s)", (self.key,))
+
+    def release(self) -> None:
+        if self.conn is not None:
+            try:
+                self.conn.execute("SELECT pg_advisory_unlock(%s)", (self.key,))
+            finally:
+                self.conn.close()
+                self.conn = None
+
+    @contextmanager
+    def held(self) -> Iterator["Reservation"]:
+        self.acquire()
+        try:
+            yield self
+        finally:
+            self.release()

@@ -1,0 +1,397 @@
+"""The local zoo: the backbones of your own finished runs, by name, beside the pretrained ones.
+
+`headstart zoo add RUN --name NAME` writes $HEADSTART_HOME/zoo/NAME/ (HEADSTART_HOME
+defaults to ~/.headstart):
+
+    backbone.safetensors   the run's backbone tensors, without its head; keys as the
+                           backbone's own state_dict ("model.stem.0.weight", ...)
+    spec.json              what rebuilds it (architecture, modality, preprocessing,
+                           feature_dim) and where it came from (run, data, classes,
+                           strategy, test accuracy, when, which headstart)
+    tokenizer/             text backbones: the run's tokenizer, so the entry builds offline
+
+After that NAME is a backbone like any other: its spec rebuilds the source architecture with
+random weights at the recorded structure and loads the saved tensors; runs record the weights
+as "zoo:NAME". A run trained on NAME records the source *architecture*, so predicting with,
+exporting or pruning that run never needs the zoo entry again.
+
+The zoo sits below the heads and modalities: this module reads a run directory as files
+(model.json, summary.json, config.yaml, model.safetensors) and never loads it as a classifier.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import uuid
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from functools import partial
+from pathlib import Path
+from typing import Callable
+
+from headstart.errors import HeadstartError
+from headstart.files import atomic_dir, read_json, write_json
+from headstart.zoo.backbone import Backbone
+from headstart.zoo.registry import BackboneSpec
+
+ENTRY_FORMAT = "headstart-zoo-entry/1"
+WEIGHTS_FILE = "backbone.safetensors"
+SPEC_FILE = "spec.json"
+TOKENIZER_FOLDER = "tokenizer"
+# A name must be a single folder name and must read unambiguously wherever backbone names
+# are parsed: no path separators (folders are text encoders), no "@" (ARCH@block layers), no
+# ":" (rank's BACKBONE:SIZE candidates), no leading dot (our own temporary folders).
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+# Words that mean something else where a backbone name goes (--backbone auto, scratch:same).
+_RESERVED = {"auto", "same", "none"}
+_BACKBONE_KEYS = "backbone."  # the classifier's backbone tensors; "head." is the head (heads.py)
+_RUN_MARKERS = ("config.yaml", "model.json", "summary.json", "metrics.jsonl")
+_FINISHED_FILES = ("summary.json", "model.json", "model.safetensors")
+_NEEDED_KEYS = ("name", "modality", "architecture", "preprocessing", "source_run", "strategy")
+
+
+def zoo_home() -> Path:
+    """$HEADSTART_HOME/zoo, read at call time (tests and users point it elsewhere)."""
+    return Path(os.environ.get("HEADSTART_HOME") or "~/.headstart").expanduser() / "zoo"
+
+
+# ----------------------------------------------------------------------------- per modality
+
+@dataclass(frozen=True)
+class _Rebuilder:
+    """How one modality's backbone is rebuilt with random weights at its recorded structure.
+    A registry rather than an if-chain: the zoo never compares modality names."""
+    build: Callable[..., Backbone]           # build(record, folder, **modality options)
+    copy_extras: Callable[[Path, Path], None]  # copy_extras(run_dir, entry folder): what the build reads
+
+
+def _build_image(record: dict, folder: Path, *, image_size: int | None = None) -> Backbone:
+    from headstart.zoo.backbone import Preprocessing
+    from headstart.zoo.registry import resolve_backbone
+
+    recorded = int(record["preprocessing"]["input_size"])
+    size = image_size or recorded
+    architecture = resolve_backbone(record["architecture"])
+    # A sized architecture (resnet9) has as many stages as its training size asked for: built
+    # at another size it is another network, which the saved tensors do not fit. Rebuilding it
+    # at the recorded size and resizing the data instead would train a run whose model.json
+    # could not be rebuilt from its architecture name alone; refusing keeps every run
+    # self-contained.
+    if size != recorded and architecture.sized_to_input:
+        raise HeadstartError(
+            f"'{record['name']}' is a {record['architecture']} trained at {recorded} px, and that "
+            f"architecture's layers depend on its input size: it cannot run at {size} px",
+            hint=f"leave --image-size unset (the images are resized to {recorded} px)")
+    backbone = architecture.build(pretrained=False, image_size=size)
+    backbone.preprocessing = replace(Preprocessing.from_dict(record["preprocessing"]), input_size=size)
+    return backbone
+
+
+def _build_text(record: dict, folder: Path, *, max_length: int | None = None, pooling: str | None = None,
+                tokenizer_from: str | None = None) -> Backbone:
+    # tokenizer_from is for models without a tokenizer of their own; this one has its own.
+    from headstart.zoo.text_backbones import POOLINGS, rebuild_text_backbone
+
+    backbone = rebuild_text_backbone(record, folder / TOKENIZER_FOLDER)
+    limit = (record.get("model_config") or {}).get("max_position_embeddings")
+    if max_length is not None and (max_length < 2 or (limit and max_length > limit)):
+        raise HeadstartError(f"max length {max_length} is outside what '{record['name']}' supports "
+                             f"(2..{limit or 'any'} tokens)", hint="leave --max-length unset for its own")
+    if pooling is not None and pooling not in POOLINGS:
+        raise HeadstartError(f"unknown pooling '{pooling}'", hint=f"choose one of: {', '.join(POOLINGS)}")
+    pre = backbone.preprocessing
+    backbone.preprocessing = replace(pre, max_length=max_length or pre.max_length, pooling=pooling or pre.pooling)
+    return backbone
+
+
+def _copy_nothing(run_dir: Path, folder: Path) -> None:
+    """Images: the architecture name, the preprocessing and the tensors are the whole backbone."""
+
+
+def _copy_tokenizer(run_dir: Path, folder: Path) -> None:
+    shutil.copytree(run_dir / TOKENIZER_FOLDER, folder / TOKENIZER_FOLDER)
+
+
+_REBUILDERS: dict[str, _Rebuilder] = {
+    "image": _Rebuilder(_build_image, _copy_nothing),
+    "text": _Rebuilder(_build_text, _copy_tokenizer),
+}
+
+
+# ----------------------------------------------------------------------------- resolving
+
+def resolve(name: str) -> BackboneSpec | None:
+    """The resolver: a local entry by that name, else None (the next resolver is asked)."""
+    if not _is_entry_name(name):
+        return None
+    record = _read_entry(name)
+    return None if record is None else _spec(name, record)
+
+
+def local_names(modality: str) -> list[str]:
+    """The local entries that eat this modality's data, by name (rank's candidates)."""
+    return [r["name"] for r in entries() if r["modality"] == modality]
+
+
+def known_names() -> list[str]:
+    """Every local entry's name, for the "did you mean" hint."""
+    return [r["name"] for r in entries()]
+
+
+def entries() -> list[dict]:
+    """The spec.json of every local entry, by name."""
+    home = zoo_home()
+    if not home.is_dir():
+        return []
+    found = (_read_entry(p.name, damaged_ok=True) for p in sorted(home.iterdir()) if _is_entry_name(p.name))
+    return [r for r in found if r is not None]
+
+
+def listing_lines() -> list[str]:
+    """`headstart zoo`'s section for the local entries."""
+    found = entries()
+    if not found:
+        return [f"No local backbones in {zoo_home()}: `headstart zoo add RUN --name NAME` adds a finished run's."]
+    lines = [f"{'local backbone':32} {'modality':9} {'test acc':9} source run"]
+    for r in found:
+        accuracy = "-" if r.get("test_accuracy") is None else f"{r['test_accuracy']:.3f}"
+        lines.append(f"{r['name']:32} {r['modality']:9} {accuracy:9} {r['source_run']} "
+                     f"({r['architecture']}, {r['strategy']} on {r.get('data_name') or r.get('data')})")
+    return lines
+
+
+def _spec(name: str, record: dict) -> BackboneSpec:
+    return BackboneSpec(
+        name=name, modality=record["modality"],
+        factory=partial(_create, name, record, zoo_home() / name),
+        has_pretrained=True, offline=_always, description=_description(record),
+        # images: the size it was trained at; text has no size of that kind
+        input_size=record["preprocessing"].get("input_size"), sized_to_input=False)
+
+
+def _always() -> bool:
+    return True  # the weights are on this disk
+
+
+def _description(record: dict) -> str:
+    accuracy = "" if record.get("test_accuracy") is None else f", test accuracy {record['test_accuracy']:.3f}"
+    return (f"local: {record['architecture']} from {record['source_run']} ({record['strategy']} on "
+            f"{record.get('data_name') or record.get('data')}, {len(record.get('classes') or [])} classes{accuracy})")
+
+
+def _create(name: str, record: dict, folder: Path, *, pretrained: bool = True, weights: str | None = None,
+            **options) -> Backbone:
+    """The spec's factory: the architecture at its recorded structure, then the weights
+    (a --weights FILE wins; pretrained: the entry's own; else the random init)."""
+    from headstart.zoo.weights import load_into, load_weights_file
+
+    backbone = _REBUILDERS[record["modality"]].build(record, folder, **options)
+    backbone.name = name
+    if weights is not None:
+        load_into(backbone.model, load_weights_file(weights), source=str(weights))
+        backbone.weights = f"file:{weights}"
+    elif pretrained:
+        _load_entry_tensors(backbone, _read_tensors(folder / WEIGHTS_FILE), f"the local zoo entry '{name}'")
+        backbone.weights = f"zoo:{name}"
+    else:
+        backbone.weights = "random"
+    return backbone
+
+
+def _load_entry_tensors(backbone: Backbone, tensors: dict, source: str) -> None:
+    from headstart.zoo.weights import load_into
+
+    load_into(backbone, tensors, source=source)  # strict: every key, every shape
+
+
+# ----------------------------------------------------------------------------- add / remove
+
+def add_entry(run_dir: str | os.PathLike, name: str, *, force: bool = False) -> dict:
+    """Register a finished run's backbone as NAME; every check runs before anything is
+    written, and the entry appears whole (written in a temporary folder, then renamed)."""
+    _check_name(name)
+    folder = zoo_home() / name
+    if folder.exists() and not force:
+        raise HeadstartError(f"the local zoo already has '{name}' ({folder})",
+                             hint=f"pass --force to replace it, or choose another --name")
+    _check_not_shadowing(name)
+    run_dir = Path(run_dir).expanduser().resolve()
+    meta, summary = _finished_run(run_dir)
+    tensors = _backbone_tensors(run_dir, meta)
+    record = _record(name, run_dir, meta, summary)
+    rebuilder = _REBUILDERS[record["modality"]]
+    # The proof that NAME will build: the architecture rebuilt as the factory will, the
+    # tensors loaded strictly. A run whose shapes no longer match its name fails here.
+    try:
+        trial = rebuilder.build(record, run_dir)
+        _load_entry_tensors(trial, tensors, f"run {run_dir}")
+    except HeadstartError as e:
+        raise HeadstartError(f"{run_dir}'s backbone cannot be rebuilt from its architecture name: {e}",
+                             hint="add a run trained by this version of headstart") from e
+    record["feature_dim"] = int(trial.feature_dim)
+    del trial
+    from safetensors.torch import save_file
+
+    with atomic_dir(folder) as tmp:
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp / WEIGHTS_FILE),
+                  metadata={"format": ENTRY_FORMAT})
+        rebuilder.copy_extras(run_dir, tmp)
+        write_json(tmp / SPEC_FILE, record)
+    return {**record, "folder": str(folder)}
+
+
+def remove_entry(name: str) -> dict:
+    """Remove the local entry NAME; returns its spec.json. Runs trained on it keep working
+    (they rebuild from the source architecture and their own weights)."""
+    _check_name(name)
+    folder = zoo_home() / name
+    if not folder.is_dir():
+        names = ", ".join(known_names()) or "none"
+        raise HeadstartError(f"the local zoo has no '{name}'", hint=f"local backbones: {names} (`headstart zoo`)")
+    record = _read_entry(name, damaged_ok=True)  # a damaged entry is removed all the same
+    # Renamed aside first: a half-deleted folder must never resolve as an entry.
+    doomed = folder.with_name(f".{name}.removing-{uuid.uuid4().hex[:8]}")
+    os.replace(folder, doomed)
+    shutil.rmtree(doomed)
+    return {**(record or {"name": name}), "folder": str(folder)}
+
+
+# ----------------------------------------------------------------------------- checks
+
+def _is_entry_name(name) -> bool:
+    return isinstance(name, str) and bool(_NAME.fullmatch(name)) and name.lower() not in _RESERVED
+
+
+def _check_name(name) -> None:
+    if not _is_entry_name(name):
+        raise HeadstartError(
+            f"'{name}' cannot name a local backbone",
+            hint="use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit (no '/', '@', ':' "
+                 f"or spaces; not {', '.join(sorted(_RESERVED))})")
+
+
+def _check_not_shadowing(name: str) -> None:
+    """A local entry is resolved before the Hugging Face and timm names: it must not hide one."""
+    from headstart.zoo import text_backbones, timm_backbones
+    from headstart.zoo.registry import list_backbones
+
+    if name in {b["name"] for b in list_backbones()}:
+        meaning = "a registered backbone"
+    elif text_backbones.resolve(name) is not None:
+        meaning = "a Hugging Face text encoder"
+    else:
+        try:
+            meaning = "a timm architecture" if timm_backbones.resolve(name) is not None else None
+        except HeadstartError:  # a timm architecture with an unknown tag: still timm's name
+            meaning = "a timm architecture"
+    if meaning:
+        raise HeadstartError(f"'{name}' is already {meaning}: a local backbone by that name would hide it",
+                             hint="choose another --name, e.g. one that says the data it was trained on")
+
+
+def _finished_run(run_dir: Path) -> tuple[dict, dict]:
+    """(model.json, summary.json) of a finished run with a backbone, or a refusal saying why not."""
+    if not run_dir.is_dir():
+        raise HeadstartError(f"no such run folder: {run_dir}", hint="pass the --out folder of a `headstart fit` run")
+    if not any((run_dir / marker).exists() for marker in _RUN_MARKERS):
+        raise HeadstartError(f"{run_dir} is not a headstart run (no config.yaml, model.json or summary.json)",
+                             hint="pass the --out folder of a `headstart fit` run")
+    missing = [f for f in _FINISHED_FILES if not (run_dir / f).is_file()]
+    if missing:
+        raise HeadstartError(f"{run_dir} is an unfinished run: it has no {', '.join(missing)}",
+                             hint="finish it first (`headstart fit ... --out RUN --resume`), or add a finished run")
+    try:
+        meta, summary = read_json(run_dir / "model.json"), read_json(run_dir / "summary.json")
+    except ValueError as e:
+        raise HeadstartError(f"{run_dir} is not a headstart run: {e}", hint="pass a `headstart fit` run") from e
+    described = meta.get("backbone") if isinstance(meta, dict) else None
+    if not isinstance(described, dict) or "architecture" not in described or "feature_dim" not in described:
+        fmt = meta.get("format", "an unknown format") if isinstance(meta, dict) else "an unknown format"
+        raise HeadstartError(
+            f"{run_dir} holds a standalone model ({fmt}, strategy {meta.get('strategy', '?')}) with no backbone: "
+            "its whole model is one piece (e.g. TF-IDF + logistic regression), with no feature extractor to "
+            "reuse", hint="add a run of a backbone + head (probe, lp-ft, finetune, lora or scratch)")
+    if meta.get("pruned"):
+        raise HeadstartError(
+            f"{run_dir} is a pruned run: its slimmer layers are recorded for the whole classifier, and the zoo "
+            "rebuilds a backbone from its architecture name alone",
+            hint="add the run it was pruned from (and prune the runs you train on it)")
+    meta.setdefault("modality", described.get("modality", "image"))  # older runs name it in the backbone only
+    if meta["modality"] not in _REBUILDERS:
+        raise HeadstartError(f"{run_dir} is a {meta.get('modality')} run; the local zoo keeps "
+                             f"{', '.join(_REBUILDERS)} backbones", hint="add a run of one of those")
+    return meta, summary
+
+
+def _backbone_tensors(run_dir: Path, meta: dict) -> dict:
+    """The classifier's backbone tensors, keyed as the backbone's own state_dict."""
+    tensors = _read_tensors(run_dir / "model.safetensors")
+    found = {k[len(_BACKBONE_KEYS):]: v for k, v in tensors.items() if k.startswith(_BACKBONE_KEYS)}
+    if not found:
+        raise HeadstartError(f"{run_dir}/model.safetensors holds no backbone tensors ({meta.get('format')})",
+                             hint="add a run of a backbone + head (probe, lp-ft, finetune, lora or scratch)")
+    return found
+
+
+def _read_tensors(path: Path) -> dict:
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path), device="cpu")
+    except Exception as e:  # noqa: BLE001 - safetensors raises its own and OS errors alike
+        raise HeadstartError(f"cannot read {path}: {type(e).__name__}: {e}",
+                             hint="the file is damaged: re-run the fit, or remove and re-add the entry") from e
+
+
+def _record(name: str, run_dir: Path, meta: dict, summary: dict) -> dict:
+    """spec.json: what rebuilds the backbone, then where it came from."""
+    from importlib.metadata import version
+
+    described = meta["backbone"]
+    record = {
+        "format": ENTRY_FORMAT, "name": name, "modality": meta["modality"],
+        "architecture": described["architecture"], "feature_dim": described["feature_dim"],
+        "preprocessing": described["preprocessing"],
+        # where the run's weights came from before it trained them (e.g. "random", "hub:...")
+        "weights": described.get("weights"),
+        "source_run": str(run_dir), "source_backbone": described.get("name"),
+        "data": _config_data(run_dir) or summary.get("data"), "data_name": summary.get("data"),
+        "classes": meta.get("classes") or summary.get("classes"), "strategy": meta.get("strategy"),
+        "test_accuracy": summary.get("test_accuracy"),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "headstart_version": version("headstart"),
+    }
+    if described.get("model_config") is not None:  # text: the Hugging Face config, to rebuild offline
+        record["model_config"] = described["model_config"]
+    return record
+
+
+def _config_data(run_dir: Path) -> str | None:
+    import yaml
+
+    try:
+        config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    return str(config["data"]) if isinstance(config, dict) and config.get("data") else None
+
+
+def _read_entry(name: str, *, damaged_ok: bool = False) -> dict | None:
+    """An entry's spec.json; None where there is no entry. A damaged one is an error that says
+    so when it is asked for by name, and is left out of listings (damaged_ok)."""
+    path = zoo_home() / name / SPEC_FILE
+    if not path.is_file():
+        return None
+    try:
+        record = read_json(path)
+        missing = [k for k in _NEEDED_KEYS if k not in record]
+    except (ValueError, TypeError) as e:
+        missing, record = [f"readable JSON ({e})"], None
+    if not missing and record["modality"] in _REBUILDERS:
+        return record
+    if damaged_ok:
+        return None
+    lacks = ", ".join(missing) or "a modality the zoo knows"
+    raise HeadstartError(f"the local zoo entry '{name}' is damaged ({path} lacks {lacks})",
+                         hint=f"`headstart zoo remove {name}`, then add its run again")
