@@ -108,6 +108,8 @@ def run_compare(config: CompareConfig) -> dict:
     # too small for a class refused) before anything trains
     from .label_curves import plan as plan_label_curves, run_label_curves
     planned = plan_label_curves(config, data) if config.label_fractions else None
+    if config.budget_seconds is None:
+        say_expected_time(config, data)
     runs = run_arms(config, data, run_dir, tracked.arm_settings)
     comparison = summarise(config, runs, run_dir)
     comparison["decode_seconds"] = round(decode_seconds, 3)
@@ -125,6 +127,35 @@ def run_compare(config: CompareConfig) -> dict:
     comparison["report"] = str(build_comparison_report(run_dir))
     tracked.finish()
     return comparison
+
+
+def say_expected_time(config: CompareConfig, data) -> None:
+    """Without --budget, say up front how long the comparison should take on this machine: each
+    arm's model is built once and its rates measured (a few seconds, cached per machine)."""
+    from .choose.estimate import describe_seconds, expected_fit_seconds
+    from .data import make_splits
+    from .log import say
+    from .pipeline import build, resolve_plan
+
+    f = config.fit
+    splits = make_splits(data, seed=0, train_per_class=f.train_per_class, train_size=f.train_size,
+                         val_fraction=f.val_fraction, test_fraction=f.test_fraction, max_eval=f.max_eval)
+    total, parts_said = 0.0, []
+    for arm in config.arms:
+        strategy, scratch_model = parse_arm(arm, config.scratch_model)
+        shared = replace(f, image_size=None) if _sized_to_input(scratch_model, config.backbone) else f
+        plan = resolve_plan(replace(shared, data=config.data, strategy=strategy, scratch_model=scratch_model,
+                                    evals_per_epoch=config.evals_per_epoch), modality_of(data))
+        model = build(plan, data)
+        parts = tuple(model.prepare(s) for s in (splits.train, splits.val, splits.test))
+        seconds, _ = expected_fit_seconds(plan.strategy, plan.config, plan.modality, model, parts)
+        if is_baseline(strategy) and trains_iteratively(strategy):
+            seconds = min(seconds, baseline_budget(config))  # it stops at its plateau, under its cap
+        total += seconds * config.seeds
+        parts_said.append(f"{arm} {describe_seconds(seconds)}")
+        del model
+    say(f"expected time: about {describe_seconds(total)} for {len(config.arms)} arm(s) x {config.seeds} seed(s) "
+        f"({', '.join(parts_said)}; scratch stops at its plateau, often sooner); --budget caps each arm")
 
 
 def run_arms(config: CompareConfig, data, root: Path, arm_settings: dict, splits_for=None) -> dict[str, list[dict]]:

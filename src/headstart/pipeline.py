@@ -155,6 +155,8 @@ def fit(config: FitConfig, *, data=None, use_feature_cache: bool = True, splits=
         f"{data.num_classes} classes" + (f", {size} {unit}" if size else ""))
     for note in notes:
         say(note)
+    if config.budget_seconds is None and is_main_process():
+        _say_expected_time(plan, model, parts, use_feature_cache)
 
     _write_run_start(run_dir, config, splits)
     recorder = _start_recorder(run_dir, plan.strategy, config.resume)
@@ -165,6 +167,20 @@ def fit(config: FitConfig, *, data=None, use_feature_cache: bool = True, splits=
     result = finish(plan, model, data, parts, recorder, outcome, run_dir, started, decode_seconds, extra)
     track_run(config, run_dir)  # --track: log the written run directory (the main process only)
     return result
+
+
+def _say_expected_time(plan: Plan, model, parts, use_feature_cache: bool) -> None:
+    """Without --budget, say up front how long this fit should take on this machine (the rates
+    are measured in a few seconds once per machine and model, then cached)."""
+    from .choose.estimate import describe_seconds, expected_fit_seconds
+    from .embed import feature_cache_path
+
+    backbone = getattr(model, "backbone", None)
+    cached = bool(use_feature_cache and backbone is not None and feature_cache_path(backbone, parts[0]).exists())
+    seconds, how = expected_fit_seconds(plan.strategy, plan.config, plan.modality, model, parts,
+                                        features_cached=cached)
+    bound = "at most " if not plan.strategy.pretrained else "about "
+    say(f"expected time: {bound}{describe_seconds(seconds)} ({how}); --budget caps it")
 
 
 def choose_automatically(config: FitConfig, modality: Modality, splits, use_feature_cache: bool = True):

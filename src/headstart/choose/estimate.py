@@ -67,3 +67,24 @@ def describe_seconds(seconds: float) -> str:
     if seconds < 5400:
         return f"{seconds / 60:.1f} min"
     return f"{seconds / 3600:.1f} h"
+
+
+def expected_fit_seconds(strategy, config, modality, model, parts, *, features_cached: bool = False) -> tuple[float, str]:
+    """(seconds, how) a fit of `strategy` with `model` on (train, val, test) parts is expected to
+    take here, from rates measured on its own training examples (cached per machine)."""
+    from .throughput import model_rates
+
+    train, val, test = parts
+    if getattr(model, "backbone", None) is None:  # a standalone one-shot model (TF-IDF)
+        return ONE_SHOT_SECONDS, "one pass over the data"
+    trains = strategy.name != "probe"
+    rates = model_rates(model, train.inputs, train.labels, trainable=trains)
+    epochs = strategy.epochs(config, modality) if trains else 0
+    work = Workload(train=len(train), val=len(val), test=len(test), epochs=epochs,
+                    evals_per_epoch=config.evals_per_epoch, features_cached=features_cached)
+    seconds = strategy_seconds(strategy.name, work, rates)
+    unit = modality.words.get("noun", "examples")
+    how = (f"{len(train)} training {unit} at {rates.forward:.0f}/s inference" +
+           (f", {rates.train:.0f}/s training, {epochs} epoch(s)" if trains else "") +
+           (", features cached" if features_cached else ""))
+    return seconds, how
