@@ -50,7 +50,7 @@ def _stages(probe_acc, scratch_curve, transfer=Rates(200.0, 20.0, 0.0), baseline
             return {"best_val_accuracy": probe_acc, "rows": _rows([(1.0, probe_acc)])}
         return {"best_val_accuracy": max(a for _, a in scratch_curve), "rows": _rows(scratch_curve)}
 
-    rates = {"probe": transfer, "scratch": baseline}
+    rates = {"probe": transfer, "lp-ft": transfer, "scratch": baseline}
     return Stages(rates=lambda s: rates[s], pilot=pilot, no_transfer="scratch"), calls
 
 

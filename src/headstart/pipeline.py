@@ -235,7 +235,7 @@ def _auto_stages(config: FitConfig, modality: Modality, splits, use_feature_cach
         sample = splits.train.subset(np.arange(min(len(splits.train), 16)))
         model = build(plan, sample)
         prepared = model.prepare(sample)
-        return model_rates(model, prepared.inputs, prepared.labels)
+        return model_rates(model, prepared.inputs, prepared.labels, trainable=strategy != "probe")
 
     def pilot(strategy: str, budget, train_data, val_data, evals_per_epoch: int = 1) -> dict:
         plan = resolve_plan(planned(strategy, budget_seconds=budget, evals_per_epoch=evals_per_epoch,

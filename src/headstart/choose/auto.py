@@ -2,9 +2,10 @@
 
 The evidence, gathered in a few percent of the budget before anything is kept:
 1. this machine's measured rates for the pretrained backbone and for the scratch model
-   (choose/throughput.py: inference and a training step, a few seconds, cached per machine);
+   (choose/throughput.py: inference, and a training step when fine-tuning could fit at all; a
+   few seconds, cached per machine);
 2. a pilot of the probe: the real probe on every training example when its feature pass costs
-   at most a quarter of the budget (its features are cached, so a chosen probe or lp-ft reuses
+   at most half of the budget (its features are cached, so a chosen probe or lp-ft reuses
    them and the pilot is not wasted), else on a stratified share of them;
 3. a pilot of the no-transfer baseline: the scratch model trained for a few percent of the
    budget (its early validation curve), or for text the one-shot TF-IDF model (exact).
@@ -35,7 +36,7 @@ from .throughput import Rates
 BUDGET_WITHOUT_ONE = 300.0   # auto needs a budget to fit; without --budget it plans for 5 minutes
 PILOT_SHARE = 0.06           # the scratch pilot's share of the budget
 MIN_PILOT_SECONDS = 4.0
-FULL_PROBE_SHARE = 0.25      # the probe pilot runs on all training data when that costs at most this share
+FULL_PROBE_SHARE = 0.5       # the probe pilot runs on all training data when that costs at most this share
 FINETUNE_EPOCHS = 2          # lp-ft only when this many epochs fit after the probe
 EDGE = 0.005                 # a projected edge smaller than half a point is no edge
 MAX_ERROR_REMOVED = 0.6      # scratch's projection removes at most this share of its remaining error
@@ -90,7 +91,15 @@ def choose_strategy(train, val, test_size: int, budget: float | None, stages: St
                   f"transfer does not pay here")
     else:
         probe_left = 0.0 if probe["complete"] else probe_cost  # a complete pilot cached the features
-        epochs_fit = (left - probe_left - HEAD_RESERVE) / epoch_seconds(work, transfer_rates)
+        room = left - probe_left - HEAD_RESERVE
+        # a training step costs at least an inference pass: when even that bound leaves no room
+        # for the epochs, the training rate is not worth the seconds measuring it costs
+        epochs_fit = room / epoch_seconds(work, transfer_rates)
+        if epochs_fit >= FINETUNE_EPOCHS:
+            train_rates = stages.rates("lp-ft")
+            evidence["rates"]["transfer_training"] = train_rates.to_dict()
+            epochs_fit = (left - (time.perf_counter() - started - spent) - probe_left - HEAD_RESERVE) \
+                / epoch_seconds(work, train_rates)
         evidence["finetune_epochs_that_fit"] = round(epochs_fit, 2)
         gap = f"{transfer_acc:.3f} against {baseline_acc:.3f} projected for {stages.no_transfer}"
         if epochs_fit >= FINETUNE_EPOCHS:
@@ -102,6 +111,8 @@ def choose_strategy(train, val, test_size: int, budget: float | None, stages: St
             reason = (f"the probe leads ({gap}); fine-tuning would fit only {max(epochs_fit, 0):.1f} "
                       f"epoch(s) in the {describe_seconds(left)} left, so the probe is kept")
     say(f"--strategy auto chose {strategy}: {reason}")
+    left = planned - (time.perf_counter() - started)
+    evidence["choosing_seconds"] = round(time.perf_counter() - started, 2)
     return Choice(strategy, reason, max(left - CLOSING_RESERVE, 1.0) if budget is not None else None, evidence)
 
 

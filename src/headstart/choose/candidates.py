@@ -65,7 +65,7 @@ def default_candidates(modality: str) -> list[Candidate]:
             continue
         spec = resolve_backbone(listed["name"])
         out.append(Candidate(spec.name))
-        if modality == "image" and spec.input_size and not spec.sized_to_input:
+        if spec.input_size and not spec.sized_to_input:  # a fixed input size (images): try one lower
             out.append(Candidate(spec.name, lower_size(spec.input_size)))
     out += [Candidate(name) for name in _layer_names(modality)]
     out += [Candidate(name) for name in _local_names(modality)]

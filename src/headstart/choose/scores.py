@@ -32,11 +32,12 @@ from ..errors import HeadstartError
 
 SCORES: dict[str, "Score"] = {}
 
-# The fixed point of LogME usually settles in under 20 steps; the cap only guards odd data.
-_LOGME_MAX_STEPS = 100
-_LOGME_TOLERANCE = 1e-6  # relative change of alpha/beta that counts as settled
-# k of the k-NN score: odd-free small k smooths single mislabelled neighbours away (k=1 does
-# not) yet stays local enough for classes of ten-odd examples; one fixed k keeps the values of
+# LogME's fixed point usually settles in under 20 steps; a class heading for a limit (no linear
+# signal, or exact interpolation when N < D) creeps there geometrically, hence the generous cap.
+_LOGME_MAX_STEPS = 200
+_LOGME_TOLERANCE = 1e-11  # change of the evidence per example (nats) that counts as settled
+# k of the k-NN score: a small k smooths single mislabelled neighbours away (k=1 does not)
+# yet stays local enough for classes of ten-odd examples; one fixed k keeps the values of
 # different backbones on the same data comparable.
 _KNN_K = 5
 _KNN_CHUNK = 1024  # rows of the similarity matrix held at once: 1024 x 5000 floats = 20 MB
@@ -172,43 +173,69 @@ def logme(features, labels, source_logits=None) -> float:
     Everything runs in the eigenbasis of the smaller Gram matrix (F^T F or F F^T), where the
     posterior mean, its norm, the residual and log|A| are sums over eigenvalues, so each
     fixed-point step costs O(min(N, D) K) after one O(N D min(N, D)) decomposition."""
-    n, d = features.shape
-    targets = _one_hot(labels)  # (N, K): one Bayesian regression per class
-    if n >= d:
-        sigma, vectors = np.linalg.eigh(features.T @ features)
-        projected = vectors.T @ (features.T @ targets)       # p_i = s_i z_i
-    else:
-        sigma, vectors = np.linalg.eigh(features @ features.T)
-        projected = np.sqrt(np.clip(sigma, 0, None))[:, None] * (vectors.T @ targets)
-    sigma = np.clip(sigma, 0, None)[:, None]                 # (r, 1), eigenvalues of F^T F
-    p2 = projected ** 2                                      # (r, K)
-    y2 = (targets ** 2).sum(axis=0)                          # (K,)
+    n = len(features)
+    targets = _one_hot(labels)                               # (N, K): one Bayesian regression per class
+    sigma, z2 = _logme_spectrum(features, targets)
+    # |y|^2 (= class size, one-hot) minus the part of y inside F's column space: no weights reach it
+    outside = np.maximum(targets.sum(axis=0) - z2.sum(axis=0), 0.0)
+    if len(sigma) == 0:  # all-zero features: only the noise model is left, at its best beta
+        return float(np.mean(n / 2 * (np.log(n / outside) - 1 - np.log(2 * np.pi))) / n)
+    # lambda = alpha / beta kept within 1e8 of the eigenvalue range: past it the evidence is at its
+    # limit (no fit, or interpolation when N < D) to ~1e-8, where the bare updates run off to inf
+    lowest, highest = sigma.min() * 1e-8, sigma.max() * 1e8
     alpha, beta = np.ones(targets.shape[1]), np.ones(targets.shape[1])
+    evidence = _logme_evidence(sigma, z2, outside, n, alpha, beta)
     for _ in range(_LOGME_MAX_STEPS):
-        gamma, m2, residual = _logme_moments(sigma, p2, y2, alpha, beta)
-        new_alpha = gamma / np.maximum(m2, 1e-300)
-        new_beta = (n - gamma) / np.maximum(residual, 1e-300)
-        settled = (np.abs(new_alpha / alpha - 1) < _LOGME_TOLERANCE) & (np.abs(new_beta / beta - 1) < _LOGME_TOLERANCE)
-        alpha, beta = new_alpha, new_beta
-        if settled.all():
+        alpha, beta = _logme_step(sigma, z2, outside, n, alpha, beta)
+        beta = np.minimum(beta, alpha / lowest)
+        alpha = np.minimum(alpha, beta * highest)
+        previous, evidence = evidence, _logme_evidence(sigma, z2, outside, n, alpha, beta)
+        if np.all(np.abs(evidence - previous) < _LOGME_TOLERANCE * n):
             break
-    _, m2, residual = _logme_moments(sigma, p2, y2, alpha, beta)
-    log_det = np.log(alpha + beta * sigma).sum(axis=0) + (d - len(sigma)) * np.log(alpha)
-    evidence = (n / 2 * np.log(beta) + d / 2 * np.log(alpha) - n / 2 * np.log(2 * np.pi)
-                - beta / 2 * residual - alpha / 2 * m2 - log_det / 2)
     return float(evidence.mean() / n)
 
 
-def _logme_moments(sigma, p2, y2, alpha, beta):
-    """gamma (effective number of parameters), |m|^2 and |F m - y|^2 at (alpha, beta), with
-    m = beta A^-1 F^T y the posterior mean; written so no eigenvalue is divided by."""
+def _logme_spectrum(features, targets):
+    """The non-negligible eigenvalues sigma (r, 1) of F^T F and the squared coordinates z^2 (r, K)
+    of each target on the matching left singular vectors (F = U S V^T, z = U^T y)."""
+    n, d = features.shape
+    if n >= d:
+        sigma, vectors = np.linalg.eigh(features.T @ features)
+        projected2 = (vectors.T @ (features.T @ targets)) ** 2   # (s_i z_i)^2
+    else:
+        sigma, vectors = np.linalg.eigh(features @ features.T)
+        projected2 = None
+    # directions with a vanishing eigenvalue carry no weight: numerically part of the null space
+    keep = sigma > max(sigma.max(), 0.0) * 1e-10
+    if projected2 is None:
+        z2 = (vectors[:, keep].T @ targets) ** 2
+    else:
+        z2 = projected2[keep] / sigma[keep, None]
+    return sigma[keep, None], z2
+
+
+def _logme_step(sigma, z2, outside, n, alpha, beta):
+    """One fixed-point update (You et al., Algorithm 1): alpha = gamma / |m|^2,
+    beta = (N - gamma) / |F m - y|^2, with m = beta A^-1 F^T y, A = alpha I + beta F^T F.
+    Every sum below has positive terms only, so no cancellation creeps in near the limits."""
     shrink = alpha + beta * sigma                            # (r, K), eigenvalues of A
-    gamma = (beta * sigma / shrink).sum(axis=0)
-    m2 = (beta ** 2 * p2 / shrink ** 2).sum(axis=0)
-    # |y|^2 minus the part of y the fit explains: z_i^2 (1 - alpha^2 / shrink^2)
-    residual = y2 - (p2 * beta * (2 * alpha + beta * sigma) / shrink ** 2).sum(axis=0)
-    # the floor keeps beta finite when the features fit a class exactly (cancellation above)
-    return gamma, m2, np.maximum(residual, 1e-12 * y2)
+    gamma = (beta * sigma / shrink).sum(axis=0)              # effective number of weights
+    n_minus_gamma = (n - len(sigma)) + (alpha / shrink).sum(axis=0)
+    m2 = (beta ** 2 * sigma * z2 / shrink ** 2).sum(axis=0)
+    residual = outside + (z2 * alpha ** 2 / shrink ** 2).sum(axis=0)
+    with np.errstate(divide="ignore"):                       # m = 0: alpha -> inf, clamped by the caller
+        return gamma / m2, n_minus_gamma / residual
+
+
+def _logme_evidence(sigma, z2, outside, n, alpha, beta):
+    """log p(y | F, alpha, beta) per class: N/2 log beta + D/2 log alpha - N/2 log 2 pi
+    - beta/2 |F m - y|^2 - alpha/2 |m|^2 - 1/2 log|A|, where the D/2 log alpha and the
+    (D - r) null-space eigenvalues of A cancel to -1/2 sum_i log(1 + beta sigma_i / alpha)."""
+    shrink = alpha + beta * sigma
+    m2 = (beta ** 2 * sigma * z2 / shrink ** 2).sum(axis=0)
+    residual = outside + (z2 * alpha ** 2 / shrink ** 2).sum(axis=0)
+    return (n / 2 * np.log(beta) - n / 2 * np.log(2 * np.pi) - beta / 2 * residual - alpha / 2 * m2
+            - np.log1p(beta * sigma / alpha).sum(axis=0) / 2)
 
 
 @register_score(
@@ -230,19 +257,20 @@ def h_score(features: np.ndarray, labels: np.ndarray, shrinkage: bool = True) ->
     pseudo-inverse (Bao et al.), which is unstable once D nears N. Both covariances use 1/N."""
     centred = features - features.mean(axis=0)
     counts = np.bincount(labels)
-    means = np.zeros((len(counts), features.shape[1]))
-    np.add.at(means, labels, centred)
-    means /= counts[:, None]                                 # (K, D) centred class means
+    means = _one_hot(labels).T @ centred / counts[:, None]  # (K, D) centred class means
     weighted = means * np.sqrt(counts / len(features))[:, None]  # between = weighted^T weighted
     if shrinkage:
         from sklearn.covariance import LedoitWolf
 
-        estimate = LedoitWolf(assume_centered=True).fit(centred)
-        covariance, keep = estimate.covariance_, 1.0 - estimate.shrinkage_
+        # store_precision=False: sklearn would otherwise pseudo-invert the D x D matrix, the
+        # slowest step by far, only for us to solve against it again below
+        estimate = LedoitWolf(store_precision=False, assume_centered=True).fit(centred)
+        # tr(C^-1 W^T W) = tr(W C^-1 W^T): solve for K right-hand sides instead of inverting C
+        solved, keep = _solve_symmetric(estimate.covariance_, weighted.T), 1.0 - estimate.shrinkage_
     else:
-        covariance, keep = centred.T @ centred / len(features), 1.0
-    # tr(C^-1 W^T W) = tr(W C^-1 W^T): solve for K right-hand sides instead of inverting C
-    return float(keep * np.sum(weighted.T * _solve_symmetric(covariance, weighted.T)))
+        # the sample covariance is singular once D >= N: Bao et al.'s pseudo-inverse
+        solved, keep = np.linalg.pinv(centred.T @ centred / len(features), hermitian=True) @ weighted.T, 1.0
+    return float(keep * np.sum(weighted.T * solved))
 
 
 def _solve_symmetric(matrix: np.ndarray, rhs: np.ndarray) -> np.ndarray:
@@ -283,9 +311,7 @@ def leep(features, labels, source_logits) -> float:
     P(y | z) the empirical conditional from the joint (1/N) sum_{i: y_i = y} theta_z(x_i)."""
     log_theta = log_softmax(source_logits, axis=1)           # (N, S)
     theta = np.exp(log_theta)
-    joint = np.zeros((labels.max() + 1, theta.shape[1]))     # (K, S)
-    np.add.at(joint, labels, theta)
-    joint /= len(labels)
+    joint = _one_hot(labels).T @ theta / len(labels)         # (K, S)
     marginal = joint.sum(axis=0)                             # P(z)
     with np.errstate(divide="ignore"):
         # log P(y | z); a source class no example predicts (P(z) = 0 after underflow) adds nothing
@@ -335,23 +361,31 @@ def knn_predictions(features: np.ndarray, labels: np.ndarray, k: int = _KNN_K, c
 def linear(features, labels, source_logits=None, *, seed: int = 0) -> float:
     """Pooled out-of-fold accuracy of multinomial logistic regression (lbfgs), StratifiedKFold
     with up to 5 folds; the scaler is fitted inside each fold so no fold sees its test rows."""
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold
-    from sklearn.preprocessing import StandardScaler
+    from threadpoolctl import threadpool_limits  # a dependency of scikit-learn
 
     smallest = int(np.bincount(labels).min())
     if smallest < 2:
         raise ScoreNotApplicable("a class has only 1 example: cross-validation needs at least 2 per class",
                                  hint="label at least two examples of every class")
     folds = StratifiedKFold(n_splits=min(_LINEAR_MAX_FOLDS, smallest), shuffle=True, random_state=seed)
-    correct = 0
-    for train, test in folds.split(features, labels):
-        scaler = StandardScaler().fit(features[train])
-        probe = LogisticRegression(C=_LINEAR_C, max_iter=_LINEAR_MAX_ITER)
-        with warnings.catch_warnings():
-            # a probe stopped at the cap is still a fair estimate, and the cap is what keeps it fast
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            probe.fit(scaler.transform(features[train]), labels[train])
-        correct += int(np.sum(probe.predict(scaler.transform(features[test])) == labels[test]))
+    # One BLAS thread: lbfgs multiplies skinny matrices a few dozen times per fold, and two
+    # threads that spin-wait on a busy 2-core machine made it 20-40x slower (measured).
+    with threadpool_limits(limits=1, user_api="blas"):
+        correct = sum(_probe_fold(features, labels, train, test) for train, test in folds.split(features, labels))
     return correct / len(labels)
+
+
+def _probe_fold(features, labels, train, test) -> int:
+    """How many of the fold's test rows a probe fitted on its train rows gets right."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    scaler = StandardScaler().fit(features[train])
+    probe = LogisticRegression(C=_LINEAR_C, max_iter=_LINEAR_MAX_ITER)
+    with warnings.catch_warnings():
+        # a probe stopped at the cap is still a fair estimate, and the cap is what keeps it fast
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        probe.fit(scaler.transform(features[train]), labels[train])
+    return int(np.sum(probe.predict(scaler.transform(features[test])) == labels[test]))

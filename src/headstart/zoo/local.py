@@ -12,11 +12,9 @@ defaults to ~/.headstart):
 
 After that NAME is a backbone like any other: its spec rebuilds the source architecture with
 random weights at the recorded structure and loads the saved tensors; runs record the weights
-as "zoo:NAME". A run trained on NAME records the source *architecture*, so predicting with,
-exporting or pruning that run never needs the zoo entry again.
-
-The zoo sits below the heads and modalities: this module reads a run directory as files
-(model.json, summary.json, config.yaml, model.safetensors) and never loads it as a classifier.
+as "zoo:NAME", and the source *architecture*, so predicting with, exporting or pruning them
+never needs the entry again. Below the heads and modalities, this module reads a run
+directory as files (model.json, summary.json, config.yaml, model.safetensors).
 """
 from __future__ import annotations
 
@@ -30,10 +28,13 @@ from functools import partial
 from pathlib import Path
 from typing import Callable
 
+from safetensors.torch import load_file, save_file
+
 from headstart.errors import HeadstartError
 from headstart.files import atomic_dir, read_json, write_json
 from headstart.zoo.backbone import Backbone
 from headstart.zoo.registry import BackboneSpec
+from headstart.zoo.weights import load_into, load_weights_file
 
 ENTRY_FORMAT = "headstart-zoo-entry/1"
 WEIGHTS_FILE = "backbone.safetensors"
@@ -48,6 +49,7 @@ _RESERVED = {"auto", "same", "none"}
 _BACKBONE_KEYS = "backbone."  # the classifier's backbone tensors; "head." is the head (heads.py)
 _RUN_MARKERS = ("config.yaml", "model.json", "summary.json", "metrics.jsonl")
 _FINISHED_FILES = ("summary.json", "model.json", "model.safetensors")
+_BACKBONE_RUNS = "add a run of a backbone + head (probe, lp-ft, finetune, lora or scratch)"
 _NEEDED_KEYS = ("name", "modality", "architecture", "preprocessing", "source_run", "strategy")
 
 
@@ -93,13 +95,11 @@ def _build_text(record: dict, folder: Path, *, max_length: int | None = None, po
     # tokenizer_from is for models without a tokenizer of their own; this one has its own.
     from headstart.zoo.text_backbones import POOLINGS, rebuild_text_backbone
 
-    backbone = rebuild_text_backbone(record, folder / TOKENIZER_FOLDER)
-    limit = (record.get("model_config") or {}).get("max_position_embeddings")
-    if max_length is not None and (max_length < 2 or (limit and max_length > limit)):
-        raise HeadstartError(f"max length {max_length} is outside what '{record['name']}' supports "
-                             f"(2..{limit or 'any'} tokens)", hint="leave --max-length unset for its own")
-    if pooling is not None and pooling not in POOLINGS:
-        raise HeadstartError(f"unknown pooling '{pooling}'", hint=f"choose one of: {', '.join(POOLINGS)}")
+    backbone = rebuild_text_backbone({**record, "weights": "random"}, folder / TOKENIZER_FOLDER)
+    limit = (record.get("model_config") or {}).get("max_position_embeddings") or 10**9  # embedding bag: none
+    if not (max_length is None or 2 <= max_length <= limit) or pooling not in (None, *POOLINGS):
+        raise HeadstartError(f"'{record['name']}' cannot read {max_length} tokens ({pooling} pooling)",
+                             hint=f"leave --max-length unset or at most {limit}; --pooling {' or '.join(POOLINGS)}")
     pre = backbone.preprocessing
     backbone.preprocessing = replace(pre, max_length=max_length or pre.max_length, pooling=pooling or pre.pooling)
     return backbone
@@ -150,59 +150,47 @@ def entries() -> list[dict]:
 
 def listing_lines() -> list[str]:
     """`headstart zoo`'s section for the local entries."""
-    found = entries()
-    if not found:
+    if not (found := entries()):
         return [f"No local backbones in {zoo_home()}: `headstart zoo add RUN --name NAME` adds a finished run's."]
-    lines = [f"{'local backbone':32} {'modality':9} {'test acc':9} source run"]
-    for r in found:
-        accuracy = "-" if r.get("test_accuracy") is None else f"{r['test_accuracy']:.3f}"
-        lines.append(f"{r['name']:32} {r['modality']:9} {accuracy:9} {r['source_run']} "
-                     f"({r['architecture']}, {r['strategy']} on {r.get('data_name') or r.get('data')})")
-    return lines
+    return [f"{'local backbone':32} {'modality':9} {'test acc':9} source run"] + [
+        f"{r['name']:32} {r['modality']:9} {_accuracy(r):9} {r['source_run']} ({r['architecture']}, "
+        f"{r['strategy']} on {r.get('data_name') or r.get('data')})" for r in found]
+
+
+def _accuracy(record: dict) -> str:
+    return "-" if record.get("test_accuracy") is None else f"{record['test_accuracy']:.3f}"
 
 
 def _spec(name: str, record: dict) -> BackboneSpec:
     return BackboneSpec(
         name=name, modality=record["modality"],
         factory=partial(_create, name, record, zoo_home() / name),
-        has_pretrained=True, offline=_always, description=_description(record),
+        has_pretrained=True, offline=lambda: True, description=_description(record),  # weights on this disk
         # images: the size it was trained at; text has no size of that kind
         input_size=record["preprocessing"].get("input_size"), sized_to_input=False)
 
 
-def _always() -> bool:
-    return True  # the weights are on this disk
-
-
 def _description(record: dict) -> str:
-    accuracy = "" if record.get("test_accuracy") is None else f", test accuracy {record['test_accuracy']:.3f}"
     return (f"local: {record['architecture']} from {record['source_run']} ({record['strategy']} on "
-            f"{record.get('data_name') or record.get('data')}, {len(record.get('classes') or [])} classes{accuracy})")
+            f"{record.get('data_name') or record.get('data')}, {len(record.get('classes') or [])} classes, "
+            f"test accuracy {_accuracy(record)})")
 
 
 def _create(name: str, record: dict, folder: Path, *, pretrained: bool = True, weights: str | None = None,
             **options) -> Backbone:
     """The spec's factory: the architecture at its recorded structure, then the weights
     (a --weights FILE wins; pretrained: the entry's own; else the random init)."""
-    from headstart.zoo.weights import load_into, load_weights_file
-
     backbone = _REBUILDERS[record["modality"]].build(record, folder, **options)
     backbone.name = name
     if weights is not None:
         load_into(backbone.model, load_weights_file(weights), source=str(weights))
         backbone.weights = f"file:{weights}"
     elif pretrained:
-        _load_entry_tensors(backbone, _read_tensors(folder / WEIGHTS_FILE), f"the local zoo entry '{name}'")
+        load_into(backbone, _read_tensors(folder / WEIGHTS_FILE), source=f"the local zoo entry '{name}'")
         backbone.weights = f"zoo:{name}"
     else:
         backbone.weights = "random"
     return backbone
-
-
-def _load_entry_tensors(backbone: Backbone, tensors: dict, source: str) -> None:
-    from headstart.zoo.weights import load_into
-
-    load_into(backbone, tensors, source=source)  # strict: every key, every shape
 
 
 # ----------------------------------------------------------------------------- add / remove
@@ -225,14 +213,12 @@ def add_entry(run_dir: str | os.PathLike, name: str, *, force: bool = False) -> 
     # tensors loaded strictly. A run whose shapes no longer match its name fails here.
     try:
         trial = rebuilder.build(record, run_dir)
-        _load_entry_tensors(trial, tensors, f"run {run_dir}")
+        load_into(trial, tensors, source=f"run {run_dir}")
     except HeadstartError as e:
         raise HeadstartError(f"{run_dir}'s backbone cannot be rebuilt from its architecture name: {e}",
                              hint="add a run trained by this version of headstart") from e
     record["feature_dim"] = int(trial.feature_dim)
     del trial
-    from safetensors.torch import save_file
-
     with atomic_dir(folder) as tmp:
         save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp / WEIGHTS_FILE),
                   metadata={"format": ENTRY_FORMAT})
@@ -247,8 +233,8 @@ def remove_entry(name: str) -> dict:
     _check_name(name)
     folder = zoo_home() / name
     if not folder.is_dir():
-        names = ", ".join(known_names()) or "none"
-        raise HeadstartError(f"the local zoo has no '{name}'", hint=f"local backbones: {names} (`headstart zoo`)")
+        raise HeadstartError(f"the local zoo has no '{name}'",
+                             hint=f"local backbones: {', '.join(known_names()) or 'none'} (`headstart zoo`)")
     record = _read_entry(name, damaged_ok=True)  # a damaged entry is removed all the same
     # Renamed aside first: a half-deleted folder must never resolve as an entry.
     doomed = folder.with_name(f".{name}.removing-{uuid.uuid4().hex[:8]}")
@@ -303,15 +289,17 @@ def _finished_run(run_dir: Path) -> tuple[dict, dict]:
                              hint="finish it first (`headstart fit ... --out RUN --resume`), or add a finished run")
     try:
         meta, summary = read_json(run_dir / "model.json"), read_json(run_dir / "summary.json")
-    except ValueError as e:
-        raise HeadstartError(f"{run_dir} is not a headstart run: {e}", hint="pass a `headstart fit` run") from e
-    described = meta.get("backbone") if isinstance(meta, dict) else None
-    if not isinstance(described, dict) or "architecture" not in described or "feature_dim" not in described:
-        fmt = meta.get("format", "an unknown format") if isinstance(meta, dict) else "an unknown format"
+    except ValueError:  # not JSON: someone else's files
+        meta, summary = None, {}
+    if not isinstance(meta, dict) or not isinstance(meta.get("backbone"), dict):
+        raise HeadstartError(f"{run_dir} is not a headstart run (its model.json describes no model)",
+                             hint="pass the --out folder of a `headstart fit` run")
+    described = meta["backbone"]
+    if _standalone(described):
         raise HeadstartError(
-            f"{run_dir} holds a standalone model ({fmt}, strategy {meta.get('strategy', '?')}) with no backbone: "
-            "its whole model is one piece (e.g. TF-IDF + logistic regression), with no feature extractor to "
-            "reuse", hint="add a run of a backbone + head (probe, lp-ft, finetune, lora or scratch)")
+            f"{run_dir} holds a standalone model ({meta.get('format')}, strategy {meta.get('strategy')}) with no "
+            "backbone: the whole model is one piece (e.g. TF-IDF + logistic regression), with no feature "
+            "extractor apart from its head to reuse", hint=_BACKBONE_RUNS)
     if meta.get("pruned"):
         raise HeadstartError(
             f"{run_dir} is a pruned run: its slimmer layers are recorded for the whole classifier, and the zoo "
@@ -319,24 +307,31 @@ def _finished_run(run_dir: Path) -> tuple[dict, dict]:
             hint="add the run it was pruned from (and prune the runs you train on it)")
     meta.setdefault("modality", described.get("modality", "image"))  # older runs name it in the backbone only
     if meta["modality"] not in _REBUILDERS:
-        raise HeadstartError(f"{run_dir} is a {meta.get('modality')} run; the local zoo keeps "
-                             f"{', '.join(_REBUILDERS)} backbones", hint="add a run of one of those")
+        raise HeadstartError(f"{run_dir} is a {meta['modality']} run", hint=f"add a {' or '.join(_REBUILDERS)} run")
     return meta, summary
+
+
+def _standalone(described: dict) -> bool:
+    from headstart.zoo.registry import resolve_backbone
+
+    if "architecture" not in described or "feature_dim" not in described:
+        return True
+    try:
+        return resolve_backbone(described["architecture"]).standalone
+    except HeadstartError:  # an architecture this install does not know: the trial build says so
+        return False
 
 
 def _backbone_tensors(run_dir: Path, meta: dict) -> dict:
     """The classifier's backbone tensors, keyed as the backbone's own state_dict."""
     tensors = _read_tensors(run_dir / "model.safetensors")
-    found = {k[len(_BACKBONE_KEYS):]: v for k, v in tensors.items() if k.startswith(_BACKBONE_KEYS)}
-    if not found:
-        raise HeadstartError(f"{run_dir}/model.safetensors holds no backbone tensors ({meta.get('format')})",
-                             hint="add a run of a backbone + head (probe, lp-ft, finetune, lora or scratch)")
+    if not (found := {k[len(_BACKBONE_KEYS):]: v for k, v in tensors.items() if k.startswith(_BACKBONE_KEYS)}):
+        raise HeadstartError(f"{run_dir}/model.safetensors holds no backbone tensors: a standalone model "
+                             f"({meta.get('format')})", hint=_BACKBONE_RUNS)
     return found
 
 
 def _read_tensors(path: Path) -> dict:
-    from safetensors.torch import load_file
-
     try:
         return load_file(str(path), device="cpu")
     except Exception as e:  # noqa: BLE001 - safetensors raises its own and OS errors alike
@@ -353,8 +348,8 @@ def _record(name: str, run_dir: Path, meta: dict, summary: dict) -> dict:
         "format": ENTRY_FORMAT, "name": name, "modality": meta["modality"],
         "architecture": described["architecture"], "feature_dim": described["feature_dim"],
         "preprocessing": described["preprocessing"],
-        # where the run's weights came from before it trained them (e.g. "random", "hub:...")
-        "weights": described.get("weights"),
+        # what the source run started from before it trained (e.g. "random", "hub:...")
+        "source_weights": described.get("weights"),
         "source_run": str(run_dir), "source_backbone": described.get("name"),
         "data": _config_data(run_dir) or summary.get("data"), "data_name": summary.get("data"),
         "classes": meta.get("classes") or summary.get("classes"), "strategy": meta.get("strategy"),
@@ -368,13 +363,13 @@ def _record(name: str, run_dir: Path, meta: dict, summary: dict) -> dict:
 
 
 def _config_data(run_dir: Path) -> str | None:
+    """The data the run was fitted on, as its config.yaml names it (a path or a built-in)."""
     import yaml
 
     try:
-        config = yaml.safe_load((run_dir / "config.yaml").read_text())
-    except (OSError, yaml.YAMLError):
+        return str(yaml.safe_load((run_dir / "config.yaml").read_text())["data"])
+    except (OSError, yaml.YAMLError, TypeError, KeyError):
         return None
-    return str(config["data"]) if isinstance(config, dict) and config.get("data") else None
 
 
 def _read_entry(name: str, *, damaged_ok: bool = False) -> dict | None:

@@ -1,0 +1,121 @@
+"""Benchmark: `--strategy auto` against each fixed strategy at the same budget (issue 9).
+
+For each dataset and seed, on one split: `fit --strategy auto --budget B` first, with a fresh
+cache folder (it pays its own one-off costs: the rate measurement, the ONNX Runtime export of
+the extraction engine, the features), then every fixed strategy under the same budget with
+the feature cache off (each pays its own feature pass, as compare's arms do). Reported per
+dataset: the median test accuracy of each, auto's choices, its gap to the best fixed strategy
+(goal: within 1 point on every dataset), and whether auto stayed inside the budget (its wall
+time up to the end of training, and the whole fit's wall time including the report).
+
+    python bench/auto_vs_fixed.py                                   # 5 datasets, 3 seeds, 30 s
+    python bench/auto_vs_fixed.py --datasets digits --seeds 1 --budget 15s --max-eval 200   # smoke
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from headstart.compare import machine_info
+from headstart.config import FitConfig, parse_duration
+from headstart.pipeline import fit, load
+
+# dataset -> (labels per class or None for all, the fixed strategies of its modality)
+DATASETS = {
+    "elpv": (100, ("probe", "lp-ft", "finetune", "scratch")),
+    "fashion-mnist": (100, ("probe", "lp-ft", "finetune", "scratch")),
+    "mnist-5k": (None, ("probe", "lp-ft", "finetune", "scratch")),
+    "digits": (None, ("probe", "lp-ft", "finetune", "scratch")),
+    "bbc-news": (50, ("probe", "lp-ft", "finetune", "lora", "tfidf", "scratch")),
+}
+
+
+def one_fit(data, dataset: str, strategy: str, seed: int, args, per_class, cache: bool) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        started = time.perf_counter()
+        summary = fit(FitConfig(data=dataset, strategy=strategy, seed=seed, budget_seconds=args.budget,
+                                train_per_class=per_class, max_eval=args.max_eval, explain_examples=0,
+                                scratch_model=None if strategy != "scratch" else _scratch_model(data),
+                                out=str(Path(tmp) / "run")),
+                      data=data, use_feature_cache=cache).summary
+        wall = time.perf_counter() - started
+    auto = summary.get("auto", {}).get("strategy")
+    return {"strategy": summary["strategy"], "test_accuracy": summary["test_accuracy"],
+            "best_val_accuracy": summary["best_val_accuracy"], "train_seconds": summary["train_seconds"],
+            "fit_wall_seconds": round(wall, 2),
+            "choosing_seconds": auto["evidence"]["choosing_seconds"] if auto else 0.0,
+            "reason": auto["reason"] if auto else None}
+
+
+def _scratch_model(data) -> str:
+    from headstart.modalities import modality_of
+    return modality_of(data).default_scratch_model
+
+
+def run_dataset(dataset: str, args) -> dict:
+    per_class, fixed = DATASETS[dataset]
+    data = load(FitConfig(data=dataset, strategy="probe"))
+    seeds = []
+    for seed in range(args.seeds):
+        with tempfile.TemporaryDirectory() as cache:
+            os.environ["HEADSTART_CACHE"] = cache  # auto pays its own one-off costs
+            row = {"auto": one_fit(data, dataset, "auto", seed, args, per_class, cache=True)}
+            for strategy in fixed:
+                row[strategy] = one_fit(data, dataset, strategy, seed, args, per_class, cache=False)
+        print(json.dumps({"dataset": dataset, "seed": seed,
+                          **{k: (v["strategy"], round(v["test_accuracy"], 4)) for k, v in row.items()}}), flush=True)
+        seeds.append(row)
+    med = {name: statistics.median(s[name]["test_accuracy"] for s in seeds) for name in seeds[0]}
+    best_fixed = max(fixed, key=lambda name: med[name])
+    return {"dataset": dataset, "train_per_class": per_class, "seeds": seeds, "median_test_accuracy": med,
+            "best_fixed": best_fixed, "gap_points": round(100 * (med[best_fixed] - med["auto"]), 2),
+            "auto_choices": [s["auto"]["strategy"] for s in seeds],
+            "auto_fit_wall_seconds": [s["auto"]["fit_wall_seconds"] for s in seeds],
+            "goal_met": med["auto"] >= med[best_fixed] - 0.01}
+
+
+def markdown(results: list[dict], budget: float) -> str:
+    lines = []
+    for r in results:
+        fixed = [k for k in r["median_test_accuracy"] if k != "auto"]
+        lines += [f"### {r['dataset']} (budget {budget:.0f} s, {len(r['seeds'])} seeds)", "",
+                  "| " + " | ".join(["auto", *fixed]) + " | auto chose | gap to best fixed |",
+                  "|" + "---|" * (len(fixed) + 3)]
+        cells = [f"{r['median_test_accuracy'][k]:.3f}" for k in ["auto", *fixed]]
+        lines.append("| " + " | ".join(cells) + f" | {', '.join(r['auto_choices'])} | "
+                     f"{r['gap_points']:+.2f} points ({'met' if r['goal_met'] else 'missed'}) |")
+        lines += ["", f"auto's whole-fit wall seconds per seed: {r['auto_fit_wall_seconds']}", ""]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--datasets", default=",".join(DATASETS))
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--budget", default="30s")
+    p.add_argument("--max-eval", type=int, default=500)
+    p.add_argument("--results", default="bench/results/auto_vs_fixed.json")
+    args = p.parse_args(argv)
+    args.budget = parse_duration(args.budget)
+    os.environ.setdefault("HEADSTART_QUIET", "1")
+    started = time.perf_counter()
+    results = [run_dataset(d.strip(), args) for d in args.datasets.split(",") if d.strip()]
+    out = {"benchmark": "auto_vs_fixed", "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+           "machine": machine_info(), "budget_seconds": args.budget, "seeds": args.seeds,
+           "command": "python bench/auto_vs_fixed.py " + " ".join(sys.argv[1:] if argv is None else argv),
+           "wall_seconds": round(time.perf_counter() - started, 1), "results": results}
+    Path(args.results).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.results).write_text(json.dumps(out, indent=1, default=str))
+    print(markdown(results, args.budget))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
