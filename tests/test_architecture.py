@@ -23,7 +23,8 @@ LAYERS = [
     {"embed", "deploy.onnx_graph", "deploy.engines"},
     # choose/: the transferability scores and the ranking work on embeddings (below the
     # pipeline, which ranks for --backbone auto); auto and tune run whole fits, beside it
-    {"explain", "diagnosis", "label", "choose.scores", "choose.candidates", "choose.rank"},
+    {"explain", "diagnosis", "label", "choose.scores", "choose.covariance", "choose.candidates",
+     "choose.rank"},
     {"strategies"},
     {"pipeline", "compare", "baseline", "label_curves", "prediction", "demo", "deploy", "choose"},
     {"api", "cli_options"},

@@ -103,6 +103,9 @@ def run_compare(config: CompareConfig) -> dict:
     decode_seconds = time.perf_counter() - started
     config = resolve_defaults(config, modality_of(data))
     validate(config)
+    chosen = None
+    if config.fit.backbone == "auto":  # ranked once, on seed 0's split: every arm and seed then shares it
+        config, chosen = choose_backbone_once(config, data)
 
     # label curves: the arms again on nested subsets of the training labels, drawn (and a budget
     # too small for a class refused) before anything trains
@@ -113,6 +116,8 @@ def run_compare(config: CompareConfig) -> dict:
     runs = run_arms(config, data, run_dir, tracked.arm_settings)
     comparison = summarise(config, runs, run_dir)
     comparison["decode_seconds"] = round(decode_seconds, 3)
+    if chosen:
+        comparison["auto"] = {"backbone": chosen}
     if planned is not None:
         comparison["label_curve"] = run_label_curves(
             data, comparison, runs, run_dir, planned,
@@ -127,6 +132,19 @@ def run_compare(config: CompareConfig) -> dict:
     comparison["report"] = str(build_comparison_report(run_dir))
     tracked.finish()
     return comparison
+
+
+def choose_backbone_once(config: CompareConfig, data) -> tuple[CompareConfig, dict]:
+    """--backbone auto for a comparison: rank the candidates on seed 0's training split."""
+    from .choose.auto import choose_backbone
+    from .data import make_splits
+
+    f = config.fit
+    splits = make_splits(data, seed=0, train_per_class=f.train_per_class, train_size=f.train_size,
+                         val_fraction=f.val_fraction, test_fraction=f.test_fraction, max_eval=f.max_eval)
+    chosen = choose_backbone(splits.train, modality_of(data).name, replace(f, budget_seconds=config.budget_seconds))
+    fit = replace(f, backbone=chosen["backbone"], image_size=chosen["image_size"] or f.image_size)
+    return replace(config, fit=fit), chosen
 
 
 def say_expected_time(config: CompareConfig, data) -> None:

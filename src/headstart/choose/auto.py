@@ -187,9 +187,25 @@ def _brief(pilot: dict) -> dict:
                       for r in pilot.get("rows", []) if r.get("split") == "val"][:40]}
 
 
+# --backbone auto ranks on a stratified sample of the training split: its scores need a few
+# dozen examples per class, not thousands, and every candidate embeds it. Under a budget the
+# sample is smaller and the candidates run on PyTorch eager (an ONNX Runtime export per
+# candidate would cost more than it saves on a sample this size).
+RANK_PER_CLASS = {"budget": 20, "none": 100}
+RANK_SHARE = 0.3  # under a budget, candidates start only while the ranking has used less than this share
+
+
+def _pixels(candidate) -> tuple:
+    """A candidate's cost, roughly: its input pixels; a truncated layer costs less than the whole."""
+    from ..zoo import resolve_backbone
+
+    size = candidate.image_size or resolve_backbone(candidate.backbone).input_size or 0
+    return (size * size, "@" not in candidate.backbone)
+
+
 def choose_backbone(train, modality: str, config) -> dict:
-    """--backbone auto: rank the candidates on the training split (their features are cached, so
-    the fit that follows reuses the winner's) and take the recommended one."""
+    """--backbone auto: rank the candidates on a sample of the training split and take the
+    recommended one (choose/rank.py)."""
     from .candidates import Candidate, default_candidates
     from .rank import rank_candidates, recommend
 
@@ -198,11 +214,17 @@ def choose_backbone(train, modality: str, config) -> dict:
     if config.image_size:  # the user's size for candidates that name none
         candidates = list(dict.fromkeys(Candidate(c.backbone, c.image_size or config.image_size)
                                         for c in candidates))
-    ranked = rank_candidates(train, candidates, seed=config.seed, extract_engine=config.extract_engine)
+    budgeted = config.budget_seconds is not None
+    sample = train.subset(_stratified(train.labels, RANK_PER_CLASS["budget" if budgeted else "none"], config.seed))
+    deadline = None
+    if budgeted:  # cheapest first, until the ranking's share of the budget is spent
+        candidates = sorted(candidates, key=_pixels)
+        deadline = started + RANK_SHARE * config.budget_seconds
+    ranked = rank_candidates(sample, candidates, seed=config.seed, deadline=deadline,
+                             extract_engine="torch" if budgeted else config.extract_engine)
     best = recommend(ranked)
     say(f"--backbone auto chose {best['candidate']}: {best['reason']}")
-    table = [{"candidate": row.get("candidate"), **{k: row.get(k) for k in ("rank", "value", "seconds")}}
-             for row in ranked.get("candidates", [])]
+    table = [{k: row.get(k) for k in ("candidate", "rank", "value", "seconds")} for row in ranked["candidates"]]
     return {"candidate": best["candidate"], "backbone": best["backbone"], "image_size": best["image_size"],
-            "score": best["score"], "reason": best["reason"], "ranking": table,
-            "seconds": round(time.perf_counter() - started, 2)}
+            "score": best["score"], "reason": best["reason"], "ranking": table, "sample": len(sample),
+            "skipped": ranked.get("skipped", []), "seconds": round(time.perf_counter() - started, 2)}

@@ -74,18 +74,13 @@ def default_candidates(modality: str) -> list[Candidate]:
 
 def _layer_names(modality: str) -> list[str]:
     """The intermediate-layer candidates of the modality's default backbone (zoo/layers.py)."""
-    try:
-        from ..zoo.layers import layer_candidates
-    except ImportError:  # pragma: no cover  (the layer resolver is part of the zoo)
-        return []
+    from ..zoo.layers import layer_candidates
     return layer_candidates(modality)
 
 
 def _local_names(modality: str) -> list[str]:
-    try:
-        from ..zoo.local import local_names
-    except ImportError:  # pragma: no cover
-        return []
+    """The local zoo's entries (`headstart zoo add`)."""
+    from ..zoo.local import local_names
     return local_names(modality)
 
 

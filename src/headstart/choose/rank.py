@@ -40,12 +40,16 @@ SECOND_OPINIONS = ("logme", "hscore")
 # Examples timed through each candidate's extraction engine for its inference cost (the
 # tie-breaker): enough for a stable per-example figure, cheap at any size.
 COST_BATCH = 32
+COST_REPEATS = 3  # the fastest of three: another process's burst only ever slows a timing down
 # Ties on scores that are not accuracies: values closer than this share of the candidates'
 # spread read as equal.
 RELATIVE_TIE = 0.02
 # The fit settings that decide the split; `rank` takes exactly these so that a later fit with
 # the same values draws the same training split (and reuses its cached features).
 SPLIT_SETTINGS = ("seed", "train_per_class", "train_size", "val_fraction", "test_fraction", "max_eval")
+# The FitConfig settings `headstart rank` offers, declared (with their help) once in config.py.
+RANK_SETTINGS = ("data", *SPLIT_SETTINGS, "extract_engine", "strict", "modality", "text_column", "label_column",
+                 "out")
 # How the reason sentence names a score (the score's own name otherwise).
 SCORE_WORDS = {
     "linear": "cross-validated probe accuracy",
@@ -75,31 +79,38 @@ TIE_NOISE = {"linear": _binomial_noise, "knn": _binomial_noise}
 # -- ranking the candidates of one training split ---------------------------------------------
 
 def rank_candidates(train, candidates, *, scores=None, seed: int = 0, extract_engine: str = "auto",
-                    on_progress=None) -> dict:
+                    on_progress=None, deadline: float | None = None) -> dict:
     """Embed `train` (a labelled data form, e.g. splits.train) with every candidate and run
     every score. A candidate that cannot be built here is skipped with its reason; none left
-    is an error. on_progress(done, total, entry) follows each candidate."""
+    is an error. on_progress(done, total, entry) follows each candidate. deadline (a
+    time.perf_counter() value): candidates not started by then are skipped, the first always runs."""
     from .scores import SCORES, get_score
 
-    candidates = parse_candidates(candidates) if not _are_candidates(candidates) else list(candidates)
+    candidates = _as_candidates(candidates)
     names = list(scores) if scores else None
     for name in names or []:
         get_score(name)  # an unknown score fails before any model is built
     ranked, skipped = [], []
     for i, candidate in enumerate(candidates):
+        if deadline is not None and i > 0 and time.perf_counter() > deadline:
+            skipped.append({"candidate": candidate.name, "reason": "not ranked: the ranking's share of the budget "
+                                                                   "was spent"})
+            continue
         try:
             entry = _rank_one(train, candidate, names, seed, extract_engine)
         except (HeadstartError, WeightsUnavailable) as e:
             reason = str(e).splitlines()[0]
             say(f"skipped candidate {candidate.name}: {reason}")
-            skipped.append({"name": candidate.name, "reason": reason})
+            skipped.append({"candidate": candidate.name, "reason": reason})
             entry = None
         else:
             ranked.append(entry)
+        finally:
+            _free()  # the candidate's model (and its engine) went out of scope with _rank_one
         if on_progress is not None:
             on_progress(i + 1, len(candidates), entry)
     if not ranked:
-        listing = "; ".join(f"{s['name']}: {s['reason']}" for s in skipped)
+        listing = "; ".join(f"{s['candidate']}: {s['reason']}" for s in skipped)
         raise HeadstartError(f"no candidate could be ranked ({listing})",
                              hint="pass --candidates that load here, e.g. tf_efficientnet_lite0 (`headstart zoo` "
                                   "lists what loads offline)")
@@ -109,12 +120,18 @@ def rank_candidates(train, candidates, *, scores=None, seed: int = 0, extract_en
               "classes": list(train.classes), "candidates": ranked, "skipped": skipped,
               "score_info": {s: {"summary": SCORES[s].summary, "paper": SCORES[s].paper} for s in score_names}}
     result["candidates"] = _ordered(result)
+    score = _ranking_score(result)
+    for position, entry in enumerate(result["candidates"], 1):  # the ranking's own order and value
+        entry.update(rank=position, value=_value(entry, score))
     result["recommendation"] = recommend(result)
     return result
 
 
-def _are_candidates(items) -> bool:
-    return not isinstance(items, str) and all(isinstance(c, Candidate) for c in items)
+def _as_candidates(items) -> list[Candidate]:
+    """'a,b:160', names, or Candidates -> Candidates."""
+    if not isinstance(items, str) and all(isinstance(c, Candidate) for c in items):
+        return list(items)
+    return parse_candidates(items)
 
 
 def _rank_one(train, candidate: Candidate, names, seed: int, extract_engine: str) -> dict:
@@ -122,33 +139,34 @@ def _rank_one(train, candidate: Candidate, names, seed: int, extract_engine: str
 
     modality = modality_of(train)
     spec = resolve_backbone(candidate.backbone)
-    if not modality.owns(spec) or spec.standalone:
-        raise HeadstartError(f"{spec.name} is not a pretrained {modality.name} backbone")
+    if not modality.owns(spec):
+        raise HeadstartError(f"{spec.name} is a {spec.modality} backbone and the data is {modality.name}")
+    if spec.standalone:
+        raise HeadstartError(f"{spec.name} is a whole model of its own, with no features to score")
     say(f"candidate {candidate.name}")
     config = FitConfig(data=train.name, backbone=candidate.backbone, image_size=candidate.image_size)
     backbone = spec.build(pretrained=True, **modality.backbone_options(config, spec, pretrained=True, data=train))
     classifier = modality.build_classifier(backbone, train.num_classes)
-    try:
-        if torch.cuda.is_available():
-            classifier.cuda()
-        classifier.eval()
-        started = time.perf_counter()
-        prepared = classifier.prepare(train)  # resized or tokenised, as the probe prepares it
-        engine = make_engine(extract_engine, classifier, calibration=prepared.inputs)
-        cached = feature_cache_path(classifier.backbone, prepared, engine).exists()
-        features = embed(classifier, prepared, engine=engine, description=f"features ({candidate.name})")
-        embed_seconds = time.perf_counter() - started
-        cost = _ms_per_example(engine, prepared.inputs)
-        logits = _source_logits(classifier.backbone, features)
-        measured = run_scores(features, train.labels, source_logits=logits, names=names, seed=seed)
-        described = classifier.describe()
-    finally:
-        del classifier, backbone
-        _free()
+    if torch.cuda.is_available():
+        classifier.cuda()
+    classifier.eval()
+    started = time.perf_counter()
+    prepared = classifier.prepare(train)  # resized or tokenised, as the probe prepares it
+    engine = make_engine(extract_engine, classifier, calibration=prepared.inputs)
+    cached = feature_cache_path(classifier.backbone, prepared, engine).exists()
+    features = embed(classifier, prepared, engine=engine, description=f"features ({candidate.name})")
+    embed_seconds = time.perf_counter() - started
+    # eval again: eager embedding wraps the model in a fresh FeatureModel, and restoring that
+    # wrapper's (training) mode leaves batch-norm in training mode behind it
+    classifier.eval()
+    cost = _ms_per_example(engine, prepared.inputs)
+    logits = _source_logits(classifier.backbone, features)
+    measured = run_scores(features, train.labels, source_logits=logits, names=names, seed=seed)
+    described = classifier.describe()
     pre = described["preprocessing"]
     score_seconds = sum(s.get("seconds") or 0.0 for s in measured.values())
     return {
-        "name": candidate.name, "backbone": candidate.backbone, "image_size": candidate.image_size,
+        "candidate": candidate.name, "backbone": candidate.backbone, "image_size": candidate.image_size,
         "input_size": pre.get("input_size", pre.get("max_length")), "unit": modality.words.get("input_unit", ""),
         "weights": described.get("weights"), "feature_dim": int(features.shape[1]),
         "features_cached": bool(cached), "engine": engine.name,
@@ -163,10 +181,13 @@ def _ms_per_example(engine, inputs: np.ndarray) -> float:
     """Warm inference cost through the engine: what the recommended model costs to run, and the
     tie-breaker (embedding seconds are no measure when the features came from the cache)."""
     batch = inputs[:COST_BATCH]
-    engine.features(batch[:1])  # warm-up: first-call allocation and kernel selection
-    started = time.perf_counter()
-    engine.features(batch)
-    return 1000 * (time.perf_counter() - started) / len(batch)
+    engine.features(batch)  # warm-up at this very shape: allocation and kernel selection are per shape
+    timings = []
+    for _ in range(COST_REPEATS):
+        started = time.perf_counter()
+        engine.features(batch)
+        timings.append(time.perf_counter() - started)
+    return 1000 * min(timings) / len(batch)
 
 
 def _source_logits(backbone, features: np.ndarray) -> np.ndarray | None:
@@ -251,7 +272,7 @@ def recommend(result: dict) -> dict:
     ordered = _ordered(result)
     chosen = ordered[0]
     value = _value(chosen, score)
-    return {"candidate": chosen["name"], "backbone": chosen["backbone"], "image_size": chosen["image_size"],
+    return {"candidate": chosen["candidate"], "backbone": chosen["backbone"], "image_size": chosen["image_size"],
             "input_size": chosen["input_size"], "score": score, "value": value,
             "reason": _reason(chosen, ordered, score, result)}
 
@@ -269,11 +290,11 @@ def _reason(chosen: dict, ordered: list[dict], score: str, result: dict) -> str:
     top = max(rivals, key=lambda e: _value(e, score))
     if _value(top, score) >= value:  # a tie (within noise), broken by cost
         level = "level with" if _value(top, score) == value else "within noise of"
-        sentence = (f"{where}: {words} {value:.3f}, {level} {top['name']} ({_value(top, score):.3f}), "
+        sentence = (f"{where}: {words} {value:.3f}, {level} {top['candidate']} ({_value(top, score):.3f}), "
                     f"and cheaper to run ({chosen['ms_per_example']:.2f} vs {top['ms_per_example']:.2f} ms per "
                     f"example)")
     else:
-        sentence = f"{where}: the highest {words} ({value:.3f} vs {_value(top, score):.3f} for {top['name']})"
+        sentence = f"{where}: the highest {words} ({value:.3f} vs {_value(top, score):.3f} for {top['candidate']})"
     opinions = [_opinion(other, chosen, result["candidates"]) for other in SECOND_OPINIONS if other != score]
     opinions = [o for o in opinions if o]
     return sentence + (", " + "; ".join(opinions) if opinions else "") + "."
@@ -286,7 +307,7 @@ def _opinion(score: str, chosen: dict, entries: list[dict]) -> str | None:
         return None
     best = max(valued, key=lambda e: _value(e, score))
     name = SCORE_NAMES.get(score, score)
-    return f"{name} agrees" if best is chosen else f"{name} prefers {best['name']}"
+    return f"{name} agrees" if best is chosen else f"{name} prefers {best['candidate']}"
 
 
 # -- `headstart rank`: load, split as fit does, rank, write RUN ---------------------------------
@@ -298,7 +319,7 @@ def run_rank(data, *, candidates=None, scores=None, out=None, seed: int = 0, tra
     settings) and write RUN/rank.json and RUN/report.html. Returns rank.json's content, with
     the report's path and the run folder."""
     started = time.perf_counter()
-    chosen = parse_candidates(candidates) if candidates else None
+    chosen = _as_candidates(candidates) if candidates else None
     run_dir = new_run_dir(out, prefix="rank")
     if (run_dir / "rank.json").exists():
         raise HeadstartError(f"{run_dir} already holds a ranking", hint="choose a new --out")
@@ -327,14 +348,21 @@ def run_rank(data, *, candidates=None, scores=None, out=None, seed: int = 0, tra
 
 
 def _decode_size(modality, candidates: list[Candidate] | None) -> int | None:
-    """Files are decoded once, at the largest size any candidate reads (each resizes down)."""
-    sizes = []
+    """Files are decoded once, at the largest size a candidate that loads here reads (each
+    resizes down). A candidate whose weights cannot load (skipped later) must not set it: the
+    largest candidate's features are reusable by a later fit only when the files were decoded
+    at its own size, as that fit decodes them."""
+    sizes, loadable = [], []
     for c in candidates or default_candidates(modality.name):
         try:
-            sizes.append(modality.decode_size(c.image_size, resolve_backbone(c.backbone)))
+            spec = resolve_backbone(c.backbone)
         except HeadstartError:
             continue  # an unknown name is skipped with its reason when the candidates are ranked
-    sizes = [s for s in sizes if s]
+        size = modality.decode_size(c.image_size, spec)
+        sizes.append(size)
+        if spec.pretrained_offline:
+            loadable.append(size)
+    sizes = [s for s in loadable or sizes if s]
     return max(sizes) if sizes else None
 
 

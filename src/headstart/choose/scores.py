@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-from scipy import linalg
 from scipy.special import log_softmax, logsumexp
 
+from .covariance import shrunk_h_score_low_rank, solve_symmetric
 from ..errors import HeadstartError
 
 SCORES: dict[str, "Score"] = {}
@@ -259,6 +259,8 @@ def h_score(features: np.ndarray, labels: np.ndarray, shrinkage: bool = True) ->
     counts = np.bincount(labels)
     means = _one_hot(labels).T @ centred / counts[:, None]  # (K, D) centred class means
     weighted = means * np.sqrt(counts / len(features))[:, None]  # between = weighted^T weighted
+    if shrinkage and len(features) < features.shape[1]:
+        return shrunk_h_score_low_rank(centred, weighted)
     if shrinkage:
         from sklearn.covariance import LedoitWolf
 
@@ -266,19 +268,11 @@ def h_score(features: np.ndarray, labels: np.ndarray, shrinkage: bool = True) ->
         # slowest step by far, only for us to solve against it again below
         estimate = LedoitWolf(store_precision=False, assume_centered=True).fit(centred)
         # tr(C^-1 W^T W) = tr(W C^-1 W^T): solve for K right-hand sides instead of inverting C
-        solved, keep = _solve_symmetric(estimate.covariance_, weighted.T), 1.0 - estimate.shrinkage_
+        solved, keep = solve_symmetric(estimate.covariance_, weighted.T), 1.0 - estimate.shrinkage_
     else:
         # the sample covariance is singular once D >= N: Bao et al.'s pseudo-inverse
         solved, keep = np.linalg.pinv(centred.T @ centred / len(features), hermitian=True) @ weighted.T, 1.0
     return float(keep * np.sum(weighted.T * solved))
-
-
-def _solve_symmetric(matrix: np.ndarray, rhs: np.ndarray) -> np.ndarray:
-    """matrix^-1 rhs for a positive (semi-)definite matrix; the pseudo-inverse when singular."""
-    try:
-        return linalg.cho_solve(linalg.cho_factor(matrix), rhs)
-    except linalg.LinAlgError:
-        return np.linalg.pinv(matrix, hermitian=True) @ rhs
 
 
 @register_score(

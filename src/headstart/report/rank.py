@@ -48,13 +48,12 @@ def scores_and_cost_figure(rank: dict, path: Path) -> Path:
     scores), the recommended one first."""
     candidates, names = rank["candidates"], rank["scores"]
     grid = normalised_scores(rank)
-    rows = [plots.plain(c["name"], 34) for c in candidates]
+    rows = [plots.plain(c["candidate"], 34) for c in candidates]
     height = 1.6 + 0.45 * len(candidates)
     with plt.rc_context({**plots.STYLE, "axes.grid": False}):
         fig, (left, right) = plt.subplots(1, 2, figsize=(12, height), gridspec_kw={"width_ratios": [3, 2]})
         shown = np.ma.masked_invalid(grid)
-        cmap = plt.get_cmap("viridis").copy()
-        cmap.set_bad("#eeeeee")
+        cmap = plt.get_cmap("viridis").with_extremes(bad="#eeeeee")  # grey: skipped
         left.imshow(shown, cmap=cmap, vmin=0, vmax=1, aspect="auto")
         left.set_xticks(range(len(names)), [score_label(n) for n in names])
         left.set_yticks(range(len(rows)), rows)
@@ -72,12 +71,13 @@ def scores_and_cost_figure(rank: dict, path: Path) -> Path:
         right.barh(y, scored, left=embed, color=plots.colour(1), label="scores")
         for i, c in enumerate(candidates):
             if c.get("features_cached"):
-                right.text(embed[i] + scored[i], i, " cached", va="center", fontsize=9, color=plots.NEVER_COLOUR)
+                right.text(embed[i] + scored[i], i, " features cached", va="center", fontsize=9, color="#777777")
         right.set_yticks(y, [""] * len(y))
         right.invert_yaxis()
+        right.set_xlim(0, 1.25 * max(max(e + s for e, s in zip(embed, scored)), 1e-3))  # room for "cached"
         right.set_xlabel("seconds")
-        right.set_title("What each candidate cost", fontsize=11)
-        right.legend(loc="lower right", fontsize=9)
+        right.set_title("What each candidate cost", fontsize=11, pad=24)
+        right.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, fontsize=9, frameon=False)
         return plots._save(fig, path)
 
 
@@ -110,7 +110,7 @@ def ranking_table(rank: dict):
     for i, c in enumerate(rank["candidates"], 1):
         values = [("—" if _value(c, n) is None else f"{_value(c, n):.3f}") for n in rank["scores"]]
         embed = f"{c['embed_seconds']:.1f}" + (" (cached)" if c.get("features_cached") else "")
-        table.add_row(str(i), c["name"], f"{c['input_size']} {c.get('unit', '')}".strip(), *values, embed,
+        table.add_row(str(i), c["candidate"], f"{c['input_size']} {c.get('unit', '')}".strip(), *values, embed,
                       f"{c['score_seconds']:.2f}", f"{c['ms_per_example']:.2f}",
                       style="bold" if i == 1 else None)
     return table
@@ -124,7 +124,7 @@ def print_ranking(rank: dict) -> None:
     console = Console()
     console.print(ranking_table(rank))
     for skipped in rank.get("skipped") or []:
-        console.print(f"skipped {skipped['name']}: {skipped['reason']}", markup=False)
+        console.print(f"skipped {skipped['candidate']}: {skipped['reason']}", markup=False)
     console.print(Text(f"recommended: {rank['recommendation']['reason']}", style="bold"))
     if rank.get("report"):
         console.print(f"report: {rank['report']}", markup=False)
