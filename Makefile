@@ -26,6 +26,13 @@ data:
 	  (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist) >/dev/null 2>&1 \
 	  || echo "note: could not install dataset-fashion-mnist; fashion-mnist will be downloaded on first use"; \
 	fi
+# A PostgreSQL server for tests/test_tune_postgres.py (two tune workers sharing one study): Debian's
+# postgresql-15 where apt runs as root; without one that test is skipped and says why.
+	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1; then :; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15) >/dev/null 2>&1 \
+	  || echo "note: could not install postgresql-15; the shared-study tune test will be skipped"; \
+	fi
 
 demo: install
 	$(VENV)/bin/headstart demo

@@ -28,7 +28,7 @@ LAYERS = [
     {"strategies"},
     {"pipeline", "compare", "baseline", "label_curves", "prediction", "demo", "deploy", "choose"},
     {"api", "cli_options"},
-    {"cli", "__init__", "__main__"},
+    {"cli", "cli_parsers", "__init__", "__main__"},
 ]
 MAX_LINES = 400
 

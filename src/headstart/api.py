@@ -12,11 +12,62 @@ from .data.dataset import ImageData, TextData
 from .errors import HeadstartError
 
 
-def fit(data: str, *, out: str | None = None, budget: str | float | None = None, **settings):
-    """`headstart fit` from Python: returns a FitResult (run_dir, classifier, classes, summary)."""
+def fit(data: str | None = None, *, config: str | Path | None = None, out: str | None = None,
+        budget: str | float | None = None, **settings):
+    """`headstart fit` from Python: returns a FitResult (run_dir, classifier, classes, summary).
+    `config`: a YAML of fit settings (tune's best.yaml, a run's config.yaml) as the defaults."""
     from .pipeline import fit as _fit
 
-    return _fit(FitConfig(data=data, out=out, budget_seconds=parse_duration(budget), **settings))
+    timed = {} if budget is None else {"budget_seconds": parse_duration(budget)}
+    return _fit(fit_config(data, config=config, out=out, **timed, **settings))
+
+
+def fit_config(data: str | None = None, *, config: str | Path | None = None, **settings) -> FitConfig:
+    """A FitConfig: the fields a YAML file holds (`config`: tune's best.yaml, any run's config.yaml)
+    as the defaults, `data` and `settings` winning. A file's out and resume are dropped (they name
+    the run it came from); text values are read as the command line reads them ('5m')."""
+    from dataclasses import fields
+
+    import yaml
+
+    declared = {f.name: f for f in fields(FitConfig)}
+    values = {}
+    if config is not None:
+        path = Path(config)
+        loaded = yaml.safe_load(path.read_text()) if path.is_file() else None
+        if not isinstance(loaded, dict):
+            raise HeadstartError(f"{path} is not a YAML file of fit settings",
+                                 hint="give tune's RUN/best.yaml or a run's config.yaml")
+        unknown = sorted(set(loaded) - set(declared))
+        if unknown:
+            raise HeadstartError(f"{path} holds setting(s) fit does not know: {', '.join(unknown)}",
+                                 hint="remove them; `headstart fit --help` lists the settings")
+        values = {k: v for k, v in loaded.items() if k not in ("out", "resume")}
+    for name, value in settings.items():
+        parse = declared[name].metadata.get("parse") if name in declared else None
+        values[name] = parse(value) if parse is not None and isinstance(value, str) else value
+    if data is not None:
+        values["data"] = data
+    if not values.get("data"):
+        raise HeadstartError("fit needs DATA", hint="give DATA, or --config FILE naming it (best.yaml does)")
+    return FitConfig(**values)
+
+
+def tune(data: str, *, trials: int = 20, budget: str | float | None = None, storage: str | None = None,
+         workers: int = 1, out: str | None = None, study: str | None = None, trial_budget: str | float | None = None,
+         strategies=None, candidates=None, seed: int = 0, **settings) -> dict:
+    """`headstart tune` from Python: an Optuna study over strategy, backbone and hyper-parameters
+    (settings: the fit settings every trial shares, e.g. train_per_class). Writes RUN/tune.json,
+    RUN/best.yaml and RUN/report.html; returns tune.json's content with the report's path."""
+    from .choose.tune import TuneConfig, run_tune
+
+    names = strategies.split(",") if isinstance(strategies, str) else strategies
+    return run_tune(TuneConfig(
+        data=data, trials=trials, budget_seconds=parse_duration(budget), storage=storage, workers=workers, out=out,
+        study=study, trial_budget_seconds=parse_duration(trial_budget), seed=seed,
+        strategies=tuple(n.strip() for n in names if n.strip()) if names else None,
+        candidates=",".join(candidates) if isinstance(candidates, (list, tuple)) else candidates,
+        fit=fit_config(data, **settings)))
 
 
 def predict(run_dir: str | Path, inputs: list[str]):
@@ -90,6 +141,17 @@ def export(run_dir: str | Path, *, format: str = "onnx", quantize: str | None = 
     from .deploy.registry import get_exporter
 
     return get_exporter(format).export(run_dir, quantize=quantize, out=out, tolerance=tolerance, force=force)
+
+
+def rank(data: str, *, candidates=None, scores=None, **settings) -> dict:
+    """`headstart rank` from Python: every candidate backbone (BACKBONE[:SIZE], comma-separated
+    or a list; default: the modality's) embeds the training split `fit` would draw with the same
+    settings, and every transferability score runs on the features. Writes RUN/rank.json and
+    RUN/report.html; returns the ranking, best first, with its "recommendation"."""
+    from .choose.rank import run_rank
+
+    scores = [s.strip() for s in scores.split(",") if s.strip()] if isinstance(scores, str) else scores
+    return run_rank(data, candidates=candidates, scores=scores or None, **settings)
 
 
 def zoo_add(run_dir: str | Path, name: str, force: bool = False) -> dict:

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from .cli_options import add_options, from_options
+from .cli_parsers import add_choose_parsers, add_deploy_parsers, add_label_parsers
 from .errors import HeadstartError
 from .log import is_main_process, set_quiet
 
@@ -34,6 +35,8 @@ def _print_fit_summary(result) -> None:
               f"and try --balance auto or --synthesize auto")
     if "balance" in s:
         print(f"  balance: {s['balance']['mode']} (--balance {s['balance']['requested']}): {s['balance']['reason']}")
+    for what, chosen in (s.get("auto") or {}).items():  # --backbone auto / --strategy auto
+        print(f"  {what} auto: {chosen.get('candidate') or chosen.get('strategy')}: {chosen['reason']}")
     if s.get("synthetic"):
         print(f"  synthetic: {s['synthetic']['total']} training sample(s) by {s['synthetic']['method']}")
     print(f"  run: {result.run_dir}")
@@ -41,10 +44,22 @@ def _print_fit_summary(result) -> None:
 
 @command
 def cmd_fit(args) -> int:
+    from .api import fit_config
     from .config import FitConfig
     from .pipeline import fit
 
-    _print_fit_summary(fit(from_options(FitConfig, args)))
+    given = {f: getattr(args, f) for f in FitConfig.__dataclass_fields__ if getattr(args, f) is not ...}
+    _print_fit_summary(fit(fit_config(config=args.config, **given)))
+    return 0
+
+
+@command
+def cmd_tune(args) -> int:
+    from .choose.tune import TuneConfig, run_tune
+    from .config import FitConfig
+    from .report.tune import print_tune
+
+    print_tune(run_tune(from_options(TuneConfig, args, fit=from_options(FitConfig, args))))
     return 0
 
 
@@ -168,6 +183,16 @@ def cmd_zoo(args) -> int:
 
 
 @command
+def cmd_rank(args) -> int:
+    from .api import rank
+    from .choose.rank import RANK_SETTINGS
+    from .report.rank import print_ranking
+
+    print_ranking(rank(candidates=args.candidates, scores=args.scores, **{n: getattr(args, n) for n in RANK_SETTINGS}))
+    return 0
+
+
+@command
 def cmd_datasets(args) -> int:
     from .data import list_datasets
 
@@ -204,6 +229,8 @@ def print_comparison(c: dict) -> None:
                       f"{a['test_accuracy']:.3f}", f"{a['train_seconds']:.1f}",
                       f"{ttt:.1f} s" if ttt is not None else "never within budget")
     console = Console()
+    if c.get("auto"):  # --backbone auto, ranked once for every arm
+        console.print(f"backbone auto: {c['auto']['backbone']['candidate']}: {c['auto']['backbone']['reason']}")
     console.print(table)
     console.print(f"[bold]{c['verdict_sentence']}[/bold]")
     if c.get("label_curve"):  # compare --label-fractions
@@ -282,20 +309,6 @@ def _add_predict_parser(sub) -> None:
                         "(default: torch)")
 
 
-def _add_export_options(p) -> None:
-    from .deploy.registry import load_exporters
-
-    p.add_argument("run", help="a run directory written by `headstart fit`")
-    p.add_argument("--format", default="onnx", help="; ".join(f"{e.name}: {e.summary}" for e in
-                                                            load_exporters().values()) + " (default: onnx)")
-    p.add_argument("--quantize", help="int8 (static, calibrated on training examples) or fp16; checked on the "
-                   "test split (default: none, fp32)")
-    p.add_argument("--out", help="the model file (default: RUN/model.onnx, RUN/model.int8.onnx, RUN/model.fp16.onnx)")
-    p.add_argument("--tolerance", type=float, default=1.0, metavar="POINTS",
-                   help="refuse a quantized model that loses more test accuracy than this, in points (default: 1.0)")
-    p.add_argument("--force", action="store_true", help="write the model even when a check fails")
-
-
 def _torch_free_parser(argv: list[str]) -> argparse.ArgumentParser | None:
     """`predict --engine onnxruntime` must run where PyTorch is not installed, and the full
     parser imports it (fit's options come from the strategy registry): that command alone
@@ -318,10 +331,13 @@ def build_parser() -> argparse.ArgumentParser:
                                      "the time by reusing a pre-trained model, and prove the time saved.")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars or messages, only results")
     sub = parser.add_subparsers(dest="command", required=True)
-    add_options(sub.add_parser("fit", help="train a classifier and write a run directory"), FitConfig)
+    p = sub.add_parser("fit", help="train a classifier and write a run directory")
+    add_options(p, FitConfig, skip=("data",))
+    p.add_argument("data", nargs="?", help=FitConfig.__dataclass_fields__["data"].metadata["help"])
+    p.add_argument("--config", help="a YAML of fit settings (tune's RUN/best.yaml, any run's config.yaml) as the "
+                   "defaults: the flags given win, and DATA may be left out when the file names it")
+    p.set_defaults(**dict.fromkeys(FitConfig.__dataclass_fields__, ...))  # "not given": --config fills it
     _add_predict_parser(sub)
-    p = sub.add_parser("export", help="write a finished run as a model file to deploy, checked against the run")
-    _add_export_options(p)
     p = sub.add_parser("explain", help="show why a finished run labels images or texts as it does")
     p.add_argument("run", help="a run directory written by `headstart fit`")
     p.add_argument("inputs", nargs="*", help="image files or folders; for a text run, the texts themselves")
@@ -342,45 +358,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the tracker")
     p.add_argument("--uri", help=FitConfig.__dataclass_fields__["track_uri"].metadata["help"])
     p.add_argument("--experiment", default="headstart", help="the MLflow experiment (default: headstart)")
-    from .label.queries import QUERIES
-    p = sub.add_parser("select", help="rank an unlabelled pool with a finished run: the items to label next")
-    p.add_argument("run", help="a run directory written by `headstart fit`")
-    p.add_argument("pool", help="unlabelled data: a folder of images, a .txt file (one text per line), a CSV/JSONL "
-                   "without labels, or a built-in dataset (its labels set aside)")
-    p.add_argument("--k", type=int, default=50, help="how many items to pick (default: 50)")
-    p.add_argument("--method", default="margin", choices=list(QUERIES),
-                   help="; ".join(f"{q.name}: {q.summary}" for q in QUERIES.values()) + " (default: margin)")
-    p.add_argument("--out", help="the CSV to write (default: RUN/select-METHOD.csv)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the randomised methods")
-    p = sub.add_parser("simulate-al", help="active learning on a labelled dataset with its labels hidden: "
-                       "every selection method beside random, as learning curves")
-    p.add_argument("data", help=FitConfig.__dataclass_fields__["data"].metadata["help"])
-    p.add_argument("--start", type=int, default=20, help="labels every method starts from (default: 20)")
-    p.add_argument("--k", type=int, default=20, help="labels bought per round (default: 20)")
-    p.add_argument("--rounds", type=int, default=10, help="rounds (default: 10)")
-    p.add_argument("--seeds", type=int, default=3, help="start sets and query seeds; medians and the spread are "
-                   "reported (default: 3)")
-    p.add_argument("--methods", help=f"comma-separated, from {', '.join(QUERIES)} (default: all; random is "
-                   "always run as the baseline)")
-    p.add_argument("--pool-size", type=int, default=2000, help="the unlabelled pool: this many training items, "
-                   "stratified (0: all; default: 2000)")
-    p.add_argument("--max-eval", type=int, default=1000, help="cap on the test split (default: 1000)")
-    p.add_argument("--backbone", help="the feature model (default: the data's modality's)")
-    p.add_argument("--image-size", type=int, help="images: input size in pixels (default: the backbone's)")
-    p.add_argument("--out", help="run directory (default: a new folder under runs/)")
-    p = sub.add_parser("prune", help="remove a share of a CNN run's channels, fine-tune briefly, write a new run")
-    p.add_argument("run", help="an image run written by `headstart fit` (a CNN: EfficientNet-Lite, resnet9, ...)")
-    p.add_argument("--sparsity", type=float, default=0.3, help="share of each layer's channels to remove (default 0.3)")
-    p.add_argument("--budget", help="time cap on the recovery fine-tune, e.g. 2m")
-    p.add_argument("--epochs", type=int, help="recovery fine-tune epochs (default: 3)")
-    p.add_argument("--out", help="the new run's folder (default: RUN-prunedNN beside RUN)")
-    zoo = sub.add_parser("zoo", help="list backbones and which load offline; add or remove your own runs' "
-                         "backbones (the local zoo)").add_subparsers(dest="zoo_action", required=False)
-    p = zoo.add_parser("add", help="register a finished run's backbone (no head) in $HEADSTART_HOME/zoo")
-    p.add_argument("run", help="a run directory written by `headstart fit`")
-    p.add_argument("--name", required=True, help="the backbone's name, for --backbone NAME")
-    p.add_argument("--force", action="store_true", help="replace a local backbone of that name")
-    zoo.add_parser("remove", help="delete a local backbone").add_argument("name", help="its name")
+    add_label_parsers(sub)
+    add_deploy_parsers(sub)
+    add_choose_parsers(sub)
     sub.add_parser("datasets", help="list the built-in datasets and their options")
     p = sub.add_parser("demo", help="transfer vs scratch on the built-in elpv solar cells (no network needed)")
     p.add_argument("--out", help="run directory (default: a new folder under runs/)")
