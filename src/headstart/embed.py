@@ -80,7 +80,10 @@ def compute_features(classifier, inputs: np.ndarray, description: str | None = N
 def _features(classifier, inputs, description, batch_size, engine=None) -> np.ndarray:
     if engine is not None and engine.name != "torch":
         return engine.features(inputs, description, batch_size)
-    return predict_logits(FeatureModel(classifier), inputs, batch_size, description).numpy().astype(np.float32)
+    # the wrapper takes the classifier's mode, so predict_logits restores that mode, not a fresh
+    # module's training mode (which would leave batch norm training behind it)
+    wrapper = FeatureModel(classifier).train(classifier.training)
+    return predict_logits(wrapper, inputs, batch_size, description).numpy().astype(np.float32)
 
 
 def _world() -> tuple[int, int]:
