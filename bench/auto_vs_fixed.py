@@ -31,7 +31,7 @@ from headstart.pipeline import fit, load
 DATASETS = {
     "elpv": (100, ("probe", "lp-ft", "finetune", "scratch")),
     "fashion-mnist": (100, ("probe", "lp-ft", "finetune", "scratch")),
-    "mnist-5k": (None, ("probe", "lp-ft", "finetune", "scratch")),
+    "mnist-5k": (100, ("probe", "lp-ft", "finetune", "scratch")),
     "digits": (None, ("probe", "lp-ft", "finetune", "scratch")),
     "bbc-news": (50, ("probe", "lp-ft", "finetune", "lora", "tfidf", "scratch")),
 }

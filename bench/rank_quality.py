@@ -59,13 +59,18 @@ def ground_truth(dataset: str, candidate, seed: int, args, scratch: Path) -> dic
     config = FitConfig(data=dataset, strategy="lp-ft", budget_seconds=args.budget, backbone=candidate.backbone,
                        image_size=candidate.image_size, seed=seed, train_per_class=args.train_per_class,
                        max_eval=args.max_eval, explain_examples=0,
-                       out=str(scratch / f"{candidate.name.replace(':', '-').replace('@', '-')}-s{seed}"))
+                       out=str(scratch / f"{dataset}-{candidate.name.replace(':', '-').replace('@', '-')}-s{seed}"))
+    done = scratch / f"truth-{dataset}-{candidate.name}-s{seed}.json"
+    if done.exists():  # --work of an interrupted run: this fit is done already
+        return json.loads(done.read_text())
     try:
         summary = fit(config, use_feature_cache=False).summary  # the brute force pays its own features
     except HeadstartError as e:
         return {"error": str(e).splitlines()[0]}
-    return {"test_accuracy": summary["test_accuracy"], "wall_seconds": summary["wall_seconds"],
-            "train_seconds": summary["train_seconds"]}
+    truth = {"test_accuracy": summary["test_accuracy"], "wall_seconds": summary["wall_seconds"],
+             "train_seconds": summary["train_seconds"]}
+    done.write_text(json.dumps(truth))
+    return truth
 
 
 def agreement(ranked: dict, truth: dict[str, dict]) -> dict[str, dict]:
@@ -98,8 +103,12 @@ def run_dataset(dataset: str, candidates: list, args, scratch: Path) -> dict:
     seeds = []
     for seed in range(args.seeds):
         started = time.perf_counter()
-        ranked = run_rank(dataset, candidates=candidates, seed=seed, train_per_class=args.train_per_class,
-                          max_eval=args.max_eval, out=str(scratch / f"rank-{dataset}-s{seed}"))
+        previous = scratch / f"rank-{dataset}-s{seed}" / "rank.json"
+        if previous.exists():  # --work of an interrupted run
+            ranked = json.loads(previous.read_text())
+        else:
+            ranked = run_rank(dataset, candidates=candidates, seed=seed, train_per_class=args.train_per_class,
+                              max_eval=args.max_eval, out=str(previous.parent))
         rank_wall = time.perf_counter() - started
         truth = {}
         for c in candidates:
@@ -127,6 +136,18 @@ def run_dataset(dataset: str, candidates: list, args, scratch: Path) -> dict:
     }
 
 
+class _kept:
+    def __init__(self, folder: str):
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        self.folder = folder
+
+    def __enter__(self) -> str:
+        return self.folder
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--datasets", default=DEFAULT_DATASETS, help=f"comma-separated (default: {DEFAULT_DATASETS})")
@@ -139,6 +160,8 @@ def main() -> int:
     p.add_argument("--cache", help="HEADSTART_CACHE for the run (default: a fresh temporary folder, so the "
                    "ranking's first seed pays its engine exports and features cold)")
     p.add_argument("--out", default=str(OUT))
+    p.add_argument("--work", help="folder for the runs and partial results (default: a temporary one); an "
+                   "interrupted run given the same --work continues where it stopped")
     args = p.parse_args()
     os.environ.setdefault("HEADSTART_QUIET", "1")
     cache = tempfile.TemporaryDirectory(prefix="rank-quality-cache-") if not args.cache else None
@@ -155,7 +178,7 @@ def main() -> int:
     candidates = parse_candidates(args.candidates or default_candidates(extra))
     started = time.perf_counter()
     results = {}
-    with tempfile.TemporaryDirectory(prefix="rank-quality-") as scratch:
+    with (tempfile.TemporaryDirectory(prefix="rank-quality-") if not args.work else _kept(args.work)) as scratch:
         for dataset in [d.strip() for d in args.datasets.split(",") if d.strip()]:
             print(f"{dataset}: {len(candidates)} candidates x {args.seeds} seed(s)", flush=True)
             results[dataset] = run_dataset(dataset, candidates, args, Path(scratch))
