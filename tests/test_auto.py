@@ -21,9 +21,9 @@ def _rows(curve):
 def test_projection_adds_the_last_doubling_halved_each_time_after():
     flat = {"rows": _rows([(1, 0.7), (2, 0.7), (4, 0.7)]), "best_val_accuracy": 0.7}
     assert auto._project(flat, 64) == pytest.approx(0.7)
-    rising = {"rows": _rows([(1, 0.5), (2, 0.6), (4, 0.7)]), "best_val_accuracy": 0.7}
-    # last doubling (2 -> 4 s) gained 0.1; 4 -> 16 s is two more doublings: 0.1 * (1 + 1/2)
-    assert auto._project(rising, 16) == pytest.approx(0.7 + 0.1 * 1.5)
+    rising = {"rows": _rows([(1, 0.60), (2, 0.62), (4, 0.64)]), "best_val_accuracy": 0.64}
+    # last doubling (2 -> 4 s) gained 0.02; 4 -> 16 s is two more doublings: 0.02 * (1 + 1/2)
+    assert auto._project(rising, 16) == pytest.approx(0.64 + 0.02 * 1.5)
     # never more than MAX_ERROR_REMOVED of the error left, however long the budget
     steep = {"rows": _rows([(1, 0.2), (2, 0.9)]), "best_val_accuracy": 0.9}
     assert auto._project(steep, 1e6) == pytest.approx(0.9 + auto.MAX_ERROR_REMOVED * 0.1)
@@ -47,8 +47,9 @@ def _stages(probe_acc, scratch_curve, transfer=Rates(200.0, 20.0, 0.0), baseline
     def pilot(strategy, budget, train, val, evals_per_epoch=1):
         calls.append((strategy, budget, len(train)))
         if strategy == "probe":
-            return {"best_val_accuracy": probe_acc, "rows": _rows([(1.0, probe_acc)])}
-        return {"best_val_accuracy": max(a for _, a in scratch_curve), "rows": _rows(scratch_curve)}
+            return {"best_val_accuracy": probe_acc, "rows": _rows([(1.0, probe_acc)]), "n_used": len(train)}
+        return {"best_val_accuracy": max(a for _, a in scratch_curve), "rows": _rows(scratch_curve),
+                "n_used": len(train)}
 
     rates = {"probe": transfer, "lp-ft": transfer, "scratch": baseline}
     return Stages(rates=lambda s: rates[s], pilot=pilot, no_transfer="scratch"), calls
@@ -73,11 +74,18 @@ def test_auto_keeps_transfer_and_fine_tunes_only_when_epochs_fit():
     assert tight.budget_left <= 40.0 - auto.CLOSING_RESERVE
 
 
-def test_probe_pilot_runs_on_a_share_when_the_full_pass_is_too_dear():
-    slow = Rates(10.0, 2.0, 0.0)  # 600 examples at 10/s = 60 s > a quarter of 100 s
-    stages, calls = _stages(0.8, [(2, 0.5), (4, 0.5)], transfer=slow)
+def test_the_probe_pilot_is_the_real_probe_under_half_the_budget():
+    stages, calls = _stages(0.8, [(2, 0.5), (4, 0.5)])
     choose_strategy(_Split(400), _Split(100), 100, 100.0, stages)
-    assert calls[0][0] == "probe" and calls[0][2] < 400
+    assert calls[0] == ("probe", auto.FULL_PROBE_SHARE * 100.0, 400)
+
+
+def test_a_probe_pilot_cut_short_is_projected_from_its_data_curve():
+    rows = [{"split": "val", "n_train": n, "accuracy": a} for n, a in ((25, 0.70), (50, 0.76), (100, 0.80))]
+    cut = {"best_val_accuracy": 0.80, "n_train": 100, "complete": False, "wall_seconds": 10.0, "rows": rows}
+    # 10 s bought 100 examples; 40 s more buy all 400: two doublings past 100, each half the last (0.04)
+    assert auto._project_probe(cut, 400, 40.0) == pytest.approx(0.80 + 0.04 * 1.5)
+    assert auto._project_probe({**cut, "complete": True}, 400, 40.0) == pytest.approx(0.80)
 
 
 def test_a_budget_too_small_names_the_minimum():

@@ -222,7 +222,7 @@ def _auto_stages(config: FitConfig, modality: Modality, splits, use_feature_cach
     """The pipeline's stages as --strategy auto uses them: measured rates, and short pilot fits
     that write nothing."""
     from .choose.auto import Stages
-    from .choose.throughput import model_rates
+    from .choose.throughput import engine_rates, model_rates
 
     def planned(strategy: str, **changes) -> FitConfig:
         return replace(config, strategy=strategy, resume=False, **_baseline_settings(config, modality, strategy),
@@ -235,7 +235,11 @@ def _auto_stages(config: FitConfig, modality: Modality, splits, use_feature_cach
         sample = splits.train.subset(np.arange(min(len(splits.train), 16)))
         model = build(plan, sample)
         prepared = model.prepare(sample)
-        return model_rates(model, prepared.inputs, prepared.labels, trainable=strategy != "probe")
+        if strategy == "probe":  # through the engine the probe extracts with (ONNX Runtime for images)
+            from .deploy.engines import make_engine
+            engine = make_engine(config.extract_engine, model, calibration=prepared.inputs)
+            return engine_rates(model, engine, prepared.inputs)
+        return model_rates(model, prepared.inputs, prepared.labels)
 
     def pilot(strategy: str, budget, train_data, val_data, evals_per_epoch: int = 1) -> dict:
         plan = resolve_plan(planned(strategy, budget_seconds=budget, evals_per_epoch=evals_per_epoch,
@@ -245,6 +249,7 @@ def _auto_stages(config: FitConfig, modality: Modality, splits, use_feature_cach
         recorder = Recorder(None, plan.strategy.name, write=False)
         outcome = train(plan, model, parts, recorder, checkpoint_dir=None, use_feature_cache=use_feature_cache)
         return {"best_val_accuracy": outcome["best_val_accuracy"], "rows": recorder.rows,
+                "n_used": outcome.get("probe_train_used", len(train_data)),
                 "train_seconds": recorder.train_seconds, "wall_seconds": recorder.wall_seconds}
 
     return Stages(rates=rates, pilot=pilot, no_transfer=modality.auto_baseline)

@@ -121,3 +121,28 @@ def _cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def engine_rates(classifier, engine, inputs: np.ndarray) -> Rates:
+    """Inference through the extraction engine the probe will use (ONNX Runtime for images):
+    what a probe's feature pass really costs. The first call pays the engine's one-off export
+    (cached per machine after), so a pilot that follows is not charged for it."""
+    batch = np.ascontiguousarray(inputs[:BATCH])
+    key = _key(classifier, as_batch(batch), False) + f"-{engine.name}"
+    path = cache_dir() / "throughput" / f"{key}.json"
+    if path.exists():
+        try:
+            cached = read_json(path)
+            engine.features(batch[:1])  # the engine itself must still be ready before a pilot
+            return Rates(**{**cached, "measured_seconds": 0.0, "cached": True})
+        except (TypeError, ValueError, OSError):
+            path.unlink(missing_ok=True)
+    started = time.perf_counter()
+    engine.features(batch[:1])  # warm-up: the export (first use on this machine), sessions, kernels
+    timed = time.perf_counter()
+    for _ in range(REPEATS):
+        engine.features(batch)
+    forward = REPEATS * len(batch) / max(time.perf_counter() - timed, 1e-9)
+    rates = Rates(forward=forward, train=forward, measured_seconds=time.perf_counter() - started)
+    write_json(path, {"forward": rates.forward, "train": rates.train})
+    return rates
