@@ -136,7 +136,7 @@ def fit(config: FitConfig, *, data=None, use_feature_cache: bool = True, splits=
     added = add_labels(config, data, splits)
     # --backbone auto / --strategy auto: chosen on this split, the time it took off the budget
     choosing_started = time.perf_counter()
-    config, chosen = choose_automatically(config, modality_of(data), splits, use_feature_cache)
+    config, chosen, kept = choose_automatically(config, modality_of(data), splits, use_feature_cache)
     choosing_seconds = time.perf_counter() - choosing_started
     plan = resolve_plan(config, modality_of(data))
     config = plan.config
@@ -144,7 +144,7 @@ def fit(config: FitConfig, *, data=None, use_feature_cache: bool = True, splits=
         say(f"skipped {len(data.skipped)} unusable example(s), e.g. {data.skipped[0][0]} ({data.skipped[0][1]})")
     if data.notes.get("replaced_bytes"):
         say(f"{data.notes['replaced_bytes']} text(s) held bytes that are not UTF-8; they were replaced with U+FFFD")
-    model = build(plan, data)
+    model = build(plan, data) if kept is None else kept["model"]
     parts = tuple(model.prepare(s) for s in (splits.train, splits.val, splits.test))
     decode_seconds = time.perf_counter() - decode_started - choosing_seconds
     described = model.describe()
@@ -159,9 +159,15 @@ def fit(config: FitConfig, *, data=None, use_feature_cache: bool = True, splits=
         _say_expected_time(plan, model, parts, use_feature_cache)
 
     _write_run_start(run_dir, config, splits)
-    recorder = _start_recorder(run_dir, plan.strategy, config.resume)
-    outcome = train(plan, model, parts, recorder, checkpoint_dir=run_dir / "checkpoint",
-                    use_feature_cache=use_feature_cache)
+    if kept is None:
+        recorder = _start_recorder(run_dir, plan.strategy, config.resume)
+        outcome = train(plan, model, parts, recorder, checkpoint_dir=run_dir / "checkpoint",
+                        use_feature_cache=use_feature_cache)
+    else:  # --strategy auto kept its probe pilot: that run is this fit's training, clock and rows
+        recorder = Recorder(run_dir, plan.strategy.name, write=is_main_process(),
+                            train_seconds=kept["recorder"].train_seconds, rows=kept["recorder"].rows)
+        recorder.rewrite()
+        outcome = kept["outcome"]
     extra = {"modality": plan.modality.name, "words": dict(plan.modality.words), "data_notes": notes, **figures,
              **({"added_labels": added} if added else {}), **({"auto": chosen} if chosen else {})}
     result = finish(plan, model, data, parts, recorder, outcome, run_dir, started, decode_seconds, extra)
@@ -184,9 +190,11 @@ def _say_expected_time(plan: Plan, model, parts, use_feature_cache: bool) -> Non
 
 
 def choose_automatically(config: FitConfig, modality: Modality, splits, use_feature_cache: bool = True):
-    """(config with the backbone and strategy filled in, what was chosen and why). The choosing
-    time comes off --budget: the promise covers the whole fit."""
+    """(config with the backbone and strategy filled in, what was chosen and why, the probe pilot
+    when auto kept it as the run's model). The choosing time comes off --budget: the promise
+    covers the whole fit."""
     chosen: dict = {}
+    kept = None
     if config.backbone == "auto":
         from .choose.auto import choose_backbone
         started = time.perf_counter()
@@ -201,7 +209,8 @@ def choose_automatically(config: FitConfig, modality: Modality, splits, use_feat
         chosen["strategy"] = choice.to_dict()
         config = replace(config, strategy=choice.strategy, budget_seconds=choice.budget_left,
                          **_baseline_settings(config, modality, choice.strategy))
-    return config, chosen
+        kept = choice.kept
+    return config, chosen, kept
 
 
 def _less(budget: float | None, spent: float) -> float | None:
@@ -249,6 +258,7 @@ def _auto_stages(config: FitConfig, modality: Modality, splits, use_feature_cach
         recorder = Recorder(None, plan.strategy.name, write=False)
         outcome = train(plan, model, parts, recorder, checkpoint_dir=None, use_feature_cache=use_feature_cache)
         return {"best_val_accuracy": outcome["best_val_accuracy"], "rows": recorder.rows,
+                "kept": {"model": model, "recorder": recorder, "outcome": outcome},
                 "n_used": outcome.get("probe_train_used", len(train_data)),
                 "train_seconds": recorder.train_seconds, "wall_seconds": recorder.wall_seconds}
 

@@ -60,6 +60,7 @@ class Choice:
     reason: str
     budget_left: float | None
     evidence: dict = field(default_factory=dict)
+    kept: dict | None = None  # the probe pilot's model, recorder and outcome, when the probe is chosen
 
     def to_dict(self) -> dict:
         return {"strategy": self.strategy, "reason": self.reason, "evidence": self.evidence}
@@ -77,13 +78,16 @@ def choose_strategy(train, val, test_size: int, budget: float | None, stages: St
                           "baseline": baseline_rates.to_dict() if baseline_rates else None},
                 "probe_seconds_expected": round(probe_cost, 2)}
     _check_affordable(planned, probe_cost, work, baseline_rates, stages.no_transfer)
+    # what the fit does after training, kept out of every share: the test pass, the run's files
+    closing = CLOSING_RESERVE + test_size / transfer_rates.forward
+    planned_work = max(planned - closing, MIN_PILOT_SECONDS)
 
-    probe = _probe_pilot(train, val, planned, stages)
-    baseline = _baseline_pilot(train, val, planned, work, baseline_rates, stages)
+    probe = _probe_pilot(train, val, planned_work, stages)
+    baseline = _baseline_pilot(train, val, planned_work, work, baseline_rates, stages)
     evidence["pilots"] = {"probe": _brief(probe), stages.no_transfer: _brief(baseline)}
 
     spent = time.perf_counter() - started
-    left = planned - spent
+    left = planned_work - spent
     transfer_acc = _project_probe(probe, len(train), left)
     baseline_acc = _project(baseline, left) if baseline_rates is not None else baseline["best_val_accuracy"]
     evidence.update(projected={"transfer": round(transfer_acc, 4), stages.no_transfer: round(baseline_acc, 4)},
@@ -113,16 +117,22 @@ def choose_strategy(train, val, test_size: int, budget: float | None, stages: St
         else:
             strategy = "probe"
             reason = (f"the probe leads ({gap}); fine-tuning would fit only {max(epochs_fit, 0):.1f} "
-                      f"epoch(s) in the {describe_seconds(left)} left, so the probe is kept")
-    say(f"--strategy auto chose {strategy}: {reason}")
-    left = planned - (time.perf_counter() - started)
+                      f"epoch(s) in the {describe_seconds(left)} left, so the probe stays")
+    left = planned - closing - (time.perf_counter() - started)
     evidence["choosing_seconds"] = round(time.perf_counter() - started, 2)
-    return Choice(strategy, reason, max(left - CLOSING_RESERVE, 1.0) if budget is not None else None, evidence)
+    # a chosen probe is its pilot: the real probe on all the data it had time for (with cached
+    # features when complete). Training it again would cost seconds and, cut short, do worse.
+    kept = probe.get("kept") if strategy == "probe" else None
+    if kept is not None:
+        reason += " (its pilot is the run: no second pass)"
+    say(f"--strategy auto chose {strategy}: {reason}")
+    return Choice(strategy, reason, max(left, 1.0) if budget is not None else None, evidence,
+                  kept=kept)
 
 
 HEAD_RESERVE = 3.0  # seconds for the head sweep and the test pass after fine-tuning
-# seconds kept for what a fit does after training (model file, deploy figures, report): the
-# budget is a promise about the whole fit
+# seconds kept for what a fit does after training (model file, deploy figures, report), beside
+# its test pass: the budget is a promise about the whole fit
 CLOSING_RESERVE = 5.0
 
 
