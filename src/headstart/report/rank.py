@@ -2,6 +2,7 @@
 recommendation -- a pure function of RUN/rank.json (the page, its figure, the console table)."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import matplotlib
@@ -121,7 +122,8 @@ def print_ranking(rank: dict) -> None:
     from rich.console import Console
     from rich.text import Text
 
-    console = Console()
+    # piped into a file or a log, rich would wrap a wide table at 80 columns until it is unreadable
+    console = Console(width=None if sys.stdout.isatty() else 200)
     console.print(ranking_table(rank))
     for skipped in rank.get("skipped") or []:
         console.print(f"skipped {skipped['candidate']}: {skipped['reason']}", markup=False)

@@ -3,6 +3,8 @@ so far, each searched setting against the value, and the best trial's settings; 
 `headstart tune` prints."""
 from __future__ import annotations
 
+import sys
+
 from pathlib import Path
 
 import matplotlib
@@ -111,7 +113,8 @@ def print_tune(result: dict, top: int = 10) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    # piped into a file or a log, rich would wrap a wide table at 80 columns until it is unreadable
+    console = Console(width=None if sys.stdout.isatty() else 200)
     ranked = sorted((t for t in result["trials"] if t["state"] == "COMPLETE"), key=lambda t: -t["value"])[:top]
     table = Table(title=f"{result['data']}: best {len(ranked)} trial(s) by validation accuracy")
     for col in ("trial", "strategy", "settings", "best val", "test acc", "seconds"):
