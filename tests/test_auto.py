@@ -75,11 +75,12 @@ def test_auto_keeps_transfer_and_fine_tunes_only_when_epochs_fit():
     assert tight.budget_left <= 40.0 - auto.CLOSING_RESERVE
 
 
-def test_the_probe_pilot_is_the_real_probe_under_half_the_budget():
+def test_the_probe_pilot_is_the_real_probe_under_its_share_of_the_budget():
     stages, calls = _stages(0.8, [(2, 0.5), (4, 0.5)])
     choose_strategy(_Split(400), _Split(100), 100, 100.0, stages)
     closing = auto.CLOSING_RESERVE + 100 / 200.0
-    assert calls[0] == ("probe", pytest.approx(auto.FULL_PROBE_SHARE * (100.0 - closing)), 400)
+    # its share of the budget, plus its validation pass (100 examples at the transfer rate)
+    assert calls[0] == ("probe", pytest.approx(auto.FULL_PROBE_SHARE * (100.0 - closing) + 100 / 200.0), 400)
 
 
 def test_a_probe_pilot_cut_short_is_projected_from_its_data_curve():

@@ -4,7 +4,7 @@ The evidence, gathered in a few percent of the budget before anything is kept:
 1. this machine's measured rates for the pretrained backbone and for the scratch model
    (choose/throughput.py: inference, and a training step when fine-tuning could fit at all; a
    few seconds, cached per machine);
-2. a pilot of the probe: the real probe under half of the budget (complete, its features are
+2. a pilot of the probe: the real probe under 60 % of the budget (and its validation pass) (complete, its features are
    cached, so a chosen probe or lp-ft reuses them and the pilot is not wasted; cut short, its
    anytime heads after 1/8, 1/4, 1/2 of the data say what the rest would add);
 3. a pilot of the no-transfer baseline: the scratch model trained for a few percent of the
@@ -37,7 +37,7 @@ from .throughput import Rates
 BUDGET_WITHOUT_ONE = 300.0   # auto needs a budget to fit; without --budget it plans for 5 minutes
 PILOT_SHARE = 0.06           # the scratch pilot's share of the budget
 MIN_PILOT_SECONDS = 4.0
-FULL_PROBE_SHARE = 0.5       # the probe pilot's budget: the real probe, on all the data it gets through
+FULL_PROBE_SHARE = 0.6       # the probe pilot's budget: the real probe, on all the data it gets through
 FINETUNE_EPOCHS = 2          # lp-ft only when this many epochs fit after the probe
 EDGE = 0.005                 # a projected edge smaller than half a point is no edge
 # a projection removes at most this share of the error left at the pilot's end: a short pilot
@@ -82,7 +82,7 @@ def choose_strategy(train, val, test_size: int, budget: float | None, stages: St
     closing = CLOSING_RESERVE + test_size / transfer_rates.forward
     planned_work = max(planned - closing, MIN_PILOT_SECONDS)
 
-    probe = _probe_pilot(train, val, planned_work, stages)
+    probe = _probe_pilot(train, val, planned_work, stages, len(val) / transfer_rates.forward)
     baseline = _baseline_pilot(train, val, planned_work, work, baseline_rates, stages)
     evidence["pilots"] = {"probe": _brief(probe), stages.no_transfer: _brief(baseline)}
 
@@ -150,12 +150,14 @@ def _check_affordable(budget: float, probe_cost: float, work: Workload, baseline
             hint=f"give --budget {math.ceil(minimum * 1.2)}s or more, or name a strategy (e.g. --strategy probe)")
 
 
-def _probe_pilot(train, val, budget, stages) -> dict:
+def _probe_pilot(train, val, budget, stages, val_seconds: float = 0.0) -> dict:
     """The real probe under a share of the budget, asked for a curve: its anytime heads after 1/8,
     1/4 and 1/2 of the training examples are a learning curve over data. Complete, its features
     are cached and a chosen probe or lp-ft reuses them; cut short, it fitted on the stratified
-    share it had time for, and the curve says what the rest would add."""
-    out = stages.pilot("probe", FULL_PROBE_SHARE * budget, train, val, evals_per_epoch=4)
+    share it had time for, and the curve says what the rest would add. Its budget also covers its
+    validation pass, which the probe's wall clock counts but a fixed probe's share would not
+    (without it, on a slow machine the pilot spent its share embedding the validation split)."""
+    out = stages.pilot("probe", FULL_PROBE_SHARE * budget + val_seconds, train, val, evals_per_epoch=4)
     return {**out, "complete": out["n_used"] >= len(train), "n_train": out["n_used"]}
 
 
