@@ -26,7 +26,7 @@ LAYERS = [
     {"explain", "diagnosis", "label", "choose.scores", "choose.covariance", "choose.candidates",
      "choose.rank"},
     {"strategies"},
-    {"pipeline", "compare", "baseline", "label_curves", "prediction", "demo", "deploy", "choose"},
+    {"pipeline", "run_extras", "compare", "baseline", "label_curves", "prediction", "demo", "deploy", "choose"},
     {"api", "cli_options"},
     {"cli", "cli_parsers", "__init__", "__main__"},
 ]

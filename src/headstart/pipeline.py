@@ -7,7 +7,6 @@ public. Strategies train; this module decides what to build, and writes the run 
 from __future__ import annotations
 
 import resource
-import shutil
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -24,6 +23,7 @@ from .metrics import classification_summary, imbalance, misclassified_examples
 from .modalities import Modality, load_data, modality_of
 from .model_io import save_model
 from .records import Recorder, new_run_dir, read_metrics, write_json, write_yaml
+from .run_extras import explain_report_examples, record_deploy_figures
 from .report import build_fit_report
 from .strategies import FitContext, Strategy, get_strategy
 from .tracking import check_tracking, track_run
@@ -353,43 +353,6 @@ def finish(plan: Plan, model, data, parts, recorder: Recorder, outcome: dict, ru
         write_json(run_dir / "summary.json", summary)
         build_fit_report(run_dir)
     return FitResult(run_dir=run_dir, classifier=model, classes=data.classes, summary=summary)
-
-
-def explain_report_examples(config: FitConfig, model, test, test_logits, classes: list[str], run_dir: Path) -> dict:
-    """The report's explanations (RUN/explanations/), and what the summary says of them. The
-    model is saved by now, so a method that fails costs the report a section, not the run."""
-    from .explain import explain_for_report
-
-    folder = run_dir / "explanations"
-    if config.explain_examples <= 0:
-        shutil.rmtree(folder, ignore_errors=True)
-        return {}
-    try:
-        made = explain_for_report(model, test, test_logits, classes, folder, mistakes=config.explain_examples,
-                                  method=config.explain_method)
-    except Exception as e:  # noqa: BLE001  (recorded in the summary and shown in the report)
-        say(f"no explanations for the report: {e}")
-        return {"explanations_error": f"{type(e).__name__}: {e}" if not isinstance(e, HeadstartError) else str(e)}
-    if made is None:  # no method explains this modality's models
-        return {}
-    say(f"explained {len(made['items'])} test example(s) with {made['method']} in {made['seconds']:.1f} s")
-    return {"explain_method": made["method"], "explain_seconds": made["seconds"],
-            "features_from": made.get("features_from")}
-
-
-def record_deploy_figures(model, test, test_accuracy: float, run_dir: Path) -> dict:
-    """The deploy table's first row (RUN/deploy.json): the run's own model as PyTorch runs it --
-    size, MFLOPs, latency at batch 1 and 32 -- measured in about 1.5 s, outside the
-    training clock. Like the explanations, a measurement that fails costs the report a section."""
-    from .deploy.measure import pytorch_row, record_deploy_row
-
-    started = time.perf_counter()
-    try:
-        record_deploy_row(run_dir, pytorch_row(model, test, test_accuracy, run_dir))
-    except Exception as e:  # noqa: BLE001  (recorded in the summary and shown in the report)
-        say(f"no deploy figures for the report: {e}")
-        return {"deploy_error": f"{type(e).__name__}: {e}"}
-    return {"deploy_seconds": round(time.perf_counter() - started, 3)}
 
 
 def _write_run_start(run_dir: Path, config: FitConfig, splits) -> None:
