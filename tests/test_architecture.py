@@ -26,9 +26,10 @@ LAYERS = [
     {"explain", "diagnosis", "label", "choose.scores", "choose.covariance", "choose.candidates",
      "choose.rank"},
     {"strategies"},
-    {"pipeline", "run_extras", "compare", "baseline", "label_curves", "prediction", "demo", "deploy", "choose"},
-    {"api", "cli_options"},
-    {"cli", "cli_parsers", "__init__", "__main__"},
+    {"pipeline", "run_extras", "compare", "baseline", "label_curves", "prediction", "demo", "deploy", "choose",
+     "adapt"},
+    {"api", "estimator", "cli_options"},
+    {"cli", "cli_parsers", "cli_print", "__init__", "__main__"},
 ]
 MAX_LINES = 400
 

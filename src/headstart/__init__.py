@@ -13,10 +13,10 @@ __version__ = "0.1.0"
 # public name -> the submodule that defines it
 _LAZY = {"HeadstartClassifier": "api", "fit": "api", "predict": "api", "UnknownLabelError": "api",
          "select": "api", "simulate_al": "api", "prune": "api",
-         "export": "api"}
+         "export": "api", "pretrain": "api"}
 
-__all__ = ["HeadstartClassifier", "UnknownLabelError", "__version__", "export", "fit", "predict", "prune", "select",
-           "simulate_al"]
+__all__ = ["HeadstartClassifier", "UnknownLabelError", "__version__", "export", "fit", "predict", "prune", "pretrain",
+           "select", "simulate_al"]
 
 
 def __getattr__(name: str):

@@ -8,9 +8,10 @@ import sys
 from pathlib import Path
 
 from .cli_options import add_options, from_options
-from .cli_parsers import add_choose_parsers, add_deploy_parsers, add_label_parsers
+from .cli_parsers import add_adapt_parsers, add_choose_parsers, add_deploy_parsers, add_label_parsers
+from .cli_print import print_comparison, print_fit_summary, print_study
 from .errors import HeadstartError
-from .log import is_main_process, set_quiet
+from .log import set_quiet
 
 COMMANDS: dict[str, callable] = {}
 
@@ -20,36 +21,22 @@ def command(fn):
     return fn
 
 
-def _print_fit_summary(result) -> None:
-    s = result.summary
-    if not is_main_process():
-        return
-    print(f"{s['strategy']} on {s['data']} with {s['backbone']} ({s['weights']})")
-    print(f"  test accuracy {s['test_accuracy']:.4f}   macro-F1 {s['macro_f1']:.4f}   "
-          f"best val {s['best_val_accuracy']:.4f}")
-    print(f"  train {s['train_seconds']:.1f} s   wall {s['wall_seconds']:.1f} s   "
-          f"peak RSS {s['peak_rss_mb']:.0f} MB")
-    ratio = s["train_imbalance"]["imbalance_ratio"]
-    if ratio >= 3 and "balance" not in s:
-        print(f"  note: the training classes are imbalanced ({ratio:.1f}:1); see macro-F1 and per-class figures, "
-              f"and try --balance auto or --synthesize auto")
-    if "balance" in s:
-        print(f"  balance: {s['balance']['mode']} (--balance {s['balance']['requested']}): {s['balance']['reason']}")
-    for what, chosen in (s.get("auto") or {}).items():  # --backbone auto / --strategy auto
-        print(f"  {what} auto: {chosen.get('candidate') or chosen.get('strategy')}: {chosen['reason']}")
-    if s.get("synthetic"):
-        print(f"  synthetic: {s['synthetic']['total']} training sample(s) by {s['synthetic']['method']}")
-    print(f"  run: {result.run_dir}")
+@command
+def cmd_fit(args) -> int:
+    from .api import fit_config, run_fit
+    from .config import FitConfig
+
+    given = {f: getattr(args, f) for f in FitConfig.__dataclass_fields__ if getattr(args, f) is not ...}
+    print_fit_summary(run_fit(fit_config(config=args.config, **given)))
+    return 0
 
 
 @command
-def cmd_fit(args) -> int:
-    from .api import fit_config
-    from .config import FitConfig
-    from .pipeline import fit
+def cmd_pretrain(args) -> int:
+    from .adapt.pretrain import print_pretrain, run_pretrain
+    from .config import PretrainConfig
 
-    given = {f: getattr(args, f) for f in FitConfig.__dataclass_fields__ if getattr(args, f) is not ...}
-    _print_fit_summary(fit(fit_config(config=args.config, **given)))
+    print_pretrain(run_pretrain(from_options(PretrainConfig, args)))
     return 0
 
 
@@ -139,23 +126,6 @@ def cmd_simulate_al(args) -> int:
     return 0
 
 
-def print_study(study: dict) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    labels = study["labels"]
-    table = Table(title=f"{study['data']}: test accuracy by labels used (median of {study['seeds']} seed(s))")
-    table.add_column("method")
-    for n in labels:
-        table.add_column(str(n), justify="right")
-    for name, m in study["methods"].items():
-        table.add_row(name, *[f"{a:.3f}" for a in m["median"]])
-    console = Console()
-    console.print(table)
-    console.print(f"[bold]{study['sentence']}[/bold]")
-    console.print(f"report: {study['report']}")
-
-
 @command
 def cmd_zoo(args) -> int:
     from .api import zoo_add, zoo_remove
@@ -211,32 +181,6 @@ def cmd_compare(args) -> int:
     config = from_options(CompareConfig, args, fit=from_options(FitConfig, args, skip_per_arm=True, data=args.data))
     print_comparison(run_compare(config))
     return 0
-
-
-def print_comparison(c: dict) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"{c['data']}: time to {c['target_accuracy']:.3f} validation accuracy "
-                        f"({c['target_source']})")
-    for col in ("arm", "backbone", "best val", "test acc", "train s", "time to target"):
-        table.add_column(col, justify="left" if col in ("arm", "backbone") else "right")
-    for a in c["arms"]:
-        ttt = a["time_to_target_seconds"]
-        unit = a.get("input_unit", "px")
-        size = "" if a["input_size"] is None else f" @{a['input_size']}{'' if unit == 'px' else ' '}{unit}"
-        table.add_row(a["name"], f"{a['backbone']}{size}", f"{a['best_val_accuracy']:.3f}",
-                      f"{a['test_accuracy']:.3f}", f"{a['train_seconds']:.1f}",
-                      f"{ttt:.1f} s" if ttt is not None else "never within budget")
-    console = Console()
-    if c.get("auto"):  # --backbone auto, ranked once for every arm
-        console.print(f"backbone auto: {c['auto']['backbone']['candidate']}: {c['auto']['backbone']['reason']}")
-    console.print(table)
-    console.print(f"[bold]{c['verdict_sentence']}[/bold]")
-    if c.get("label_curve"):  # compare --label-fractions
-        console.print(c["label_curve"]["sentence"])
-    if c.get("report"):
-        console.print(f"report: {c['report']}")
 
 
 @command
@@ -361,6 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_label_parsers(sub)
     add_deploy_parsers(sub)
     add_choose_parsers(sub)
+    add_adapt_parsers(sub)
     sub.add_parser("datasets", help="list the built-in datasets and their options")
     p = sub.add_parser("demo", help="transfer vs scratch on the built-in elpv solar cells (no network needed)")
     p.add_argument("--out", help="run directory (default: a new folder under runs/)")

@@ -1,10 +1,10 @@
 """The sub-command parsers of `headstart` beyond fit/predict/compare, by area: labels (select,
-simulate-al), deploy (prune), choose (zoo, rank). cli.py assembles them; each command's
+simulate-al), deploy (prune), choose (zoo, rank), adapt (pretrain). cli.py assembles them; each command's
 function is in cli.py."""
 from __future__ import annotations
 
 from .cli_options import add_options
-from .config import FitConfig
+from .config import FitConfig, PretrainConfig
 
 
 def add_label_parsers(sub) -> None:
@@ -66,6 +66,12 @@ def add_choose_parsers(sub) -> None:
     p.add_argument("--candidates", help="BACKBONE[:SIZE],... (default: the zoo's offline backbones at their own "
                    "and a lower size, the default backbone's layers, your local zoo)")
     p.add_argument("--scores", help=f"comma-separated, from {', '.join(SCORES)} (default: all)")
+
+
+def add_adapt_parsers(sub) -> None:
+    p = sub.add_parser("pretrain", help="self-supervised pre-training on your own unlabelled images or texts; "
+                       "the backbone joins the local zoo")
+    add_options(p, PretrainConfig)
 
 
 def _add_export_options(p) -> None:

@@ -53,6 +53,7 @@ def parse_arm(arm: str, default_scratch_model: str | None) -> tuple[str, str | N
 def validate(config: CompareConfig) -> None:
     from .strategies import STRATEGIES
 
+    config.fit.refuse_keep_learning("compare")
     arms = config.arms or ()
     unknown = [a for a in arms if parse_arm(a, config.scratch_model)[0] not in STRATEGIES
                or (":" in a and not a.startswith("scratch:"))]

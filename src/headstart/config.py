@@ -74,6 +74,16 @@ def parse_label_fractions(text) -> tuple[float, ...] | None:
     return tuple(sorted(set(values)))
 
 
+def parse_class_list(text) -> tuple[str, ...] | None:
+    """'0,1' or 'T-shirt/top,Trouser' -> a tuple of class names (None: every class)."""
+    if text is None or text == "":
+        return None
+    names = tuple(n.strip() for n in (text if isinstance(text, (tuple, list)) else str(text).split(",")))
+    if not all(names) or len(set(names)) != len(names):
+        raise HeadstartError(f"cannot read --classes '{text}'", hint="give distinct class names, comma-separated")
+    return names
+
+
 @dataclass
 class FitConfig:
     data: str = setting(help="a folder of class sub-folders (images or .txt files), a CSV (path,label or "
@@ -146,6 +156,26 @@ class FitConfig:
                                   choices=("auto", "torch", "compile", "onnxruntime", "onnxruntime-int8"))
     scratch_model: str | None = setting(None, "architecture for --strategy scratch ('same' = the backbone's)",
                                         per_arm=True)
+    # keep learning (adapt/): domain adaptation and continual learning
+    adapt: str | None = setting(None, "unlabelled data of the domain the model will serve (a folder, CSV/JSONL, "
+                                      "or a built-in with its labels set aside: used only to evaluate): the fit "
+                                      "aligns the labelled DATA to it and reports source and target accuracy")
+    adapt_method: str = setting("coral", "--adapt: coral aligns the feature statistics (on cached features, with "
+                                         "the probe's head); dann trains the backbone with a gradient-reversal "
+                                         "domain classifier", choices=("coral", "dann"), flag="--method")
+    from_run: str | None = setting(None, "continue this finished run on DATA (new classes, or more examples of "
+                                         "old ones): the report shows each old class's accuracy before and after",
+                                   flag="--from")
+    continual: str = setting("auto", "--from: how the old classes are kept: head refits the logistic head on the "
+                                     "old classes' features (exemplar memory) and the new data; rehearsal "
+                                     "fine-tunes on the new data plus the exemplar memory; lwf adds distillation "
+                                     "from the old model; naive fine-tunes on the new data alone (the forgetting "
+                                     "baseline); auto: head for probe runs, lwf for fine-tuned ones",
+                             choices=("auto", "head", "rehearsal", "lwf", "naive"))
+    memory_per_class: int = setting(20, "--from: examples of each class kept in the run's exemplar memory, for "
+                                        "the runs that continue it (chosen by herding in feature space)")
+    classes: tuple[str, ...] | None = setting(None, "keep only these classes of DATA (comma-separated names)",
+                                              parse=lambda text: parse_class_list(text))
     # the report's explanations
     explain_examples: int = setting(4, "the report explains this many of the most confident test mistakes, "
                                        "and one correct test example per class (0: no explanations)")
@@ -167,6 +197,13 @@ class FitConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def refuse_keep_learning(self, command: str) -> None:
+        """compare and tune time and search plain fits: --adapt and --from belong to fit alone."""
+        for name, flag in (("adapt", "--adapt"), ("from_run", "--from")):
+            if getattr(self, name, None):
+                raise HeadstartError(f"`headstart {command}` does not take {flag}",
+                                     hint=f"use `headstart fit DATA {flag} ...`; its report has the figures")
 
     def load_options(self) -> dict:
         """The keyword options load_data takes from this config."""
@@ -212,3 +249,38 @@ class CompareConfig:
     @property
     def backbone(self) -> str | None:
         return self.fit.backbone
+
+
+@dataclass
+class PretrainConfig:
+    """`headstart pretrain`: self-supervised pre-training on unlabelled data, registered in the
+    local zoo (adapt/pretrain.py)."""
+
+    pool: str = setting(help="unlabelled data: a folder of images (any depth) or a CSV of paths; texts as a .txt "
+                             "(one per line) or CSV/JSONL; or a built-in dataset, its labels set aside")
+    name: str = setting(None, "register the pre-trained backbone in the local zoo under this name "
+                              "(then --backbone NAME in fit, compare, rank)")
+    method: str = setting("simclr", "images: simclr, byol (contrastive / self-distillation on two augmented "
+                                    "views), mae (masked-patch reconstruction); text: mlm (masked-language "
+                                    "modelling, continued)", choices=("simclr", "byol", "mae", "mlm"))
+    backbone: str | None = setting(None, "the network to pre-train: resnet9 (from random weights), "
+                                         "tf_efficientnet_lite0 (continued from ImageNet: domain-adaptive), any "
+                                         "image backbone of the zoo, or a text encoder (default: resnet9 for "
+                                         "images, all-MiniLM-L6-v2 for text)")
+    pretrained: bool = setting(True, "start from random weights even where the backbone has pretrained ones",
+                               flag="--no-pretrained")
+    image_size: int | None = setting(None, "images: input size in pixels (default: the backbone's, 64 for resnet9)")
+    budget_seconds: float | None = setting(None, "time cap, e.g. 10m: pre-training stops cleanly inside it",
+                                           flag="--budget", parse=parse_duration)
+    epochs: int | None = setting(None, "passes over the pool (default: as many as --budget allows, else the "
+                                       "method's own)")
+    batch_size: int | None = setting(None, "examples per step (default: the method's own)")
+    lr: float | None = setting(None, "peak learning rate (default: the method's own)")
+    max_items: int | None = setting(None, "use at most this many items of the pool (a random, seeded subset)")
+    seed: int = setting(0, "seed of the augmentations, masks and initialisation")
+    force: bool = setting(False, "replace a local backbone of that name")
+    out: str | None = setting(None, "run directory (default: a new folder under runs/)")
+    resume: bool = setting(False, "continue an interrupted pre-training in --out")
+
+    def to_dict(self) -> dict:
+        return asdict(self)

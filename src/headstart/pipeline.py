@@ -87,7 +87,8 @@ def load(config: FitConfig):
         planned = replace(config, strategy="probe") if config.strategy == "auto" else config
         return modality.decode_size(config.image_size, resolve_plan(planned, modality).spec)
 
-    return load_data(config.data, size=decode_size, **config.load_options())
+    data = load_data(config.data, size=decode_size, **config.load_options())
+    return data.only_classes(config.classes) if config.classes else data
 
 
 def build(plan: Plan, data):

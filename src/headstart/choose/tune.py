@@ -130,6 +130,7 @@ def run_tune(config: TuneConfig) -> dict:
 
 
 def _check_numbers(config: TuneConfig) -> None:
+    config.fit.refuse_keep_learning("tune")
     if config.trials < 1:
         raise HeadstartError(f"--trials must be at least 1, got {config.trials}")
     if config.workers < 1:

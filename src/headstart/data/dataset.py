@@ -46,6 +46,24 @@ class DataForm:
         """The same items without labels (a labelled folder passed where a pool is expected)."""
         return dataclasses.replace(self, labels=None, classes=[], is_test=None)
 
+    def only_classes(self, names) -> "DataForm":
+        """The items of these classes only (--classes), labels renumbered in the data's own class
+        order; a predefined test part stays marked."""
+        from headstart.errors import HeadstartError
+
+        wanted = set(names)
+        if missing := [n for n in names if n not in self.classes]:
+            raise HeadstartError(f"{self.name} has no class {', '.join(repr(n) for n in missing)}",
+                                 hint=f"its classes: {', '.join(self.classes)}")
+        keep = [k for k, c in enumerate(self.classes) if c in wanted]
+        index = np.flatnonzero(np.isin(self.labels, keep))
+        renumber = np.full(len(self.classes), -1, dtype=np.int64)
+        renumber[keep] = np.arange(len(keep))
+        part = self.subset(index)
+        return dataclasses.replace(part, labels=renumber[part.labels], classes=[self.classes[k] for k in keep],
+                                   is_test=None if self.is_test is None else self.is_test[index],
+                                   skipped=list(self.skipped), notes=dict(self.notes))
+
     def item_hashes(self) -> list[str]:
         """One content hash per item (what finds the same image or text twice, whatever its
         file is called); images compare at the decoded size, texts by their words."""

@@ -12,6 +12,7 @@ import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -57,6 +58,11 @@ class TrainPlan:
     # cools down and the run stops ("plateau"); it replaces `patience`, which stops on a
     # plateau too but at whatever rate it is at. None: patience.
     plateau: PlateauRule | None = None
+    # What a step computes besides the plain forward pass (adapt/: a domain classifier behind a
+    # gradient reversal, distillation from the old model): objective(model, x, y) -> (logits,
+    # extra loss or None); the extra is added to the classification loss. Its own parameters,
+    # if any, come in the optimizer groups the caller passes. None: logits = model(x).
+    objective: Callable | None = None
 
 
 @dataclass
@@ -189,7 +195,10 @@ def train_model(model, param_groups: list[dict], dataset, val, plan: TrainPlan, 
                         x, soft = mixer(x, y)  # soft targets, label smoothing included
                         loss = F.cross_entropy(model(x), soft, weight=class_weight)
                     else:
-                        loss = F.cross_entropy(model(x), y, weight=class_weight, label_smoothing=plan.label_smoothing)
+                        logits, extra = (model(x), None) if plan.objective is None else plan.objective(model, x, y)
+                        loss = F.cross_entropy(logits, y, weight=class_weight, label_smoothing=plan.label_smoothing)
+                        if extra is not None:
+                            loss = loss + extra
                 _check_finite(accelerator, loss, epoch, i, checkpoint_dir, recorder)
                 accelerator.backward(loss)
                 optimizer.step()
