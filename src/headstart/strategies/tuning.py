@@ -15,7 +15,7 @@ from .linear import fit_logistic_head
 
 
 def run_training_loop(strategy: Strategy, classifier, groups: list[dict], ctx: FitContext,
-                      schedule: str | None = None, initial_val: float | None = None) -> dict:
+                      schedule: str | None = None, initial_val: float | None = None, objective=None) -> dict:
     c, modality = ctx.config, ctx.modality
     augment = strategy.augment(c, modality)
     dataset = modality.training_dataset(ctx.train, augment, classifier.backbone.preprocessing.input_size)
@@ -37,6 +37,7 @@ def run_training_loop(strategy: Strategy, classifier, groups: list[dict], ctx: F
         # accuracy plateaus, then anneals and stops (train/plateau.py), so compare's target is
         # the baseline at its best. An explicit --patience keeps the classic rule.
         plateau=PLATEAU_RULE if not strategy.pretrained and c.patience is None else None,
+        objective=objective,  # adapt/: an extra loss term (distillation, a domain classifier)
         **imbalance,
     )
     result = train_model(classifier, groups, dataset, ctx.val, plan, ctx.recorder,
