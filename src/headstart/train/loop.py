@@ -240,7 +240,7 @@ def train_model(model, param_groups: list[dict], dataset, val, plan: TrainPlan, 
                                 bad_epochs=state["bad_epochs"], best_state=best_state,
                                 best_epoch=state["best_epoch"])
             accelerator.wait_for_everyone()
-            _test_kill_hook(plan.phase, epoch)
+            kill_hook_for_tests(plan.phase, epoch)
     if best_state is not None:
         raw_model.load_state_dict(best_state)
     accelerator.free_memory()
@@ -346,7 +346,7 @@ def _check_finite(accelerator, loss, epoch, step, checkpoint_dir, recorder) -> N
         )
 
 
-def _test_kill_hook(phase: str, epoch: int) -> None:
+def kill_hook_for_tests(phase: str, epoch: int) -> None:
     # Lets the test-suite kill a run for real (SIGKILL) right after a checkpoint is written,
     # to prove that --resume continues the schedule instead of starting over.
     target = os.environ.get("HEADSTART_KILL_AFTER")

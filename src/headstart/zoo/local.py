@@ -198,12 +198,12 @@ def _create(name: str, record: dict, folder: Path, *, pretrained: bool = True, w
 def add_entry(run_dir: str | os.PathLike, name: str, *, force: bool = False) -> dict:
     """Register a finished run's backbone as NAME; every check runs before anything is
     written, and the entry appears whole (written in a temporary folder, then renamed)."""
-    _check_name(name)
+    check_name(name)
     folder = zoo_home() / name
     if folder.exists() and not force:
         raise HeadstartError(f"the local zoo already has '{name}' ({folder})",
                              hint=f"pass --force to replace it, or choose another --name")
-    _check_not_shadowing(name)
+    check_not_shadowing(name)
     run_dir = Path(run_dir).expanduser().resolve()
     meta, summary = _finished_run(run_dir)
     tensors = _backbone_tensors(run_dir, meta)
@@ -230,7 +230,7 @@ def add_entry(run_dir: str | os.PathLike, name: str, *, force: bool = False) -> 
 def remove_entry(name: str) -> dict:
     """Remove the local entry NAME; returns its spec.json. Runs trained on it keep working
     (they rebuild from the source architecture and their own weights)."""
-    _check_name(name)
+    check_name(name)
     folder = zoo_home() / name
     if not folder.is_dir():
         raise HeadstartError(f"the local zoo has no '{name}'",
@@ -249,7 +249,7 @@ def _is_entry_name(name) -> bool:
     return isinstance(name, str) and bool(_NAME.fullmatch(name)) and name.lower() not in _RESERVED
 
 
-def _check_name(name) -> None:
+def check_name(name) -> None:
     if not _is_entry_name(name):
         raise HeadstartError(
             f"'{name}' cannot name a local backbone",
@@ -257,7 +257,7 @@ def _check_name(name) -> None:
                  f"or spaces; not {', '.join(sorted(_RESERVED))})")
 
 
-def _check_not_shadowing(name: str) -> None:
+def check_not_shadowing(name: str) -> None:
     """A local entry is resolved before the Hugging Face and timm names: it must not hide one."""
     from headstart.zoo import text_backbones, timm_backbones
     from headstart.zoo.registry import list_backbones
