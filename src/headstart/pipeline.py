@@ -126,7 +126,7 @@ def fit(config: FitConfig, *, data=None, use_feature_cache: bool = True, splits=
     """Run one fit and write its run directory. `data` (a labelled data form) bypasses config.data;
     `splits` (data.Splits over that data) the split config would make (label curves pass subsets)."""
     started = time.perf_counter()
-    config, run_dir = _start(config)
+    config, run_dir = start_run(config)
     check_tracking(config)  # --track: a missing library or an unreachable server fails before training
     decode_started = time.perf_counter()
     data = load(config) if data is None else data
@@ -159,9 +159,9 @@ def fit(config: FitConfig, *, data=None, use_feature_cache: bool = True, splits=
     if config.budget_seconds is None and is_main_process():
         _say_expected_time(plan, model, parts, use_feature_cache)
 
-    _write_run_start(run_dir, config, splits)
+    write_run_start(run_dir, config, splits)
     if kept is None:
-        recorder = _start_recorder(run_dir, plan.strategy, config.resume)
+        recorder = start_recorder(run_dir, plan.strategy, config.resume)
         outcome = train(plan, model, parts, recorder, checkpoint_dir=run_dir / "checkpoint",
                         use_feature_cache=use_feature_cache)
     else:  # --strategy auto kept its probe pilot: that run is this fit's training, clock and rows
@@ -295,7 +295,7 @@ def training_part(run_dir: Path):
     return splits.train
 
 
-def _start(config: FitConfig) -> tuple[FitConfig, Path]:
+def start_run(config: FitConfig) -> tuple[FitConfig, Path]:
     run_dir = new_run_dir(config.out)
     if config.resume:
         if not (run_dir / "config.yaml").exists():
@@ -356,7 +356,7 @@ def finish(plan: Plan, model, data, parts, recorder: Recorder, outcome: dict, ru
     return FitResult(run_dir=run_dir, classifier=model, classes=data.classes, summary=summary)
 
 
-def _write_run_start(run_dir: Path, config: FitConfig, splits) -> None:
+def write_run_start(run_dir: Path, config: FitConfig, splits) -> None:
     """config.yaml and splits.json, before any training (only the main process writes)."""
     if is_main_process():
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -364,7 +364,7 @@ def _write_run_start(run_dir: Path, config: FitConfig, splits) -> None:
         write_json(run_dir / "splits.json", {"seed": config.seed, **splits.indices})
 
 
-def _start_recorder(run_dir: Path, strategy: Strategy, resume: bool) -> Recorder:
+def start_recorder(run_dir: Path, strategy: Strategy, resume: bool) -> Recorder:
     """The run's clock and metrics: a resumed run carries on from its rows, a new one starts empty."""
     main = is_main_process()
     if not resume and main:

@@ -23,7 +23,8 @@ from ..data.registry import find_builtin
 from ..errors import HeadstartError
 from ..log import say
 from ..modalities import load_data, load_pool, modality_of
-from ..pipeline import FitResult, Plan, _start, _start_recorder, _write_run_start, build, finish, load, resolve_plan
+from ..pipeline import (FitResult, Plan, build, finish, load, resolve_plan, start_recorder, start_run,
+                        write_run_start)
 from .domain_methods import ADAPTATIONS, AdaptJob, TargetDomain
 
 # --------------------------------------------------------------------------- the fit
@@ -35,7 +36,7 @@ def fit_adapted(config: FitConfig, *, use_feature_cache: bool = True) -> FitResu
         _import_methods()
     started = time.perf_counter()
     config = _strategy_for(config)
-    config, run_dir = _start(config)
+    config, run_dir = start_run(config)
     decode_started = time.perf_counter()
     data = load(config)
     modality = modality_of(data)
@@ -53,8 +54,8 @@ def fit_adapted(config: FitConfig, *, use_feature_cache: bool = True) -> FitResu
     say(f"adapt {data.name} -> {target.name} with {config.adapt_method}: {len(parts[0])} labelled source "
         f"train {modality.words.get('noun', 'examples')}, {len(target.data)} target ones; {target.labels_note}")
 
-    _write_run_start(run_dir, config, splits)
-    recorder = _start_recorder(run_dir, plan.strategy, config.resume)
+    write_run_start(run_dir, config, splits)
+    recorder = start_recorder(run_dir, plan.strategy, config.resume)
     model.warm_up(parts[0])
     job = AdaptJob(plan, model, parts, target, recorder, run_dir, use_feature_cache)
     outcome, adaptation = ADAPTATIONS[config.adapt_method](job)
