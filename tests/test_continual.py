@@ -114,6 +114,13 @@ def test_a_chain_of_two_continuations_carries_its_memory(world, head_run):
     assert part["memory"]["features"] == 0  # the backbone trained: stored features would be stale
 
 
+def test_one_new_class_is_enough_to_continue(world):
+    # make_splits alone refuses one-class data; a continuation adds to the old run's classes
+    one = _continue(world, "one-new", classes="c4", continual="head")
+    assert one.summary["classes"] == ["c0", "c1", "c4"]
+    assert [r["class"] for r in one.summary["continual"]["new_classes"]] == ["c4"]
+
+
 def test_cli_continues_a_run_and_reports_forgetting_per_class(world, capsys):
     out = world["root"] / "cli"
     assert main(["fit", world["folder"], "--classes", "c2,c3", "--from", world["task1"], "--out", str(out),

@@ -123,7 +123,8 @@ def _continue(config, method, old: OldRun, new_data, modality, run_dir: Path, st
     # parts over every class
     splits = make_splits(new_data, seed=config.seed, train_per_class=config.train_per_class,
                          train_size=config.train_size, val_fraction=config.val_fraction,
-                         test_fraction=config.test_fraction, max_eval=config.max_eval)
+                         test_fraction=config.test_fraction, max_eval=config.max_eval,
+                         min_classes=1)  # one new class is enough: the old ones are there
     data = relabelled(new_data, classes)
     for name in ("train", "val", "test"):
         setattr(splits, name, relabelled(getattr(splits, name), classes))

@@ -51,13 +51,15 @@ def make_splits(
     val_fraction: float = 0.15,
     test_fraction: float = 0.15,
     max_eval: int = 1000,
+    min_classes: int = 2,
 ) -> Splits:
     """Split `data` into train, val and test, stratified by class and fixed by `seed`.
 
     A predefined test part (data.is_test) is kept as the test pool; otherwise `test_fraction`
     of the data is held out. Val and test are each capped at `max_eval` images, as evaluation
     beyond that adds time, not insight. Train is the remainder, or `train_per_class` images of
-    each class, or `train_size` images in all (stratified).
+    each class, or `train_size` images in all (stratified). min_classes: 1 where the data adds to
+    classes a model already has (a continued run's one new class).
     """
     _check_arguments(train_per_class, train_size, val_fraction, test_fraction, max_eval)
     noun = _noun(data)
@@ -66,7 +68,7 @@ def make_splits(
     labels, classes = data.labels, data.classes
     counts = np.bincount(labels, minlength=len(classes))
     present = [classes[k] for k in np.flatnonzero(counts)]
-    if len(present) < 2:
+    if len(present) < min_classes:
         raise HeadstartError(
             f"training a classifier needs at least two classes; found only '{present[0]}'",
             f"add {noun} of at least one more class",
