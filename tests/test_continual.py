@@ -54,6 +54,7 @@ def head_run(world):
 def test_head_refit_keeps_the_old_classes_while_naive_fine_tuning_forgets(world, head_run):
     head = head_run.summary["continual"]
     naive = _continue(world, "naive", continual="naive").summary["continual"]
+    assert head_run.summary["weights"] == f"run:{world['task1']}"  # not the rebuild's "random"
     assert [r["class"] for r in head["old_classes"]] == ["c0", "c1"]
     assert [r["class"] for r in head["new_classes"]] == ["c2", "c3"]
     assert head["old_accuracy_before"] >= 0.9

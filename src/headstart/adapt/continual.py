@@ -147,7 +147,7 @@ def _continue(config, method, old: OldRun, new_data, modality, run_dir: Path, st
     recorder.resume()  # the memory an old plain run lacks is part of this run's training
     memory = load_memory(old.run_dir, data.name) or rebuild_memory(old, old_model, config)
     recorder.pause()
-    job = Job(plan=plan, classifier=grown_classifier(old_model, len(classes)), old_model=old_model,
+    job = Job(plan=plan, classifier=grown_classifier(old_model, len(classes), old.run_dir), old_model=old_model,
               old_classes=old.classes, classes=classes, new_train=splits.train, val_parts=[splits.val, *old_vals],
               memory=memory, recorder=recorder, test_size=len(test))
     collisions = _collisions(job)
@@ -196,10 +196,14 @@ def _load_new_data(config: FitConfig, modality, old_dir: Path):
     return data.only_classes(config.classes) if config.classes else data
 
 
-def grown_classifier(old_model, num_classes: int):
+def grown_classifier(old_model, num_classes: int, run_dir: Path | None = None):
     """A copy of the old classifier whose head has a row for every class: the old rows as they
     were, new rows zero with the old biases' mean (a neutral start the head fit then moves)."""
     model = copy.deepcopy(old_model)
+    # load_model rebuilds the architecture from random weights, then loads the run's: the record
+    # should say where these weights come from, the run being continued
+    if run_dir is not None:
+        model.backbone.weights = f"run:{run_dir}"
     old_fc = model.head.fc
     fc = torch.nn.Linear(old_fc.in_features, num_classes).to(old_fc.weight.device)
     with torch.no_grad():
