@@ -199,3 +199,18 @@ def test_coral_refuses_a_fine_tuning_strategy_with_a_hint(folders, tmp_path):
             out=str(tmp_path / "x"), **FAST)
     assert "dann" in raised.value.hint
     assert not (tmp_path / "x").exists()
+
+
+def test_compare_and_tune_refuse_the_keep_learning_forms():
+    # they time and search plain fits; --adapt and --from would be silently ignored otherwise
+    from headstart.api import run_fit
+    from headstart.choose.tune import TuneConfig, _check_numbers
+    from headstart.compare import validate
+    from headstart.config import CompareConfig, FitConfig
+
+    with pytest.raises(HeadstartError, match="does not take --adapt"):
+        validate(CompareConfig(data="x", fit=FitConfig(data="x", adapt="y")))
+    with pytest.raises(HeadstartError, match="does not take --from"):
+        _check_numbers(TuneConfig(data="x", fit=FitConfig(data="x", from_run="r")))
+    with pytest.raises(HeadstartError, match="cannot be combined"):
+        run_fit(FitConfig(data="x", adapt="y", from_run="r"))
