@@ -30,7 +30,6 @@ from headstart.log import say
 from headstart.records import new_run_dir
 
 MODEL_FORMAT = "headstart-pretrained-backbone/1"
-DEFAULT_BACKBONES = {"image": "resnet9", "text": "all-MiniLM-L6-v2"}
 SAVE_RESERVE = 0.05  # share of --budget kept for the closing save, report and registration
 
 
@@ -117,15 +116,17 @@ def _check_name(config: PretrainConfig) -> None:
 
 
 def _backbone_spec(config: PretrainConfig, method):
+    from headstart.modalities import get_modality
     from headstart.zoo import resolve_backbone
 
-    spec = resolve_backbone(config.backbone or DEFAULT_BACKBONES[method.modality])
+    default = get_modality(method.modality).default_pretrain_backbone
+    spec = resolve_backbone(config.backbone or default)
     if spec.modality != method.modality or spec.standalone:
         raise HeadstartError(
             f"--method {method.name} pre-trains {method.modality} backbones; {spec.name} is "
             f"{'a standalone model' if spec.standalone else 'a ' + spec.modality + ' backbone'}",
             hint=f"for {spec.modality} data use --method {' or '.join(ssl_methods(spec.modality)) or '(none)'}; "
-                 f"for {method.modality} pass a {method.modality} backbone (e.g. {DEFAULT_BACKBONES[method.modality]})")
+                 f"for {method.modality} pass a {method.modality} backbone (e.g. {default})")
     return spec
 
 

@@ -46,6 +46,8 @@ class Modality:
     default_backbone: str = ""
     default_arms: tuple[str, ...] = ()
     default_scratch_model: str = ""
+    # `headstart pretrain`'s network when --backbone is not given (adapt/pretrain.py)
+    default_pretrain_backbone: str = ""
     # --strategy auto's no-transfer side: the strategy that says whether transfer pays here
     auto_baseline: str = "scratch"
     # strategy name -> overrides of that strategy's defaults (lr, epochs, layer_decay, ...)

@@ -30,6 +30,7 @@ class ImageModality(Modality):
     default_backbone = "tf_efficientnet_lite0"
     default_arms = ("probe", "lp-ft", "finetune", "scratch")
     default_scratch_model = "resnet9"
+    default_pretrain_backbone = "resnet9"  # from random weights: what self-supervision alone makes of the data
     augments = True
     words = {"input_unit": "px", "example": "image", "noun": "images", "skipped": "unreadable image file(s)"}
     formats = "a folder with one sub-folder of images per class, or a CSV with columns path,label"

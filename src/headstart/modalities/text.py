@@ -38,6 +38,7 @@ class TextModality(Modality):
     # scratch model is an embedding bag
     default_arms = ("probe", "lp-ft", "finetune", "lora", "tfidf", "scratch")
     default_scratch_model = "embedding-bag"
+    default_pretrain_backbone = "all-MiniLM-L6-v2"  # MLM continues the encoder on your texts
     auto_baseline = "tfidf"  # one shot and the strongest no-transfer text model (BENCHMARKS §6)
     # a transformer wants rates ~10x lower than a CNN; BERT-style layer-wise decay in finetune
     strategy_defaults = {
