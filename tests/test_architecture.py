@@ -12,8 +12,8 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "headstart"
 
 # Lower layers never import higher ones (modules in one layer may import each other).
 LAYERS = [
-    {"errors", "files", "log", "config", "model_io", "metrics", "records", "tracking", "inputs"},
-    {"data", "report"},
+    {"errors", "files", "log", "config", "registry", "model_io", "metrics", "records", "tracking", "inputs"},
+    {"data", "report", "imbalance"},
     {"zoo"},
     {"heads"},
     {"train"},
@@ -26,7 +26,7 @@ LAYERS = [
     {"explain", "diagnosis", "label", "choose.scores", "choose.covariance", "choose.candidates",
      "choose.rank"},
     {"strategies"},
-    {"pipeline", "run_extras", "compare", "baseline", "label_curves", "prediction", "demo", "deploy", "choose",
+    {"pipeline", "post_fit", "compare", "baseline", "label_curves", "prediction", "demo", "deploy", "choose",
      "adapt"},
     {"api", "estimator", "cli_options"},
     {"cli", "cli_parsers", "cli_print", "__init__", "__main__"},

@@ -143,7 +143,7 @@ def test_freeze_depth_keeps_the_stem_groups_still_and_layer_decay_spreads_rates(
 
     from headstart.pipeline import build, resolve_plan
     from headstart.modalities import modality_of
-    from headstart.strategies.tuning import freeze_stem_groups
+    from headstart.strategies.backbone_training import freeze_stem_groups
 
     data = make_blobs(n_per_class=8, size=16)
     config = FitConfig(data="blobs", strategy="lp-ft", backbone="resnet9", pretrained=False, image_size=16)

@@ -7,8 +7,8 @@ import torch
 
 from headstart.cli import main
 from headstart.config import FitConfig
-from headstart.label.balance import class_weights, decide_balance, oversample, sample_weights
-from headstart.label.synthesize import provenance, smote, synthesize_features, targets
+from headstart.imbalance.balance import class_weights, decide_balance, oversample, sample_weights
+from headstart.imbalance.synthesize import provenance, smote, synthesize_features, targets
 from headstart.pipeline import fit
 from headstart.records import read_json
 from headstart.strategies.linear import _fit

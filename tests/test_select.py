@@ -9,7 +9,7 @@ import pytest
 
 from headstart.cli import main
 from headstart.errors import HeadstartError
-from headstart.label.model import FixedLinear, fit_classifier, fixed_classifier, head_on_standardised
+from headstart.label.al_classifier import FixedLinear, fit_classifier, fixed_classifier, head_on_standardised
 from headstart.label.queries import QUERIES, QueryInput, run_query
 from headstart.records import read_json
 

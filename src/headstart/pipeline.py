@@ -23,7 +23,7 @@ from .metrics import classification_summary, imbalance, misclassified_examples
 from .modalities import Modality, load_data, modality_of
 from .model_io import save_model
 from .records import Recorder, new_run_dir, read_metrics, write_json, write_yaml
-from .run_extras import explain_report_examples, record_deploy_figures
+from .post_fit import explain_report_examples, record_deploy_figures
 from .report import build_fit_report
 from .strategies import FitContext, Strategy, get_strategy
 from .tracking import check_tracking, track_run

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from ..embed import embed
 from ..strategies import FitContext
 from ..strategies.linear import C_GRID, HeadProblem
-from ..strategies.tuning import run_training_loop
+from ..strategies.backbone_training import run_training_loop
 from ..train.evaluate import score
 from ..train.optim import layerwise_groups
 from .memory import Memory, relabelled

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from ..files import read_json, write_json
 from ..strategies import FitContext
 from ..strategies.linear import fit_logistic_head
-from ..strategies.tuning import resuming_past_head, run_training_loop
+from ..strategies.backbone_training import resuming_past_head, run_training_loop
 from ..train.batches import make_loader
 from ..train.optim import layerwise_groups
 from .domain_methods import AdaptJob, accuracy_of, register_adaptation

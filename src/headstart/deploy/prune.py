@@ -24,7 +24,7 @@ from headstart.config import FitConfig
 from headstart.errors import HeadstartError
 from headstart.files import read_json, write_json, write_yaml
 from headstart.log import say
-from headstart.strategies.tuning import HeadThenAllLayers
+from headstart.strategies.backbone_training import HeadThenAllLayers
 
 from .measure import count_parameters, pytorch_row, read_deploy, record_deploy_row
 from .pruned_format import changed_shapes, layer_shapes

@@ -1,7 +1,6 @@
 """Fewer labels, better labels: everything that decides which examples a model learns from.
 
-    balance.py      --balance: class-weighted loss/head or a class-balanced sampler (auto: from the ratio)
-    synthesize.py   --synthesize: SMOTE in embedding space (imbalanced-learn); mixup/cutmix for images
+    al_classifier.py the classifiers the queries read, over standardised embeddings
     queries.py      @register_query: active-learning queries over embeddings (scikit-activeml)
     select.py       `headstart select RUN POOL`: the k items to label next, as a CSV
     simulate.py     `headstart simulate-al DATA`: the loop on hidden labels, every query beside random

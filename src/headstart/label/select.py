@@ -20,7 +20,7 @@ from ..embed import embed
 from ..errors import HeadstartError
 from ..files import atomic_write_text
 from ..log import say
-from .model import fixed_classifier, head_on_standardised, standardiser
+from .al_classifier import fixed_classifier, head_on_standardised, standardiser
 from .queries import QueryInput, get_query, run_query
 
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import HeadstartError
 from ..log import progress_bar
-from .model import fit_classifier, standardiser
+from .al_classifier import fit_classifier, standardiser
 from .queries import QUERIES, QueryInput, get_query, run_query
 
 BEAT_MARGIN = 0.005  # a mean gain below half a point is not called beating random

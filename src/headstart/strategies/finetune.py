@@ -8,7 +8,7 @@ then every layer trains with rates from lr/100 at the stem up to lr at the head.
 from __future__ import annotations
 
 from .base import register_strategy
-from .tuning import HeadThenAllLayers
+from .backbone_training import HeadThenAllLayers
 
 
 @register_strategy

@@ -19,8 +19,8 @@ import torch.nn.functional as F
 
 from ..deploy.engines import make_engine
 from ..embed import agree_any, compute_features, embed, feature_cache_path, load_cached_features, save_cached_features
-from ..label.balance import balance_full_batch
-from ..label.synthesize import item_namer, synthesize_features
+from ..imbalance.balance import balance_full_batch
+from ..imbalance.synthesize import item_namer, synthesize_features
 from ..log import progress_bar
 from ..train.evaluate import score
 

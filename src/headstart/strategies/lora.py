@@ -12,7 +12,7 @@ from torch import nn
 from ..errors import HeadstartError
 from .base import FitContext, register_strategy
 from .linear import C_GRID
-from .tuning import HeadThenAllLayers
+from .backbone_training import HeadThenAllLayers
 
 # Names of attention projection layers across common architectures, in order of preference:
 # BERT/MiniLM/RoBERTa, DistilBERT, Llama-style and most decoders, timm ViT (fused q/k/v).

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from .base import register_strategy
 from .linear import C_GRID
-from .tuning import HeadThenAllLayers
+from .backbone_training import HeadThenAllLayers
 
 
 @register_strategy

@@ -1,10 +1,10 @@
 """scratch: random weights, a schedule fit for training from nothing. The baseline arm."""
 from __future__ import annotations
 
-from ..label.synthesize import not_synthesized
+from ..imbalance.synthesize import not_synthesized
 from ..train.optim import layerwise_groups
 from .base import FitContext, Strategy, register_strategy
-from .tuning import run_training_loop
+from .backbone_training import run_training_loop
 
 
 @register_strategy

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 
 from ..errors import HeadstartError
-from ..label.balance import balance_full_batch
-from ..label.synthesize import not_synthesized
+from ..imbalance.balance import balance_full_batch
+from ..imbalance.synthesize import not_synthesized
 from ..train.evaluate import score
 from ..zoo.tfidf import ANALYZERS, CANDIDATES, TfidfPart
 from .base import FitContext, Strategy, register_strategy

@@ -1,11 +1,11 @@
-"""Shared by the strategies that train the backbone: plan the loop from config + defaults."""
+"""The loop of the strategies that train the backbone (fine-tuning, as against hyper-parameter tuning in choose/tune.py): plan it from config + defaults."""
 from __future__ import annotations
 
 import torch
 
 from ..config import parse_synthesize
-from ..label.balance import announced, decide_balance, sample_weights
-from ..label.synthesize import mixup_probability
+from ..imbalance.balance import announced, decide_balance, sample_weights
+from ..imbalance.synthesize import mixup_probability
 from ..log import say
 from ..train.loop import TrainPlan, train_model
 from ..train.plateau import PLATEAU_RULE
