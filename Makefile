@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH)
-	$(PY) -m pip install -q -e '.[offline,test,track,serve]'
+	$(PY) -m pip install -q -e '.[offline,test,track,serve,label]'
 	touch $(STAMP)
 
 install: $(STAMP) data
