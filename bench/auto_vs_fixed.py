@@ -25,8 +25,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from headstart.compare import machine_info
+from headstart.choose.auto_fit import fit_auto as fit  # pipeline.fit, choosing first when the strategy is auto
 from headstart.config import FitConfig, parse_duration
-from headstart.pipeline import fit, load
+from headstart.pipeline import load
 
 # dataset -> (labels per class or None for all, the fixed strategies of its modality)
 DATASETS = {

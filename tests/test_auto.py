@@ -9,7 +9,7 @@ import yaml
 from conftest import make_blobs
 from headstart.choose import auto
 from headstart.choose.auto import Stages, choose_strategy
-from headstart.choose.throughput import Rates, model_rates
+from headstart.train.throughput import Rates, model_rates
 from headstart.config import FitConfig
 from headstart.errors import HeadstartError
 
@@ -99,7 +99,7 @@ def test_a_budget_too_small_names_the_minimum():
 
 
 def test_fit_with_strategy_auto_records_its_choice_and_reason(tmp_path):
-    from headstart.pipeline import fit
+    from headstart.choose.auto_fit import fit_auto as fit
 
     data = make_blobs(n_per_class=20, size=32)
     budget = 60.0

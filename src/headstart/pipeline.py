@@ -1,8 +1,11 @@
 """The stages every command runs: resolve -> load -> build -> (embed) -> train -> finish.
 
 `fit`, `compare`, the Python API and the commands to come compose these stages; each is
-public. Strategies train; this module decides what to build, and writes the run directory
-(only the main process writes under torchrun).
+public. `fit` is begin_fit (start the run, load, split, add labels) then complete_fit (build,
+train or keep a training already done, finish); --backbone auto and --strategy auto choose
+between the two from above (choose/auto_fit.py): nothing here calls back into choose/.
+Strategies train; this module decides what to build, and writes the run directory (only the
+main process writes under torchrun).
 """
 from __future__ import annotations
 
@@ -10,8 +13,8 @@ import resource
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Callable
 
-import numpy as np
 import torch
 import yaml
 
@@ -77,17 +80,16 @@ def _architecture(config: FitConfig, strategy: Strategy) -> str:
     return config.backbone
 
 
-def load(config: FitConfig):
-    """The labelled data, decoded once at the size the plan's backbone eats (--backbone auto: the
-    largest size a candidate eats)."""
-    def decode_size(modality: Modality):
-        if config.backbone == "auto":
-            from .choose.candidates import decode_size_for
-            return decode_size_for(modality, config.image_size)
-        planned = replace(config, strategy="probe") if config.strategy == "auto" else config
-        return modality.decode_size(config.image_size, resolve_plan(planned, modality).spec)
+def plan_decode_size(config: FitConfig, modality: Modality) -> int | None:
+    """The size files are decoded at for this config: what its plan's backbone eats (--image-size
+    when given), so decoding happens once."""
+    return modality.decode_size(config.image_size, resolve_plan(config, modality).spec)
 
-    data = load_data(config.data, size=decode_size, **config.load_options())
+
+def load(config: FitConfig, *, decode_size: Callable[[FitConfig, Modality], int | None] = plan_decode_size):
+    """The labelled data, decoded once at `decode_size(config, modality)` (default: the size the
+    plan's backbone eats; a caller that chooses the backbone later passes its own)."""
+    data = load_data(config.data, size=lambda modality: decode_size(config, modality), **config.load_options())
     return data.only_classes(config.classes) if config.classes else data
 
 
@@ -124,30 +126,76 @@ def train(plan: Plan, model, parts, recorder: Recorder, *, checkpoint_dir: Path 
 
 def fit(config: FitConfig, *, data=None, use_feature_cache: bool = True, splits=None) -> FitResult:
     """Run one fit and write its run directory. `data` (a labelled data form) bypasses config.data;
-    `splits` (data.Splits over that data) the split config would make (label curves pass subsets)."""
+    `splits` (data.Splits over that data) the split config would make (label curves pass subsets).
+    --strategy auto and --backbone auto choose between these two stages (choose/auto_fit.py)."""
+    if config.backbone == "auto" or config.strategy == "auto":
+        raise HeadstartError("pipeline.fit trains what its config names: `auto` is chosen first, above it",
+                             hint="call headstart.api.fit (or headstart.choose.auto_fit.fit_auto)")
+    return complete_fit(begin_fit(config, data=data, splits=splits), use_feature_cache=use_feature_cache)
+
+
+@dataclass
+class FitStart:
+    """A fit after its first stages (run started, data loaded and split, added labels joined to
+    the training part): what is left is deciding what to train, then training and finishing."""
+
+    config: FitConfig
+    run_dir: Path
+    data: object
+    splits: object             # data.Splits: index lists over `data`
+    added: dict | None         # what --add-labels added (None: nothing)
+    started: float             # perf_counter at the start: the run's wall_seconds count from here
+    decode_started: float      # ... and its decode_seconds from here
+
+
+@dataclass
+class KeptTraining:
+    """Training already done that becomes the run's own (--strategy auto keeps its probe pilot):
+    the model it trained, its recorder (clock and rows) and the strategy's figures."""
+
+    model: object
+    recorder: Recorder
+    outcome: dict
+
+
+def begin_fit(config: FitConfig, *, data=None, splits=None,
+              decode_size: Callable[[FitConfig, Modality], int | None] = plan_decode_size) -> FitStart:
+    """Start the run, load the data (unless given), split it and add --add-labels' examples."""
     started = time.perf_counter()
     config, run_dir = start_run(config)
     check_tracking(config)  # --track: a missing library or an unreachable server fails before training
     decode_started = time.perf_counter()
-    data = load(config) if data is None else data
-    from .data import make_splits
-    splits = splits or make_splits(data, seed=config.seed, train_per_class=config.train_per_class,
-                                   train_size=config.train_size, val_fraction=config.val_fraction,
-                                   test_fraction=config.test_fraction, max_eval=config.max_eval)
+    data = load(config, decode_size=decode_size) if data is None else data
+    splits = splits or split(config, data)
     added = add_labels(config, data, splits)
-    # --backbone auto / --strategy auto: chosen on this split, the time it took off the budget
-    choosing_started = time.perf_counter()
-    config, chosen, kept = choose_automatically(config, modality_of(data), splits, use_feature_cache)
-    choosing_seconds = time.perf_counter() - choosing_started
-    plan = resolve_plan(config, modality_of(data))
+    return FitStart(config, run_dir, data, splits, added, started, decode_started)
+
+
+def split(config: FitConfig, data):
+    """The seed's train / validation / test split of `data`, as index lists (data.Splits)."""
+    from .data import make_splits
+
+    return make_splits(data, seed=config.seed, train_per_class=config.train_per_class,
+                       train_size=config.train_size, val_fraction=config.val_fraction,
+                       test_fraction=config.test_fraction, max_eval=config.max_eval)
+
+
+def complete_fit(start: FitStart, config: FitConfig | None = None, *, kept: KeptTraining | None = None,
+                 use_feature_cache: bool = True, extra: dict | None = None,
+                 choosing_seconds: float = 0.0) -> FitResult:
+    """Train (or keep `kept`'s training) and finish the run begun by `start`. `config`: what to
+    train when a caller decided it after begin_fit (auto); `extra`: figures for the summary;
+    `choosing_seconds`: time spent deciding, kept out of decode_seconds."""
+    data, splits, run_dir = start.data, start.splits, start.run_dir
+    plan = resolve_plan(config or start.config, modality_of(data))
     config = plan.config
     if data.skipped:
         say(f"skipped {len(data.skipped)} unusable example(s), e.g. {data.skipped[0][0]} ({data.skipped[0][1]})")
     if data.notes.get("replaced_bytes"):
         say(f"{data.notes['replaced_bytes']} text(s) held bytes that are not UTF-8; they were replaced with U+FFFD")
-    model = build(plan, data) if kept is None else kept["model"]
+    model = build(plan, data) if kept is None else kept.model
     parts = tuple(model.prepare(s) for s in (splits.train, splits.val, splits.test))
-    decode_seconds = time.perf_counter() - decode_started - choosing_seconds
+    decode_seconds = time.perf_counter() - start.decode_started - choosing_seconds
     described = model.describe()
     figures, notes = plan.modality.data_notes(list(parts), described["preprocessing"])
     size = described["preprocessing"].get("input_size", described["preprocessing"].get("max_length"))
@@ -164,14 +212,14 @@ def fit(config: FitConfig, *, data=None, use_feature_cache: bool = True, splits=
         recorder = start_recorder(run_dir, plan.strategy, config.resume)
         outcome = train(plan, model, parts, recorder, checkpoint_dir=run_dir / "checkpoint",
                         use_feature_cache=use_feature_cache)
-    else:  # --strategy auto kept its probe pilot: that run is this fit's training, clock and rows
+    else:  # the kept training is this fit's: its clock and rows are the run's
         recorder = Recorder(run_dir, plan.strategy.name, write=is_main_process(),
-                            train_seconds=kept["recorder"].train_seconds, rows=kept["recorder"].rows)
+                            train_seconds=kept.recorder.train_seconds, rows=kept.recorder.rows)
         recorder.rewrite()
-        outcome = kept["outcome"]
+        outcome = kept.outcome
     extra = {"modality": plan.modality.name, "words": dict(plan.modality.words), "data_notes": notes, **figures,
-             **({"added_labels": added} if added else {}), **({"auto": chosen} if chosen else {})}
-    result = finish(plan, model, data, parts, recorder, outcome, run_dir, started, decode_seconds, extra)
+             **({"added_labels": start.added} if start.added else {}), **(extra or {})}
+    result = finish(plan, model, data, parts, recorder, outcome, run_dir, start.started, decode_seconds, extra)
     track_run(config, run_dir)  # --track: log the written run directory (the main process only)
     return result
 
@@ -179,8 +227,8 @@ def fit(config: FitConfig, *, data=None, use_feature_cache: bool = True, splits=
 def _say_expected_time(plan: Plan, model, parts, use_feature_cache: bool) -> None:
     """Without --budget, say up front how long this fit should take on this machine (the rates
     are measured in a few seconds once per machine and model, then cached)."""
-    from .choose.estimate import describe_seconds, expected_fit_seconds
     from .embed import feature_cache_path
+    from .strategies.estimate import describe_seconds, expected_fit_seconds
 
     backbone = getattr(model, "backbone", None)
     cached = bool(use_feature_cache and backbone is not None and feature_cache_path(backbone, parts[0]).exists())
@@ -188,82 +236,6 @@ def _say_expected_time(plan: Plan, model, parts, use_feature_cache: bool) -> Non
                                         features_cached=cached)
     bound = "at most " if not plan.strategy.pretrained else "about "
     say(f"expected time: {bound}{describe_seconds(seconds)} ({how}); --budget caps it")
-
-
-def choose_automatically(config: FitConfig, modality: Modality, splits, use_feature_cache: bool = True):
-    """(config with the backbone and strategy filled in, what was chosen and why, the probe pilot
-    when auto kept it as the run's model). The choosing time comes off --budget: the promise
-    covers the whole fit."""
-    chosen: dict = {}
-    kept = None
-    if config.backbone == "auto":
-        from .choose.auto import choose_backbone
-        started = time.perf_counter()
-        chosen["backbone"] = choose_backbone(splits.train, modality.name, config)
-        config = replace(config, backbone=chosen["backbone"]["backbone"],
-                         image_size=chosen["backbone"]["image_size"] or config.image_size,
-                         budget_seconds=_less(config.budget_seconds, time.perf_counter() - started))
-    if config.strategy == "auto":
-        from .choose.auto import choose_strategy
-        choice = choose_strategy(splits.train, splits.val, len(splits.test), config.budget_seconds,
-                                 _auto_stages(config, modality, splits, use_feature_cache), seed=config.seed)
-        chosen["strategy"] = choice.to_dict()
-        config = replace(config, strategy=choice.strategy, budget_seconds=choice.budget_left,
-                         **_baseline_settings(config, modality, choice.strategy))
-        kept = choice.kept
-    return config, chosen, kept
-
-
-def _less(budget: float | None, spent: float) -> float | None:
-    return None if budget is None else max(budget - spent, 1.0)
-
-
-def _baseline_settings(config: FitConfig, modality: Modality, strategy: str) -> dict:
-    """A scratch choice trains the modality's small model at the data's own resolution, as
-    compare's scratch arm does, not the pretrained backbone's architecture from random weights."""
-    if strategy != "scratch":
-        return {}
-    model = config.scratch_model if config.scratch_model not in (None, "same") else modality.default_scratch_model
-    sized = resolve_backbone(model).sized_to_input
-    return {"scratch_model": model, **({"image_size": None} if sized else {})}
-
-
-def _auto_stages(config: FitConfig, modality: Modality, splits, use_feature_cache: bool):
-    """The pipeline's stages as --strategy auto uses them: measured rates, and short pilot fits
-    that write nothing."""
-    from .choose.auto import Stages
-    from .choose.throughput import engine_rates, model_rates
-
-    def planned(strategy: str, **changes) -> FitConfig:
-        return replace(config, strategy=strategy, resume=False, **_baseline_settings(config, modality, strategy),
-                       **changes)
-
-    def rates(strategy: str):
-        plan = resolve_plan(planned(strategy), modality)
-        if plan.spec.standalone:
-            return None  # one-shot models (TF-IDF): no rate to speak of
-        sample = splits.train.subset(np.arange(min(len(splits.train), 16)))
-        model = build(plan, sample)
-        prepared = model.prepare(sample)
-        if strategy == "probe":  # through the engine the probe extracts with (ONNX Runtime for images)
-            from .deploy.engines import make_engine
-            engine = make_engine(config.extract_engine, model, calibration=prepared.inputs)
-            return engine_rates(model, engine, prepared.inputs)
-        return model_rates(model, prepared.inputs, prepared.labels)
-
-    def pilot(strategy: str, budget, train_data, val_data, evals_per_epoch: int = 1) -> dict:
-        plan = resolve_plan(planned(strategy, budget_seconds=budget, evals_per_epoch=evals_per_epoch,
-                                    explain_examples=0), modality)
-        model = build(plan, train_data)
-        parts = tuple(model.prepare(p) for p in (train_data, val_data, val_data.subset(np.arange(0))))
-        recorder = Recorder(None, plan.strategy.name, write=False)
-        outcome = train(plan, model, parts, recorder, checkpoint_dir=None, use_feature_cache=use_feature_cache)
-        return {"best_val_accuracy": outcome["best_val_accuracy"], "rows": recorder.rows,
-                "kept": {"model": model, "recorder": recorder, "outcome": outcome},
-                "n_used": outcome.get("probe_train_used", len(train_data)),
-                "train_seconds": recorder.train_seconds, "wall_seconds": recorder.wall_seconds}
-
-    return Stages(rates=rates, pilot=pilot, no_transfer=modality.auto_baseline)
 
 
 def add_labels(config: FitConfig, data, splits) -> dict | None:

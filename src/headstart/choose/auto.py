@@ -2,7 +2,7 @@
 
 The evidence, gathered in a few percent of the budget before anything is kept:
 1. this machine's measured rates for the pretrained backbone and for the scratch model
-   (choose/throughput.py: inference, and a training step when fine-tuning could fit at all; a
+   (train/throughput.py: inference, and a training step when fine-tuning could fit at all; a
    few seconds, cached per machine);
 2. a pilot of the probe: the real probe under 60 % of the budget (and its validation pass) (complete, its features are
    cached, so a chosen probe or lp-ft reuses them and the pilot is not wasted; cut short, its
@@ -17,8 +17,8 @@ training time; for the probe, doublings of the training examples it can afford (
 pilot completed). lp-ft starts from the probe's head and keeps it unless it beats it, so it
 only adds. Transfer wins ties: it is the cheaper bet to keep. A transfer choice
 is lp-ft when at least two epochs of fine-tuning fit in what the pilots left, else the probe.
-The stages (building a model, running a short unrecorded fit) are the pipeline's, passed in, so
-this module decides and never writes a run.
+The stages (building a model, running a short unrecorded fit) are the pipeline's, passed in by
+auto_fit.py (and faked by the tests), so this module decides and never writes a run.
 """
 from __future__ import annotations
 
@@ -31,8 +31,9 @@ import numpy as np
 
 from ..errors import HeadstartError
 from ..log import say
-from .estimate import Workload, describe_seconds, epoch_seconds, probe_seconds
-from .throughput import Rates
+from ..pipeline import KeptTraining
+from ..strategies.estimate import Workload, describe_seconds, epoch_seconds, probe_seconds
+from ..train.throughput import Rates
 
 BUDGET_WITHOUT_ONE = 300.0   # auto needs a budget to fit; without --budget it plans for 5 minutes
 PILOT_SHARE = 0.06           # the scratch pilot's share of the budget
@@ -48,7 +49,8 @@ MAX_ERROR_REMOVED = 0.35
 
 @dataclass
 class Stages:
-    """What auto needs from the pipeline (injected: the pipeline imports this module)."""
+    """What auto needs from the pipeline (auto_fit.pipeline_stages; injected, so the choice can be
+    tested on given evidence)."""
     rates: Callable[[str], Rates | None]                  # strategy -> its model's measured rates (None: one-shot)
     pilot: Callable[..., dict]                            # (strategy, budget, train, val, evals_per_epoch) -> rows
     no_transfer: str                                      # the baseline's strategy: scratch (images) or tfidf (text)
@@ -60,7 +62,7 @@ class Choice:
     reason: str
     budget_left: float | None
     evidence: dict = field(default_factory=dict)
-    kept: dict | None = None  # the probe pilot's model, recorder and outcome, when the probe is chosen
+    kept: KeptTraining | None = None  # the probe pilot's training, when the probe is chosen
 
     def to_dict(self) -> dict:
         return {"strategy": self.strategy, "reason": self.reason, "evidence": self.evidence}

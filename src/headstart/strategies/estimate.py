@@ -1,4 +1,4 @@
-"""How long a fit will take, from this machine's measured rates (choose/throughput.py).
+"""How long a fit will take, from this machine's measured rates (train/throughput.py).
 
 Used two ways: `--strategy auto` asks what fits the budget; a `fit` or `compare` without a
 budget says up front how long it expects to run. The estimate counts the work the strategy
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .throughput import Rates
+from ..train.throughput import Rates
 
 HEAD_FIT_SECONDS = 2.0   # the probe's regularisation sweep on cached features, roughly
 ONE_SHOT_SECONDS = 5.0   # TF-IDF and other models fitted in one pass, on data of this size
@@ -72,7 +72,7 @@ def describe_seconds(seconds: float) -> str:
 def expected_fit_seconds(strategy, config, modality, model, parts, *, features_cached: bool = False) -> tuple[float, str]:
     """(seconds, how) a fit of `strategy` with `model` on (train, val, test) parts is expected to
     take here, from rates measured on its own training examples (cached per machine)."""
-    from .throughput import model_rates
+    from ..train.throughput import model_rates
 
     train, val, test = parts
     if getattr(model, "backbone", None) is None:  # a standalone one-shot model (TF-IDF)

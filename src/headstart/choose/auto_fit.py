@@ -1,0 +1,123 @@
+"""A fit with `--backbone auto` or `--strategy auto`: the pipeline's stages, with the choice
+between them.
+
+    begin_fit (start the run, load, split, add labels) -> choose -> complete_fit (train or keep
+    the probe pilot, finish)
+
+The choice runs on the fit's own split, and the seconds it takes come off --budget: the promise
+covers the whole fit. Choosing is this package's; the pipeline never calls back into it.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+import numpy as np
+
+from ..config import FitConfig
+from ..modalities import Modality, modality_of
+from ..pipeline import FitResult, KeptTraining, begin_fit, build, complete_fit, plan_decode_size, resolve_plan, train
+from ..records import Recorder
+from ..zoo import resolve_backbone
+from .auto import Stages, choose_backbone, choose_strategy
+from .candidates import decode_size_for
+
+
+def chooses(config: FitConfig) -> bool:
+    """Whether a fit of `config` is this module's (something is left to choose)."""
+    return config.backbone == "auto" or config.strategy == "auto"
+
+
+def fit_auto(config: FitConfig, *, data=None, use_feature_cache: bool = True, splits=None) -> FitResult:
+    """`pipeline.fit`'s contract, choosing the backbone and/or the strategy on the fit's split."""
+    start = begin_fit(config, data=data, splits=splits, decode_size=decode_size)
+    choosing_started = time.perf_counter()
+    config, chosen, kept = choose_automatically(start.config, modality_of(start.data), start.splits,
+                                                use_feature_cache)
+    return complete_fit(start, config, kept=kept, use_feature_cache=use_feature_cache,
+                        extra={"auto": chosen} if chosen else None,
+                        choosing_seconds=time.perf_counter() - choosing_started)
+
+
+def decode_size(config: FitConfig, modality: Modality) -> int | None:
+    """The size data is decoded at when auto chooses after loading. --backbone auto: the largest
+    any candidate eats (each resizes down from it). --strategy auto: the backbone's, which the
+    probe and lp-ft eat; the no-transfer baseline trains at the data's own resolution up to its
+    cap, as compare's scratch arm does, so it asks for no size of its own."""
+    if config.backbone == "auto":
+        return decode_size_for(modality, config.image_size)
+    if config.strategy == "auto":
+        return modality.decode_size(config.image_size, resolve_backbone(config.backbone or modality.default_backbone))
+    return plan_decode_size(config, modality)
+
+
+def choose_automatically(config: FitConfig, modality: Modality, splits, use_feature_cache: bool = True):
+    """(config with the backbone and strategy filled in, what was chosen and why, the probe pilot
+    when auto kept it as the run's training). The choosing time comes off --budget."""
+    chosen: dict = {}
+    kept = None
+    if config.backbone == "auto":
+        started = time.perf_counter()
+        chosen["backbone"] = choose_backbone(splits.train, modality.name, config)
+        config = replace(config, backbone=chosen["backbone"]["backbone"],
+                         image_size=chosen["backbone"]["image_size"] or config.image_size,
+                         budget_seconds=_less(config.budget_seconds, time.perf_counter() - started))
+    if config.strategy == "auto":
+        choice = choose_strategy(splits.train, splits.val, len(splits.test), config.budget_seconds,
+                                 pipeline_stages(config, modality, splits, use_feature_cache), seed=config.seed)
+        chosen["strategy"] = choice.to_dict()
+        config = replace(config, strategy=choice.strategy, budget_seconds=choice.budget_left,
+                         **_baseline_settings(config, modality, choice.strategy))
+        kept = choice.kept
+    return config, chosen, kept
+
+
+def _less(budget: float | None, spent: float) -> float | None:
+    return None if budget is None else max(budget - spent, 1.0)
+
+
+def _baseline_settings(config: FitConfig, modality: Modality, strategy: str) -> dict:
+    """A scratch choice trains the modality's small model at the data's own resolution, as
+    compare's scratch arm does, not the pretrained backbone's architecture from random weights."""
+    if strategy != "scratch":
+        return {}
+    model = config.scratch_model if config.scratch_model not in (None, "same") else modality.default_scratch_model
+    sized = resolve_backbone(model).sized_to_input
+    return {"scratch_model": model, **({"image_size": None} if sized else {})}
+
+
+def pipeline_stages(config: FitConfig, modality: Modality, splits, use_feature_cache: bool) -> Stages:
+    """The pipeline's stages as --strategy auto uses them: measured rates, and short pilot fits
+    that write nothing."""
+    from ..deploy.engines import make_engine
+    from ..train.throughput import engine_rates, model_rates
+
+    def planned(strategy: str, **changes) -> FitConfig:
+        return replace(config, strategy=strategy, resume=False, **_baseline_settings(config, modality, strategy),
+                       **changes)
+
+    def rates(strategy: str):
+        plan = resolve_plan(planned(strategy), modality)
+        if plan.spec.standalone:
+            return None  # one-shot models (TF-IDF): no rate to speak of
+        sample = splits.train.subset(np.arange(min(len(splits.train), 16)))
+        model = build(plan, sample)
+        prepared = model.prepare(sample)
+        if strategy == "probe":  # through the engine the probe extracts with (ONNX Runtime for images)
+            engine = make_engine(config.extract_engine, model, calibration=prepared.inputs)
+            return engine_rates(model, engine, prepared.inputs)
+        return model_rates(model, prepared.inputs, prepared.labels)
+
+    def pilot(strategy: str, budget, train_data, val_data, evals_per_epoch: int = 1) -> dict:
+        plan = resolve_plan(planned(strategy, budget_seconds=budget, evals_per_epoch=evals_per_epoch,
+                                    explain_examples=0), modality)
+        model = build(plan, train_data)
+        parts = tuple(model.prepare(p) for p in (train_data, val_data, val_data.subset(np.arange(0))))
+        recorder = Recorder(None, plan.strategy.name, write=False)
+        outcome = train(plan, model, parts, recorder, checkpoint_dir=None, use_feature_cache=use_feature_cache)
+        return {"best_val_accuracy": outcome["best_val_accuracy"], "rows": recorder.rows,
+                "kept": KeptTraining(model, recorder, outcome),
+                "n_used": outcome.get("probe_train_used", len(train_data)),
+                "train_seconds": recorder.train_seconds, "wall_seconds": recorder.wall_seconds}
+
+    return Stages(rates=rates, pilot=pilot, no_transfer=modality.auto_baseline)
