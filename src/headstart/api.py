@@ -29,6 +29,9 @@ def run_fit(config: FitConfig):
     if config.adapt:
         from .adapt.domain import fit_adapted
         return fit_adapted(config)
+    from .choose.auto_fit import chooses, fit_auto
+    if chooses(config):  # --backbone auto / --strategy auto: chosen above the pipeline, on the fit's split
+        return fit_auto(config)
     from .pipeline import fit as _fit
     return _fit(config)
 

@@ -88,6 +88,7 @@ def _sized_to_input(scratch_model: str | None, backbone: str) -> bool:
 
 
 def run_compare(config: CompareConfig) -> dict:
+    from .choose.auto_fit import decode_size as auto_decode_size  # --backbone auto: the largest candidate's
     from .pipeline import build, load, resolve_plan
 
     validate(config)  # what can be checked before the data is loaded
@@ -100,7 +101,7 @@ def run_compare(config: CompareConfig) -> dict:
     # Decode once, timed once: every arm then starts its clock with the data in memory.
     started = time.perf_counter()
     # decoded at the transfer backbone's input size (or --image-size): the arms resize from it
-    data = load(replace(config.fit, data=config.data, strategy="probe"))
+    data = load(replace(config.fit, data=config.data, strategy="probe"), decode_size=auto_decode_size)
     decode_seconds = time.perf_counter() - started
     config = resolve_defaults(config, modality_of(data))
     validate(config)
@@ -151,7 +152,7 @@ def choose_backbone_once(config: CompareConfig, data) -> tuple[CompareConfig, di
 def say_expected_time(config: CompareConfig, data) -> None:
     """Without --budget, say up front how long the comparison should take on this machine: each
     arm's model is built once and its rates measured (a few seconds, cached per machine)."""
-    from .choose.estimate import describe_seconds, expected_fit_seconds
+    from .strategies.estimate import describe_seconds, expected_fit_seconds
     from .data import make_splits
     from .log import say
     from .pipeline import build, resolve_plan

@@ -111,7 +111,7 @@ class HeadstartClassifier(ClassifierMixin, BaseEstimator):
         return FitConfig(data=data, budget_seconds=parse_duration(budget), **params)
 
     def fit(self, X, y=None) -> "HeadstartClassifier":
-        from .pipeline import fit as _fit
+        from .choose.auto_fit import fit_auto as _fit  # pipeline.fit, once what is `auto` is chosen
         from .records import read_metrics
 
         spec = isinstance(X, (str, Path))
