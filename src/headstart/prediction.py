@@ -7,16 +7,17 @@ from pathlib import Path
 import torch
 
 from .inputs import Prediction
-from .model_io import load_model, read_model_meta
 from .modalities import modality_of
+from .run import Run
 
 
 def predict_inputs(run_dir: str | Path, inputs: list[str], text_file: str | None = None,
                    batch_size: int | None = None) -> list[Prediction]:
     """What the CLI calls: the run's modality reads the inputs (and --file lines, for text)."""
-    meta = read_model_meta(Path(run_dir))
+    run = Run.open(run_dir).require_finished()
+    meta = run.model_info
     read = modality_of(meta).read_inputs(list(inputs), text_file, meta)
-    model, meta = load_model(Path(run_dir))
+    model = run.model()
     results = [Prediction(name, None, None, error=read.errors.get(i), kind=read.kind)
                for i, name in enumerate(read.names)]
     if read.data is not None:

@@ -2,7 +2,8 @@
 
 RUN/config.yaml, metrics.jsonl, model.safetensors, model.json, summary.json, splits.json,
 checkpoint/. Every file is written through files.py (aside, then renamed), so a killed run never
-leaves a half-written file behind.
+leaves a half-written file behind. `Run` (run.py) is the one reader of a run directory; the
+Recorder below writes its metrics.
 """
 from __future__ import annotations
 
@@ -15,12 +16,25 @@ from typing import Any, Callable, Iterator
 
 from .files import atomic_write_text, json_default, read_json, write_json, write_yaml  # noqa: F401  (the run directory's writers)
 
+METRICS = "metrics.jsonl"
+
 
 def read_metrics(run_dir: Path) -> list[dict]:
-    path = Path(run_dir) / "metrics.jsonl"
+    """metrics.jsonl's rows, the one parser of it. A line that is not a JSON object is skipped:
+    the Recorder appends, so a run killed mid-write leaves a half-written last line, and a
+    resume, a report or a tracker must still read every row before it."""
+    path = Path(run_dir) / METRICS
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = []
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+    return rows
 
 
 def new_run_dir(out: str | None, prefix: str = "fit") -> Path:
@@ -112,7 +126,7 @@ class Recorder:
         self.rows.append(row)
         if self.write:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            with open(self.run_dir / "metrics.jsonl", "a") as f:
+            with open(self.run_dir / METRICS, "a") as f:
                 f.write(json.dumps(row, default=json_default) + "\n")
         for observe in list(_OBSERVERS):  # paused: a listener's time is not training time
             observe(row)
@@ -135,4 +149,4 @@ class Recorder:
         rows a killed run had already appended)."""
         if self.write:
             text = "".join(json.dumps(r, default=json_default) + "\n" for r in self.rows)
-            atomic_write_text(self.run_dir / "metrics.jsonl", text)
+            atomic_write_text(self.run_dir / METRICS, text)

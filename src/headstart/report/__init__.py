@@ -1,9 +1,10 @@
 """Run reports: RUN/report.html plus PNG figures beside it.
 
-A report is a pure function of the run directory: it reads summary.json, metrics.jsonl,
-config.yaml (fit runs) or comparison.json and arms/*/ (compare runs), never trains and never
-imports torch, so `headstart report RUN` can rebuild it anywhere. Every file is written
-atomically, and a run with missing or empty records still gets a page that says so.
+A report is a pure function of the run directory, read through `Run` (its summary, metrics,
+config, or comparison.json and arms/ for a compare run): it never trains and never imports
+torch, so `headstart report RUN` can rebuild it anywhere. Every file is written atomically,
+and a run with missing or empty records still gets a page that says so. The Python here reads
+the typed summary's attributes; the templates get its on-disk form, as summary.json holds it.
 """
 from __future__ import annotations
 
@@ -11,11 +12,14 @@ import json
 from pathlib import Path
 from urllib.parse import quote
 
+from headstart.errors import HeadstartError
 from headstart.records import atomic_write_text, read_json
+from headstart.run import COMPARE, PRETRAIN, Run
+from headstart.summary import FitSummary
 
 from . import html, plots
 
-__all__ = ["build_fit_report", "build_comparison_report", "build_explain_report", "deploy_table"]
+__all__ = ["build_report", "build_fit_report", "build_comparison_report", "build_explain_report", "deploy_table"]
 
 REPORT = "report.html"
 EXPLANATIONS = "explanations"  # the folder a fit writes its report's explanations into
@@ -38,24 +42,38 @@ COMPARISON_FIGURES = {
 }
 
 
+def build_report(run_dir: str | Path) -> Path:
+    """`headstart report RUN`: rebuild the report its kind of run has (fit, compare or
+    pretrain); refuses what is not a finished run, the way every command does."""
+    run = Run.open(run_dir).require_finished()
+    if run.kind == COMPARE:
+        return build_comparison_report(run.path)
+    if run.kind == PRETRAIN:
+        from .pretrain import build_pretrain_report
+
+        return build_pretrain_report(run.path)
+    return build_fit_report(run.path)
+
+
 def build_fit_report(run_dir: str | Path) -> Path:
     """Write RUN/report.html for a fit run and return its path."""
-    run_dir = Path(run_dir)
-    summary = _read_json_or_empty(run_dir / "summary.json")
-    rows = _read_rows(run_dir)
+    run = Run(run_dir)
+    run_dir = run.path
+    found = _fit_summary(run)
+    summary = found if found is not None else FitSummary()
+    rows = run.metrics
     images = {
         **_curve_figures(run_dir, rows, summary),
         **_classification_figures(run_dir, summary, FIT_FIGURES),
     }
     _remove_stale(run_dir, FIT_FIGURES, images)
-    config_path = run_dir / "config.yaml"
-    config_text = config_path.read_text(errors="replace") if config_path.exists() else None
     # deploy.json joins the page's summary (not summary.json): export and prune add rows later
+    recorded = found.to_dict() if found is not None else {}
     deployed = deploy_table(run_dir)
     if deployed:
-        summary = {**summary, "deploy_table": deployed}
-    page = html.fit_page(run_name=run_dir.name, summary=summary, rows=rows,
-                         config_text=config_text, images=images,
+        recorded = {**recorded, "deploy_table": deployed}
+    page = html.fit_page(run_name=run_dir.name, summary=recorded, rows=rows,
+                         config_text=run.config_text, images=images,
                          explained=_explanations(run_dir / EXPLANATIONS, summary), explained_base=EXPLANATIONS + "/")
     return _write_page(run_dir, page)
 
@@ -67,13 +85,13 @@ def build_explain_report(folder: str | Path) -> Path:
     return _write_page(folder, page)
 
 
-def _explanations(folder: Path, summary: dict) -> dict | None:
+def _explanations(folder: Path, summary: FitSummary) -> dict | None:
     """A fit's explanations record; its failure reason when the run recorded one; None if
     the run made none (explanations turned off, or a run older than them)."""
     explained = _read_json_or_empty(folder / "explanations.json")
     if explained:
         return explained
-    error = summary.get("explanations_error")
+    error = summary.explanations_error
     return {"error": error} if error else None
 
 
@@ -85,7 +103,8 @@ def deploy_table(run_dir: str | Path) -> dict | None:
     deploy = _read_json_or_empty(run_dir / "deploy.json")
     rows = [r for r in deploy.get("rows") or [] if isinstance(r, dict) and r.get("name")]
     if not rows:
-        error = _read_json_or_empty(run_dir / "summary.json").get("deploy_error")
+        found = _fit_summary(Run(run_dir))
+        error = found.deploy_error if found is not None else None
         return {"error": error} if error else None
     machine = deploy.get("machine") or {}
     loads = [r["load_1min"] for r in rows if isinstance(r.get("load_1min"), (int, float))]
@@ -149,11 +168,12 @@ def _why_slower(row: dict, machine: dict, everywhere: bool) -> str:
 
 def build_comparison_report(run_dir: str | Path) -> Path:
     """Write RUN/report.html for a compare run (comparison.json + arms/) and return its path."""
-    run_dir = Path(run_dir)
-    comparison = _read_json_or_empty(run_dir / "comparison.json")
+    run = Run(run_dir)
+    run_dir = run.path
+    comparison = run.comparison
     arms = comparison.get("arms") or []
     arm_dirs = {a.get("name"): _arm_dir(run_dir, a) for a in arms}
-    curves = [{**a, "rows": _read_rows(arm_dirs[a.get("name")])} for a in arms]
+    curves = [{**a, "rows": Run(arm_dirs[a.get("name")]).metrics} for a in arms]
     has_evaluations = any(r.get("split") == "val" for c in curves for r in c["rows"])
 
     f = COMPARISON_FIGURES
@@ -170,7 +190,8 @@ def build_comparison_report(run_dir: str | Path) -> Path:
     images["label_curve"] = _name(plots.label_curve(label_curve, run_dir / f["label_curve"])) \
         if label_curve.get("arms") else None
     best = comparison.get("best_arm")
-    best_summary = _read_json_or_empty(arm_dirs[best] / "summary.json") if best in arm_dirs else {}
+    found = _fit_summary(Run(arm_dirs[best])) if best in arm_dirs else None
+    best_summary = found if found is not None else FitSummary()
     images.update(_classification_figures(run_dir, best_summary, f, title_prefix=f"{best}: "))
     _remove_stale(run_dir, f, images)
 
@@ -179,7 +200,7 @@ def build_comparison_report(run_dir: str | Path) -> Path:
     best_dir = arm_dirs.get(best)
     explained = _explanations(best_dir / EXPLANATIONS, best_summary) if best_dir else None
     page = html.comparison_page(run_name=run_dir.name, comparison=comparison, images=images,
-                                best_summary=best_summary or None, links=links,
+                                best_summary=found.to_dict() if found is not None else None, links=links,
                                 has_evaluations=has_evaluations, explained=explained,
                                 explained_base=_href(run_dir, best_dir / EXPLANATIONS) + "/" if best_dir else "")
     return _write_page(run_dir, page)
@@ -187,9 +208,9 @@ def build_comparison_report(run_dir: str | Path) -> Path:
 
 # -- figures ---------------------------------------------------------------------------------
 
-def _curve_figures(run_dir: Path, rows: list[dict], summary: dict) -> dict[str, str | None]:
+def _curve_figures(run_dir: Path, rows: list[dict], summary: FitSummary) -> dict[str, str | None]:
     val = [r for r in rows if r.get("split") == "val"]
-    test_accuracy = summary.get("test_accuracy")
+    test_accuracy = summary.test_accuracy
     out: dict[str, str | None] = {"curve_time": None, "curve_epoch": None}
     if not val:
         return out
@@ -204,11 +225,11 @@ def _curve_figures(run_dir: Path, rows: list[dict], summary: dict) -> dict[str, 
     return out
 
 
-def _classification_figures(run_dir: Path, summary: dict, names: dict[str, str], *,
+def _classification_figures(run_dir: Path, summary: FitSummary, names: dict[str, str], *,
                             title_prefix: str = "") -> dict[str, str | None]:
-    classes = summary.get("classes") or []
-    matrix = summary.get("confusion_matrix") or []
-    per_class = summary.get("per_class") or {}
+    classes = summary.classes or []
+    matrix = summary.confusion_matrix or []
+    per_class = summary.per_class or {}
     out: dict[str, str | None] = {"confusion": None, "per_class": None}
     if matrix and len(matrix) == len(matrix[0]):
         out["confusion"] = _name(plots.confusion_matrix(
@@ -216,7 +237,7 @@ def _classification_figures(run_dir: Path, summary: dict, names: dict[str, str],
             title=f"{title_prefix}Confusion matrix (test set)"))
     if per_class:
         out["per_class"] = _name(plots.per_class_accuracy(
-            per_class, classes, run_dir / names["per_class"], macro_f1=summary.get("macro_f1"),
+            per_class, classes, run_dir / names["per_class"], macro_f1=summary.macro_f1,
             title=f"{title_prefix}Per-class accuracy (recall, test)"))
     return out
 
@@ -245,21 +266,16 @@ def _read_json_or_empty(path: Path) -> dict:
     return data if isinstance(data, dict) else {}
 
 
-def _read_rows(run_dir: Path) -> list[dict]:
-    """metrics.jsonl rows; unlike records.read_metrics, a half-written last line from a killed
-    run is skipped rather than fatal, since a report should still show what was recorded."""
-    path = Path(run_dir) / "metrics.jsonl"
-    if not path.exists():
-        return []
-    rows = []
-    for line in path.read_text(errors="replace").splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(row, dict):
-            rows.append(row)
-    return rows
+def _fit_summary(run: Run) -> FitSummary | None:
+    """The run's fit summary; None where it has none to show (unfinished, damaged, or a
+    pretrain run's): the page then says what is missing rather than failing."""
+    if not run.finished:
+        return None
+    try:
+        summary = run.summary
+    except HeadstartError:
+        return None
+    return summary if isinstance(summary, FitSummary) else None
 
 
 def _arm_dir(run_dir: Path, arm: dict) -> Path:

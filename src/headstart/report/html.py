@@ -11,11 +11,14 @@ the run records rather than decided here, so a new kind of input needs no change
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+from headstart.summary import FitSummary
 
 TEMPLATES = Path(__file__).with_name("templates")
 IMBALANCE_WARNING_RATIO = 3.0
@@ -65,23 +68,28 @@ def flat_items(mapping: dict, prefix: str = "") -> list[tuple[str, str]]:
 
 # -- facts the templates ask for -------------------------------------------------------------
 
-def words(summary: dict) -> dict[str, str]:
-    given = summary.get("words")
+def _fit(summary: Mapping) -> FitSummary:
+    """The templates hold summary.json's on-disk form; these helpers read its typed fields."""
+    return summary if isinstance(summary, FitSummary) else FitSummary.from_dict(summary)
+
+
+def words(summary: Mapping) -> dict[str, str]:
+    given = _fit(summary).words
     given = given if isinstance(given, dict) else {}
     return {k: str(given.get(k) or default) for k, default in IMAGE_WORDS.items()}
 
 
-def data_notes(summary: dict) -> list[str]:
+def data_notes(summary: Mapping) -> list[str]:
     """Sentences the data pipeline wrote for the reader (e.g. how many texts were truncated)."""
-    notes = summary.get("data_notes") or []
+    notes = _fit(summary).data_notes or []
     if isinstance(notes, str):
         notes = [notes]
     return [str(n) for n in notes if n]
 
 
-def imbalance(summary: dict) -> dict | None:
+def imbalance(summary: Mapping) -> dict | None:
     """The training-set skew when it is large enough to distort plain accuracy, else None."""
-    skew = summary.get("train_imbalance") or {}
+    skew = _fit(summary).train_imbalance or {}
     ratio = skew.get("imbalance_ratio")
     if ratio is None or ratio < IMBALANCE_WARNING_RATIO:
         return None
@@ -93,10 +101,11 @@ def imbalance(summary: dict) -> dict | None:
             "least": least, "least_count": counts[least]}
 
 
-def class_order(summary: dict) -> list[str]:
+def class_order(summary: Mapping) -> list[str]:
     # The run's own class order (the confusion matrix's), not per_class's key order.
-    per_class = summary.get("per_class") or {}
-    return [c for c in (summary.get("classes") or []) if c in per_class] or list(per_class)
+    summary = _fit(summary)
+    per_class = summary.per_class or {}
+    return [c for c in (summary.classes or []) if c in per_class] or list(per_class)
 
 
 def explains_text(explained: dict) -> bool:
@@ -132,7 +141,9 @@ def environment() -> Environment:
 
 def fit_page(*, run_name: str, summary: dict, rows: list[dict], config_text: str | None,
              images: dict[str, str | None], explained: dict | None = None, explained_base: str = "") -> str:
-    title = f"headstart fit: {summary.get('strategy') or 'run'} on {summary.get('data') or run_name}"
+    """`summary`: summary.json's on-disk form ({} for a run without one), plus the deploy table."""
+    recorded = _fit(summary)
+    title = f"headstart fit: {recorded.strategy or 'run'} on {recorded.data or run_name}"
     return environment().get_template("fit.html.j2").render(
         title=title, run_name=run_name, summary=summary, rows=rows, config_text=config_text,
         images=images, has_val=any(r.get("split") == "val" for r in rows), explained=explained,

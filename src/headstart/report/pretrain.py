@@ -1,28 +1,31 @@
 """The report of a `headstart pretrain` run: its SSL loss curve and what it became, read from the
-run directory alone (summary.json, metrics.jsonl), like every report."""
+run directory alone (its summary and metrics, through Run), like every report."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from headstart.files import atomic_write_text
 from headstart.report.html import environment
 from headstart.report.plots import DPI, PALETTE, STYLE
+from headstart.run import Run
+from headstart.summary import PretrainSummary
 
 REPORT = "report.html"
 LOSS_FIGURE = "ssl_loss.png"
 
 
 def build_pretrain_report(run_dir: str | Path) -> Path:
-    run_dir = Path(run_dir)
-    summary = json.loads((run_dir / "summary.json").read_text())
-    rows = _rows(run_dir)
-    figure = plot_loss(rows, run_dir / LOSS_FIGURE, summary.get("method", "")) if rows else None
+    run = Run(run_dir)
+    summary = run.summary
+    if not isinstance(summary, PretrainSummary):  # one written before it said "command": pretrain
+        summary = PretrainSummary.from_dict(summary)
+    rows = run.metrics
+    figure = plot_loss(rows, run.path / LOSS_FIGURE, summary.method or "") if rows else None
     page = environment().get_template("pretrain.html.j2").render(
-        title=f"headstart pretrain: {summary.get('method')} on {summary.get('data')}", run_name=run_dir.name,
-        summary=summary, figure=figure)
-    atomic_write_text(run_dir / REPORT, page)
-    return run_dir / REPORT
+        title=f"headstart pretrain: {summary.method} on {summary.data}", run_name=run.name,
+        summary=summary.to_dict(), figure=figure)
+    atomic_write_text(run.path / REPORT, page)
+    return run.path / REPORT
 
 
 def plot_loss(rows: list[dict], path: Path, method: str) -> str:
@@ -50,10 +53,3 @@ def plot_loss(rows: list[dict], path: Path, method: str) -> str:
         plt.close(fig)
     atomic_write_bytes(path, buffer.getvalue())
     return path.name
-
-
-def _rows(run_dir: Path) -> list[dict]:
-    path = run_dir / "metrics.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
