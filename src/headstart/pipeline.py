@@ -26,8 +26,7 @@ from .metrics import classification_summary, imbalance, misclassified_examples
 from .modalities import Modality, load_data, modality_of
 from .model_io import save_model
 from .records import Recorder, new_run_dir, read_metrics, write_json, write_yaml
-from .post_fit import explain_report_examples, record_deploy_figures
-from .report import build_fit_report
+from .post_fit import explain_report_examples, record_deploy_figures, render_fit_report
 from .strategies import FitContext, Strategy, get_strategy
 from .tracking import check_tracking, track_run
 from .train.evaluate import score
@@ -324,7 +323,7 @@ def finish(plan: Plan, model, data, parts, recorder: Recorder, outcome: dict, ru
         summary.update(explain_report_examples(plan.config, model, test_part, test_logits, data.classes, run_dir))
         summary.update(record_deploy_figures(model, test_part, test_accuracy, run_dir))
         write_json(run_dir / "summary.json", summary)
-        build_fit_report(run_dir)
+        render_fit_report(run_dir)
     return FitResult(run_dir=run_dir, classifier=model, classes=data.classes, summary=summary)
 
 

@@ -1,8 +1,14 @@
-"""What a fit adds to its run directory after the model is saved: the report's explanations and
-the deploy table's first row. Each is measured outside the training clock, and a failure costs
-the report a section, never the run."""
+"""What a fit adds to its run directory after the model is saved: the report's explanations,
+the deploy table's first row and the report. Each is measured outside the training clock, and a
+failure costs the report a section, never the run.
+
+HEADSTART_SKIP=deploy,report turns the last two off (read here only): the test suite does so
+wherever a test reads neither, since they cost a few seconds a fit (tests/conftest.py). A run
+without them is a finished run; `headstart report RUN` renders its report later.
+"""
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from pathlib import Path
@@ -40,6 +46,8 @@ def record_deploy_figures(model, test, test_accuracy: float, run_dir: Path) -> d
     training clock. Like the explanations, a measurement that fails costs the report a section."""
     from .deploy.measure import pytorch_row, record_deploy_row
 
+    if skipped("deploy"):
+        return {}
     started = time.perf_counter()
     try:
         record_deploy_row(run_dir, pytorch_row(model, test, test_accuracy, run_dir))
@@ -47,3 +55,15 @@ def record_deploy_figures(model, test, test_accuracy: float, run_dir: Path) -> d
         say(f"no deploy figures for the report: {e}")
         return {"deploy_error": f"{type(e).__name__}: {e}"}
     return {"deploy_seconds": round(time.perf_counter() - started, 3)}
+
+
+def render_fit_report(run_dir: Path) -> Path | None:
+    """RUN/report.html from the run directory as written (None: turned off by HEADSTART_SKIP)."""
+    from .report import build_fit_report
+
+    return None if skipped("report") else build_fit_report(run_dir)
+
+
+def skipped(part: str) -> bool:
+    """Whether HEADSTART_SKIP (comma-separated: deploy, report) turns this closing part off."""
+    return part in {name.strip() for name in os.environ.get("HEADSTART_SKIP", "").split(",")}
