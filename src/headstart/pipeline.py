@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-import yaml
 
 from .config import FitConfig
 from .embed import embed  # noqa: F401  (the embed stage, with the others)
@@ -26,6 +25,8 @@ from .metrics import classification_summary, imbalance, misclassified_examples
 from .modalities import Modality, load_data, modality_of
 from .model_io import save_model
 from .records import Recorder, new_run_dir, read_metrics, write_json, write_yaml
+from .run import SUMMARY, Run, RunData, register_data_reloader
+from .summary import FitSummary
 from .post_fit import explain_report_examples, record_deploy_figures, render_fit_report
 from .strategies import FitContext, Strategy, get_strategy
 from .tracking import check_tracking, track_run
@@ -52,7 +53,7 @@ class FitResult:
     run_dir: Path
     classifier: object  # a model of the classifier protocol (heads.py)
     classes: list[str]
-    summary: dict
+    summary: FitSummary
 
 
 def resolve_plan(config: FitConfig, modality: Modality) -> Plan:
@@ -253,29 +254,37 @@ def add_labels(config: FitConfig, data, splits) -> dict | None:
     return described
 
 
+def reload_run_data(run: Run) -> RunData:
+    """A run's labelled data as it trained (Run.reload_data): its data decoded as its plan
+    decodes it, its split, and the labels it added joined to the training part."""
+    from .data import Splits
+
+    config = run.config
+    data = load(config)
+    splits = Splits.from_dict(data, {"indices": run.splits})
+    return RunData(data, splits, add_labels(config, data, splits))
+
+
+register_data_reloader(reload_run_data)
+
+
 def training_part(run_dir: Path):
     """A finished run's labelled training data, as it trained on it (its split, plus the
     labels it added): what `select` must not pick again."""
-    from .data import Splits
-    from .records import read_json
-
-    config = FitConfig.from_dict(yaml.safe_load((run_dir / "config.yaml").read_text()))
-    data = load(config)
-    splits = Splits.from_dict(data, {"indices": read_json(run_dir / "splits.json")})
-    add_labels(config, data, splits)
-    return splits.train
+    return Run.open(run_dir).require_finished().reload_data(
+        "select reads the run's training data, to skip what is labelled already").splits.train
 
 
 def start_run(config: FitConfig) -> tuple[FitConfig, Path]:
     run_dir = new_run_dir(config.out)
+    run = Run(run_dir)
     if config.resume:
-        if not (run_dir / "config.yaml").exists():
+        if run.config_text is None:
             raise HeadstartError(f"nothing to resume in {run_dir}",
                                  hint="--resume continues a run started with the same --out")
         # a resumed run is the saved run: its own config, not the flags of this invocation
-        saved = FitConfig.from_dict(yaml.safe_load((run_dir / "config.yaml").read_text()))
-        return replace(saved, resume=True, out=str(run_dir)), run_dir
-    if (run_dir / "summary.json").exists() or (run_dir / "checkpoint").exists():
+        return replace(run.config, resume=True, out=str(run_dir)), run_dir
+    if run.finished or (run_dir / "checkpoint").exists():
         raise HeadstartError(f"{run_dir} already holds a run",
                              hint="choose a new --out, or add --resume to continue an interrupted run")
     return replace(config, out=str(run_dir)), run_dir
@@ -291,38 +300,38 @@ def finish(plan: Plan, model, data, parts, recorder: Recorder, outcome: dict, ru
     report = classification_summary(test_part.labels, test_logits.argmax(1).numpy(), data.classes)
     described = model.describe()
     pre = described["preprocessing"]
-    summary = {
-        "test_accuracy": test_accuracy,
-        "macro_f1": report["macro_f1"],
-        "balanced_accuracy": report["balanced_accuracy"],
-        "test_loss": test_loss,
-        "best_val_accuracy": outcome.get("best_val_accuracy"),
-        "train_seconds": round(recorder.train_seconds, 3),
-        "wall_seconds": round(time.perf_counter() - started, 3),
-        "decode_seconds": round(decode_seconds, 3),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "strategy": plan.strategy.name,
-        "backbone": described["name"],
-        "weights": described["weights"],
-        "input_size": pre.get("input_size", pre.get("max_length")),
-        "data": data.name,
-        "classes": data.classes,
-        "sizes": {"train": len(train_part), "val": len(val_part), "test": len(test_part)},
-        "skipped_files": len(data.skipped),
-        "train_imbalance": imbalance(train_part.labels, data.classes),
-        "per_class": report["per_class"],
-        "confusion_matrix": report["confusion_matrix"],
-        "misclassified": misclassified_examples(test_part, test_logits, data.classes),
-        **extra,
-        "device": "cuda" if torch.cuda.is_available() else "cpu",
-        "processes": int(torch.distributed.get_world_size()) if torch.distributed.is_initialized() else 1,
-        **{k: v for k, v in outcome.items() if k not in ("best_val_accuracy",)},
-    }
+    summary = FitSummary(
+        test_accuracy=test_accuracy,
+        macro_f1=report["macro_f1"],
+        balanced_accuracy=report["balanced_accuracy"],
+        test_loss=test_loss,
+        best_val_accuracy=outcome.get("best_val_accuracy"),
+        train_seconds=round(recorder.train_seconds, 3),
+        wall_seconds=round(time.perf_counter() - started, 3),
+        decode_seconds=round(decode_seconds, 3),
+        peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        strategy=plan.strategy.name,
+        backbone=described["name"],
+        weights=described["weights"],
+        input_size=pre.get("input_size", pre.get("max_length")),
+        data=data.name,
+        classes=data.classes,
+        sizes={"train": len(train_part), "val": len(val_part), "test": len(test_part)},
+        skipped_files=len(data.skipped),
+        train_imbalance=imbalance(train_part.labels, data.classes),
+        per_class=report["per_class"],
+        confusion_matrix=report["confusion_matrix"],
+        misclassified=misclassified_examples(test_part, test_logits, data.classes),
+        device="cuda" if torch.cuda.is_available() else "cpu",
+        processes=int(torch.distributed.get_world_size()) if torch.distributed.is_initialized() else 1,
+    )
+    summary.add(extra)  # the modality's, the options' and the caller's sections
+    summary.add({k: v for k, v in outcome.items() if k != "best_val_accuracy"})  # the strategy's figures
     if is_main_process():
         save_model(run_dir, model, data.classes, plan.strategy.name)
-        summary.update(explain_report_examples(plan.config, model, test_part, test_logits, data.classes, run_dir))
-        summary.update(record_deploy_figures(model, test_part, test_accuracy, run_dir))
-        write_json(run_dir / "summary.json", summary)
+        summary.add(explain_report_examples(plan.config, model, test_part, test_logits, data.classes, run_dir))
+        summary.add(record_deploy_figures(model, test_part, test_accuracy, run_dir))
+        write_json(run_dir / SUMMARY, summary.to_dict())
         render_fit_report(run_dir)
     return FitResult(run_dir=run_dir, classifier=model, classes=data.classes, summary=summary)
 
