@@ -1,5 +1,6 @@
-"""`fit --add-labels FILE`: newly labelled items (a CSV `select` wrote, labels filled in),
-read and checked against the data they join.
+"""`fit --add-labels FILE`: newly labelled items (the CSV `select` wrote with its label column
+filled in, or a Label Studio export: JSON, JSON_MIN or CSV), read and checked against the data
+they join.
 
 Rows without a label are waiting for a labeller and are only counted. Labels that name no
 class of the data, and items that cannot be read, are errors that name them: the run starts
@@ -9,6 +10,7 @@ split: a copy of a test item would leak it into training) are dropped and report
 from __future__ import annotations
 
 import csv
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +18,10 @@ import numpy as np
 
 from ..data import ImageData, TextData, decode_image
 from ..errors import HeadstartError
+from . import label_studio
+
+HINT = ("pass the CSV `headstart select` wrote, with its label column filled in, or the project's Label Studio "
+        "export (JSON, JSON_MIN or CSV)")
 
 
 @dataclass
@@ -33,8 +39,7 @@ def read_added_labels(path: str | Path, data) -> AddedLabels:
     """The labelled rows of `path` as items of `data`'s kind, classes and decoded size."""
     path = Path(path).expanduser()
     if not path.is_file():
-        raise HeadstartError(f"--add-labels {path}: no such file",
-                             hint="pass the CSV `headstart select` wrote, with its label column filled in")
+        raise HeadstartError(f"--add-labels {path}: no such file", hint=HINT)
     column = data.item_column
     rows, waiting = _labelled_rows(path, column)
     known = {c: i for i, c in enumerate(data.classes)}
@@ -53,22 +58,34 @@ def read_added_labels(path: str | Path, data) -> AddedLabels:
 
 
 def _labelled_rows(path: Path, column: str) -> tuple[list[tuple[str, str]], int]:
+    """(item, label) rows and the count of rows waiting for a label, from whichever of the
+    four formats `path` is."""
     try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            reader = csv.DictReader(f)
-            fields = list(reader.fieldnames or [])
-            if column not in fields or "label" not in fields:
-                raise HeadstartError(f"{path} needs a '{column}' and a 'label' column; it has: {', '.join(fields)}",
-                                     hint="pass the CSV `headstart select` wrote, with its label column filled in")
-            cells = [((r.get(column) or "").strip(), (r.get("label") or "").strip()) for r in reader]
+        text = path.read_text(encoding="utf-8-sig")
+        if path.suffix.lower() == ".json" or text.lstrip().startswith(("[", "{")):
+            rows, waiting = label_studio.read_export(path)
+        else:
+            rows, waiting = _csv_rows(text, path, column)
     except (UnicodeDecodeError, csv.Error) as e:
-        raise HeadstartError(f"cannot read {path} as CSV: {e}", hint="save it as UTF-8 CSV") from e
-    rows = [(item, label) for item, label in cells if item and label]
-    waiting = sum(1 for item, label in cells if item and not label)
+        raise HeadstartError(f"cannot read {path}: {e}", hint="save it as UTF-8 (CSV or JSON)") from e
     if not rows:
         raise HeadstartError(f"{path} has no labelled rows" + (f" ({waiting} wait for a label)" if waiting else ""),
-                             hint="fill in the label column of the rows you have labelled")
+                             hint="fill in the label column of the rows you have labelled (in Label Studio: "
+                                  "submit the annotations, then export)")
     return rows, waiting
+
+
+def _csv_rows(text: str, path: Path, column: str) -> tuple[list[tuple[str, str]], int]:
+    """select's CSV (the item column and `label`), or Label Studio's CSV export."""
+    reader = csv.DictReader(io.StringIO(text))
+    fields = list(reader.fieldnames or [])
+    if column not in fields or "label" not in fields:
+        if label_studio.is_label_studio_csv(fields):
+            return label_studio.read_export(path)
+        raise HeadstartError(f"{path} needs a '{column}' and a 'label' column; it has: {', '.join(fields)}", hint=HINT)
+    cells = [((r.get(column) or "").strip(), (r.get("label") or "").strip()) for r in reader]
+    rows = [(item, label) for item, label in cells if item and label]
+    return rows, sum(1 for item, label in cells if item and not label)
 
 
 def _read_images(items: list[str], labels: np.ndarray, data, path: Path) -> ImageData:
