@@ -11,9 +11,9 @@ import torch
 from headstart.config import FitConfig
 from headstart.errors import HeadstartError
 from headstart.model_io import load_model
+from headstart.modalities import get_modality, modalities
 from headstart.pipeline import fit
 from headstart.zoo import load_packaged_imagenet_model, resolve_backbone
-from headstart.zoo.layers import layer_candidates
 from headstart.zoo.source_head import source_head
 
 from conftest import make_blobs, write_image_folder
@@ -146,11 +146,17 @@ def test_plain_names_still_resolve_as_before():
     assert resolve_backbone("resnet18").build(pretrained=False, image_size=SIZE).feature_dim == 512
 
 
-def test_layer_candidates_are_resolvable_image_layers_and_text_has_none():
-    names = layer_candidates("image")
-    assert names and all("@" in n and resolve_backbone(n).modality == "image" for n in names)
+@pytest.mark.parametrize("modality", [m.name for m in modalities()])
+def test_each_modality_s_default_layers_are_resolvable_layers_of_its_own(modality):
+    names = get_modality(modality).default_layers
+    assert all("@" in n and resolve_backbone(n).modality == modality for n in names)
     assert all(resolve_backbone(n).pretrained_offline for n in names)  # rankable with no network
-    assert layer_candidates("text") == []
+
+
+def test_image_ranks_layers_of_its_default_backbone_and_text_none():
+    # a sentence-transformer's middle layers are not pooled sentence vectors
+    assert get_modality("image").default_layers and get_modality("text").default_layers == ()
+    assert all(n.startswith(get_modality("image").default_backbone + "@") for n in get_modality("image").default_layers)
 
 
 # -- a run on a layer ------------------------------------------------------------------------------

@@ -287,7 +287,7 @@ def test_bad_weights_files(tmp_path):
 
 
 def test_a_registered_weights_source_is_used(offline, monkeypatch):
-    monkeypatch.setattr(zoo_weights, "_SOURCES", dict(zoo_weights._SOURCES))
+    monkeypatch.setattr(zoo_weights, "_SOURCES", zoo_weights._SOURCES.copy())
     reference = get_backbone("resnet18", pretrained=False, image_size=32)
 
     @register_weights_source("test-mirror")

@@ -13,6 +13,7 @@ from typing import Callable
 
 from .errors import HeadstartError
 from .files import atomic_path, read_json, write_json
+from .registry import Registry
 
 
 @dataclass(frozen=True)
@@ -22,12 +23,13 @@ class ModelFormat:
     input: str                                 # what the model takes, for the record
 
 
-_FORMATS: dict[str, ModelFormat] = {}
+# filled by the modalities (their classifiers) and the zoo (its standalone models)
+_FORMATS: Registry[ModelFormat] = Registry("model format")
 
 
 def register_model_format(name: str, *, save, load, input: str) -> None:
     """name: the format without its version ("headstart-image-classifier")."""
-    _FORMATS[name] = ModelFormat(save, load, input)
+    _FORMATS.add(name, ModelFormat(save, load, input))
 
 
 def versions() -> dict:
@@ -94,9 +96,10 @@ def read_model_meta(run_dir: Path) -> dict:
     return meta
 
 
-def load_model(run_dir: Path):
-    """(model, model.json) of a finished run; weights from safetensors, never a pickle."""
-    meta = read_model_meta(run_dir)
+def load_model(run_dir: Path, meta: dict | None = None):
+    """(model, model.json) of a finished run; weights from safetensors, never a pickle. `meta`:
+    model.json when the caller has read it already (Run.model)."""
+    meta = read_model_meta(run_dir) if meta is None else meta
     kind = _kind(meta.get("format", "headstart-image-classifier/1"))
     if kind not in _FORMATS:
         raise HeadstartError(f"{run_dir} holds a model of an unknown format '{meta.get('format')}'",

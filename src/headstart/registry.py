@@ -56,6 +56,12 @@ class Registry(dict, Generic[T]):
             return default
         raise self.unknown(name)
 
+    def copy(self) -> "Registry[T]":
+        """A registry with the same entries and wording (tests register into a copy)."""
+        twin = Registry(self.what, hint=self._hint, extra_choices=self.extra_choices)
+        twin.update(self)
+        return twin
+
     def choices(self) -> list[str]:
         """What a command line may name: the extra choices ("auto") and every entry."""
         return [*self.extra_choices, *self]
@@ -63,7 +69,9 @@ class Registry(dict, Generic[T]):
     def unknown(self, name: str) -> HeadstartError:
         """The error for a name that is not registered (for callers that look up themselves)."""
         choices = self.choices()
-        close = difflib.get_close_matches(str(name), choices, n=1, cutoff=0.6)
+        # an extra choice ("auto") reaching here was meant to be resolved by the caller: do not
+        # suggest the very name that failed
+        close = difflib.get_close_matches(str(name), [c for c in choices if c != name], n=1, cutoff=0.6)
         guess = f"did you mean {close[0]}? " if close else ""
         listed = self._hint or f"choose one of: {', '.join(choices)}"
         return HeadstartError(f"unknown {self.what} {name!r}", hint=guess + listed)

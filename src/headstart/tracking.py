@@ -29,6 +29,7 @@ from .errors import HeadstartError
 from .files import read_json, write_json
 from .log import is_main_process, say
 from .records import read_metrics
+from .registry import Registry
 
 INSTALL_HINT = "pip install 'headstart[track]'"
 FINAL_METRICS = ("test_accuracy", "macro_f1", "balanced_accuracy", "best_val_accuracy", "train_seconds",
@@ -39,14 +40,13 @@ ARM_METRICS = ("best_val_accuracy", "test_accuracy", "train_seconds", "time_to_t
 MODEL_FILES = ("model.json", "model.safetensors", "vocabulary.json", "tokenizer")
 RECORD_FILES = ("config.yaml", "summary.json", "metrics.jsonl", "comparison.json")
 
-TRACKERS: dict[str, type[Tracker]] = {}
+TRACKERS: Registry[type[Tracker]] = Registry("tracker")
 
 
 def register_tracker(name: str):
     def add(cls):
         cls.name = name
-        TRACKERS[name] = cls
-        return cls
+        return TRACKERS.add(name, cls)
     return add
 
 
@@ -151,9 +151,7 @@ class Tracker:
 
 def tracker_for(settings, home: str | Path) -> Tracker:
     """The tracker a config's track settings name (track, track_uri, track_experiment, track_parent)."""
-    if settings.track not in TRACKERS:
-        raise HeadstartError(f"unknown tracker '{settings.track}'", hint=f"choose one of {', '.join(TRACKERS)}")
-    return TRACKERS[settings.track](settings.track_uri, settings.track_experiment, settings.track_parent, home)
+    return TRACKERS.get(settings.track)(settings.track_uri, settings.track_experiment, settings.track_parent, home)
 
 
 def check_tracking(config) -> None:

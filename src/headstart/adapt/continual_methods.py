@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from ..embed import embed
+from ..registry import Registry
 from ..strategies import FitContext
 from ..strategies.linear import C_GRID, HeadProblem
 from ..strategies.backbone_training import run_training_loop
@@ -33,14 +34,13 @@ DISTILL_TEMPERATURE = 2.0
 DISTILL_WEIGHT = 1.0
 FINE_TUNE_HEAD_C = (0.1,)  # the fine-tuning methods' head phase: one regularisation, as finetune's
 
-CONTINUAL_METHODS: dict[str, Callable] = {}
+# "auto": the plan's choice (continual.py)
+CONTINUAL_METHODS: Registry[Callable] = Registry("continual-learning method", extra_choices=("auto",))
 
 
 def register_continual(name: str):
-    def decorate(fn):
-        CONTINUAL_METHODS[name] = fn
-        return fn
-    return decorate
+    """A method: fn(job: Job) -> the strategy outcome; it trains job.classifier in place."""
+    return CONTINUAL_METHODS.register(name)
 
 
 @dataclass

@@ -10,17 +10,15 @@ import numpy as np
 import torch
 
 from ..pipeline import Plan
+from ..registry import Registry
 from ..train.evaluate import score
 
-ADAPTATIONS: dict[str, Callable] = {}
+ADAPTATIONS: Registry[Callable] = Registry("domain-adaptation method")
 
 
 def register_adaptation(name: str):
     """A method: fn(job: AdaptJob) -> (strategy outcome for the summary, adaptation figures)."""
-    def decorate(fn):
-        ADAPTATIONS[name] = fn
-        return fn
-    return decorate
+    return ADAPTATIONS.register(name)
 
 
 @dataclass

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from headstart.errors import HeadstartError
+from headstart.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -37,24 +37,20 @@ class SSLMethod:
     summary: str               # one line for messages and the report
 
 
-_METHODS: dict[str, SSLMethod] = {}
+_METHODS: Registry[SSLMethod] = Registry("pre-training method")
 
 
 def register_ssl_method(name: str, *, modality: str, epochs: int, batch_size: int, lr: float,
                         continued_lr: float | None = None, weight_decay: float = 1e-4, summary: str = ""):
     def decorate(build: Callable) -> Callable:
-        if name in _METHODS:
-            raise ValueError(f"SSL method {name!r} is already registered")
-        _METHODS[name] = SSLMethod(name, modality, build, epochs, batch_size, lr, continued_lr or lr / 10,
-                                   weight_decay, summary or name)
+        _METHODS.add(name, SSLMethod(name, modality, build, epochs, batch_size, lr, continued_lr or lr / 10,
+                                     weight_decay, summary or name))
         return build
     return decorate
 
 
 def get_ssl_method(name: str) -> SSLMethod:
-    if name not in _METHODS:
-        raise HeadstartError(f"unknown pre-training method '{name}'", hint=f"choose one of: {', '.join(_METHODS)}")
-    return _METHODS[name]
+    return _METHODS.get(name)
 
 
 def ssl_methods(modality: str | None = None) -> list[str]:

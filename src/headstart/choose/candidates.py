@@ -74,8 +74,8 @@ def default_candidates(modality: str) -> list[Candidate]:
 
 def _layer_names(modality: str) -> list[str]:
     """The intermediate-layer candidates of the modality's default backbone (zoo/layers.py)."""
-    from ..zoo.layers import layer_candidates
-    return layer_candidates(modality)
+    from ..modalities import get_modality
+    return list(get_modality(modality).default_layers)
 
 
 def _local_names(modality: str) -> list[str]:

@@ -29,8 +29,9 @@ from scipy.special import log_softmax, logsumexp
 
 from .covariance import shrunk_h_score_low_rank, solve_symmetric
 from ..errors import HeadstartError
+from ..registry import Registry
 
-SCORES: dict[str, "Score"] = {}
+SCORES: Registry["Score"] = Registry("transferability score")
 
 # LogME's fixed point usually settles in under 20 steps; a class heading for a limit (no linear
 # signal, or exact interpolation when N < D) creeps there geometrically, hence the generous cap.
@@ -64,7 +65,7 @@ class ScoreNotApplicable(HeadstartError):
 
 def register_score(name: str, *, summary: str, paper: str, needs_source: bool = False):
     def decorate(fn):
-        SCORES[name] = Score(name, summary, paper, needs_source, _checked(fn, needs_source))
+        SCORES.add(name, Score(name, summary, paper, needs_source, _checked(fn, needs_source)))
         return fn
     return decorate
 
@@ -74,9 +75,7 @@ def score_names() -> list[str]:
 
 
 def get_score(name: str) -> Score:
-    if name not in SCORES:
-        raise HeadstartError(f"unknown transferability score '{name}'", hint=f"choose one of: {', '.join(SCORES)}")
-    return SCORES[name]
+    return SCORES.get(name)
 
 
 def run_scores(features, labels, source_logits=None, names=None, seed: int = 0) -> dict[str, dict]:

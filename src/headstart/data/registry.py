@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from headstart.errors import HeadstartError
+from headstart.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,8 @@ class Builtin:
         return self.loader(**{o: True for o in options})
 
 
-_REGISTRY: dict[str, Builtin] = {}
+# A name that is neither a file nor an entry gets unknown_spec's message (it may be a mistyped path)
+_REGISTRY: Registry[Builtin] = Registry("built-in dataset")
 
 
 def register_dataset(name: str, *, description: str, available: Callable[[], bool] | None = None,
@@ -39,7 +41,7 @@ def register_dataset(name: str, *, description: str, available: Callable[[], boo
     an optional package (default: always)."""
 
     def decorator(loader):
-        _REGISTRY[name] = Builtin(name, description, loader, available or (lambda: True), dict(options or {}))
+        _REGISTRY.add(name, Builtin(name, description, loader, available or (lambda: True), dict(options or {})))
         return loader
 
     return decorator

@@ -4,8 +4,8 @@ The probe's cost is one inference pass, so the engine that runs that pass sets t
 floor. PyTorch eager is the reference; torch.compile fuses kernels; ONNX Runtime runs an
 exported copy of the frozen feature model (fp32, or int8 with static QDQ quantization
 calibrated on the training images). `bench/extract_engines.py` measures them all; `auto`
-takes, per modality, the fastest whose probe accuracy stayed within half a point of eager's
-(see AUTO and BENCHMARKS.md).
+takes the modality's own choice (`Modality.extraction_engine`: the fastest whose probe accuracy
+stayed within half a point of eager's, see BENCHMARKS.md).
 
 An exported engine is a compiled artefact, like downloaded weights: it is cached on disk by
 the backbone's architecture, weights, preprocessing and input shape (int8: and the
@@ -28,10 +28,9 @@ from headstart.embed import FeatureModel, weights_fingerprint
 from headstart.errors import HeadstartError
 from headstart.heads import as_batch, inference_batch_size
 from headstart.log import progress_bar, say
+from headstart.modalities import get_modality
+from headstart.registry import Registry
 
-# What `--extract-engine auto` runs, per modality: the fastest engine whose probe accuracy was
-# within 0.5 points of PyTorch eager in bench/extract_engines.py on this project's 2-core CPU.
-AUTO = {"image": "onnxruntime", "text": "torch"}
 CALIBRATION_IMAGES = 64  # int8: training images the activation ranges are calibrated on
 ORT_BATCH = 32  # ONNX Runtime batch on CPU (bench/extract_engines.py; eager prefers 16, see heads.py)
 
@@ -64,26 +63,29 @@ class EngineSpec:
     name: str
     summary: str
     make: Callable[..., FeatureEngine]  # (classifier, calibration inputs or None) -> engine
-    modalities: tuple[str, ...]
+    # the modalities whose inputs it can take (the ONNX engines feed pixels); None: any modality
+    modalities: tuple[str, ...] | None = None
+
+    def takes(self, modality: str) -> bool:
+        return self.modalities is None or modality in self.modalities
 
 
-ENGINES: dict[str, EngineSpec] = {}
+# "auto": the modality's measured choice (Modality.extraction_engine)
+ENGINES: Registry[EngineSpec] = Registry("extraction engine", extra_choices=("auto",))
 
 
-def register_engine(name: str, *, summary: str, modalities: tuple[str, ...] = ("image", "text")):
+def register_engine(name: str, *, summary: str, modalities: tuple[str, ...] | None = None):
     def wrap(fn):
-        ENGINES[name] = EngineSpec(name, summary, fn, modalities)
+        ENGINES.add(name, EngineSpec(name, summary, fn, modalities))
         return fn
     return wrap
 
 
 def resolve_engine_name(name: str | None, modality: str) -> str:
-    """'auto' (or None) -> the measured default for the modality; an explicit name is checked."""
+    """'auto' (or None) -> the modality's measured default; an explicit name is checked."""
     if name in (None, "auto"):
-        return AUTO.get(modality, "torch")
-    if name not in ENGINES:
-        raise HeadstartError(f"unknown extraction engine '{name}'", hint=f"choose one of: auto, {', '.join(ENGINES)}")
-    if modality not in ENGINES[name].modalities:
+        return get_modality(modality).extraction_engine
+    if not ENGINES.get(name).takes(modality):
         raise HeadstartError(f"the {name} extraction engine runs {', '.join(ENGINES[name].modalities)} backbones, "
                              f"not {modality} ones", hint="use --extract-engine torch (or auto)")
     return name

@@ -30,6 +30,7 @@ from headstart.deploy.onnx_graph import check_onnx, convert_fp16, ort_session, q
 from headstart.deploy.registry import register_exporter
 from headstart.errors import HeadstartError
 from headstart.files import atomic_dir, atomic_path, read_json, write_json
+from headstart.registry import Registry
 from headstart.log import progress_bar, say
 
 ONNX_FORMAT = "headstart-onnx/1"
@@ -66,15 +67,12 @@ class OnnxGraph:
     lengths: Callable[[np.ndarray], np.ndarray] | None = None  # of variable-length inputs (tokens per text)
 
 
-GRAPHS: dict[str, Callable[[object, dict, Path], OnnxGraph]] = {}
+GRAPHS: Registry[Callable[[object, dict, Path], OnnxGraph]] = Registry("model format with an ONNX graph")
 
 
 def graph_for(model_format: str):
     """Register how runs of one model.json format (without its version) become a graph."""
-    def wrap(fn):
-        GRAPHS[model_format] = fn
-        return fn
-    return wrap
+    return GRAPHS.register(model_format)
 
 
 # --------------------------------------------------------------------------- the exporter

@@ -20,6 +20,8 @@ import numpy as np
 from headstart.deploy.onnx_graph import ort_session
 from headstart.errors import HeadstartError
 from headstart.inputs import Prediction, expand_image_paths, read_text_lines
+from headstart.run import Run
+from headstart.registry import Registry
 
 ONNX_FORMAT = "headstart-onnx/1"  # what onnx_export.py writes (not imported: it pulls in more than this needs)
 BATCH = 32
@@ -31,6 +33,7 @@ def model_file(run_or_file: str | Path) -> Path:
     if path.is_dir():
         found = path / "model.onnx"
         if not found.is_file():
+            Run.open(path)  # a folder that is no run at all is refused as such, before "export it first"
             others = sorted(p.name for p in path.glob("model.*.onnx"))
             raise HeadstartError(f"{path} has no exported model (model.onnx)",
                                  hint=f"run `headstart export {path} --format onnx` first"
@@ -147,12 +150,14 @@ def _token_feed(model: OnnxClassifier, batch: np.ndarray) -> dict:
     return {"input_ids": ids.astype(np.int64), "attention_mask": mask[:, :length].astype(np.int64)}
 
 
-KINDS = {
-    "image": Kind("path", _read_images, lambda model, batch: {"pixels": np.ascontiguousarray(batch)}),
-    "text": Kind("text", _read_texts(lambda model, texts: model.token_ids(texts)), _token_feed),
-    "tfidf": Kind("text", _read_texts(lambda model, texts: np.asarray(texts, dtype=object)),
-                  lambda model, batch: {"text": np.asarray(batch, dtype=object)}),
-}
+# Keyed by the graph's "kind" (onnx_export.py writes it): what the graph reads, which is not a
+# modality (tfidf reads raw strings). The table stays here, torch-free, rather than on the
+# modalities: their modules import torch, and this path must run without it.
+KINDS: Registry[Kind] = Registry("kind of exported model")
+KINDS.add("image", Kind("path", _read_images, lambda model, batch: {"pixels": np.ascontiguousarray(batch)}))
+KINDS.add("text", Kind("text", _read_texts(lambda model, texts: model.token_ids(texts)), _token_feed))
+KINDS.add("tfidf", Kind("text", _read_texts(lambda model, texts: np.asarray(texts, dtype=object)),
+                        lambda model, batch: {"text": np.asarray(batch, dtype=object)}))
 
 
 def predict_inputs(run_or_file: str | Path, inputs: list[str], text_file: str | None = None,

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from importlib import import_module
 from typing import Callable
 
-from headstart.errors import HeadstartError
+from headstart.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -20,13 +20,13 @@ class Exporter:
     summary: str                 # one line for --help
 
 
-EXPORTERS: dict[str, Exporter] = {}
+EXPORTERS: Registry[Exporter] = Registry("export format")
 # The modules whose import registers exporters. None imports torch at module level, so the
 # CLI can list the formats in its --help without paying for (or needing) PyTorch.
 EXPORTER_MODULES = ("headstart.deploy.onnx_export",)
 
 
-def load_exporters() -> dict[str, Exporter]:
+def load_exporters() -> Registry[Exporter]:
     for module in EXPORTER_MODULES:
         import_module(module)
     return EXPORTERS
@@ -34,13 +34,10 @@ def load_exporters() -> dict[str, Exporter]:
 
 def register_exporter(name: str, *, summary: str):
     def wrap(fn):
-        EXPORTERS[name] = Exporter(name, fn, summary)
+        EXPORTERS.add(name, Exporter(name, fn, summary))
         return fn
     return wrap
 
 
 def get_exporter(name: str) -> Exporter:
-    load_exporters()
-    if name not in EXPORTERS:
-        raise HeadstartError(f"unknown export format '{name}'", hint=f"choose one of: {', '.join(EXPORTERS)}")
-    return EXPORTERS[name]
+    return load_exporters().get(name)

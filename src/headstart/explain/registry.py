@@ -5,14 +5,20 @@ request is (item index, class index): "why this class for this item". Images get
 (H, W) in [0, 1] over the model's input pixels; texts get (piece of the text, score in
 [-1, 1]) segments that cover the whole text, positive where the piece is evidence for the
 class. Methods register in preference order: `auto` takes the first one that applies.
+
+One name may explain several modalities ("ig" for images and texts), each with its own
+function: METHODS maps a name to {modality: Method}, so `--method` choices and a misspelt name's
+"did you mean" come from one registry.
 """
 from __future__ import annotations
 
+import itertools
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable
 
 from headstart.errors import HeadstartError
+from headstart.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -22,17 +28,23 @@ class Method:
     explain: Callable   # (model, prepared data, [(item, class)], **options) -> [attribution]
     applies: Callable   # (model) -> None when it can explain the model, else the reason it cannot
     summary: str        # one sentence for help texts and reports
+    order: int = 0      # registration sequence: a modality's preference order
 
 
-_METHODS: dict[str, dict[str, Method]] = {}
+# name -> {modality: Method}; "auto": the first method that applies (choose_method)
+METHODS: Registry[dict[str, Method]] = Registry("explanation method", extra_choices=("auto",))
+_sequence = itertools.count()
 
 
 def register_method(modality: str, name: str, *, summary: str, applies: Callable | None = None):
     """Decorator: register fn(model, data, requests, **options) as `name` for `modality`."""
 
     def decorate(fn):
-        _METHODS.setdefault(modality, {})[name] = Method(name, modality, fn, applies or (lambda model: None),
-                                                         summary)
+        by_modality = METHODS.get(name, None) or METHODS.add(name, {})
+        if modality in by_modality:
+            raise ValueError(f"explanation method {name!r} is already registered for {modality}")
+        by_modality[modality] = Method(name, modality, fn, applies or (lambda model: None), summary,
+                                       next(_sequence))
         return fn
 
     return decorate
@@ -40,18 +52,19 @@ def register_method(modality: str, name: str, *, summary: str, applies: Callable
 
 def method_names() -> list[str]:
     """Every registered method name (for --method choices), in registration order."""
-    return list(dict.fromkeys(name for by_name in _METHODS.values() for name in by_name))
+    return list(METHODS)
 
 
 def methods_for(modality: str) -> list[Method]:
     """The methods registered for a modality, in preference order."""
-    return list(_METHODS.get(modality, {}).values())
+    return sorted((by_modality[modality] for by_modality in METHODS.values() if modality in by_modality),
+                  key=lambda method: method.order)
 
 
 def choose_method(model, modality: str, requested: str | None = "auto") -> Method:
     """The requested method if it applies to `model`, else a clear error; `auto`: the first
     registered method for the modality that applies."""
-    available = _METHODS.get(modality, {})
+    available = {method.name: method for method in methods_for(modality)}
     if not available:
         raise HeadstartError(f"no explanation method is registered for {modality} models")
     if requested in (None, "auto"):
@@ -63,6 +76,7 @@ def choose_method(model, modality: str, requested: str | None = "auto") -> Metho
         raise HeadstartError(f"no explanation method applies to this {modality} model: "
                              + "; ".join(f"{k}: {v}" for k, v in reasons.items()))
     if requested not in available:
+        METHODS.get(requested)  # a name no modality has: the registry's message, with a did-you-mean
         raise HeadstartError(f"--method {requested} does not explain {modality} models",
                              hint=f"choose one of: {', '.join(available)}")
     method = available[requested]

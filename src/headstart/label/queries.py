@@ -20,8 +20,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import HeadstartError
+from ..registry import Registry
 
-QUERIES: dict[str, "Query"] = {}
+QUERIES: Registry["Query"] = Registry("selection method")
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,7 @@ class QueryInput:
 
 def register_query(name: str, *, summary: str, uses_model: bool = False):
     def decorate(fn):
-        QUERIES[name] = Query(name, fn, summary, uses_model)
+        QUERIES.add(name, Query(name, fn, summary, uses_model))
         return fn
     return decorate
 
@@ -60,9 +61,7 @@ def query_names() -> list[str]:
 
 
 def get_query(name: str) -> Query:
-    if name not in QUERIES:
-        raise HeadstartError(f"unknown selection method '{name}'", hint=f"choose one of: {', '.join(QUERIES)}")
-    return QUERIES[name]
+    return QUERIES.get(name)
 
 
 def run_query(name: str, given: QueryInput, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from headstart.errors import HeadstartError
+from headstart.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,12 @@ class Modality:
     # skipped ("unreadable image file(s)")
     words: dict[str, str] = {}
     formats: str = ""                     # the data it reads, for "what can I pass" hints
+    # what `--extract-engine auto` runs (deploy/engines.py): the fastest engine whose probe
+    # accuracy stayed within 0.5 points of PyTorch eager in bench/extract_engines.py (2-core CPU)
+    extraction_engine: str = "torch"
+    # intermediate layers of the default backbone that ranking tries beside whole backbones
+    # (ARCH@blockK, zoo/layers.py); none unless a measurement says they pay
+    default_layers: tuple[str, ...] = ()
 
     def owns(self, obj) -> bool:
         """Whether a data form, backbone, spec or model.json is of this modality: the one
@@ -97,6 +103,18 @@ class Modality:
         """A torch Dataset of (input, label) over prepared data."""
         raise NotImplementedError
 
+    # -- the local zoo (zoo/local.py) -----------------------------------------------------
+    def rebuild_backbone(self, record: dict, folder: Path, **options):
+        """A local zoo entry's backbone with random weights at its recorded structure; `record`
+        is its spec.json, `folder` holds what copy_backbone_files copied. By default the
+        architecture is rebuilt by name with the run's build options."""
+        from headstart.zoo import resolve_backbone
+
+        return resolve_backbone(record["architecture"]).build(pretrained=False, **options)
+
+    def copy_backbone_files(self, run_dir: Path, folder: Path) -> None:
+        """Copy what rebuild_backbone reads besides the tensors from a run into an entry's folder."""
+
     # -- predict ------------------------------------------------------------------------
     def read_inputs(self, inputs: list[str], text_file: str | None, meta: dict) -> Inputs:
         raise NotImplementedError
@@ -118,27 +136,28 @@ class Modality:
         return None
 
 
-_MODALITIES: dict[str, Modality] = {}
+# "auto": detected from the data (loading.py)
+_MODALITIES: Registry[Modality] = Registry("modality", extra_choices=("auto",))
 
 
 def register_modality(name: str):
-    """Class decorator: register an instance of the class as the modality `name`."""
+    """Class decorator: register an instance of the class as the modality `name`; the local
+    zoo learns from it how to rebuild its backbones (the zoo sits below the modalities)."""
 
     def decorate(cls):
-        if name in _MODALITIES:
-            raise ValueError(f"modality {name!r} is already registered")
+        from headstart.zoo.local import BACKBONE_REBUILDERS
+
         instance = cls()
         instance.name = name
-        _MODALITIES[name] = instance
+        _MODALITIES.add(name, instance)
+        BACKBONE_REBUILDERS.add(name, instance)
         return cls
 
     return decorate
 
 
 def get_modality(name: str) -> Modality:
-    if name not in _MODALITIES:
-        raise HeadstartError(f"unknown modality {name!r}", hint=f"choose one of: auto, {', '.join(_MODALITIES)}")
-    return _MODALITIES[name]
+    return _MODALITIES.get(name)
 
 
 def modalities() -> list[Modality]:

@@ -1,6 +1,7 @@
 """Images: class folders or CSVs of files, decoded once into uint8 arrays; CNNs and ViTs from timm."""
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,11 @@ class ImageModality(Modality):
     augments = True
     words = {"input_unit": "px", "example": "image", "noun": "images", "skipped": "unreadable image file(s)"}
     formats = "a folder with one sub-folder of images per class, or a CSV with columns path,label"
+    extraction_engine = "onnxruntime"  # BENCHMARKS.md: fastest, probe accuracy within 0.5 points of eager
+    # The default backbone's layers worth ranking beside the whole network: the two best single
+    # blocks of zoo/layers.py's measurement (cut early, so cheaper to embed than the whole network)
+    # and the concatenation, which also covers block 3.
+    default_layers = ("tf_efficientnet_lite0@block4", "tf_efficientnet_lite0@block5", "tf_efficientnet_lite0@concat")
 
     def recognises(self, path: Path, options: LoadOptions) -> bool:
         return path.is_dir() or path.suffix.lower() == ".csv"
@@ -73,6 +79,27 @@ class ImageModality(Modality):
 
     def training_dataset(self, data: ImageData, augment: str, input_size: int):
         return ArrayImageDataset(data.images, data.labels, build_augmentation(augment, input_size))
+
+    def rebuild_backbone(self, record: dict, folder: Path, *, image_size: int | None = None):
+        # The architecture name, the preprocessing and the tensors are the whole backbone.
+        from headstart.zoo import Preprocessing, resolve_backbone
+
+        recorded = int(record["preprocessing"]["input_size"])
+        size = image_size or recorded
+        architecture = resolve_backbone(record["architecture"])
+        # A sized architecture (resnet9) has as many stages as its training size asked for: built
+        # at another size it is another network, which the saved tensors do not fit. Rebuilding it
+        # at the recorded size and resizing the data instead would train a run whose model.json
+        # could not be rebuilt from its architecture name alone; refusing keeps every run
+        # self-contained.
+        if size != recorded and architecture.sized_to_input:
+            raise HeadstartError(
+                f"'{record['name']}' is a {record['architecture']} trained at {recorded} px, and that "
+                f"architecture's layers depend on its input size: it cannot run at {size} px",
+                hint=f"leave --image-size unset (the images are resized to {recorded} px)")
+        backbone = architecture.build(pretrained=False, image_size=size)
+        backbone.preprocessing = replace(Preprocessing.from_dict(record["preprocessing"]), input_size=size)
+        return backbone
 
     raw_name = f"raw pixels (at most {RAW_SIDE} px, standardised)"
 

@@ -2,6 +2,8 @@
 bag and TF-IDF; tokenised once and cached."""
 from __future__ import annotations
 
+import shutil
+from dataclasses import replace
 from pathlib import Path
 
 from headstart.data import TextData
@@ -15,6 +17,7 @@ from headstart.heads import Classifier
 from headstart.model_io import load_module_weights, register_model_format, save_module_weights
 from headstart.modalities.base import Inputs, LoadOptions, Modality, register_modality
 from headstart.train.batches import ArrayTokenDataset
+from headstart.zoo.local import TOKENIZER_FOLDER  # a run's tokenizer, and a local zoo entry's
 
 
 # Above this share of [UNK] tokens, warn. English news on MiniLM's WordPiece has almost none
@@ -51,6 +54,9 @@ class TextModality(Modality):
     words = {"input_unit": "tokens", "example": "text", "noun": "examples", "skipped": "empty or unusable text(s)"}
     formats = ('a CSV with columns text,label, a JSONL file of {"text": ..., "label": ...} lines, or a folder '
                'with one sub-folder of .txt files per class')
+    # ONNX Runtime was not faster than eager on the text encoders (BENCHMARKS.md); the ONNX
+    # engines feed pixels anyway
+    extraction_engine = "torch"
 
     def recognises(self, path: Path, options: LoadOptions) -> bool:
         suffix = path.suffix.lower()
@@ -115,6 +121,24 @@ class TextModality(Modality):
     def training_dataset(self, data: TextData, augment: str, input_size: int):
         return ArrayTokenDataset(data.inputs, data.labels)
 
+    def rebuild_backbone(self, record: dict, folder: Path, *, max_length: int | None = None,
+                         pooling: str | None = None, tokenizer_from: str | None = None):
+        # tokenizer_from is for models without a tokenizer of their own; this one has its own.
+        from headstart.zoo.text_backbones import POOLINGS, rebuild_text_backbone
+
+        backbone = rebuild_text_backbone({**record, "weights": "random"}, folder / TOKENIZER_FOLDER)
+        limit = (record.get("model_config") or {}).get("max_position_embeddings") or 10**9  # embedding bag: none
+        if not (max_length is None or 2 <= max_length <= limit) or pooling not in (None, *POOLINGS):
+            raise HeadstartError(f"'{record['name']}' cannot read {max_length} tokens ({pooling} pooling)",
+                                 hint=f"leave --max-length unset or at most {limit}; --pooling {' or '.join(POOLINGS)}")
+        pre = backbone.preprocessing
+        backbone.preprocessing = replace(pre, max_length=max_length or pre.max_length, pooling=pooling or pre.pooling)
+        return backbone
+
+    def copy_backbone_files(self, run_dir: Path, folder: Path) -> None:
+        # the tokenizer travels with the entry, so it builds offline
+        shutil.copytree(Path(run_dir) / TOKENIZER_FOLDER, Path(folder) / TOKENIZER_FOLDER)
+
     raw_name = "bag of words (TF-IDF)"
 
     def raw_features(self, train: TextData, val: TextData):
@@ -151,7 +175,7 @@ class TextModality(Modality):
 
 def _save_text_classifier(model: Classifier, run_dir: Path) -> None:
     # the tokenizer travels with the run: predict must work offline
-    with atomic_dir(Path(run_dir) / "tokenizer") as folder:
+    with atomic_dir(Path(run_dir) / TOKENIZER_FOLDER) as folder:
         model.backbone.tokenizer.save_pretrained(str(folder))
     save_module_weights(model, run_dir)
 
@@ -159,7 +183,7 @@ def _save_text_classifier(model: Classifier, run_dir: Path) -> None:
 def _load_text_classifier(run_dir: Path, meta: dict) -> Classifier:
     from headstart.zoo.text_backbones import rebuild_text_backbone
 
-    backbone = rebuild_text_backbone(meta["backbone"], Path(run_dir) / "tokenizer")
+    backbone = rebuild_text_backbone(meta["backbone"], Path(run_dir) / TOKENIZER_FOLDER)
     return load_module_weights(Classifier(backbone, meta["num_classes"]), run_dir)
 
 

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import FitConfig
-from ..errors import HeadstartError
 from ..modalities import Modality
 from ..records import Recorder
+from ..registry import Registry
 from ..zoo import BackboneSpec
 
 
@@ -67,19 +67,15 @@ class Strategy:
         return config.augment if config.augment is not None else self.default("augment", modality)
 
 
-STRATEGIES: dict[str, Strategy] = {}
+# "auto" is a choice beside the strategies: --strategy auto races them (choose/auto.py)
+STRATEGIES: Registry[Strategy] = Registry("strategy", extra_choices=("auto",))
 
 
 def register_strategy(cls):
-    STRATEGIES[cls.name] = cls()
+    """Class decorator: register an instance of the strategy under its `name`."""
+    STRATEGIES.add(cls.name, cls())
     return cls
 
 
 def get_strategy(name: str) -> Strategy:
-    if name not in STRATEGIES:
-        import difflib
-        close = difflib.get_close_matches(name, list(STRATEGIES), n=1)
-        hint = f"did you mean '{close[0]}'? " if close else ""
-        raise HeadstartError(f"unknown strategy '{name}'",
-                             hint=f"{hint}choose one of: {', '.join(STRATEGIES)}")
-    return STRATEGIES[name]
+    return STRATEGIES.get(name)

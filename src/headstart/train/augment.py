@@ -10,16 +10,14 @@ from typing import Callable
 
 from torchvision.transforms import v2
 
-from ..errors import HeadstartError
+from ..registry import Registry
 
-AUGMENTATIONS: dict[str, Callable[[int], v2.Transform | None]] = {}
+AUGMENTATIONS: Registry[Callable[[int], v2.Transform | None]] = Registry("augmentation preset")
 
 
 def register_augmentation(name: str):
-    def wrap(fn):
-        AUGMENTATIONS[name] = fn
-        return fn
-    return wrap
+    """Decorator: fn(input size) -> a v2 transform, or None for no augmentation."""
+    return AUGMENTATIONS.register(name)
 
 
 @register_augmentation("none")
@@ -58,7 +56,4 @@ def build_mixup(num_classes: int, label_smoothing: float):
 
 
 def build_augmentation(name: str, size: int):
-    if name not in AUGMENTATIONS:
-        raise HeadstartError(f"unknown augmentation preset '{name}'",
-                             hint=f"choose one of: {', '.join(AUGMENTATIONS)}")
-    return AUGMENTATIONS[name](size)
+    return AUGMENTATIONS.get(name)(size)

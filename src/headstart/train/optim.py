@@ -7,23 +7,22 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ..errors import HeadstartError
+from ..registry import Registry
 
-OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
-    "adamw": lambda groups, wd: torch.optim.AdamW(groups, weight_decay=wd),
-    "adam": lambda groups, wd: torch.optim.Adam(groups, weight_decay=wd),
-    "sgd": lambda groups, wd: torch.optim.SGD(groups, momentum=0.9, nesterov=True, weight_decay=wd),
-    "rmsprop": lambda groups, wd: torch.optim.RMSprop(groups, alpha=0.9, momentum=0.9, weight_decay=wd),
-}
+# name -> fn(parameter groups, weight decay) -> optimizer
+OPTIMIZERS: Registry[Callable[..., torch.optim.Optimizer]] = Registry("optimizer")
+OPTIMIZERS.add("adamw", lambda groups, wd: torch.optim.AdamW(groups, weight_decay=wd))
+OPTIMIZERS.add("adam", lambda groups, wd: torch.optim.Adam(groups, weight_decay=wd))
+OPTIMIZERS.add("sgd", lambda groups, wd: torch.optim.SGD(groups, momentum=0.9, nesterov=True, weight_decay=wd))
+OPTIMIZERS.add("rmsprop", lambda groups, wd: torch.optim.RMSprop(groups, alpha=0.9, momentum=0.9, weight_decay=wd))
 
 
 def build_optimizer(name: str, groups: list[dict], weight_decay: float) -> torch.optim.Optimizer:
-    if name not in OPTIMIZERS:
-        raise HeadstartError(f"unknown optimizer '{name}'", hint=f"choose one of: {', '.join(OPTIMIZERS)}")
+    make = OPTIMIZERS.get(name)
     groups = [g for g in groups if g["params"]]
     for g in groups:
         g["initial_lr"] = g["lr"]
-    return OPTIMIZERS[name](groups, weight_decay)
+    return make(groups, weight_decay)
 
 
 def layerwise_groups(backbone_groups: list[list[nn.Parameter]], head: nn.Module, lr: float,
@@ -49,6 +48,11 @@ class Horizon:
         self.total = max(1, int(total_steps))
 
 
+# name -> fn(optimizer, Horizon) -> LambdaLR
+SCHEDULES: Registry[Callable] = Registry("schedule")
+
+
+@SCHEDULES.register("onecycle")
 def _onecycle(optimizer, horizon: Horizon):
     # Warm up for 25% of steps to the peak rate, then cosine-anneal to ~0 (Smith's one-cycle).
     def factor(step: int) -> float:
@@ -60,6 +64,7 @@ def _onecycle(optimizer, horizon: Horizon):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+@SCHEDULES.register("cosine")
 def _cosine(optimizer, horizon: Horizon):
     def factor(step: int) -> float:
         warm = max(1, int(0.05 * horizon.total))
@@ -70,18 +75,15 @@ def _cosine(optimizer, horizon: Horizon):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+@SCHEDULES.register("constant")
 def _constant(optimizer, horizon: Horizon):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
 
 
-SCHEDULES = {"onecycle": _onecycle, "cosine": _cosine, "constant": _constant}
-
-
 def build_schedule(name: str, optimizer, total_steps: int):
     """A LambdaLR whose `.horizon.total` (steps) may be shortened while training."""
-    if name not in SCHEDULES:
-        raise HeadstartError(f"unknown schedule '{name}'", hint=f"choose one of: {', '.join(SCHEDULES)}")
+    make = SCHEDULES.get(name)
     horizon = Horizon(total_steps)
-    scheduler = SCHEDULES[name](optimizer, horizon)
+    scheduler = make(optimizer, horizon)
     scheduler.horizon = horizon
     return scheduler

@@ -26,7 +26,9 @@ for _module in (small_cnn, timm_backbones, text_backbones, embedding_bag, tfidf)
 # "ARCH@blockK" / "ARCH@concat" is a layer of a timm architecture: first, as neither resolver
 # below knows the '@'. A name like "org/model" or a local folder is a Hugging Face text
 # encoder; anything else timm knows is an image architecture.
-register_resolver(layers.resolve, known_names=layers.known_names)
+# No names for "did you mean" (every architecture's layers would be thousands): a mistyped layer
+# of a known architecture gets this resolver's own error, which lists the blocks.
+register_resolver(layers.resolve)
 # Your own runs' backbones ($HEADSTART_HOME/zoo, zoo/local.py) before the hub and timm names;
 # adding one refuses a name those already mean, so nothing is hidden.
 register_resolver(local.resolve, known_names=local.known_names)

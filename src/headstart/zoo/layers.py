@@ -42,24 +42,13 @@ CONCAT = "concat"
 # features stay in because on ImageNet-like data they are the best layer. Lite0: 80 + 112 +
 # 192 + 1280 = 1664 features.
 CONCAT_BLOCKS = 3
-
-# The layers of the default image backbone worth ranking beside the whole network: the two
-# best single blocks of the measurement above (cut early, so cheaper to embed than the whole
-# network) and the concatenation, which also covers block 3.
-# Text encoders have none: a sentence-transformer is trained so that its last layer's pooled
-# output is the sentence embedding, and its middle layers are not pooled sentence vectors.
-_DEFAULT_LAYERS = {
-    "image": ["tf_efficientnet_lite0@block4", "tf_efficientnet_lite0@block5", "tf_efficientnet_lite0@concat"],
-}
+# Which layers ranking tries by default is the modality's to say (Modality.default_layers: the
+# image modality's come from the measurement above; text encoders have none, as a
+# sentence-transformer's middle layers are not pooled sentence vectors).
 
 # timm lists the stem as feature tap 0 for ResNets, RegNets and DenseNets: it is the input
 # convolution (edges at half resolution), not a block, so block 0 is the first real block.
 _STEM_MODULES = ("stem", "conv_stem", "bn1", "act1", "features.norm0", "features.pool0")
-
-
-def layer_candidates(modality: str) -> list[str]:
-    """Layer backbones of the modality's default backbone that ranking should try by default."""
-    return list(_DEFAULT_LAYERS.get(modality, []))
 
 
 def split_layer_name(name: str) -> tuple[str, str] | None:
@@ -151,12 +140,6 @@ def resolve(name: str) -> BackboneSpec | None:
         has_pretrained=base.has_pretrained, offline=base.offline, input_size=base.input_size,
         description=_layer_words(layer, blocks, arch),
     )
-
-
-def known_names() -> list[str]:
-    """Layer names for "did you mean": the default candidates (every architecture's would be
-    thousands)."""
-    return [name for names in _DEFAULT_LAYERS.values() for name in names]
 
 
 def _looks_like_layer(layer: str) -> bool:

@@ -22,16 +22,15 @@ import os
 import re
 import shutil
 import uuid
-from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
-from typing import Callable
 
 from safetensors.torch import load_file, save_file
 
 from headstart.errors import HeadstartError
 from headstart.files import atomic_dir, read_json, write_json
+from headstart.registry import Registry
 from headstart.zoo.backbone import Backbone
 from headstart.zoo.registry import BackboneSpec
 from headstart.zoo.weights import load_into, load_weights_file
@@ -39,7 +38,7 @@ from headstart.zoo.weights import load_into, load_weights_file
 ENTRY_FORMAT = "headstart-zoo-entry/1"
 WEIGHTS_FILE = "backbone.safetensors"
 SPEC_FILE = "spec.json"
-TOKENIZER_FOLDER = "tokenizer"
+TOKENIZER_FOLDER = "tokenizer"  # text entries: the run's tokenizer (modalities/text.py copies it)
 # A name must be a single folder name and must read unambiguously wherever backbone names
 # are parsed: no path separators (folders are text encoders), no "@" (ARCH@block layers), no
 # ":" (rank's BACKBONE:SIZE candidates), no leading dot (our own temporary folders).
@@ -60,63 +59,12 @@ def zoo_home() -> Path:
 
 # ----------------------------------------------------------------------------- per modality
 
-@dataclass(frozen=True)
-class _Rebuilder:
-    """How one modality's backbone is rebuilt with random weights at its recorded structure.
-    A registry rather than an if-chain: the zoo never compares modality names."""
-    build: Callable[..., Backbone]           # build(record, folder, **modality options)
-    copy_extras: Callable[[Path, Path], None]  # copy_extras(run_dir, entry folder): what the build reads
-
-
-def _build_image(record: dict, folder: Path, *, image_size: int | None = None) -> Backbone:
-    from headstart.zoo.backbone import Preprocessing
-    from headstart.zoo.registry import resolve_backbone
-
-    recorded = int(record["preprocessing"]["input_size"])
-    size = image_size or recorded
-    architecture = resolve_backbone(record["architecture"])
-    # A sized architecture (resnet9) has as many stages as its training size asked for: built
-    # at another size it is another network, which the saved tensors do not fit. Rebuilding it
-    # at the recorded size and resizing the data instead would train a run whose model.json
-    # could not be rebuilt from its architecture name alone; refusing keeps every run
-    # self-contained.
-    if size != recorded and architecture.sized_to_input:
-        raise HeadstartError(
-            f"'{record['name']}' is a {record['architecture']} trained at {recorded} px, and that "
-            f"architecture's layers depend on its input size: it cannot run at {size} px",
-            hint=f"leave --image-size unset (the images are resized to {recorded} px)")
-    backbone = architecture.build(pretrained=False, image_size=size)
-    backbone.preprocessing = replace(Preprocessing.from_dict(record["preprocessing"]), input_size=size)
-    return backbone
-
-
-def _build_text(record: dict, folder: Path, *, max_length: int | None = None, pooling: str | None = None,
-                tokenizer_from: str | None = None) -> Backbone:
-    # tokenizer_from is for models without a tokenizer of their own; this one has its own.
-    from headstart.zoo.text_backbones import POOLINGS, rebuild_text_backbone
-
-    backbone = rebuild_text_backbone({**record, "weights": "random"}, folder / TOKENIZER_FOLDER)
-    limit = (record.get("model_config") or {}).get("max_position_embeddings") or 10**9  # embedding bag: none
-    if not (max_length is None or 2 <= max_length <= limit) or pooling not in (None, *POOLINGS):
-        raise HeadstartError(f"'{record['name']}' cannot read {max_length} tokens ({pooling} pooling)",
-                             hint=f"leave --max-length unset or at most {limit}; --pooling {' or '.join(POOLINGS)}")
-    pre = backbone.preprocessing
-    backbone.preprocessing = replace(pre, max_length=max_length or pre.max_length, pooling=pooling or pre.pooling)
-    return backbone
-
-
-def _copy_nothing(run_dir: Path, folder: Path) -> None:
-    """Images: the architecture name, the preprocessing and the tensors are the whole backbone."""
-
-
-def _copy_tokenizer(run_dir: Path, folder: Path) -> None:
-    shutil.copytree(run_dir / TOKENIZER_FOLDER, folder / TOKENIZER_FOLDER)
-
-
-_REBUILDERS: dict[str, _Rebuilder] = {
-    "image": _Rebuilder(_build_image, _copy_nothing),
-    "text": _Rebuilder(_build_text, _copy_tokenizer),
-}
+# How each modality's backbone is rebuilt with random weights at its recorded structure, and
+# which files that reads: the modality's own `rebuild_backbone` and `copy_backbone_files`.
+# register_modality adds each modality here (the zoo sits below the modalities, and never
+# compares modality names), so code that adds or builds entries imports headstart.modalities.
+BACKBONE_REBUILDERS: Registry = Registry(
+    "modality", hint="the modalities register how their backbones are rebuilt when headstart.modalities is imported")
 
 
 # ----------------------------------------------------------------------------- resolving
@@ -180,7 +128,7 @@ def _create(name: str, record: dict, folder: Path, *, pretrained: bool = True, w
             **options) -> Backbone:
     """The spec's factory: the architecture at its recorded structure, then the weights
     (a --weights FILE wins; pretrained: the entry's own; else the random init)."""
-    backbone = _REBUILDERS[record["modality"]].build(record, folder, **options)
+    backbone = BACKBONE_REBUILDERS.get(record["modality"]).rebuild_backbone(record, folder, **options)
     backbone.name = name
     if weights is not None:
         load_into(backbone.model, load_weights_file(weights), source=str(weights))
@@ -208,11 +156,11 @@ def add_entry(run_dir: str | os.PathLike, name: str, *, force: bool = False) -> 
     meta, summary = _finished_run(run_dir)
     tensors = _backbone_tensors(run_dir, meta)
     record = _record(name, run_dir, meta, summary)
-    rebuilder = _REBUILDERS[record["modality"]]
+    modality = BACKBONE_REBUILDERS.get(record["modality"])
     # The proof that NAME will build: the architecture rebuilt as the factory will, the
     # tensors loaded strictly. A run whose shapes no longer match its name fails here.
     try:
-        trial = rebuilder.build(record, run_dir)
+        trial = modality.rebuild_backbone(record, run_dir)
         load_into(trial, tensors, source=f"run {run_dir}")
     except HeadstartError as e:
         raise HeadstartError(f"{run_dir}'s backbone cannot be rebuilt from its architecture name: {e}",
@@ -222,7 +170,7 @@ def add_entry(run_dir: str | os.PathLike, name: str, *, force: bool = False) -> 
     with atomic_dir(folder) as tmp:
         save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp / WEIGHTS_FILE),
                   metadata={"format": ENTRY_FORMAT})
-        rebuilder.copy_extras(run_dir, tmp)
+        modality.copy_backbone_files(run_dir, tmp)
         write_json(tmp / SPEC_FILE, record)
     return {**record, "folder": str(folder)}
 
@@ -306,8 +254,9 @@ def _finished_run(run_dir: Path) -> tuple[dict, dict]:
             "rebuilds a backbone from its architecture name alone",
             hint="add the run it was pruned from (and prune the runs you train on it)")
     meta.setdefault("modality", described.get("modality", "image"))  # older runs name it in the backbone only
-    if meta["modality"] not in _REBUILDERS:
-        raise HeadstartError(f"{run_dir} is a {meta['modality']} run", hint=f"add a {' or '.join(_REBUILDERS)} run")
+    if meta["modality"] not in BACKBONE_REBUILDERS:
+        raise HeadstartError(f"{run_dir} is a {meta['modality']} run",
+                             hint=f"add a {' or '.join(BACKBONE_REBUILDERS)} run")
     return meta, summary
 
 
@@ -383,10 +332,12 @@ def _read_entry(name: str, *, damaged_ok: bool = False) -> dict | None:
         missing = [k for k in _NEEDED_KEYS if k not in record]
     except (ValueError, TypeError) as e:
         missing, record = [f"readable JSON ({e})"], None
-    if not missing and record["modality"] in _REBUILDERS:
+    # a modality not registered in this process is the build's to report (BACKBONE_REBUILDERS):
+    # listing entries must not depend on which modules happen to be imported
+    if not missing:
         return record
     if damaged_ok:
         return None
-    lacks = ", ".join(missing) or "a modality the zoo knows"
+    lacks = ", ".join(missing)
     raise HeadstartError(f"the local zoo entry '{name}' is damaged ({path} lacks {lacks})",
                          hint=f"`headstart zoo remove {name}`, then add its run again")

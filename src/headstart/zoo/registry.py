@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from headstart.errors import HeadstartError
+from headstart.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -37,15 +38,14 @@ class BackboneSpec:
 
 Resolver = Callable[[str], "BackboneSpec | None"]
 
-_REGISTRY: dict[str, BackboneSpec] = {}
+# registered names; other names go to the resolvers, so an unknown name is resolve_backbone's to
+# report (its hint also lists what the resolvers know)
+_REGISTRY: Registry[BackboneSpec] = Registry("backbone", hint="run `headstart zoo` to list the backbones")
 _RESOLVERS: list[tuple[Resolver, Callable[[], list[str]]]] = []
 
 
 def register_backbone(spec: BackboneSpec) -> BackboneSpec:
-    if spec.name in _REGISTRY:
-        raise ValueError(f"backbone {spec.name!r} is already registered")
-    _REGISTRY[spec.name] = spec
-    return spec
+    return _REGISTRY.add(spec.name, spec)
 
 
 def register_resolver(resolve: Resolver, *, known_names: Callable[[], list[str]] = list) -> None:

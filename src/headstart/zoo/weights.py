@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from headstart.errors import HeadstartError
+from headstart.registry import Registry
 
 
 class Weights(NamedTuple):
@@ -47,16 +48,14 @@ class WeightsSource:
 
 
 # Tried in registration order when pretrained weights are wanted: hub first, packaged second.
-_SOURCES: dict[str, WeightsSource] = {}
+_SOURCES: Registry[WeightsSource] = Registry("weights source")
 
 
 def register_weights_source(name: str, *, available_offline: Callable[[str], bool] | None = None):
     """Decorator: register `fn(arch, model_kwargs) -> Weights | None` as a weight source."""
 
     def decorate(fn: WeightsLoader) -> WeightsLoader:
-        if name in _SOURCES:
-            raise ValueError(f"weights source {name!r} is already registered")
-        _SOURCES[name] = WeightsSource(name, fn, available_offline)
+        _SOURCES.add(name, WeightsSource(name, fn, available_offline))
         return fn
 
     return decorate
