@@ -7,7 +7,7 @@ STAMP   := $(VENV)/.headstart-installed
 # in the README); elsewhere pip downloads them.
 TORCH   ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: demo test install data bench clean
+.PHONY: demo test check install data bench clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -37,8 +37,14 @@ data:
 demo: install
 	$(VENV)/bin/headstart demo
 
+# The full suite: what CI runs (.ci/run), on two workers (pytest-xdist).
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2
+
+# The fast subset for work in progress (under 90 s on 2 cores): every test not marked slow. A fit
+# in a test skips its deploy row and report unless the test is marked to read them (conftest.py).
+check: install
+	$(PY) -m pytest -q -n 2 -m "not slow"
 
 # The benchmarks behind BENCHMARKS.md (about 2.3 hours on 2 cores).
 bench: install

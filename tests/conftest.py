@@ -9,11 +9,50 @@ import pytest
 # Tests must never reach a hub, and must not write into the user's cache.
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HEADSTART_QUIET"] = "1"
+# Under pytest-xdist (make test, make check) each worker gets its share of the cores: every worker
+# running torch on every core would oversubscribe them. Set before torch starts, so subprocesses
+# (the CLI end-to-end tests) follow it too.
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    os.environ.setdefault("OMP_NUM_THREADS",
+                          str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_folders(tmp_path_factory):
+    """The cache and the local zoo in this session's own folder (one per xdist worker), for the
+    module-scoped fixtures too: parallel workers never write one file."""
+    base = tmp_path_factory.getbasetemp()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HEADSTART_CACHE", str(base / "cache"))
+        patch.setenv("HEADSTART_HOME", str(base / "home"))
+        yield
 
 
 @pytest.fixture(autouse=True)
 def _private_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("HEADSTART_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+# A fit's deploy row and report cost a few seconds each and most tests read neither: they are
+# off (HEADSTART_SKIP, post_fit.py) unless the test, its class or its module is marked
+# @pytest.mark.deploy or @pytest.mark.report. Module-scoped fixtures follow the module's marks.
+CLOSING_PARTS = ("deploy", "report")
+
+
+def _skip_unmarked(node, patch) -> None:
+    patch.setenv("HEADSTART_SKIP", ",".join(p for p in CLOSING_PARTS if node.get_closest_marker(p) is None))
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _closing_for_module(request):
+    with pytest.MonkeyPatch.context() as patch:
+        _skip_unmarked(request.node, patch)
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _closing_for_test(request, monkeypatch):
+    _skip_unmarked(request.node, monkeypatch)
 
 
 def make_blobs(n_per_class: int = 24, size: int = 32, classes=("red", "green", "blue"), seed: int = 0):

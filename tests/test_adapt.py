@@ -120,6 +120,7 @@ def test_the_reversal_weight_ramps_from_zero_to_one():
     assert all(b > a for a, b in zip(weights, weights[1:]))
 
 
+@pytest.mark.report
 def test_a_dann_fit_trains_a_few_steps_and_saves_the_classifier_alone(folders, tmp_path):
     out = tmp_path / "dann"
     result = fit(str(folders["source"]), adapt=str(folders["target"]), adapt_method="dann", epochs=1,
@@ -140,6 +141,7 @@ def test_a_dann_fit_trains_a_few_steps_and_saves_the_classifier_alone(folders, t
 # --------------------------------------------------------------------------- the command
 
 
+@pytest.mark.report
 def test_fit_adapt_coral_end_to_end_reports_source_and_target_accuracy(folders, tmp_path, capsys):
     out = tmp_path / "coral"
     assert main(["fit", str(folders["source"]), "--adapt", str(folders["target"]), "--method", "coral",
@@ -162,6 +164,7 @@ def test_fit_adapt_coral_end_to_end_reports_source_and_target_accuracy(folders, 
         assert (out / name).exists()
 
 
+@pytest.mark.report
 def test_an_unlabelled_target_gives_no_target_accuracy_and_says_so(folders, tmp_path):
     result = fit(str(folders["source"]), adapt=str(folders["pool"]), adapt_method="coral",
                  out=str(tmp_path / "pool"), **FAST)

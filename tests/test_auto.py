@@ -98,6 +98,7 @@ def test_a_budget_too_small_names_the_minimum():
     assert "--budget" in e.value.hint
 
 
+@pytest.mark.report
 def test_fit_with_strategy_auto_records_its_choice_and_reason(tmp_path):
     from headstart.choose.auto_fit import fit_auto as fit
 

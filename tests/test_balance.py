@@ -207,6 +207,7 @@ def test_tfidf_balances_and_says_it_cannot_synthesize(tmp_path):
     assert summary["synthetic"]["total"] == 0 and "probe" in summary["synthetic"]["note"]
 
 
+@pytest.mark.report
 def test_fit_from_the_cli_with_balance_and_synthesis_auto(tmp_path, capsys):
     data = skewed_blobs(minority=6)
     folder = write_image_folder(tmp_path / "data", data)

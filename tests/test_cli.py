@@ -12,6 +12,9 @@ from headstart.records import read_json
 
 from conftest import make_blobs, write_image_folder
 
+# the module's shared fit is read for its report.html (and its report rebuilt)
+pytestmark = pytest.mark.report
+
 FAST = ["--image-size", "32", "--batch-size", "16"]
 
 

@@ -122,6 +122,7 @@ def test_one_new_class_is_enough_to_continue(world):
     assert [r["class"] for r in one.summary["continual"]["new_classes"]] == ["c4"]
 
 
+@pytest.mark.report
 def test_cli_continues_a_run_and_reports_forgetting_per_class(world, capsys):
     out = world["root"] / "cli"
     assert main(["fit", world["folder"], "--classes", "c2,c3", "--from", world["task1"], "--out", str(out),

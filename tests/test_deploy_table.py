@@ -121,6 +121,8 @@ def _fit(tmp_path, **overrides):
     return fit(FitConfig(**{**settings, **overrides}), data=make_blobs(n_per_class=10))
 
 
+@pytest.mark.report
+@pytest.mark.deploy
 def test_a_fit_records_its_model_in_deploy_json_and_its_report_shows_the_table(tmp_path):
     result = _fit(tmp_path)
     deploy = read_json(result.run_dir / "deploy.json")
@@ -143,6 +145,8 @@ def test_a_fit_records_its_model_in_deploy_json_and_its_report_shows_the_table(t
     assert any("headstart export RUN --format onnx" in n for n in page.notes)
 
 
+@pytest.mark.report
+@pytest.mark.deploy
 def test_a_failed_measurement_costs_the_report_a_section_not_the_run(tmp_path, monkeypatch):
     def broken(*_args, **_kwargs):
         raise RuntimeError("timer exploded")
@@ -156,6 +160,7 @@ def test_a_failed_measurement_costs_the_report_a_section_not_the_run(tmp_path, m
     assert any("timer exploded" in n for n in page.notes)
 
 
+@pytest.mark.deploy
 def test_a_tfidf_run_is_measured_as_scikit_learn_with_its_coefficients(tmp_path):
     result = fit(FitConfig(data="topics", strategy="tfidf", out=str(tmp_path / "tfidf"), explain_examples=0),
                  data=make_texts())

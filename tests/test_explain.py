@@ -183,6 +183,7 @@ def blob_folder(tmp_path_factory):
     return write_image_folder(tmp_path_factory.mktemp("blobs") / "data", make_blobs(n_per_class=16, size=48))
 
 
+@pytest.mark.report
 def test_fit_report_explains_mistakes_and_one_correct_example_per_class(patch_model):
     _, _, _, run = patch_model
     explained = json.loads((run / "explanations" / "explanations.json").read_text())
@@ -225,6 +226,7 @@ def test_explain_command_on_images_with_a_true_class(blob_folder, tmp_path, caps
     assert "classes the run does not know: purple" in capsys.readouterr().err
 
 
+@pytest.mark.report
 def test_explain_command_on_text_highlights_words(tmp_path, tiny_bert, capsys):
     data = make_keyword_texts(n_per_class=20)
     csv = tmp_path / "kw.csv"
@@ -244,6 +246,7 @@ def test_explain_command_on_text_highlights_words(tmp_path, tiny_bert, capsys):
     assert "&lt;" in highlighted and "<b>" not in highlighted  # the text is escaped, never markup
 
 
+@pytest.mark.report
 def test_a_failing_explanation_costs_the_report_a_section_not_the_run(blob_folder, tmp_path, monkeypatch):
     import headstart.explain as explain
 

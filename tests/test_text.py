@@ -212,6 +212,7 @@ def headstart(*args, env=None):
                           env=env)
 
 
+@pytest.mark.report
 def test_cli_fit_and_predict_text_from_a_csv_and_a_lines_file(tmp_path, tiny_bert, texts):
     data = write_csv(tmp_path / "reviews.csv", texts)
     out = tmp_path / "run"

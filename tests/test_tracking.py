@@ -22,6 +22,9 @@ from conftest import make_blobs, write_image_folder
 pytest.importorskip("mlflow", reason="the track extra is not installed (pip install 'headstart[track]')")
 pytest.importorskip("tensorboard", reason="the track extra is not installed (pip install 'headstart[track]')")
 
+# the report travels with every tracked run
+pytestmark = pytest.mark.report
+
 # report explanations cost seconds that tracking does not need
 QUIET_REPORT = ["--explain-examples", "0"] if "explain_examples" in {f.name for f in fields(FitConfig)} else []
 FAST = ["--image-size", "32", "--batch-size", "16", *QUIET_REPORT]
