@@ -25,9 +25,8 @@ from pathlib import Path
 from headstart.compare import machine_info
 from headstart.data import make_splits, resize_data
 from headstart.deploy.engines import ENGINES, make_engine
-from headstart.heads import ImageClassifier
+from headstart.heads import PROBE_C_GRID, HeadProblem, ImageClassifier
 from headstart.modalities import load_data
-from headstart.strategies.linear import C_GRID, HeadProblem
 from headstart.zoo import get_backbone
 
 WITHIN = 0.005  # accuracy an engine may lose against eager and still be the default
@@ -35,7 +34,7 @@ WITHIN = 0.005  # accuracy an engine may lose against eager and still be the def
 
 def probe_accuracy(train_x, train_y, val_x, val_y, test_x, test_y, classes: int) -> tuple[float, float]:
     problem, best = HeadProblem(train_x, train_y, classes), None
-    for c in sorted(C_GRID):
+    for c in sorted(PROBE_C_GRID):
         w, b = problem.solve(c)
         val = float(((val_x @ w.T + b).argmax(1) == val_y).mean())
         if best is None or val > best[0] + 1e-9:

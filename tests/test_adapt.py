@@ -17,7 +17,7 @@ from headstart.adapt.dann import reversal_weight, reverse_gradient
 from headstart.api import fit
 from headstart.cli import main
 from headstart.errors import HeadstartError
-from headstart.strategies.linear import HeadProblem
+from headstart.heads import HeadProblem
 
 FAST = {"image_size": 32, "batch_size": 16, "explain_examples": 0, "extract_engine": "torch"}
 

@@ -161,16 +161,3 @@ def test_anytime_probe_logs_provisional_heads_when_a_curve_is_asked_for(tmp_path
     plain = fit(replace(small_config(tmp_path, "probe"), out=str(tmp_path / "plain")), data=data,
                 use_feature_cache=False).run_dir
     assert not [r for r in read_metrics(plain) if r.get("phase") == "probe-anytime"]
-
-
-def test_warm_started_c_sweep_matches_cold_fits():
-    from headstart.strategies.linear import HeadProblem, _fit
-
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(120, 16)).astype(np.float32)
-    y = (x[:, 0] + 0.5 * x[:, 1] > 0).astype(np.int64) + (x[:, 2] > 1)
-    problem = HeadProblem(x, y, 3)
-    for c in (0.01, 0.1, 1.0):
-        warm_w, warm_b = problem.solve(c)
-        cold_w, cold_b = _fit(x, y, 3, c)
-        assert np.abs(warm_w - cold_w).max() < 1e-3 and np.abs(warm_b - cold_b).max() < 1e-3

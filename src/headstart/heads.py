@@ -6,11 +6,19 @@ Every model a run trains or loads answers the same five calls, whatever it eats:
     warm_up(data)                one untimed pass (kernel and allocator start-up is not training)
     describe() -> dict           what model.json records about it
     format                       the model.json "format" that saving and loading dispatch on
+
+And the one head sweep (`sweep_head`): a logistic head on cached features, C chosen on
+validation. The probe, lp-ft's and LoRA's head stage, DANN's start, CORAL, the continual head
+refits and TF-IDF all fit their heads through it, so they share one rule for the clock.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Callable
+
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .log import progress_bar
@@ -120,3 +128,135 @@ class ImageClassifier(Classifier):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.backbone(self.normalize(x))
+
+
+# ----------------------------------------------------------------------------- the head sweep
+
+# Inverse regularisation strengths of a logistic head on embeddings, tried on validation (the
+# probe, lp-ft's and LoRA's head stage, CORAL, the continual head refit). HeadProblem
+# standardises the features first, so one grid suits every backbone.
+PROBE_C_GRID = (0.01, 0.03, 0.1, 0.3, 1.0)
+# The head that fine-tuning starts from (finetune, a continual rehearsal): one C, as a start it
+# needs to be good rather than tuned, and the fine-tune must beat it anyway.
+FINETUNE_START_C_GRID = (0.1,)
+
+
+def score(logits: torch.Tensor, labels: np.ndarray) -> tuple[float, float]:
+    """(accuracy, mean cross-entropy)."""
+    y = torch.from_numpy(labels.astype(np.int64))
+    accuracy = (logits.argmax(1) == y).float().mean().item()
+    loss = F.cross_entropy(logits, y).item()
+    return accuracy, loss
+
+
+class HeadProblem:
+    """Multinomial logistic regression, scikit-learn's objective (C * sum of log-losses +
+    |W|^2 / 2, intercept unpenalised), solved with L-BFGS in torch on the features' device.
+    Features are standardised once; `solve` for several C reuses them and warm-starts from the
+    previous solution.
+
+    Why not sklearn: on a many-core GPU host its BLAS threads fight torch's idle OpenMP
+    threads, and a head fit that should take a blink took seconds; in torch it runs where
+    the features are. sample_weight (mean 1: class weights) scales each log-loss, so C keeps
+    its meaning.
+    """
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, num_classes: int, sample_weight: np.ndarray | None = None):
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.mean, self.std = x.mean(0), x.std(0) + 1e-6
+        self.z = torch.from_numpy((x - self.mean) / self.std).float().to(device)
+        self.t = torch.from_numpy(y.astype(np.int64)).to(device)
+        self.sw = None if sample_weight is None else torch.from_numpy(np.asarray(sample_weight, np.float32)).to(device)
+        self.weight = torch.zeros(num_classes, self.z.shape[1], device=device)
+        self.bias = torch.zeros(num_classes, device=device)
+
+    def solve(self, c: float) -> tuple[np.ndarray, np.ndarray]:
+        """(weight, bias) acting on raw, unstandardised features, for this C."""
+        weight = self.weight.clone().requires_grad_(True)
+        bias = self.bias.clone().requires_grad_(True)
+        penalty = 1.0 / (c * len(self.z))  # sklearn's C, per sample: mean loss + |W|^2 / (2 C n)
+        opt = torch.optim.LBFGS([weight, bias], lr=1.0, max_iter=300, history_size=20,
+                                tolerance_grad=1e-6, tolerance_change=1e-9, line_search_fn="strong_wolfe")
+
+        def closure():
+            opt.zero_grad()
+            losses = F.cross_entropy(self.z @ weight.T + bias, self.t, reduction="none")
+            loss = (losses if self.sw is None else losses * self.sw).mean() + 0.5 * penalty * weight.pow(2).sum()
+            loss.backward()
+            return loss
+
+        with torch.enable_grad():
+            opt.step(closure)
+        self.weight, self.bias = weight.detach(), bias.detach()
+        w = (self.weight.cpu().numpy() / self.std).astype(np.float32)
+        b = (self.bias.cpu().numpy() - w @ self.mean).astype(np.float32)
+        return w, b
+
+
+@dataclass
+class HeadSweep:
+    """What a sweep found: the best C's head (weight, bias act on the raw features the sweep
+    was given) and every C's validation accuracy, in the order solved."""
+
+    c: float
+    val_accuracy: float
+    weight: np.ndarray
+    bias: np.ndarray
+    scores: dict[float, float]
+
+    def logits(self, x) -> np.ndarray:
+        return head_logits(x, self.weight, self.bias)
+
+    def write_into(self, layer: nn.Linear) -> None:
+        with torch.no_grad():
+            layer.weight.copy_(torch.from_numpy(np.asarray(self.weight, np.float32)))
+            layer.bias.copy_(torch.from_numpy(np.asarray(self.bias, np.float32)))
+
+
+def head_logits(x, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """Logits of a linear head on features (a dense array, or TF-IDF's sparse rows), float32."""
+    return np.asarray(x @ weight.T + bias, dtype=np.float32)
+
+
+def sweep_head(train_x, train_y: np.ndarray, val_x, val_y: np.ndarray, c_grid, recorder, *, num_classes: int,
+               phase: str, sample_weight: np.ndarray | None = None, solver: Callable = HeadProblem,
+               out_of_time: Callable[[float], bool] | None = None, **row) -> HeadSweep:
+    """Solve along the C grid, score each head on validation, keep the best.
+
+    C ascends and each solve warm-starts from the last (the penalty only loosens, so the last
+    solution is already close). A tie keeps the smaller C: the more regularised head. solver:
+    solver(x, y, num_classes, sample_weight) with .solve(C) -> (weight, bias) (HeadProblem;
+    TF-IDF passes scikit-learn's on sparse rows).
+
+    The clock, one rule for every caller: building the problem and each solve are training;
+    scoring on validation and logging are evaluation, paused. The recorder is left paused.
+    out_of_time(seconds of the last solve) is asked before each C after the first: True keeps
+    the best so far (a --budget: fewer candidates rather than overtime). Each C logs a "val"
+    row with its phase, C and `row`'s keys.
+    """
+    recorder.resume()
+    problem = solver(train_x, train_y, num_classes, sample_weight)
+    recorder.pause()
+    best, scores, solve_seconds = None, {}, 0.0
+    for c in sorted(c_grid):
+        if best is not None and out_of_time is not None and out_of_time(solve_seconds):
+            break
+        recorder.resume()
+        started = recorder.train_seconds
+        weight, bias = problem.solve(c)
+        solve_seconds = recorder.train_seconds - started
+        recorder.pause()
+        accuracy, loss = score(torch.from_numpy(head_logits(val_x, weight, bias)), val_y)
+        recorder.log("val", accuracy, loss, phase=phase, C=c, **row)
+        scores[c] = accuracy
+        if best is None or accuracy > best.val_accuracy + 1e-9:
+            best = HeadSweep(c, accuracy, weight, bias, scores)
+    return best
+
+
+def budget_rule(recorder, budget_seconds: float | None) -> Callable[[float], bool] | None:
+    """The probe's --budget rule for a sweep: no C whose solve (as long as the last) would end
+    past the budget."""
+    if budget_seconds is None:
+        return None
+    return lambda solve_seconds: recorder.wall_seconds + solve_seconds > budget_seconds

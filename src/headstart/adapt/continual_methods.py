@@ -22,17 +22,15 @@ import torch
 import torch.nn.functional as F
 
 from ..embed import embed
+from ..heads import FINETUNE_START_C_GRID, PROBE_C_GRID, budget_rule, sweep_head
 from ..registry import Registry
 from ..strategies import FitContext
-from ..strategies.linear import C_GRID, HeadProblem
 from ..strategies.backbone_training import run_training_loop
-from ..train.evaluate import score
 from ..train.optim import layerwise_groups
 from .memory import Memory, relabelled
 
 DISTILL_TEMPERATURE = 2.0
 DISTILL_WEIGHT = 1.0
-FINE_TUNE_HEAD_C = (0.1,)  # the fine-tuning methods' head phase: one regularisation, as finetune's
 
 # "auto": the plan's choice (continual.py)
 CONTINUAL_METHODS: Registry[Callable] = Registry("continual-learning method", extra_choices=("auto",))
@@ -82,36 +80,24 @@ def rehearsal_items(job: Job):
     return relabelled(job.memory.exemplars, job.classes)
 
 
-def fit_grown_head(job: Job, x: np.ndarray, y: np.ndarray, c_grid=C_GRID) -> dict:
+def fit_grown_head(job: Job, x: np.ndarray, y: np.ndarray, c_grid=PROBE_C_GRID) -> dict:
     """Fit the grown head on (x, y), C picked on the validation features (every task's); writes
-    it into the classifier."""
-    rec, head = job.recorder, job.classifier.head.fc
+    it into the classifier. Leaves the clock paused."""
+    rec = job.recorder
     rec.pause()
     # task by task: an old task's validation features are cached while the backbone stays frozen
     val_x = np.concatenate([embed(job.classifier, part, cache=job.use_feature_cache, description="features (val)")
                             for part in job.val_parts])
     val_y = np.concatenate([part.labels for part in job.val_parts])
-    rec.resume()
     # Solved cold along the C grid, as the probe does: the L2-regularised logistic loss is convex
     # with one minimum whatever the start, and starting L-BFGS from the old head's rows measured
     # ~7x slower (about 20 s per C instead of 3 s at 1,600 x 1,280 features, bench/continual.py:
     # the old rows sit far from the new optimum at small C). The old head is the grown
     # classifier's start; the refit sees every class's features, so it needs nothing more.
-    problem = HeadProblem(x, y, len(job.classes))
-    best = None
-    for c in sorted(c_grid):
-        w, b = problem.solve(c)
-        rec.pause()
-        accuracy, loss = score(torch.from_numpy(val_x @ w.T + b), val_y)
-        rec.log("val", accuracy, loss, phase="continual-head", C=c, n_train=len(x))
-        rec.resume()
-        if best is None or accuracy > best[0] + 1e-9:
-            best = (accuracy, c, w, b)
-    accuracy, c, w, b = best
-    with torch.no_grad():
-        head.weight.copy_(torch.from_numpy(w))
-        head.bias.copy_(torch.from_numpy(b))
-    return {"probe_C": c, "probe_val_accuracy": accuracy, "head_train_size": int(len(x))}
+    head = sweep_head(x, y, val_x, val_y, c_grid, rec, num_classes=len(job.classes), phase="continual-head",
+                      out_of_time=budget_rule(rec, job.plan.config.budget_seconds), n_train=len(x))
+    head.write_into(job.classifier.head.fc)
+    return {"probe_C": head.c, "probe_val_accuracy": head.val_accuracy, "head_train_size": int(len(x))}
 
 
 @register_continual("head")
@@ -124,7 +110,6 @@ def refit_head(job: Job) -> dict:
     old_x, old_y = stored if stored is not None else (job.exemplar_features(), job.memory.exemplars.labels)
     x, y = np.concatenate([old_x, new_x]), np.concatenate([old_y, job.new_train.labels])
     head = fit_grown_head(job, x, y)
-    rec.pause()
     job.trained_features, job.new_features = (x, y), new_x
     return {**head, "best_val_accuracy": head["probe_val_accuracy"],
             "old_features_from": "stored features" if stored is not None else "exemplars",
@@ -155,9 +140,8 @@ def fine_tune(job: Job, *, rehearse: bool, distill: bool) -> dict:
     classifier.warm_up(train)  # untimed, as the pipeline does
     rec.resume()
     x = embed(classifier, train_raw, cache=job.use_feature_cache, description="features (train)")
-    head = fit_grown_head(job, x, train_raw.labels, c_grid=FINE_TUNE_HEAD_C)
+    head = fit_grown_head(job, x, train_raw.labels, c_grid=FINETUNE_START_C_GRID)
     job.new_features = x[:len(job.new_train)]  # the memory's herding reuses them (train_raw: new items first)
-    rec.pause()
     strategy, config, modality = plan.strategy, plan.config, plan.modality
     ctx = FitContext(config=config, train=train, val=classifier.prepare(job.val), recorder=rec, modality=modality,
                      spec=plan.spec, checkpoint_dir=None, use_feature_cache=job.use_feature_cache,

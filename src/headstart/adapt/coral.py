@@ -13,12 +13,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from ..deploy.engines import make_engine
 from ..embed import embed
-from ..strategies.linear import C_GRID, HeadProblem
-from ..train.evaluate import score
+from ..heads import PROBE_C_GRID, budget_rule, sweep_head
 from .domain_methods import AdaptJob, accuracy_of, register_adaptation
 
 # The regularisation of each covariance, in units of its mean variance: 1.0 is the paper's
@@ -66,22 +64,24 @@ def fit_coral(job: AdaptJob) -> tuple[dict, dict]:
     rec.pause()
     val_x, test_x = features(val, "source val"), features(test, "source test")
 
-    none = _sweep(train_x, train.labels, val_x, val.labels, train.num_classes, rec, "none")
+    def sweep(train_features, val_features, phase: str):
+        return sweep_head(train_features, train.labels, val_features, val.labels, PROBE_C_GRID, rec,
+                          num_classes=train.num_classes, phase=phase,
+                          out_of_time=budget_rule(rec, config.budget_seconds))
+
+    none = sweep(train_x, val_x, "none")
     rec.resume()
     matrix, shift = coral_transform(train_x, target_x)
     rec.pause()
     aligned = (train_x @ matrix + shift, val_x @ matrix + shift)
-    coral = _sweep(aligned[0], train.labels, aligned[1], val.labels, train.num_classes, rec, "coral")
-    weight, bias = coral["head"]
-    with torch.no_grad():  # the deployed head reads raw target features: they are what it was aligned to
-        model.head.fc.weight.copy_(torch.from_numpy(weight))
-        model.head.fc.bias.copy_(torch.from_numpy(bias))
+    coral = sweep(*aligned, "coral")
+    coral.write_into(model.head.fc)  # the deployed head reads raw target features: they are what it was aligned to
     rec.epoch = 1.0
 
     labels = job.target.labels
-    arms = {name: {"source_accuracy": accuracy_of(test_x @ arm["head"][0].T + arm["head"][1], test.labels),
-                   "target_accuracy": accuracy_of(target_x @ arm["head"][0].T + arm["head"][1], labels),
-                   "val_accuracy": arm["val_accuracy"], "C": arm["C"]}
+    arms = {name: {"source_accuracy": accuracy_of(arm.logits(test_x), test.labels),
+                   "target_accuracy": accuracy_of(arm.logits(target_x), labels),
+                   "val_accuracy": float(arm.val_accuracy), "C": arm.c}
             for name, arm in (("none", none), ("coral", coral))}
     figure = _feature_figure(Path(job.run_dir), train_x, aligned[0], target_x)
     adaptation = {
@@ -92,26 +92,9 @@ def fit_coral(job: AdaptJob) -> tuple[dict, dict]:
         "source_accuracy_means": "the saved model (the CORAL head on raw features) on the source test split",
         **({"figure": figure} if figure else {}),
     }
-    outcome = {"best_val_accuracy": coral["val_accuracy"], "probe_C": coral["C"],
-               "probe_val_accuracy": coral["val_accuracy"], "extract_engine": engine.name}
+    outcome = {"best_val_accuracy": float(coral.val_accuracy), "probe_C": coral.c,
+               "probe_val_accuracy": float(coral.val_accuracy), "extract_engine": engine.name}
     return outcome, adaptation
-
-
-def _sweep(train_x, train_y, val_x, val_y, num_classes: int, rec, phase: str) -> dict:
-    """The probe's C sweep (warm-started, ascending), chosen on source validation; timed."""
-    rec.resume()
-    problem = HeadProblem(train_x, train_y, num_classes)
-    rec.pause()
-    best = None
-    for c in sorted(C_GRID):
-        rec.resume()
-        weight, bias = problem.solve(c)
-        rec.pause()
-        accuracy, loss = score(torch.from_numpy(val_x @ weight.T + bias), val_y)
-        rec.log("val", accuracy, loss, phase=phase, C=c)
-        if best is None or accuracy > best["val_accuracy"] + 1e-9:
-            best = {"val_accuracy": float(accuracy), "C": c, "head": (weight, bias)}
-    return best
 
 
 def _cov_gap(a: np.ndarray, b: np.ndarray) -> float:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 
 from ..config import parse_synthesize
+from ..heads import FINETUNE_START_C_GRID
 from ..imbalance.balance import announced, decide_balance, sample_weights
 from ..imbalance.synthesize import mixup_probability
 from ..log import say
@@ -83,7 +84,7 @@ class HeadThenAllLayers(Strategy):
     and the schedule. Training starts from the head's validation accuracy and must beat it.
     """
 
-    head_c_grid: tuple[float, ...] = (0.1,)
+    head_c_grid: tuple[float, ...] = FINETUNE_START_C_GRID
     lr_spread: float = 1.0
     schedule: str | None = None  # None: the config's --schedule
 

@@ -6,34 +6,27 @@ validation pass per epoch: `compare` asks for four), the head is also an "anytim
 each of the first chunks a provisional head is fitted and scored, so the curve shows a useful
 accuracy after an eighth of the inference pass. A plain fit skips those: they cost seconds
 that buy nothing when only the final head is kept. With a warm cache all features are there
-at once and only the final sweep runs.
-
-The C sweep is warm-started: C grows along the grid and each L-BFGS solve starts from the
-previous solution, which is already close (the penalty only loosens).
+at once and only the final sweep runs: heads.sweep_head, the one head sweep.
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..deploy.engines import make_engine
 from ..embed import agree_any, compute_features, embed, feature_cache_path, load_cached_features, save_cached_features
+from ..heads import PROBE_C_GRID, HeadProblem, budget_rule, head_logits, score, sweep_head
 from ..imbalance.balance import balance_full_batch
 from ..imbalance.synthesize import item_namer, synthesize_features
 from ..log import progress_bar
-from ..train.evaluate import score
 
-# Inverse regularisation strengths tried on the validation split; features are
-# standardised first, so one grid suits every backbone.
-C_GRID = (0.01, 0.03, 0.1, 0.3, 1.0)
 # Fractions of the training set after which a provisional head is fitted and scored.
 ANYTIME_FRACTIONS = (0.125, 0.25, 0.5)
 ANYTIME_C = 0.1
 ANYTIME_FIT_RESERVE = 2.0  # seconds kept for the final head fits when a budget is set
 
 
-def fit_logistic_head(classifier, ctx, c_grid=C_GRID) -> dict:
+def fit_logistic_head(classifier, ctx, c_grid=PROBE_C_GRID) -> dict:
     """Extract (cached) features, pick C on validation, write the head into classifier.head.
 
     The clock counts train-feature extraction and every head fit; validation features are
@@ -54,27 +47,11 @@ def fit_logistic_head(classifier, ctx, c_grid=C_GRID) -> dict:
     # --synthesize, then --balance: on the training features only (timed: part of training)
     train_x, train_y, extra, head_weights = _rebalance(train_x, train_y, order, ctx)
 
-    best, budget, fit_seconds = None, ctx.config.budget_seconds, 0.0
-    rec.resume()
-    problem = HeadProblem(train_x, train_y, ctx.train.num_classes, sample_weight=head_weights)
-    rec.pause()
-    for c in sorted(c_grid):  # ascending: each solve warm-starts from the last
-        if best is not None and budget is not None and rec.wall_seconds + fit_seconds > budget:
-            break  # keep the promise: fewer regularisation candidates rather than overtime
-        rec.resume()
-        fit_started = rec.train_seconds
-        weight, bias = problem.solve(c)
-        fit_seconds = rec.train_seconds - fit_started
-        rec.pause()
-        accuracy, loss = _score_head(weight, bias, val_x, ctx.val.labels)
-        rec.log("val", accuracy, loss, phase="probe", C=c, n_train=len(train_x))
-        if best is None or accuracy > best[0] + 1e-9:
-            best = (accuracy, c, weight, bias)
-    accuracy, c, weight, bias = best
-    with torch.no_grad():
-        classifier.head.fc.weight.copy_(torch.from_numpy(weight))
-        classifier.head.fc.bias.copy_(torch.from_numpy(bias))
-    return {"probe_C": c, "probe_val_accuracy": accuracy, "features_cached": train_cached,
+    head = sweep_head(train_x, train_y, val_x, ctx.val.labels, c_grid, rec, num_classes=ctx.train.num_classes,
+                      phase="probe", sample_weight=head_weights,
+                      out_of_time=budget_rule(rec, ctx.config.budget_seconds), n_train=len(train_x))
+    head.write_into(classifier.head.fc)
+    return {"probe_C": head.c, "probe_val_accuracy": head.val_accuracy, "features_cached": train_cached,
             "extract_engine": engine.name, "engine_prepare_seconds": round(engine.prepare_seconds, 3),
             "probe_train_used": int(len(order)), "stop_reason": "budget" if len(order) < len(ctx.train) else "completed",
             **extra}
@@ -147,54 +124,10 @@ def _stratified_order(labels: np.ndarray, seed: int) -> np.ndarray:
     return np.argsort(keys, kind="stable")
 
 
-class HeadProblem:
-    """Multinomial logistic regression, scikit-learn's objective (C * sum of log-losses +
-    |W|^2 / 2, intercept unpenalised), solved with L-BFGS in torch on the features' device.
-    Features are standardised once; `solve` for several C reuses them and warm-starts from the
-    previous solution.
-
-    Why not sklearn: on a many-core GPU host its BLAS threads fight torch's idle OpenMP
-    threads, and a head fit that should take a blink took seconds; in torch it runs where
-    the features are. sample_weight (mean 1: class weights) scales each log-loss, so C keeps
-    its meaning.
-    """
-
-    def __init__(self, x: np.ndarray, y: np.ndarray, num_classes: int, sample_weight: np.ndarray | None = None):
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.mean, self.std = x.mean(0), x.std(0) + 1e-6
-        self.z = torch.from_numpy((x - self.mean) / self.std).float().to(device)
-        self.t = torch.from_numpy(y.astype(np.int64)).to(device)
-        self.sw = None if sample_weight is None else torch.from_numpy(np.asarray(sample_weight, np.float32)).to(device)
-        self.weight = torch.zeros(num_classes, self.z.shape[1], device=device)
-        self.bias = torch.zeros(num_classes, device=device)
-
-    def solve(self, c: float) -> tuple[np.ndarray, np.ndarray]:
-        """(weight, bias) acting on raw, unstandardised features, for this C."""
-        weight = self.weight.clone().requires_grad_(True)
-        bias = self.bias.clone().requires_grad_(True)
-        penalty = 1.0 / (c * len(self.z))  # sklearn's C, per sample: mean loss + |W|^2 / (2 C n)
-        opt = torch.optim.LBFGS([weight, bias], lr=1.0, max_iter=300, history_size=20,
-                                tolerance_grad=1e-6, tolerance_change=1e-9, line_search_fn="strong_wolfe")
-
-        def closure():
-            opt.zero_grad()
-            losses = F.cross_entropy(self.z @ weight.T + bias, self.t, reduction="none")
-            loss = (losses if self.sw is None else losses * self.sw).mean() + 0.5 * penalty * weight.pow(2).sum()
-            loss.backward()
-            return loss
-
-        with torch.enable_grad():
-            opt.step(closure)
-        self.weight, self.bias = weight.detach(), bias.detach()
-        w = (self.weight.cpu().numpy() / self.std).astype(np.float32)
-        b = (self.bias.cpu().numpy() - w @ self.mean).astype(np.float32)
-        return w, b
-
-
 def _fit(x: np.ndarray, y: np.ndarray, num_classes: int, c: float, sample_weight: np.ndarray | None = None):
     """One cold head fit (the provisional heads): (weight, bias) on raw features."""
     return HeadProblem(x, y, num_classes, sample_weight).solve(c)
 
 
 def _score_head(weight, bias, x, labels):
-    return score(torch.from_numpy(x @ weight.T + bias), labels)
+    return score(torch.from_numpy(head_logits(x, weight, bias)), labels)

@@ -10,8 +10,8 @@ from __future__ import annotations
 from torch import nn
 
 from ..errors import HeadstartError
+from ..heads import PROBE_C_GRID
 from .base import FitContext, register_strategy
-from .linear import C_GRID
 from .backbone_training import HeadThenAllLayers
 
 # Names of attention projection layers across common architectures, in order of preference:
@@ -41,7 +41,7 @@ class Lora(HeadThenAllLayers):
     default_lr = 1e-3
     default_augment = "light"
     description = "tuned linear probe, then LoRA adapters (r=8) on the attention projections + head; merged"
-    head_c_grid = C_GRID
+    head_c_grid = PROBE_C_GRID
     lr_spread = 1.0
     schedule = "cosine"
     requires_attention = True  # text transformers; timm ViTs (fused qkv) too, CNNs not

@@ -5,8 +5,8 @@ features less than starting from a random one, which helps most when data is sca
 """
 from __future__ import annotations
 
+from ..heads import PROBE_C_GRID
 from .base import register_strategy
-from .linear import C_GRID
 from .backbone_training import HeadThenAllLayers
 
 
@@ -17,6 +17,6 @@ class LinearProbeThenFinetune(HeadThenAllLayers):
     default_lr = 2e-4
     default_augment = "light"
     description = "tuned linear probe, then all layers at one low rate (cosine)"
-    head_c_grid = C_GRID   # the full probe, regularisation tuned on validation
+    head_c_grid = PROBE_C_GRID   # the full probe, regularisation tuned on validation
     lr_spread = 1.0        # one rate for every layer
     schedule = "cosine"

@@ -6,22 +6,25 @@ The candidates (--tfidf-analyzer): word 1-2-grams, character 2-5-grams within wo
 term frequency. auto tries all three, each with its C sweep, and keeps the best on validation
 (a tie keeps the earlier, cheaper one): on short, symbol-heavy or non-English text word
 n-grams see almost nothing, and a character model is what a practitioner would try first.
-Each analyzer vectorises the texts once; "both" reuses the two blocks. The model itself
-(zoo/tfidf.py) speaks the classifier protocol like any other; this strategy only fits it.
+Each analyzer vectorises the texts once; "both" reuses the two blocks. Each candidate's C is
+chosen by the one head sweep (heads.sweep_head), with scikit-learn's solver on the sparse
+rows. The model itself (zoo/tfidf.py) speaks the classifier protocol like any other; this
+strategy only fits it.
 """
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from ..errors import HeadstartError
+from ..heads import sweep_head
 from ..imbalance.balance import balance_full_batch
 from ..imbalance.synthesize import not_synthesized
-from ..train.evaluate import score
 from ..zoo.tfidf import ANALYZERS, CANDIDATES, TfidfPart
 from .base import FitContext, Strategy, register_strategy
 
-C_GRID = (1.0, 3.0, 10.0, 30.0, 100.0)
+# C of a logistic head on TF-IDF rows: unit-length sparse n-gram vectors, not standardised
+# embeddings, want a far weaker penalty than heads.PROBE_C_GRID.
+TFIDF_C_GRID = (1.0, 3.0, 10.0, 30.0, 100.0)
 BUDGET_SHARE = 0.8  # past this share of --budget, no new candidate or C starts: the best so far wins
 
 
@@ -49,20 +52,21 @@ class Tfidf(Strategy):
                     raise
                 skipped[name] = e.message  # e.g. no word of two letters: the char candidate still runs
                 continue
-            found = _sweep(ctx, name, parts, blocks.fit_rows, stop_early=best is not None)
-            candidates[name] = {"val_accuracy": found[0], "C": found[1]}
-            if best is None or found[0] > best[0] + 1e-9:
-                best = (*found, name, parts)
+            if best is not None and _budget_used(ctx):  # vectorising it used up the budget
+                skipped[name] = "budget"
+                continue
+            found = _sweep(ctx, name, parts, blocks.fit_rows)
+            candidates[name] = {"val_accuracy": found.val_accuracy, "C": found.c}
+            if best is None or found.val_accuracy > best[0].val_accuracy + 1e-9:
+                best = (found, name, parts)
         if best is None:
             raise HeadstartError(f"TF-IDF found no n-grams in the training texts ({'; '.join(skipped.values())})",
                                  hint="the texts are empty or unusable; use a neural strategy")
-        accuracy, c, coef, intercept, name, parts = best
-        if coef.shape[0] == 1:  # binary: sklearn keeps one row; two rows make logits for both classes
-            coef, intercept = np.vstack([-coef / 2, coef / 2]), np.array([-intercept[0] / 2, intercept[0] / 2])
+        head, name, parts = best
         # float32, as saved: the reloaded model then predicts exactly what this one does
         model.set_fitted([TfidfPart.from_fitted(p.analyzer, p.vectorizer, p.settings) for p in parts],
-                         coef.astype(np.float32), intercept.astype(np.float32))
-        return {"best_val_accuracy": accuracy, "tfidf_C": c, "tfidf_analyzer": name,
+                         head.weight.astype(np.float32), head.bias.astype(np.float32))
+        return {"best_val_accuracy": head.val_accuracy, "tfidf_C": head.c, "tfidf_analyzer": name,
                 "tfidf_candidates": candidates, **({"tfidf_skipped": skipped} if skipped else {}),
                 "tfidf_vocabulary": len(model.vocabulary), "stop_reason": "completed", "epochs_run": 1.0,
                 **blocks.extra}
@@ -117,32 +121,40 @@ class _Blocks:
         return _Fitted(analyzer, vectorizer, settings, x_train[self.rows], x_val)
 
 
-def _sweep(ctx: FitContext, name: str, parts: list[_Fitted], fit_rows, *, stop_early: bool):
-    """The C sweep of one candidate: (validation accuracy, C, coef, intercept) of its best C.
-    Warm-started from the previous C (ascending: from the most to the least regularised)."""
+def _sweep(ctx: FitContext, name: str, parts: list[_Fitted], fit_rows):
+    """The C sweep of one candidate (the one head sweep, scikit-learn's solver on its blocks)."""
     import scipy.sparse as sp
-    from sklearn.linear_model import LogisticRegression
-    from threadpoolctl import threadpool_limits
 
-    rec, val = ctx.recorder, ctx.val
     y_fit, sample_weight = fit_rows
     x_fit = parts[0].x_fit if len(parts) == 1 else sp.hstack([p.x_fit for p in parts]).tocsr()
     x_val = parts[0].x_val if len(parts) == 1 else sp.hstack([p.x_val for p in parts]).tocsr()
-    clf, best = LogisticRegression(max_iter=2000, warm_start=True), None
-    for c in C_GRID:
-        if (best is not None or stop_early) and _budget_used(ctx):
-            break
-        rec.resume()
+    return sweep_head(x_fit, y_fit, x_val, ctx.val.labels, TFIDF_C_GRID, ctx.recorder,
+                      num_classes=ctx.train.num_classes, phase="tfidf", sample_weight=sample_weight,
+                      solver=_SparseLogistic, out_of_time=lambda _: _budget_used(ctx), analyzer=name,
+                      n_train=len(ctx.train))
+
+
+class _SparseLogistic:
+    """The sweep's solver on TF-IDF rows: scikit-learn's LogisticRegression (L-BFGS, sparse
+    input), warm-started from the previous C."""
+
+    def __init__(self, x, y: np.ndarray, num_classes: int, sample_weight: np.ndarray | None = None):
+        from sklearn.linear_model import LogisticRegression
+
+        self.x, self.y, self.sample_weight = x, y, sample_weight
+        self.clf = LogisticRegression(max_iter=2000, warm_start=True)
+
+    def solve(self, c: float) -> tuple[np.ndarray, np.ndarray]:
+        from threadpoolctl import threadpool_limits
+
         # one BLAS thread: L-BFGS-B's updates are small vector operations that threads only slow
         # down (a 5x slower fit measured on BBC News with two threads)
         with threadpool_limits(limits=1, user_api="blas"):
-            clf.set_params(C=c).fit(x_fit, y_fit, sample_weight=sample_weight)
-        rec.pause()
-        accuracy, loss = score(_logits(clf, x_val), val.labels)
-        rec.log("val", accuracy, loss, phase="tfidf", analyzer=name, C=c, n_train=len(ctx.train))
-        if best is None or accuracy > best[0] + 1e-9:
-            best = (accuracy, c, clf.coef_.copy(), clf.intercept_.copy())
-    return best
+            self.clf.set_params(C=c).fit(self.x, self.y, sample_weight=self.sample_weight)
+        coef, intercept = self.clf.coef_.copy(), self.clf.intercept_.copy()
+        if coef.shape[0] == 1:  # binary: sklearn keeps one row; two rows make logits for both classes
+            coef, intercept = np.vstack([-coef / 2, coef / 2]), np.array([-intercept[0] / 2, intercept[0] / 2])
+        return coef, intercept
 
 
 def _budget_used(ctx: FitContext) -> bool:
@@ -160,10 +172,3 @@ def _balance(train, ctx: FitContext):
     rows, y_fit, weights, balance = balance_full_batch(ctx.config.balance, train.labels, rows, train.labels,
                                                        train.classes, ctx.config.seed)
     return rows[:, 0], y_fit, weights, {**extra, **balance}
-
-
-def _logits(clf, x) -> torch.Tensor:
-    d = clf.decision_function(x)
-    if d.ndim == 1:  # binary: one margin; as two logits it softmaxes to the same probabilities
-        d = np.stack([-d / 2, d / 2], 1)
-    return torch.from_numpy(d).float()

@@ -1,16 +1,5 @@
-"""Accuracy and loss from logits. Inference itself is heads.predict_logits."""
+"""Accuracy and loss from logits, and inference: both live with the heads (heads.py), below the
+loop, so that the head sweep scores the same way the loop does."""
 from __future__ import annotations
 
-import numpy as np
-import torch
-import torch.nn.functional as F
-
-from ..heads import predict_logits  # noqa: F401  (the loop's and strategies' inference)
-
-
-def score(logits: torch.Tensor, labels: np.ndarray) -> tuple[float, float]:
-    """(accuracy, mean cross-entropy)."""
-    y = torch.from_numpy(labels.astype(np.int64))
-    accuracy = (logits.argmax(1) == y).float().mean().item()
-    loss = F.cross_entropy(logits, y).item()
-    return accuracy, loss
+from ..heads import predict_logits, score  # noqa: F401  (the loop's and strategies' inference and scoring)
