@@ -1,4 +1,4 @@
-"""Benchmark: feature-extraction engines for the probe (deploy/engines.py), paired in one process.
+"""Benchmark: feature-extraction engines for the probe (engines/extract.py), paired in one process.
 
 For each packaged backbone and input size, every engine extracts features of the same
 training, validation and test images (ELPV by default): its one-off preparation (export,
@@ -24,7 +24,7 @@ from pathlib import Path
 
 from headstart.compare import machine_info
 from headstart.data import make_splits, resize_data
-from headstart.deploy.engines import ENGINES, make_engine
+from headstart.engines.extract import ENGINES, make_engine
 from headstart.heads import PROBE_C_GRID, HeadProblem, ImageClassifier
 from headstart.modalities import load_data
 from headstart.zoo import get_backbone

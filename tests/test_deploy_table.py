@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from headstart.config import FitConfig
-from headstart.deploy import measure
-from headstart.deploy.measure import count_parameters, mflops, record_deploy_row, time_batches
+from headstart.engines import measure
+from headstart.engines.measure import count_parameters, mflops, record_deploy_row, time_batches
 from headstart.pipeline import fit
 from headstart.records import read_json
 from headstart.report import build_fit_report

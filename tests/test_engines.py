@@ -1,4 +1,4 @@
-"""Feature-extraction engines (deploy/engines.py): every engine gives the probe the features
+"""Feature-extraction engines (engines/extract.py): every engine gives the probe the features
 eager PyTorch gives (int8: close), and an unsupported choice says what to do."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from headstart.config import FitConfig
-from headstart.deploy.engines import ENGINES, make_engine, resolve_engine_name
+from headstart.engines.extract import ENGINES, make_engine, resolve_engine_name
 from headstart.embed import embed
 from headstart.errors import HeadstartError
 from headstart.heads import ImageClassifier

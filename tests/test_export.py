@@ -226,7 +226,7 @@ def test_int8_quantization_works_with_a_relative_output_path(tmp_path, monkeypat
     """quantize_int8 works inside a scratch folder (chdir): a relative --out must still land."""
     import torch
 
-    from headstart.deploy.onnx_graph import ort_session, quantize_int8, torch_to_onnx
+    from headstart.engines.onnx_graph import ort_session, quantize_int8, torch_to_onnx
 
     monkeypatch.chdir(tmp_path)
     model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4)).eval()

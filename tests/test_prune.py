@@ -11,7 +11,7 @@ import yaml
 
 from headstart.cli import main
 from headstart.config import FitConfig
-from headstart.deploy.measure import read_deploy
+from headstart.engines.measure import read_deploy
 from headstart.deploy.prune import _add_pruned_record, prune_channels, prune_run
 from headstart.errors import HeadstartError
 from headstart.heads import ImageClassifier

@@ -33,7 +33,7 @@ REGISTRIES = {
     "scores": "headstart.choose.scores:SCORES",
     "queries": "headstart.label.queries:QUERIES",
     "exporters": "headstart.deploy.registry:EXPORTERS",
-    "engines": "headstart.deploy.engines:ENGINES",
+    "engines": "headstart.engines.extract:ENGINES",
     "serving engines": "headstart.deploy.serve_engines:ENGINES",
     "onnx graphs": "headstart.deploy.onnx_export:GRAPHS",
     "onnx kinds": "headstart.deploy.onnx_predict:KINDS",

@@ -29,7 +29,7 @@ def embed(model, data, *, cache: bool = True, description: str | None = "feature
     """(N, D) float32 features of `data` (labelled, a pool, or one split) under `model`: a
     Backbone, or a classifier whose head is ignored. The data is prepared for the backbone
     (resized, tokenised) here, so raw data from load_data or load_pool works as it is.
-    engine: a deploy.engines.FeatureEngine made for this model (None: PyTorch eager)."""
+    engine: a engines.extract.FeatureEngine made for this model (None: PyTorch eager)."""
     extractor = feature_extractor(model)
     prepared = extractor.prepare(data)
     path = feature_cache_path(extractor.backbone, prepared, engine) if cache else None

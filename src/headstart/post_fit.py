@@ -44,7 +44,7 @@ def record_deploy_figures(model, test, test_accuracy: float, run_dir: Path) -> d
     """The deploy table's first row (RUN/deploy.json): the run's own model as PyTorch runs it --
     size, MFLOPs, latency at batch 1 and 32 -- measured in about 1.5 s, outside the
     training clock. Like the explanations, a measurement that fails costs the report a section."""
-    from .deploy.measure import pytorch_row, record_deploy_row
+    from .engines.measure import pytorch_row, record_deploy_row
 
     if skipped("deploy"):
         return {}

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..deploy.engines import make_engine
+from ..engines.extract import make_engine
 from ..embed import embed
 from ..heads import PROBE_C_GRID, budget_rule, sweep_head
 from .domain_methods import AdaptJob, accuracy_of, register_adaptation

@@ -89,7 +89,7 @@ def _baseline_settings(config: FitConfig, modality: Modality, strategy: str) -> 
 def pipeline_stages(config: FitConfig, modality: Modality, splits, use_feature_cache: bool) -> Stages:
     """The pipeline's stages as --strategy auto uses them: measured rates, and short pilot fits
     that write nothing."""
-    from ..deploy.engines import make_engine
+    from ..engines.extract import make_engine
     from ..train.throughput import engine_rates, model_rates
 
     def planned(strategy: str, **changes) -> FitConfig:

@@ -22,7 +22,7 @@ import torch
 
 from ..config import FitConfig
 from ..data import make_splits
-from ..deploy.engines import make_engine
+from ..engines.extract import make_engine
 from ..embed import embed, feature_cache_path
 from ..errors import HeadstartError
 from ..log import say

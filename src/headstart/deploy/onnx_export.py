@@ -26,7 +26,7 @@ from typing import Callable
 
 import numpy as np
 
-from headstart.deploy.onnx_graph import check_onnx, convert_fp16, ort_session, quantize_int8, torch_to_onnx
+from headstart.engines.onnx_graph import check_onnx, convert_fp16, ort_session, quantize_int8, torch_to_onnx
 from headstart.deploy.registry import register_exporter
 from headstart.errors import HeadstartError
 from headstart.files import atomic_dir, atomic_path, read_json, write_json
@@ -261,7 +261,7 @@ def _stamp(path: Path, graph: OnnxGraph, meta: dict, precision: str, run_dir: Pa
 def _record_deploy_row(run_dir: Path, graph: OnnxGraph, model, test, test_inputs: np.ndarray, target: Path,
                        precision: str, accuracy: dict) -> None:
     """The exported model's row in the run's deploy table (and the report rebuilt with it)."""
-    from headstart.deploy import measure
+    from headstart.engines import measure
 
     session = ort_session(target)
     inside = target.absolute().is_relative_to(run_dir.absolute())
@@ -291,7 +291,7 @@ def _image_graph(model, meta: dict, run_dir: Path) -> OnnxGraph:
     import torch
     from torch import nn
 
-    from headstart.deploy.measure import count_parameters, mflops
+    from headstart.engines.measure import count_parameters, mflops
 
     class PixelsToLogits(nn.Module):
         """Decoded images as they come (channel-last uint8): permute and normalisation in the graph."""
@@ -327,7 +327,7 @@ def _text_graph(model, meta: dict, run_dir: Path) -> OnnxGraph:
     import torch
     from torch import nn
 
-    from headstart.deploy.measure import count_parameters, mflops
+    from headstart.engines.measure import count_parameters, mflops
     from headstart.zoo.text_backbones import pool
 
     class TokensToLogits(nn.Module):

@@ -17,7 +17,7 @@ from typing import Callable
 
 import numpy as np
 
-from headstart.deploy.onnx_graph import ort_session
+from headstart.engines.onnx_graph import ort_session
 from headstart.errors import HeadstartError
 from headstart.inputs import Prediction, expand_image_paths, read_text_lines
 from headstart.run import Run

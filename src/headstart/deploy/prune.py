@@ -26,7 +26,7 @@ from headstart.files import read_json, write_json, write_yaml
 from headstart.log import say
 from headstart.strategies.backbone_training import HeadThenAllLayers
 
-from .measure import count_parameters, pytorch_row, read_deploy, record_deploy_row
+from headstart.engines.measure import count_parameters, pytorch_row, read_deploy, record_deploy_row
 from .pruned_format import changed_shapes, layer_shapes
 
 DEFAULT_EPOCHS = 3  # "short": enough for the remaining channels to take over, well below a fit's

@@ -57,7 +57,7 @@ class Modality:
     # skipped ("unreadable image file(s)")
     words: dict[str, str] = {}
     formats: str = ""                     # the data it reads, for "what can I pass" hints
-    # what `--extract-engine auto` runs (deploy/engines.py): the fastest engine whose probe
+    # what `--extract-engine auto` runs (engines/extract.py): the fastest engine whose probe
     # accuracy stayed within 0.5 points of PyTorch eager in bench/extract_engines.py (2-core CPU)
     extraction_engine: str = "torch"
     # intermediate layers of the default backbone that ranking tries beside whole backbones

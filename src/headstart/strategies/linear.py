@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..deploy.engines import make_engine
+from ..engines.extract import make_engine
 from ..embed import agree_any, compute_features, embed, feature_cache_path, load_cached_features, save_cached_features
 from ..heads import PROBE_C_GRID, HeadProblem, budget_rule, head_logits, score, sweep_head
 from ..imbalance.balance import balance_full_batch

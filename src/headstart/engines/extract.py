@@ -157,7 +157,7 @@ def _onnxruntime_int8(classifier, calibration=None) -> FeatureEngine:
     digest = hashlib.sha256(np.ascontiguousarray(picked).tobytes()).hexdigest()[:16]
 
     def quantized(channels: int) -> Path:
-        from headstart.deploy.onnx_graph import quantize_int8
+        from headstart.engines.onnx_graph import quantize_int8
 
         fp32 = _exported(classifier, channels)
         path = fp32.with_name(f"{fp32.stem}-int8-{digest}.onnx")
@@ -172,7 +172,7 @@ def _onnxruntime_int8(classifier, calibration=None) -> FeatureEngine:
 def _ort_engine(name: str, model_path: Callable[[int], Path], tag: str) -> FeatureEngine:
     """An engine whose ONNX model is made (or found in the cache) on its first batch: only then
     is the input's channel count known (grey data is expanded to RGB inside the graph)."""
-    from headstart.deploy.onnx_graph import ort_session
+    from headstart.engines.onnx_graph import ort_session
 
     sessions: dict[int, object] = {}
     engine = FeatureEngine(name, None, tag=tag, batch_size=ORT_BATCH)
@@ -193,7 +193,7 @@ def _ort_engine(name: str, model_path: Callable[[int], Path], tag: str) -> Featu
 def _exported(classifier, channels: int) -> Path:
     """The frozen feature model as ONNX fp32 (uint8 NCHW pixels in, features out), cached by
     everything that changes its graph or weights."""
-    from headstart.deploy.onnx_graph import torch_to_onnx
+    from headstart.engines.onnx_graph import torch_to_onnx
 
     backbone = classifier.backbone
     pre = backbone.preprocessing
