@@ -3,5 +3,7 @@
 scores.py  transferability scores on embeddings (LogME, H-score, NCE, LEEP, k-NN, linear probe)
 rank.py    `headstart rank`: every candidate embeds a labelled sample once, every score runs
 auto.py    `--backbone auto` and `--strategy auto`: the choice and its reason, inside the budget
+auto_fit.py  a fit that chooses: the pipeline's begin_fit, the choice, complete_fit (above the
+           pipeline, which never calls back into this package)
 tune.py    `headstart tune`: an Optuna study whose trials are ordinary runs
 """

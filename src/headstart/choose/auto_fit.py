@@ -29,7 +29,8 @@ def chooses(config: FitConfig) -> bool:
 
 
 def fit_auto(config: FitConfig, *, data=None, use_feature_cache: bool = True, splits=None) -> FitResult:
-    """`pipeline.fit`'s contract, choosing the backbone and/or the strategy on the fit's split."""
+    """`pipeline.fit`'s contract, choosing the backbone and/or the strategy on the fit's split
+    (with nothing left to choose, it is pipeline.fit: the estimator calls it for every fit)."""
     start = begin_fit(config, data=data, splits=splits, decode_size=decode_size)
     choosing_started = time.perf_counter()
     config, chosen, kept = choose_automatically(start.config, modality_of(start.data), start.splits,
