@@ -142,9 +142,11 @@ async def _read_multipart(request, reads: "_Reads", max_items: int) -> Received:
     try:
         form = await request.form(max_files=max_items, max_fields=max_items)
     except HTTPException as e:  # starlette's multipart parser: too many parts, or a malformed body
-        status = 413 if "too many" in str(e.detail).lower() else 422
-        raise ServeError(status, f"the multipart body could not be read: {e.detail}",
-                         hint=f"at most {max_items} files, named " + " or ".join(UPLOAD_FIELDS)) from e
+        if "too many" in str(e.detail).lower():
+            raise ServeError(413, f"more than {max_items} inputs in one request; this server takes at most "
+                                  f"{max_items}", hint="send them in several requests") from e
+        raise ServeError(422, f"the multipart body could not be read: {e.detail}",
+                         hint=f"attach images as files named {UPLOAD_FIELDS[0]}") from e
     names, values = [], []
     try:
         for key, value in form.multi_items():

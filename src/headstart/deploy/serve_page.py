@@ -27,7 +27,7 @@ _PAGE = """<!doctype html>
  textarea { width: 100%; box-sizing: border-box; min-height: 110px; font: inherit; padding: 8px; }
  button { font: inherit; padding: 6px 14px; border-radius: 6px; border: 1px solid #3d6fd8; background: #3d6fd8;
           color: #fff; cursor: pointer; } button.plain { background: #fff; color: #3d6fd8; }
- #preview { max-width: 220px; max-height: 220px; display: block; margin: 12px auto 0; }
+ #preview { width: 180px; height: auto; display: block; margin: 12px auto 0; }
  #label { font-size: 22px; font-weight: 600; }
  .bar { display: grid; grid-template-columns: 160px 1fr 64px; gap: 8px; align-items: center; margin: 4px 0; }
  .track { background: #e8ecf1; border-radius: 4px; height: 14px; overflow: hidden; }
