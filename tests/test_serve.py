@@ -109,7 +109,8 @@ def test_predict_images_as_files_or_base64_answers_as_the_onnx_predictor_does(im
     first = answer["predictions"][0]
     classes = json.loads((image_run / "model.json").read_text())["classes"]
     assert first["input"] == images[0].name and first["error"] is None
-    assert list(first["probabilities"]) == classes and sum(first["probabilities"].values()) == pytest.approx(1, abs=1e-4)
+    assert list(first["probabilities"]) == classes
+    assert sum(first["probabilities"].values()) == pytest.approx(1, abs=1e-4)
     assert first["probabilities"][first["label"]] == first["probability"]
     assert answer["model_version"] == image_client.get("/health").json()["model_version"] != ""
     assert len(answer["model_version"]) == 16 and answer["engine"] == "onnxruntime"
@@ -186,8 +187,8 @@ def test_more_inputs_than_a_request_may_hold_is_413(tight_client, send):
     ({"json": {"images": ["@@@"]}}, 422, "images[0] is not base64"),
     ({"json": {"texts": ["a text"]}}, 422, "this model reads images, and the body has texts"),
     ({"json": {"images": []}}, 422, "nothing to predict"),
-], ids=["content-type", "no-content-type", "json-field", "multipart-field", "path-in-a-form-field", "bad-json", "not-object",
-        "not-base64", "wrong-modality", "empty"])
+], ids=["content-type", "no-content-type", "json-field", "multipart-field", "path-in-a-form-field", "bad-json",
+        "not-object", "not-base64", "wrong-modality", "empty"])
 def test_malformed_requests_get_clear_4xx_json(image_client, kwargs, status, message):
     response = image_client.post("/predict", **kwargs)
     assert response.status_code == status and message in response.json()["error"], response.json()
@@ -357,10 +358,12 @@ def test_the_app_batches_concurrent_requests_and_answers_each_its_own(image_run,
 # --------------------------------------------------------------------------- no torch, real server
 
 def test_the_default_path_never_imports_torch(image_run, text_run, images):
-    code = ("import sys, json\nfrom fastapi.testclient import TestClient\nfrom headstart.deploy.serve import create_app\n"
+    code = ("import sys, json\nfrom fastapi.testclient import TestClient\n"
+            "from headstart.deploy.serve import create_app\n"
             "out = []\n"
             "with TestClient(create_app(sys.argv[1])) as c:\n"
-            "    out.append(c.post('/predict', files=[('file', ('a.png', open(sys.argv[3], 'rb').read()))]).status_code)\n"
+            "    image = open(sys.argv[3], 'rb').read()\n"
+            "    out.append(c.post('/predict', files=[('file', ('a.png', image))]).status_code)\n"
             "with TestClient(create_app(sys.argv[2])) as c:\n"
             "    out.append(c.post('/predict', json={'texts': ['goal match']}).status_code)\n"
             "    out.append(c.get('/metadata').status_code)\n"
@@ -506,7 +509,8 @@ def test_the_page_in_headless_chromium_shows_the_label_and_the_explanation_of_a_
         browser.evaluate("document.getElementById('why').click()")  # the server loads the run's torch model
         heat_map = browser.wait_for("(document.querySelector('#explanation img') || {}).naturalWidth", timeout=180)
         shot = tmp_path / "serve-page.png"
-        shot.write_bytes(base64.b64decode(browser.send("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True})["data"]))
+        picture = browser.send("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True})["data"]
+        shot.write_bytes(base64.b64decode(picture))
     finally:
         browser.close()
         server.stop()

@@ -183,7 +183,8 @@ class TorchEngine:
         import torch
 
         with self._lock, torch.inference_mode():
-            return [torch.softmax(self.model.logits(self.model.prepare(data)), 1).float().cpu().numpy() for data in payloads]
+            logits = [self.model.logits(self.model.prepare(data)) for data in payloads]
+            return [torch.softmax(rows, 1).float().cpu().numpy() for rows in logits]
 
     def describe(self) -> dict:
         return {"engine": self.name, "model_file": "model.safetensors", "kind": self.meta.get("format"),
