@@ -294,6 +294,29 @@ def test_the_torch_engine_answers_as_onnx_does_and_explains_texts(text_run):
     assert entry["class"] == "sport" and entry["segments"] and set(entry["top_words"]) & {"goal", "match", "team"}
 
 
+def test_a_model_that_cannot_be_served_fails_before_anything_listens(tmp_path):
+    with pytest.raises(HeadstartError, match="has no exported model") as caught:
+        create_app(tmp_path)
+    assert "headstart export" in caught.value.hint
+
+
+def test_a_failing_model_call_is_a_500_json_and_the_server_goes_on(image_run, images):
+    app = create_app(image_run)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        working = app.state.batcher.run
+
+        def broken(payloads):
+            raise RuntimeError("out of memory")
+
+        app.state.batcher.run = broken
+        failed = client.post("/predict", files=_files(images[:1]))
+        app.state.batcher.run = working
+        recovered = client.post("/predict", files=_files(images[:1]))
+    assert failed.status_code == 500 and "out of memory" not in failed.text  # the log says why, not the client
+    assert failed.json()["error"].startswith("the server failed")
+    assert recovered.status_code == 200 and recovered.json()["predictions"][0]["label"] == "red"
+
+
 def test_an_unknown_engine_is_refused_with_the_choices(image_run):
     with pytest.raises(HeadstartError, match="unknown serving engine 'onnx'") as caught:
         create_app(image_run, engine="onnx")

@@ -57,18 +57,21 @@ class MicroBatcher:
     # -- life -------------------------------------------------------------------------------
     def start(self) -> None:
         """Start the worker on the running event loop (again after `stop`)."""
-        if self._worker is not None and not self._worker.done():
+        running = asyncio.get_running_loop()
+        if self._worker is not None and not self._worker.done() and self._worker.get_loop() is running:
             return
+        if self._executor is not None:  # a worker of an event loop that has gone (a test client's)
+            self._executor.shutdown(wait=False)
         self._queue, self._arrived = asyncio.Queue(), asyncio.Event()
         # one thread: the engine runs one batch at a time, and never on the event loop
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="headstart-serve-engine")
-        self._worker = asyncio.get_running_loop().create_task(self._work(), name="headstart-serve-batcher")
+        self._worker = running.create_task(self._work(), name="headstart-serve-batcher")
 
     async def stop(self) -> None:
         """Answer what is queued, then stop the worker (the server's graceful shutdown)."""
         if self._worker is None:
             return
-        while self._queue is not None and not self._queue.empty():
+        while not self._queue.empty() and not self._worker.done():
             await asyncio.sleep(0.001)
         self._worker.cancel()
         try:
