@@ -189,7 +189,7 @@ def _tfidf(run: Path, tmp: Path) -> Path:
     (_foreign, "is not a headstart run"),
     (_pruned, "pruned run"),
     (_tfidf, "standalone model"),
-    (lambda run, tmp: tmp / "nowhere", "no such run folder"),
+    (lambda run, tmp: tmp / "nowhere", "is not a headstart run \\(no such folder\\)"),
 ], ids=["unfinished", "foreign", "pruned", "tfidf", "missing"])
 def test_runs_that_cannot_give_a_backbone_are_refused_with_nothing_written(source_run, home, tmp_path, make_run,
                                                                           says):

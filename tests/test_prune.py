@@ -145,7 +145,7 @@ def test_prune_refuses_what_it_cannot_prune(resnet9_run, tmp_path):
     unfinished = tmp_path / "unfinished"
     unfinished.mkdir()
     (unfinished / "config.yaml").write_text((resnet9_run / "config.yaml").read_text())
-    with pytest.raises(HeadstartError, match="not a finished run"):
+    with pytest.raises(HeadstartError, match="is an unfinished run: it has no summary.json"):
         prune_run(unfinished, sparsity=0.3)
 
     text_run = fit(FitConfig(data="topics", strategy="tfidf", explain_examples=0, out=str(tmp_path / "text")),

@@ -2,30 +2,31 @@
 from __future__ import annotations
 
 from .log import is_main_process
+from .summary import fit_summary
 
 
 def print_fit_summary(result) -> None:
-    s = result.summary
+    s = fit_summary(result.summary)
     if not is_main_process():
         return
-    print(f"{s['strategy']} on {s['data']} with {s['backbone']} ({s['weights']})")
-    print(f"  test accuracy {s['test_accuracy']:.4f}   macro-F1 {s['macro_f1']:.4f}   "
-          f"best val {s['best_val_accuracy']:.4f}")
-    print(f"  train {s['train_seconds']:.1f} s   wall {s['wall_seconds']:.1f} s   "
-          f"peak RSS {s['peak_rss_mb']:.0f} MB")
-    ratio = s["train_imbalance"]["imbalance_ratio"]
-    if ratio >= 3 and "balance" not in s:
+    print(f"{s.strategy} on {s.data} with {s.backbone} ({s.weights})")
+    print(f"  test accuracy {s.test_accuracy:.4f}   macro-F1 {s.macro_f1:.4f}   "
+          f"best val {s.best_val_accuracy:.4f}")
+    print(f"  train {s.train_seconds:.1f} s   wall {s.wall_seconds:.1f} s   "
+          f"peak RSS {s.peak_rss_mb:.0f} MB")
+    ratio = s.train_imbalance["imbalance_ratio"]
+    if ratio >= 3 and s.balance is None:
         print(f"  note: the training classes are imbalanced ({ratio:.1f}:1); see macro-F1 and per-class figures, "
               f"and try --balance auto or --synthesize auto")
-    if "balance" in s:
-        print(f"  balance: {s['balance']['mode']} (--balance {s['balance']['requested']}): {s['balance']['reason']}")
-    for what, chosen in (s.get("auto") or {}).items():  # --backbone auto / --strategy auto
+    if s.balance is not None:
+        print(f"  balance: {s.balance['mode']} (--balance {s.balance['requested']}): {s.balance['reason']}")
+    for what, chosen in (s.auto or {}).items():  # --backbone auto / --strategy auto
         print(f"  {what} auto: {chosen.get('candidate') or chosen.get('strategy')}: {chosen['reason']}")
-    for part in ("adaptation", "continual"):  # --adapt POOL, --from RUN (adapt/)
-        if (s.get(part) or {}).get("headline"):
-            print(f"  {part}: {s[part]['headline']}")
-    if s.get("synthetic"):
-        print(f"  synthetic: {s['synthetic']['total']} training sample(s) by {s['synthetic']['method']}")
+    for part, record in (("adaptation", s.adaptation), ("continual", s.continual)):  # --adapt POOL, --from RUN
+        if (record or {}).get("headline"):
+            print(f"  {part}: {record['headline']}")
+    if s.synthetic:
+        print(f"  synthetic: {s.synthetic['total']} training sample(s) by {s.synthetic['method']}")
     print(f"  run: {result.run_dir}")
 
 

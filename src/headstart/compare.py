@@ -28,6 +28,7 @@ from .config import CompareConfig
 from .errors import HeadstartError
 from .modalities import modality_of
 from .records import new_run_dir, read_metrics, write_json
+from .summary import fit_summary
 from .tracking import start_comparison
 # time_to_target and is_baseline are read here by the benches and tests too
 from .baseline import (_brief, baseline_bar, baseline_budget, is_baseline, plateau_sentence,  # noqa: F401
@@ -217,7 +218,7 @@ def summarise(config: CompareConfig, runs: dict[str, list[dict]], run_dir: Path)
     # the best baseline arm sets the bar: the most accurate model one could train without
     # transfer: an iterative one at its plateau, a one-shot one (TF-IDF) at its best
     bars = {name: baseline_bar(config, name, seeds) for name, seeds in runs.items()
-            if is_baseline(seeds[0]["summary"]["strategy"])}
+            if is_baseline(fit_summary(seeds[0]["summary"]).strategy)}
     best_bar = max(bars, key=lambda name: bars[name]["accuracy"], default=None)
     plateau = bars[best_bar] if best_bar is not None and "rule" in bars[best_bar] else None
     if config.target is not None:
@@ -235,30 +236,31 @@ def summarise(config: CompareConfig, runs: dict[str, list[dict]], run_dir: Path)
             # is a model one could stop at and keep
             times = [seed["seconds"] for seed in plateau["per_seed"]]
         reached = [t for t in times if t is not None]
-        first = seeds[0]["summary"]
-        tests = [r["summary"]["test_accuracy"] for r in seeds]
+        summaries = [fit_summary(r["summary"]) for r in seeds]  # as run_arms keeps them, or their on-disk form
+        first = summaries[0]
+        tests = [s.test_accuracy for s in summaries]
         arms.append({
             "name": name,
-            "strategy": first["strategy"],
-            "backbone": first["backbone"],
-            "weights": first["weights"],
-            "input_size": first["input_size"],
-            "best_val_accuracy": median([r["summary"]["best_val_accuracy"] for r in seeds]),
+            "strategy": first.strategy,
+            "backbone": first.backbone,
+            "weights": first.weights,
+            "input_size": first.input_size,
+            "best_val_accuracy": median([s.best_val_accuracy for s in summaries]),
             "test_accuracy": median(tests),
             "test_accuracy_spread": float(max(tests) - min(tests)),
-            "train_seconds": median([r["summary"]["train_seconds"] for r in seeds]),
+            "train_seconds": median([s.train_seconds for s in summaries]),
             # median over seeds, counting only if most seeds reached the target
             "time_to_target_seconds": median(reached) if len(reached) * 2 > len(times) else None,
-            "baseline": is_baseline(first["strategy"]),
-            "input_unit": first.get("words", {}).get("input_unit", "px"),
+            "baseline": is_baseline(first.strategy),
+            "input_unit": first.input_unit,
             "seeds": len(seeds),
-            "stop_reason": first.get("stop_reason"),
+            "stop_reason": first.stop_reason,
             "run_dir": str(seeds[0]["dir"].relative_to(run_dir)),
             # an iterative baseline's plateau (the verdict names it); see baseline_bar
             **({"plateau": _brief(bars[name])} if "rule" in bars.get(name, {}) else {}),
         })
 
-    verdict = judge(arms, target, n_test=runs[next(iter(runs))][0]["summary"]["sizes"]["test"])
+    verdict = judge(arms, target, n_test=fit_summary(runs[next(iter(runs))][0]["summary"]).sizes["test"])
     return {
         "data": config.data,
         "target_accuracy": target,

@@ -90,7 +90,14 @@ def read_model_meta(run_dir: Path) -> dict:
     if not meta_path.exists() or not weights_path.exists():
         raise HeadstartError(f"{run_dir} holds no finished model (model.json and model.safetensors)",
                              hint="pass the --out folder of a completed `headstart fit` run")
-    meta = read_json(meta_path)
+    try:
+        meta = read_json(meta_path)
+    except ValueError as e:  # not JSON: someone else's file
+        raise HeadstartError(f"{run_dir} is not a headstart run (its model.json is not JSON: {e})",
+                             hint="pass the --out folder of a `headstart fit` run") from e
+    if not isinstance(meta, dict) or not isinstance(meta.get("backbone", {}), dict):
+        raise HeadstartError(f"{run_dir} is not a headstart run (its model.json describes no model)",
+                             hint="pass the --out folder of a `headstart fit` run")
     # runs written before model.json named its modality carry it in the backbone record
     meta.setdefault("modality", meta.get("backbone", {}).get("modality", "image"))
     return meta

@@ -99,6 +99,18 @@ class Run:
         """Whether the run wrote its closing record (written last: the model is saved before it)."""
         return (self.path / (COMPARISON if self.kind == COMPARE else SUMMARY)).is_file()
 
+    @property
+    def started_at(self) -> float | None:
+        """When it started (epoch seconds): its config.yaml is written before any training."""
+        path = self.path / CONFIG
+        return path.stat().st_mtime if path.is_file() else None
+
+    @property
+    def finished_at(self) -> float | None:
+        """When it finished (epoch seconds): when its closing record was written."""
+        path = self.path / (COMPARISON if self.kind == COMPARE else SUMMARY)
+        return path.stat().st_mtime if path.is_file() else None
+
     @cached_property
     def kind(self) -> str:
         """compare, pretrain, standalone (a model with no backbone apart from its head, TF-IDF),

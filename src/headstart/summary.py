@@ -215,6 +215,11 @@ class PretrainSummary(_Record):
 Summary = Union[FitSummary, PretrainSummary]
 
 
+def fit_summary(recorded: Mapping) -> FitSummary:
+    """A fit summary as its schema, whether it is one already or its on-disk form (a dict)."""
+    return recorded if isinstance(recorded, FitSummary) else FitSummary.from_dict(recorded)
+
+
 def read_summary(recorded: Mapping | None) -> Summary:
     """A summary.json object as its schema: pretrain's says so ("command"), every other is a fit's."""
     recorded = recorded or {}

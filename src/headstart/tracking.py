@@ -23,22 +23,19 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import unquote
 
-import yaml
-
 from .errors import HeadstartError
 from .files import read_json, write_json
 from .log import is_main_process, say
-from .records import read_metrics
+from .records import METRICS
+from .run import COMPARE, COMPARISON, CONFIG, SUMMARY, Run
 from .registry import Registry
 
 INSTALL_HINT = "pip install 'headstart[track]'"
-FINAL_METRICS = ("test_accuracy", "macro_f1", "balanced_accuracy", "best_val_accuracy", "train_seconds",
-                 "wall_seconds")
 COMPARISON_METRICS = ("target_accuracy", "speedup", "time_saved_pct", "noise", "decode_seconds")
 ARM_METRICS = ("best_val_accuracy", "test_accuracy", "train_seconds", "time_to_target_seconds")
 # what `predict` reads back (model_io's formats): the model artifact
 MODEL_FILES = ("model.json", "model.safetensors", "vocabulary.json", "tokenizer")
-RECORD_FILES = ("config.yaml", "summary.json", "metrics.jsonl", "comparison.json")
+RECORD_FILES = (CONFIG, SUMMARY, METRICS, COMPARISON)  # the run's records, logged as artifacts
 
 TRACKERS: Registry[type[Tracker]] = Registry("tracker")
 
@@ -67,24 +64,27 @@ class RunRecord:
 
     @classmethod
     def of_fit(cls, run_dir: str | Path) -> RunRecord:
-        run_dir = Path(run_dir)
-        summary = read_json(run_dir / "summary.json")
-        config = yaml.safe_load((run_dir / "config.yaml").read_text()) if (run_dir / "config.yaml").exists() else {}
-        rows = read_metrics(run_dir)
-        ended = (run_dir / "summary.json").stat().st_mtime
-        tags = {k: str(summary[k]) for k in ("strategy", "backbone", "weights", "data", "modality") if summary.get(k)}
+        run = Run.open(run_dir).require_finished()
+        run_dir, summary, rows = run.path, run.summary, run.metrics
+        ended = run.finished_at
+        tags = {"strategy": summary.strategy, "backbone": summary.backbone, "weights": summary.weights,
+                "data": summary.data, "modality": summary.modality}
+        final = {"test_accuracy": summary.test_accuracy, "macro_f1": summary.macro_f1,
+                 "balanced_accuracy": summary.balanced_accuracy, "best_val_accuracy": summary.best_val_accuracy,
+                 "train_seconds": summary.train_seconds, "wall_seconds": summary.wall_seconds}
         model = [(p, "model") for name in MODEL_FILES if (p := run_dir / name).exists()]
-        return cls(dir=run_dir, name=run_dir.name, params=flatten(config), tags={**tags, "headstart.kind": "fit"},
-                   final={k: float(summary[k]) for k in FINAL_METRICS if summary.get(k) is not None},
+        return cls(dir=run_dir, name=run_dir.name, params=flatten(run.recorded_config),
+                   tags={**{k: str(v) for k, v in tags.items() if v}, "headstart.kind": "fit"},
+                   final={k: float(v) for k, v in final.items() if v is not None},
                    curve=[r for r in rows if r["split"] == "val"],
                    final_step=max((r["step"] for r in rows), default=0),
-                   started=ended - float(summary.get("wall_seconds") or 0), ended=ended,
+                   started=ended - float(summary.wall_seconds or 0), ended=ended,
                    artifacts=_report_files(run_dir) + model)
 
     @classmethod
     def of_comparison(cls, run_dir: str | Path) -> RunRecord:
-        run_dir = Path(run_dir)
-        c = read_json(run_dir / "comparison.json")
+        run = Run.open(run_dir).require_finished()
+        run_dir, c = run.path, run.comparison
         final = {k: float(c[k]) for k in COMPARISON_METRICS if c.get(k) is not None}
         final.update({f"{arm['name'].replace(':', '-')}.{k}": float(arm[k]) for arm in c["arms"]
                       for k in ARM_METRICS if arm.get(k) is not None})
@@ -93,8 +93,8 @@ class RunRecord:
                                            "best_arm")}, **flatten(c.get("machine", {}), "machine.")}
         tags = {"headstart.kind": "comparison", "data": str(c["data"]),
                 **{k: str(c[k]) for k in ("verdict", "verdict_sentence", "best_arm") if c.get(k)}}
-        ended = (run_dir / "comparison.json").stat().st_mtime
-        starts = [p.stat().st_mtime for p in run_dir.glob("arms/*/config.yaml")]
+        ended = run.finished_at
+        starts = [t for arm in run.arms() if (t := arm.started_at) is not None]
         return cls(dir=run_dir, name=run_dir.name, params=flatten(params), tags=tags, final=final,
                    started=min(starts, default=ended), ended=ended, artifacts=_report_files(run_dir))
 
@@ -211,18 +211,15 @@ def track_existing(run_dir: str | Path, to: str, uri: str | None = None, experim
     """`headstart track RUN`: log a finished fit, or a comparison with its arms nested under it."""
     from .config import FitConfig
 
-    run_dir = Path(run_dir)
+    run = Run.open(run_dir).require_finished()
     settings = FitConfig(data="", track=to, track_uri=uri, track_experiment=experiment or "headstart")
-    if (run_dir / "comparison.json").exists():
-        comparison = Comparison(tracker_for(settings, run_dir), run_dir)
-        arms = [d for d in sorted((run_dir / "arms").glob("*")) if (d / "summary.json").exists()]
-        logged = [track_run(replace(settings, **comparison.arm_settings), arm) for arm in arms]
+    if run.kind == COMPARE:
+        comparison = Comparison(tracker_for(settings, run.path), run.path)
+        logged = [track_run(replace(settings, **comparison.arm_settings), arm.path) for arm in run.arms()
+                  if arm.finished]
         return [*logged, comparison.finish()]
-    if not (run_dir / "summary.json").exists():
-        raise HeadstartError(f"{run_dir} is not a finished fit or compare run",
-                             hint="pass a folder holding summary.json or comparison.json")
-    tracker_for(settings, run_dir).check()
-    return [track_run(settings, run_dir)]
+    tracker_for(settings, run.path).check()
+    return [track_run(settings, run.path)]
 
 
 def _ms(seconds: float) -> int:

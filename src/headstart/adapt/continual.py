@@ -19,19 +19,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
 from ..config import FitConfig
 from ..data import make_splits
 from ..embed import embed, weights_fingerprint
 from ..errors import HeadstartError
-from ..files import read_json, write_json, write_yaml
+from ..files import write_json, write_yaml
 from ..log import say
-from ..model_io import load_model, read_model_meta
 from ..modalities import get_modality, load_data, modality_of
-from ..pipeline import FitResult, finish, load, resolve_plan, training_part
+from ..pipeline import FitResult, finish, load, resolve_plan
 from ..report import build_fit_report
 from ..records import Recorder, new_run_dir
+from ..run import CONTINUED, FIT, PRUNED, SUMMARY, Run
+from ..summary import FitSummary
 from .collision import name_collisions
 from .continual_methods import CONTINUAL_METHODS, Job
 from .forgetting import PLOT_FILE, forgetting_figures, forgetting_plot, headline, per_class_accuracy
@@ -43,10 +43,16 @@ FINE_TUNING = ("finetune", "lp-ft")  # the recipes a fine-tuned continuation reu
 
 @dataclass
 class OldRun:
-    run_dir: Path
+    """The run a continuation starts from, as Run read it."""
+
+    run: Run
     config: FitConfig
-    summary: dict
+    summary: FitSummary
     meta: dict
+
+    @property
+    def run_dir(self) -> Path:
+        return self.run.path
 
     @property
     def classes(self) -> list[str]:
@@ -54,27 +60,17 @@ class OldRun:
 
     @property
     def backbone_trained(self) -> bool:
-        return self.summary.get("strategy") != "probe"
+        return self.summary.strategy != "probe"
 
 
 def read_old_run(from_run: str) -> OldRun:
     """The run to continue, or a clear refusal: missing, unfinished, not a fit, TF-IDF."""
-    run_dir = Path(from_run)
-    if not run_dir.is_dir():
-        raise HeadstartError(f"--from {from_run}: no such run directory", hint="give the --out folder of a finished fit")
-    if not (run_dir / "config.yaml").exists() or not (run_dir / "splits.json").exists():
-        raise HeadstartError(f"--from {from_run} is not a fit run (no config.yaml and splits.json)",
-                             hint="give the --out folder of a finished `headstart fit`")
-    if not (run_dir / "summary.json").exists():
-        raise HeadstartError(f"--from {from_run} is unfinished: it has no summary.json",
-                             hint="finish it first (`headstart fit ... --out RUN --resume`), or continue another")
-    meta = read_model_meta(run_dir)  # refuses a run without its model files
-    if not str(meta.get("format", "")).endswith("-classifier/1"):
-        raise HeadstartError(f"--from {from_run} holds a {meta.get('format')} model, which cannot be continued",
+    run = Run.open(from_run).require_finished()
+    if run.kind not in (FIT, CONTINUED, PRUNED):
+        raise HeadstartError(f"--from {from_run} is a {run.kind} run, which cannot be continued",
                              hint="continue a run with a backbone and a linear head (a probe or a fine-tuned run), "
                                   "or fit again on all the classes")
-    config = FitConfig.from_dict(yaml.safe_load((run_dir / "config.yaml").read_text()))
-    return OldRun(run_dir, config, read_json(run_dir / "summary.json"), meta)
+    return OldRun(run, run.config, run.summary, run.model_info)  # model_info refuses a run without its model
 
 
 def continued_config(config: FitConfig, old: OldRun) -> tuple[FitConfig, str]:
@@ -91,8 +87,8 @@ def continued_config(config: FitConfig, old: OldRun) -> tuple[FitConfig, str]:
     method = config.continual
     if method == "auto":
         method = "lwf" if old.backbone_trained else "head"
-    strategy = "probe" if method == "head" else (old.summary.get("strategy") if old.summary.get("strategy") in
-                                                  FINE_TUNING else "lp-ft")
+    strategy = "probe" if method == "head" else (old.summary.strategy if old.summary.strategy in FINE_TUNING
+                                                  else "lp-ft")
     inherited = {k: getattr(old.config, k) for k in ("backbone", "image_size", "max_length", "pooling",
                                                       "scratch_model", "pretrained")}
     return replace(config, **inherited, strategy=strategy, continual=method, weights=None), method
@@ -134,7 +130,7 @@ def _continue(config, method, old: OldRun, new_data, modality, run_dir: Path, st
     old_test = loader.part(tasks, "test", classes)
     test = splits.test.concat(old_test)
     decode_seconds = time.perf_counter() - started
-    old_model, _ = load_model(old.run_dir)
+    old_model = old.run.model()
     if torch.cuda.is_available():
         old_model.cuda()
     say(f"continuing {old.run_dir} ({len(old.classes)} classes) with {data.name}: "
@@ -171,11 +167,11 @@ def _continue(config, method, old: OldRun, new_data, modality, run_dir: Path, st
     result = finish(plan, model, data, parts, recorder, outcome, run_dir, started, decode_seconds, extra)
     # after: the test pass finish just made (per-class recall is per-class accuracy); before: the
     # old model on the same items, as the old run recorded it
-    after = {c: v["recall"] for c, v in result.summary["per_class"].items() if v["support"]}
+    after = {c: v["recall"] for c, v in result.summary.per_class.items() if v["support"]}
     figures = forgetting_figures(_before(old, old_model, old_test), after, old.classes, added)
     continual.update(figures, headline=headline(figures, method, added))
     forgetting_plot(figures, run_dir / PLOT_FILE)
-    write_json(run_dir / "summary.json", result.summary)
+    write_json(run_dir / SUMMARY, result.summary.to_dict())
     build_fit_report(run_dir)
     return result
 
@@ -219,7 +215,8 @@ def rebuild_memory(old: OldRun, old_model, config: FitConfig) -> Memory:
     """The memory a plain fit run never wrote, from its own training split: herding exemplars,
     and every training feature (capped) under its backbone."""
     say(f"{old.run_dir} keeps no memory (a plain fit): rebuilding it from its training data")
-    train = relabelled(training_part(old.run_dir), old.classes)
+    reloaded = old.run.reload_data("a continued run rebuilds the memory of a plain fit from its training data")
+    train = relabelled(reloaded.splits.train, old.classes)
     x = embed(old_model, train, description="features (old run's training data)")
     exemplars = train.subset(choose_exemplars(x, train.labels, config.memory_per_class))
     fx, fy = cap_features(x, train.labels, config.seed)
@@ -267,7 +264,7 @@ def _collisions(job: Job) -> list[dict]:
 def _before(old: OldRun, old_model, old_test) -> dict[str, float]:
     """Each old class's test accuracy under the old model, on the old run's test items: as that
     run recorded it (the same model on the same items), else computed here."""
-    recorded = old.summary.get("per_class") or {}
+    recorded = old.summary.per_class or {}
     if all(c in recorded and "recall" in recorded[c] for c in old.classes):
         return {c: recorded[c]["recall"] for c in old.classes if recorded[c].get("support")}
     predicted = old_model.logits(old_model.prepare(old_test), description="test (old model)").argmax(1).numpy()

@@ -29,9 +29,10 @@ import numpy as np
 from headstart.engines.onnx_graph import check_onnx, convert_fp16, ort_session, quantize_int8, torch_to_onnx
 from headstart.deploy.registry import register_exporter
 from headstart.errors import HeadstartError
-from headstart.files import atomic_dir, atomic_path, read_json, write_json
+from headstart.files import atomic_dir, atomic_path, write_json
 from headstart.registry import Registry
 from headstart.log import progress_bar, say
+from headstart.run import Run
 
 ONNX_FORMAT = "headstart-onnx/1"
 QUANTIZATIONS = ("int8", "fp16")
@@ -83,16 +84,16 @@ def export_onnx(run, *, quantize: str | None = None, out: str | os.PathLike | No
                 tolerance: float = 1.0, force: bool = False) -> dict:
     """Export a finished run; returns what was written and what the checks measured (the
     same dict as `<file>.json`). Refuses, writing nothing, when a check fails (unless force)."""
-    import headstart.modalities  # noqa: F401  (registers the model formats load_model reads)
+    import headstart.modalities  # noqa: F401  (registers the model formats Run.model reads)
+    import headstart.pipeline  # noqa: F401  (registers how Run.reload_data reloads the run's data)
     import headstart.zoo  # noqa: F401
-    from headstart.model_io import load_model, read_model_meta
 
     started = time.perf_counter()
-    run_dir = Path(run)
     if quantize not in (None, *QUANTIZATIONS):
         raise HeadstartError(f"unknown --quantize '{quantize}'", hint=f"choose one of: {', '.join(QUANTIZATIONS)}, "
                              "or leave it out for fp32")
-    meta = read_model_meta(run_dir)  # "not a run" fails here, before anything heavy is loaded
+    source = Run.open(run).require_finished()  # "not a run" fails here, before anything heavy is loaded
+    run_dir, meta = source.path, source.model_info
     model_format = meta.get("format", "headstart-image-classifier/1").split("/")[0]
     if model_format not in GRAPHS:
         raise HeadstartError(f"{run_dir} holds a {meta.get('format')} model, which has no ONNX export",
@@ -103,9 +104,9 @@ def export_onnx(run, *, quantize: str | None = None, out: str | os.PathLike | No
         raise HeadstartError(f"--out {target} is a folder",
                              hint=f"pass a file name, e.g. {target / FILE_NAMES[precision]}")
 
-    model, meta = load_model(run_dir)
+    model = source.model()
     graph = GRAPHS[model_format](model, meta, run_dir)
-    train, test = _run_parts(run_dir, model, calibrate=precision == "int8")
+    train, test = _run_parts(source, model, calibrate=precision == "int8")
     test_inputs = graph.inputs(test)
     timings: dict[str, float] = {}
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -151,23 +152,11 @@ _CONVERT = {  # (fp32 file, out file, graph, calibration examples or None)
 
 # --------------------------------------------------------------------------- the run's data
 
-def _run_parts(run_dir: Path, model, *, calibrate: bool):
+def _run_parts(run: Run, model, *, calibrate: bool):
     """(training examples to calibrate on -- None unless asked --, the test split), prepared as
-    the model eats them: the run's own data and split, reloaded from config.yaml and splits.json."""
-    import yaml
-
-    from headstart.config import FitConfig
-    from headstart.data import Splits
-    from headstart.pipeline import load
-
-    try:
-        config = FitConfig.from_dict(yaml.safe_load((run_dir / "config.yaml").read_text()))
-        data = load(config)
-        splits = Splits.from_dict(data, {"indices": read_json(run_dir / "splits.json")})
-    except (HeadstartError, OSError, KeyError, ValueError) as e:
-        raise HeadstartError(f"export checks the model on the run's own test split, and the run's data could not "
-                             f"be loaded: {e}",
-                             hint="run export where the run's data is (its config.yaml names it)") from e
+    the model eats them: the run's own data and split, with the labels it added, so int8 is
+    calibrated on the training set the model was fitted on."""
+    splits = run.reload_data("export checks the model on the run's own test split").splits
     train = None
     if calibrate:
         rng = np.random.default_rng(CALIBRATION_SEED)

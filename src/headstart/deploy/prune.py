@@ -12,18 +12,18 @@ what the cut cost, and the before/after figures go into summary.json and the dep
 """
 from __future__ import annotations
 
-import shutil
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import torch
-import yaml
 
 from headstart.config import FitConfig
 from headstart.errors import HeadstartError
-from headstart.files import read_json, write_json, write_yaml
+from headstart.files import write_json, write_yaml
 from headstart.log import say
+from headstart.run import CONFIG, MODEL_INFO, SPLITS, SUMMARY, Run
+from headstart.summary import FitSummary
 from headstart.strategies.backbone_training import HeadThenAllLayers
 
 from headstart.engines.measure import count_parameters, pytorch_row, read_deploy, record_deploy_row
@@ -57,37 +57,29 @@ def prune_run(run: str | Path, *, sparsity: float, budget_seconds: float | None 
               out: str | Path | None = None) -> dict:
     """Prune a finished image run's CNN and write the pruned model as a new run; returns its
     summary (with "pruned_from", "sparsity" and the before/after figures in "pruning")."""
-    from headstart.data import Splits
-    from headstart.model_io import load_model
     from headstart.modalities import modality_of
-    from headstart.pipeline import Plan, add_labels, finish, load, train
+    from headstart.pipeline import Plan, finish, train
     from headstart.records import Recorder
     from headstart.zoo import resolve_backbone
 
     started = time.perf_counter()
-    run_dir = Path(run)
     _check_sparsity(sparsity)
-    source = _finished_run(run_dir)
+    source = Run.open(run).require_finished()
+    run_dir = source.path
     out_dir = _out_dir(run_dir, sparsity, out)
-    model, meta = load_model(run_dir)
+    model, meta = source.model(), source.model_info
     _check_prunable(model, meta, run_dir)
     if meta.get("pruned"):
         say(f"{run_dir} was pruned already; pruning it again removes {sparsity:.0%} of what is left")
 
     decode_started = time.perf_counter()
-    source_config = FitConfig.from_dict(yaml.safe_load((run_dir / "config.yaml").read_text()))
-    try:
-        data = load(source_config)
-        splits = Splits.from_dict(data, {"indices": read_json(run_dir / "splits.json")})
-        add_labels(source_config, data, splits)
-    except (HeadstartError, OSError) as e:
-        raise HeadstartError(f"prune reloads the run's data for its recovery fine-tune and evaluation; "
-                             f"{source_config.data} could not be loaded: {e}",
-                             hint="run prune where the run's data is (its config.yaml names it)") from e
+    source_config = source.config
+    reloaded = source.reload_data("prune reloads the run's data for its recovery fine-tune and evaluation")
+    data, splits = reloaded.data, reloaded.splits
     parts = tuple(model.prepare(s) for s in (splits.train, splits.val, splits.test))
     decode_seconds = time.perf_counter() - decode_started
 
-    before = _figures(model, parts[2], run_dir, source.get("test_accuracy"))
+    before = _figures(model, parts[2], run_dir, source.summary.test_accuracy)
     pruned = prune_channels(model, sparsity, meta)
     say(f"pruned {sparsity:.0%} of the channels of {len(pruned['layers'])} layers: "
         f"{before['params']:,} -> {count_parameters(model):,} parameters")
@@ -101,8 +93,8 @@ def prune_run(run: str | Path, *, sparsity: float, budget_seconds: float | None 
     record = {"from": str(run_dir), "sparsity": sparsity, "budget_seconds": budget_seconds, "epochs": config.epochs,
               "method": pruned["method"], "importance": pruned["importance"]}
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_yaml(out_dir / "config.yaml", {**config.to_dict(), "prune": record})
-    shutil.copyfile(run_dir / "splits.json", out_dir / "splits.json")
+    write_yaml(out_dir / CONFIG, {**config.to_dict(), "prune": record})
+    write_json(out_dir / SPLITS, source.splits)
 
     recorder = Recorder(out_dir, plan.strategy.name)
     # no feature cache: these features belong to one pruned model, used once
@@ -110,29 +102,32 @@ def prune_run(run: str | Path, *, sparsity: float, budget_seconds: float | None 
 
     figures, notes = modality.data_notes(list(parts), model.describe()["preprocessing"])
     extra = {"modality": modality.name, "words": dict(modality.words), "data_notes": notes, **figures,
+             **({"added_labels": reloaded.added_labels} if reloaded.added_labels else {}),
              "pruned_from": str(run_dir), "sparsity": sparsity}
     result = finish(plan, model, data, parts, recorder, outcome, out_dir, started, decode_seconds, extra)
     _add_pruned_record(out_dir, pruned)
 
-    after = _own_figures(out_dir) or _figures(model, parts[2], out_dir, result.summary["test_accuracy"])
-    summary = {**result.summary, "pruning": {**record, "layers_pruned": len(pruned["layers"]),
-                                             "channels": pruned["channels"], "before": before, "after": after}}
-    write_json(out_dir / "summary.json", summary)
+    summary = result.summary
+    after = _own_figures(out_dir) or _figures(model, parts[2], out_dir, summary.test_accuracy)
+    summary.pruning = {**record, "layers_pruned": len(pruned["layers"]), "channels": pruned["channels"],
+                       "before": before, "after": after}
+    write_json(out_dir / SUMMARY, summary.to_dict())
     _record_deploy_rows(run_dir, out_dir, sparsity, before, after)
-    return {**summary, "run_dir": str(out_dir)}
+    return {**summary.to_dict(), "run_dir": str(out_dir)}
 
 
-def pruning_lines(summary: dict) -> list[str]:
-    """What `headstart prune` prints: the before/after figures, the recovery and the new run."""
-    pruning = summary["pruning"]
-    lines = [f"pruned {summary['sparsity']:.0%} of the channels of {summary['pruned_from']}"]
+def pruning_lines(done: dict) -> list[str]:
+    """What `headstart prune` prints: the before/after figures, the recovery and the new run
+    (`done`: what prune_run returned, the pruned run's summary and its "run_dir")."""
+    summary = FitSummary.from_dict(done)
+    lines = [f"pruned {summary.sparsity:.0%} of the channels of {summary.pruned_from}"]
     for key, label in (("params", "parameters"), ("mflops", "MFLOPs"), ("latency_ms_b1", "latency b1 ms"),
                        ("latency_ms_b32", "latency b32 ms"), ("test_accuracy", "test accuracy")):
-        shown = [_shown(pruning[side].get(key)) for side in ("before", "after")]
+        shown = [_shown(summary.pruning[side].get(key)) for side in ("before", "after")]
         lines.append(f"  {label:15} {shown[0]:>12} -> {shown[1]:>12}")
-    lines.append(f"  recovery: {summary['epochs_run']:.2f} epoch(s), {summary['train_seconds']:.1f} s "
-                 f"({summary['stop_reason']})")
-    return lines + [f"  run: {summary['run_dir']}"]
+    lines.append(f"  recovery: {summary.epochs_run:.2f} epoch(s), {summary.train_seconds:.1f} s "
+                 f"({summary.stop_reason})")
+    return lines + [f"  run: {done['run_dir']}"]
 
 
 def _shown(value) -> str:
@@ -218,8 +213,7 @@ def _check_rebuilds(model, meta: dict, record: dict) -> None:
 
 
 def _add_pruned_record(out_dir: Path, pruned: dict) -> None:
-    meta = read_json(out_dir / "model.json")
-    write_json(out_dir / "model.json", {**meta, "pruned": pruned})
+    write_json(out_dir / MODEL_INFO, {**Run(out_dir).model_info, "pruned": pruned})
 
 
 def _figures(model, test_part, run_dir: Path, test_accuracy: float | None) -> dict:
@@ -251,17 +245,6 @@ def _check_sparsity(sparsity: float) -> None:
     if not isinstance(sparsity, (int, float)) or not 0 < sparsity < 1:
         raise HeadstartError(f"--sparsity must be a share of the channels between 0 and 1, got {sparsity!r}",
                              hint="e.g. --sparsity 0.3 removes 30% of each layer's channels")
-
-
-def _finished_run(run_dir: Path) -> dict:
-    """The source run's summary, after refusing a run that is not finished."""
-    if not (run_dir / "summary.json").exists():
-        raise HeadstartError(f"{run_dir} is not a finished run (no summary.json)",
-                             hint="pass the --out folder of a completed `headstart fit` run")
-    for name in ("config.yaml", "splits.json"):
-        if not (run_dir / name).exists():
-            raise HeadstartError(f"{run_dir} has no {name}, which the recovery fine-tune needs to reload its data")
-    return read_json(run_dir / "summary.json")
 
 
 def _check_prunable(model, meta: dict, run_dir: Path) -> None:

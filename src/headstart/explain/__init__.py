@@ -126,17 +126,17 @@ def explain_inputs(run_dir: str | Path, inputs: list[str], *, text_file: str | N
     """`headstart explain`: read inputs as the run's modality reads them, predict, explain each
     prediction (and the true class when given), write OUT (explanations.json, maps, report.html)."""
     from headstart.errors import HeadstartError
-    from headstart.model_io import load_model, read_model_meta
     from headstart.report import build_explain_report
+    from headstart.run import Run
 
-    run_dir = Path(run_dir)
-    meta = read_model_meta(run_dir)
+    run = Run.open(run_dir).require_finished()
+    run_dir, meta = run.path, run.model_info
     read = modality_of(meta).read_inputs(list(inputs), text_file, meta)
     classes = meta["classes"]
     truths = _truths(true, len(read.names), classes)
     if read.data is None:
         raise HeadstartError("none of the inputs could be read: " + "; ".join(read.errors.values()))
-    model, _ = load_model(run_dir)
+    model = run.model()
     prepared = model.prepare(read.data)
     predicted, confidence = confident_predictions(model.logits(prepared))
     items = [Item(index=j, name=read.names[i], predicted=int(predicted[j]), probability=float(confidence[j]),

@@ -20,6 +20,7 @@ from ..embed import embed
 from ..errors import HeadstartError
 from ..files import atomic_write_text
 from ..log import say
+from ..run import Run
 from .al_classifier import fixed_classifier, head_on_standardised, standardiser
 from .queries import QueryInput, get_query, run_query
 
@@ -41,6 +42,21 @@ def drop_known(pool, labelled) -> tuple[np.ndarray, dict]:
     dropped = {"already_labelled": len(labelled_again), "repeated_in_pool": len(repeated),
                "examples": (labelled_again + repeated)[:5]}
     return np.array(keep, dtype=np.int64), dropped
+
+
+def select_from_run(run: Run, pool: str, *, k: int, method: str, out: str | Path | None = None,
+                    seed: int = 0) -> dict:
+    """`headstart select RUN POOL`: rank the pool with a finished run's model, given the data it
+    trained on (its split, with the labels it added); write the k items to label next (default
+    RUN/select-METHOD.csv). Needs Run.reload_data's reloader, which headstart.pipeline registers."""
+    from ..modalities import load_pool
+
+    model = run.model()
+    labelled = run.reload_data("select reads the run's training data, to skip what is labelled already and "
+                               "cover what is not").splits.train
+    items = load_pool(pool, modality=run.model_info["modality"], size=labelled.decoded_size)
+    out = Path(out) if out else run.path / f"select-{method}.csv"
+    return select(model, labelled, items, k=k, method=method, out=out, seed=seed)
 
 
 def select(model, labelled, pool, *, k: int, method: str, out: Path, seed: int = 0) -> dict:

@@ -18,7 +18,7 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from headstart.summary import FitSummary
+from headstart.summary import fit_summary  # the templates hold the on-disk form; these read its fields
 
 TEMPLATES = Path(__file__).with_name("templates")
 IMBALANCE_WARNING_RATIO = 3.0
@@ -68,20 +68,15 @@ def flat_items(mapping: dict, prefix: str = "") -> list[tuple[str, str]]:
 
 # -- facts the templates ask for -------------------------------------------------------------
 
-def _fit(summary: Mapping) -> FitSummary:
-    """The templates hold summary.json's on-disk form; these helpers read its typed fields."""
-    return summary if isinstance(summary, FitSummary) else FitSummary.from_dict(summary)
-
-
 def words(summary: Mapping) -> dict[str, str]:
-    given = _fit(summary).words
+    given = fit_summary(summary).words
     given = given if isinstance(given, dict) else {}
     return {k: str(given.get(k) or default) for k, default in IMAGE_WORDS.items()}
 
 
 def data_notes(summary: Mapping) -> list[str]:
     """Sentences the data pipeline wrote for the reader (e.g. how many texts were truncated)."""
-    notes = _fit(summary).data_notes or []
+    notes = fit_summary(summary).data_notes or []
     if isinstance(notes, str):
         notes = [notes]
     return [str(n) for n in notes if n]
@@ -89,7 +84,7 @@ def data_notes(summary: Mapping) -> list[str]:
 
 def imbalance(summary: Mapping) -> dict | None:
     """The training-set skew when it is large enough to distort plain accuracy, else None."""
-    skew = _fit(summary).train_imbalance or {}
+    skew = fit_summary(summary).train_imbalance or {}
     ratio = skew.get("imbalance_ratio")
     if ratio is None or ratio < IMBALANCE_WARNING_RATIO:
         return None
@@ -103,7 +98,7 @@ def imbalance(summary: Mapping) -> dict | None:
 
 def class_order(summary: Mapping) -> list[str]:
     # The run's own class order (the confusion matrix's), not per_class's key order.
-    summary = _fit(summary)
+    summary = fit_summary(summary)
     per_class = summary.per_class or {}
     return [c for c in (summary.classes or []) if c in per_class] or list(per_class)
 
@@ -142,7 +137,7 @@ def environment() -> Environment:
 def fit_page(*, run_name: str, summary: dict, rows: list[dict], config_text: str | None,
              images: dict[str, str | None], explained: dict | None = None, explained_base: str = "") -> str:
     """`summary`: summary.json's on-disk form ({} for a run without one), plus the deploy table."""
-    recorded = _fit(summary)
+    recorded = fit_summary(summary)
     title = f"headstart fit: {recorded.strategy or 'run'} on {recorded.data or run_name}"
     return environment().get_template("fit.html.j2").render(
         title=title, run_name=run_name, summary=summary, rows=rows, config_text=config_text,

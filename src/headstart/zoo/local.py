@@ -14,7 +14,7 @@ After that NAME is a backbone like any other: its spec rebuilds the source archi
 random weights at the recorded structure and loads the saved tensors; runs record the weights
 as "zoo:NAME", and the source *architecture*, so predicting with, exporting or pruning them
 never needs the entry again. Below the heads and modalities, this module reads a run
-directory as files (model.json, summary.json, config.yaml, model.safetensors).
+directory through `Run` and its backbone tensors from model.safetensors.
 """
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ from safetensors.torch import load_file, save_file
 from headstart.errors import HeadstartError
 from headstart.files import atomic_dir, read_json, write_json
 from headstart.registry import Registry
+from headstart.run import PRUNED, Run
 from headstart.zoo.backbone import Backbone
 from headstart.zoo.registry import BackboneSpec
 from headstart.zoo.weights import load_into, load_weights_file
@@ -46,8 +47,6 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 # Words that mean something else where a backbone name goes (--backbone auto, scratch:same).
 _RESERVED = {"auto", "same", "none"}
 _BACKBONE_KEYS = "backbone."  # the classifier's backbone tensors; "head." is the head (heads.py)
-_RUN_MARKERS = ("config.yaml", "model.json", "summary.json", "metrics.jsonl")
-_FINISHED_FILES = ("summary.json", "model.json", "model.safetensors")
 _BACKBONE_RUNS = "add a run of a backbone + head (probe, lp-ft, finetune, lora or scratch)"
 _NEEDED_KEYS = ("name", "modality", "architecture", "preprocessing", "source_run", "strategy")
 
@@ -153,9 +152,9 @@ def add_entry(run_dir: str | os.PathLike, name: str, *, force: bool = False) -> 
                              hint=f"pass --force to replace it, or choose another --name")
     check_not_shadowing(name)
     run_dir = Path(run_dir).expanduser().resolve()
-    meta, summary = _finished_run(run_dir)
+    run, meta = _finished_run(run_dir)
     tensors = _backbone_tensors(run_dir, meta)
-    record = _record(name, run_dir, meta, summary)
+    record = _record(name, run, meta)
     modality = BACKBONE_REBUILDERS.get(record["modality"])
     # The proof that NAME will build: the architecture rebuilt as the factory will, the
     # tensors loaded strictly. A run whose shapes no longer match its name fails here.
@@ -224,22 +223,11 @@ def check_not_shadowing(name: str) -> None:
                              hint="choose another --name, e.g. one that says the data it was trained on")
 
 
-def _finished_run(run_dir: Path) -> tuple[dict, dict]:
-    """(model.json, summary.json) of a finished run with a backbone, or a refusal saying why not."""
-    if not run_dir.is_dir():
-        raise HeadstartError(f"no such run folder: {run_dir}", hint="pass the --out folder of a `headstart fit` run")
-    if not any((run_dir / marker).exists() for marker in _RUN_MARKERS):
-        raise HeadstartError(f"{run_dir} is not a headstart run (no config.yaml, model.json or summary.json)",
-                             hint="pass the --out folder of a `headstart fit` run")
-    missing = [f for f in _FINISHED_FILES if not (run_dir / f).is_file()]
-    if missing:
-        raise HeadstartError(f"{run_dir} is an unfinished run: it has no {', '.join(missing)}",
-                             hint="finish it first (`headstart fit ... --out RUN --resume`), or add a finished run")
-    try:
-        meta, summary = read_json(run_dir / "model.json"), read_json(run_dir / "summary.json")
-    except ValueError:  # not JSON: someone else's files
-        meta, summary = None, {}
-    if not isinstance(meta, dict) or not isinstance(meta.get("backbone"), dict):
+def _finished_run(run_dir: Path) -> tuple[Run, dict]:
+    """A finished run with a backbone and its model.json, or a refusal saying why not."""
+    run = Run.open(run_dir).require_finished()
+    meta = run.model_info  # refuses a run without its model files
+    if not isinstance(meta.get("backbone"), dict):
         raise HeadstartError(f"{run_dir} is not a headstart run (its model.json describes no model)",
                              hint="pass the --out folder of a `headstart fit` run")
     described = meta["backbone"]
@@ -248,16 +236,15 @@ def _finished_run(run_dir: Path) -> tuple[dict, dict]:
             f"{run_dir} holds a standalone model ({meta.get('format')}, strategy {meta.get('strategy')}) with no "
             "backbone: the whole model is one piece (e.g. TF-IDF + logistic regression), with no feature "
             "extractor apart from its head to reuse", hint=_BACKBONE_RUNS)
-    if meta.get("pruned"):
+    if run.kind == PRUNED:
         raise HeadstartError(
             f"{run_dir} is a pruned run: its slimmer layers are recorded for the whole classifier, and the zoo "
             "rebuilds a backbone from its architecture name alone",
             hint="add the run it was pruned from (and prune the runs you train on it)")
-    meta.setdefault("modality", described.get("modality", "image"))  # older runs name it in the backbone only
     if meta["modality"] not in BACKBONE_REBUILDERS:
         raise HeadstartError(f"{run_dir} is a {meta['modality']} run",
                              hint=f"add a {' or '.join(BACKBONE_REBUILDERS)} run")
-    return meta, summary
+    return run, meta
 
 
 def _standalone(described: dict) -> bool:
@@ -288,37 +275,28 @@ def _read_tensors(path: Path) -> dict:
                              hint="the file is damaged: re-run the fit, or remove and re-add the entry") from e
 
 
-def _record(name: str, run_dir: Path, meta: dict, summary: dict) -> dict:
+def _record(name: str, run: Run, meta: dict) -> dict:
     """spec.json: what rebuilds the backbone, then where it came from."""
     from importlib.metadata import version
 
-    described = meta["backbone"]
+    described, summary = meta["backbone"], run.summary
     record = {
         "format": ENTRY_FORMAT, "name": name, "modality": meta["modality"],
         "architecture": described["architecture"], "feature_dim": described["feature_dim"],
         "preprocessing": described["preprocessing"],
         # what the source run started from before it trained (e.g. "random", "hub:...")
         "source_weights": described.get("weights"),
-        "source_run": str(run_dir), "source_backbone": described.get("name"),
-        "data": _config_data(run_dir) or summary.get("data"), "data_name": summary.get("data"),
-        "classes": meta.get("classes") or summary.get("classes"), "strategy": meta.get("strategy"),
-        "test_accuracy": summary.get("test_accuracy"),
+        "source_run": str(run.path), "source_backbone": described.get("name"),
+        # the data as config.yaml names it (a path or a built-in), and as the summary named it
+        "data": str(run.recorded_config.get("data") or "") or summary.data, "data_name": summary.data,
+        "classes": meta.get("classes") or summary.classes, "strategy": meta.get("strategy"),
+        "test_accuracy": summary.test_accuracy,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "headstart_version": version("headstart"),
     }
     if described.get("model_config") is not None:  # text: the Hugging Face config, to rebuild offline
         record["model_config"] = described["model_config"]
     return record
-
-
-def _config_data(run_dir: Path) -> str | None:
-    """The data the run was fitted on, as its config.yaml names it (a path or a built-in)."""
-    import yaml
-
-    try:
-        return str(yaml.safe_load((run_dir / "config.yaml").read_text())["data"])
-    except (OSError, yaml.YAMLError, TypeError, KeyError):
-        return None
 
 
 def _read_entry(name: str, *, damaged_ok: bool = False) -> dict | None:
