@@ -98,6 +98,7 @@ def test_a_budget_too_small_names_the_minimum():
     assert "--budget" in e.value.hint
 
 
+@pytest.mark.slow
 @pytest.mark.report
 def test_fit_with_strategy_auto_records_its_choice_and_reason(tmp_path):
     from headstart.choose.auto_fit import fit_auto as fit
@@ -129,6 +130,7 @@ def test_rates_are_measured_once_then_read_from_the_cache():
     assert again.cached and again.forward == pytest.approx(first.forward)
 
 
+@pytest.mark.slow
 def test_a_fit_without_budget_says_how_long_it_expects(tmp_path, capsys, monkeypatch):
     from headstart.pipeline import fit
 

@@ -121,6 +121,7 @@ def _fit(tmp_path, **overrides):
     return fit(FitConfig(**{**settings, **overrides}), data=make_blobs(n_per_class=10))
 
 
+@pytest.mark.slow
 @pytest.mark.report
 @pytest.mark.deploy
 def test_a_fit_records_its_model_in_deploy_json_and_its_report_shows_the_table(tmp_path):
@@ -145,6 +146,7 @@ def test_a_fit_records_its_model_in_deploy_json_and_its_report_shows_the_table(t
     assert any("headstart export RUN --format onnx" in n for n in page.notes)
 
 
+@pytest.mark.slow
 @pytest.mark.report
 @pytest.mark.deploy
 def test_a_failed_measurement_costs_the_report_a_section_not_the_run(tmp_path, monkeypatch):
