@@ -132,8 +132,8 @@ def find_problems(features: np.ndarray, labels: np.ndarray, num_classes: int, sp
         "probe": {"folds": folds_for(labels, folds), "C": c,
                   "out_of_fold_accuracy": round(float((suggested == labels).mean()), 4),
                   "seconds": round(probe_seconds, 2),
-                  "head": "logistic regression on standardised frozen features (label.al_classifier.fit_classifier), "
-                          "C by out-of-fold log-loss"},
+                  "head": "the probe's logistic head on standardised frozen features (heads.HeadProblem), C by "
+                          "out-of-fold log-loss"},
         "rules": {"label_error": "cleanlab find_label_issues (prune_by_noise_rate) on out-of-fold probabilities, "
                                  "ranked by self-confidence",
                   "duplicate": f"cosine similarity of centred features >= {duplicate_similarity}; exact: same content",
@@ -172,16 +172,24 @@ def subject_of_data(source: str, *, backbone: str | None = None, image_size: int
 
 
 def subject_of_run(run_dir: str | Path) -> AuditSubject:
-    """A finished run's own data (with the labels it added), splits and backbone."""
+    """A finished run's own data and splits, with the labels it added (appended to the data, in
+    its training split), embedded by the run's own backbone. The caller imports the pipeline,
+    which registers how Run.reload_data reloads a run's data."""
     from ..run import Run
 
-    run = Run.open(run_dir)
-    run.require_finished()
-    data, splits = run.reload_data(), run.splits
-    index = np.concatenate([np.asarray(splits.indices[name], dtype=np.int64) for name in SPLITS])
-    names = np.concatenate([[name] * len(splits.indices[name]) for name in SPLITS])
+    run = Run.open(run_dir).require_finished()
+    reloaded = run.reload_data("audit reads the run's data")
+    data, indices = reloaded.data, reloaded.splits.indices
+    train = np.asarray(indices["train"], dtype=np.int64)
+    added = reloaded.splits.train.subset(np.arange(len(train), len(reloaded.splits.train)))
+    if len(added):
+        train = np.concatenate([train, len(data) + np.arange(len(added))])
+        data = data.concat(added)
+    parts = {"train": train, **{name: np.asarray(indices[name], dtype=np.int64) for name in SPLITS[1:]}}
+    index = np.concatenate([parts[name] for name in SPLITS])
+    splits = np.concatenate([[name] * len(parts[name]) for name in SPLITS])
     model = run.model()
-    return AuditSubject(data, index, names, model, str(run_dir), _describe(model))
+    return AuditSubject(data, index, splits, model, str(run_dir), _describe(model))
 
 
 def _describe(model) -> dict:

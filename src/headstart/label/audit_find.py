@@ -5,9 +5,9 @@ Pure functions of an (N, D) feature array, the given labels and each item's spli
 tested on synthetic features and cost seconds once `embed` has cached the features.
 
 - Label errors: confident learning (Northcutt et al. 2021, cleanlab's `find_label_issues`) on
-  out-of-fold probabilities of the house's logistic head (the head simulate-al and select use,
-  al_classifier.fit_classifier, on standardised features), so no item is scored by a head that
-  saw its own label. Ranked by self-confidence: the held-out probability of the given label.
+  out-of-fold probabilities of the probe's own logistic head (heads.HeadProblem: standardised
+  features, L-BFGS, warm-started along the C grid), so no item is scored by a head that saw its
+  own label. Ranked by self-confidence: the held-out probability of the given label.
 - Near-duplicates and outliers: cosine similarity of the centred features (centring removes the
   direction every embedding shares, which otherwise puts all pairs near 1), through one chunked
   nearest-neighbour pass.
@@ -20,11 +20,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import HeadstartError
-from .al_classifier import fit_classifier, standardiser
+from ..heads import PROBE_C_GRID, HeadProblem, head_logits
 
-# C values tried for the cross-validated head, picked by out-of-fold log-loss (the probe's grid,
-# thinned: each value costs a head fit per fold, and neighbours on it differ by < 1 point).
-AUDIT_C_GRID = (0.01, 0.1, 1.0)
+# C values tried for the cross-validated head, picked by out-of-fold log-loss: the probe's grid
+# thinned to every other value (0.01, 0.1, 1.0), since each value costs one solve per fold.
+AUDIT_C_GRID = PROBE_C_GRID[::2]
 # Cosine similarity (centred features) at which two different items count as near-duplicates.
 # Measured in bench/audit_noise.py --measure-threshold (BENCHMARKS): re-encoded, 2-px-shifted
 # and brightened copies of fashion-mnist and elpv images score >= 0.95 with their original,
@@ -73,19 +73,21 @@ def out_of_fold_probabilities(features: np.ndarray, labels: np.ndarray, num_clas
     from sklearn.model_selection import StratifiedKFold
 
     check_inputs(features, labels, num_classes)
-    mean, std = standardiser(features)
-    z = ((features - mean) / std).astype(np.float32)
     splitter = StratifiedKFold(n_splits=folds_for(labels, folds), shuffle=True, random_state=seed)
-    parts = list(splitter.split(z, labels))
-    best = None
-    for c in c_grid:
-        probs = np.zeros((len(z), num_classes))
-        for train, held_out in parts:
-            probs[held_out] = fit_classifier(z[train], labels[train], num_classes, seed, c).predict_proba(z[held_out])
-        loss = -float(np.mean(np.log(np.clip(probs[np.arange(len(z)), labels], 1e-12, None))))
-        if best is None or loss < best[0] - 1e-9:
-            best = (loss, c, probs)
-    return best[2], best[1]
+    probs = {c: np.zeros((len(features), num_classes)) for c in c_grid}
+    for train, held_out in splitter.split(features, labels):
+        problem = HeadProblem(features[train], labels[train], num_classes)
+        for c in sorted(c_grid):  # ascending: each solve warm-starts from the last
+            probs[c][held_out] = _softmax(head_logits(features[held_out], *problem.solve(c)))
+    losses = {c: -float(np.mean(np.log(np.clip(p[np.arange(len(p)), labels], 1e-12, None)))) for c, p in probs.items()}
+    best = min(sorted(c_grid), key=lambda c: losses[c] - 1e-9 * c)  # a tie keeps the more regularised head
+    return probs[best], best
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(1, keepdims=True)
 
 
 def label_issues(probabilities: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
