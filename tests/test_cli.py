@@ -82,7 +82,7 @@ def test_datasets_lists_builtins(capsys):
     (["fit", "digits", "--backbone", "tf_efficientnet_lit0"], "tf_efficientnet_lite0"),
     (["fit", "digits", "--backbone", "resnet18"], "offline"),
     (["fit", "digits", "--budget", "soon"], "duration"),
-    (["predict", "/no/such/run", "x.png"], "no finished model"),
+    (["predict", "/no/such/run", "x.png"], "not a headstart run"),  # the Run object's one message
 ])
 def test_bad_input_gives_a_message_and_exit_2_without_traceback(argv, needle, capsys, tmp_path):
     assert main([*argv, *(["--out", str(tmp_path / "r")] if argv[0] == "fit" else [])]) == 2

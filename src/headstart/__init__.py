@@ -11,12 +11,11 @@ from importlib import import_module
 __version__ = "0.1.0"
 
 # public name -> the submodule that defines it
-_LAZY = {"HeadstartClassifier": "api", "fit": "api", "predict": "api", "UnknownLabelError": "api",
-         "select": "api", "simulate_al": "api", "prune": "api",
-         "export": "api", "pretrain": "api"}
+_API = ("HeadstartClassifier", "UnknownLabelError", "compare", "explain", "export", "fit", "predict", "pretrain",
+        "prune", "rank", "select", "simulate_al", "track", "tune", "zoo_add", "zoo_remove")
+_LAZY = dict.fromkeys(_API, "api")
 
-__all__ = ["HeadstartClassifier", "UnknownLabelError", "__version__", "export", "fit", "predict", "prune", "pretrain",
-           "select", "simulate_al"]
+__all__ = [*_API, "__version__"]
 
 
 def __getattr__(name: str):

@@ -1,19 +1,58 @@
-"""The Python API: functions that mirror the CLI verbs, and a scikit-learn estimator."""
+"""The Python API: one function per command, and a scikit-learn estimator.
+
+Each function's keywords are its command's declared settings (config/), with their defaults
+and types, read by the same parse as the command line (`budget="2m"` or `budget=120`); the
+command line is a thin layer over these functions (cli.py). `fn.with_config(config)` calls
+one with a config already built.
+"""
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
-from .config import FitConfig, PretrainConfig, parse_duration
+from .config import (CompareConfig, ExplainConfig, ExportConfig, FitConfig, PredictConfig, PretrainConfig,
+                     PruneConfig, RankConfig, SelectConfig, SimulateALConfig, TrackConfig, TuneConfig, ZooAddConfig,
+                     ZooRemoveConfig, build, signature)
+from .config.settings import field_names
 from .errors import HeadstartError
-from .estimator import HeadstartClassifier, UnknownLabelError  # noqa: F401  (the API's estimator)
+
+_ESTIMATOR = ("HeadstartClassifier", "UnknownLabelError")  # scikit-learn's, loaded on first use (estimator.py)
 
 
-def fit(data: str | None = None, *, config: str | Path | None = None, out: str | None = None,
-        budget: str | float | None = None, **settings):
+def __getattr__(name: str):
+    if name in _ESTIMATOR:
+        from . import estimator
+        return getattr(estimator, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _declared(cls, *, command: str, defaults_file: bool = False):
+    """Decorator: `fn(config)` becomes `fn(**settings)`, its signature `cls`'s declared settings
+    (`config=FILE`: a YAML of them as the defaults, where `defaults_file`)."""
+
+    def wrap(fn):
+        sig, names = signature(cls, defaults_file=defaults_file), field_names(cls)
+
+        @functools.wraps(fn)
+        def call(*args, **kwargs):
+            given = sig.bind(*args, **kwargs).arguments
+            file = given.pop("config", None)
+            if file is not None:  # None is "not given": the file's value stands
+                given = {k: v for k, v in given.items() if v is not None}
+            return fn(build(cls, {names[k]: v for k, v in given.items()}, command=command, defaults_file=file))
+
+        call.__signature__ = sig
+        call.with_config = fn
+        return call
+
+    return wrap
+
+
+@_declared(FitConfig, command="fit", defaults_file=True)
+def fit(config: FitConfig):
     """`headstart fit` from Python: returns a FitResult (run_dir, classifier, classes, summary).
     `config`: a YAML of fit settings (tune's best.yaml, a run's config.yaml) as the defaults."""
-    timed = {} if budget is None else {"budget_seconds": parse_duration(budget)}
-    return run_fit(fit_config(data, config=config, out=out, **timed, **settings))
+    return run_fit(config)
 
 
 def run_fit(config: FitConfig):
@@ -36,74 +75,78 @@ def run_fit(config: FitConfig):
     return _fit(config)
 
 
-def pretrain(pool: str, *, name: str, method: str = "simclr", budget: str | float | None = None, **settings) -> dict:
-    """`headstart pretrain` from Python: self-supervised pre-training on unlabelled data (settings:
-    PretrainConfig's fields), registered in the local zoo as `name`. Returns the run's summary,
-    with its "run_dir" and the zoo "entry"."""
+@_declared(PretrainConfig, command="pretrain")
+def pretrain(config: PretrainConfig) -> dict:
+    """`headstart pretrain` from Python: self-supervised pre-training on unlabelled data,
+    registered in the local zoo as `name`. Returns the run's summary, with its "run_dir" and
+    the zoo "entry"."""
     from .adapt.pretrain import run_pretrain
 
-    timed = {} if budget is None else {"budget_seconds": parse_duration(budget)}
-    return run_pretrain(PretrainConfig(pool=pool, name=name, method=method, **timed, **settings))
+    return run_pretrain(config)
 
 
-def fit_config(data: str | None = None, *, config: str | Path | None = None, **settings) -> FitConfig:
-    """A FitConfig: the fields a YAML file holds (`config`: tune's best.yaml, any run's config.yaml)
-    as the defaults, `data` and `settings` winning. A file's out and resume are dropped (they name
-    the run it came from); text values are read as the command line reads them ('5m')."""
-    from dataclasses import fields
+@_declared(CompareConfig, command="compare")
+def compare(config: CompareConfig) -> dict:
+    """`headstart compare` from Python: transfer arms against a from-scratch arm on one split;
+    writes RUN/comparison.json and RUN/report.html and returns the comparison."""
+    from .compare import run_compare
 
-    import yaml
-
-    declared = {f.name: f for f in fields(FitConfig)}
-    values = {}
-    if config is not None:
-        path = Path(config)
-        loaded = yaml.safe_load(path.read_text()) if path.is_file() else None
-        if not isinstance(loaded, dict):
-            raise HeadstartError(f"{path} is not a YAML file of fit settings",
-                                 hint="give tune's RUN/best.yaml or a run's config.yaml")
-        unknown = sorted(set(loaded) - set(declared))
-        if unknown:
-            raise HeadstartError(f"{path} holds setting(s) fit does not know: {', '.join(unknown)}",
-                                 hint="remove them; `headstart fit --help` lists the settings")
-        values = {k: v for k, v in loaded.items() if k not in ("out", "resume")}
-    for name, value in settings.items():
-        parse = declared[name].metadata.get("parse") if name in declared else None
-        values[name] = parse(value) if parse is not None and isinstance(value, str) else value
-    if data is not None:
-        values["data"] = data
-    if not values.get("data"):
-        raise HeadstartError("fit needs DATA", hint="give DATA, or --config FILE naming it (best.yaml does)")
-    return FitConfig(**values)
+    return run_compare(config)
 
 
-def tune(data: str, *, trials: int = 20, budget: str | float | None = None, storage: str | None = None,
-         workers: int = 1, out: str | None = None, study: str | None = None, trial_budget: str | float | None = None,
-         strategies=None, candidates=None, seed: int = 0, **settings) -> dict:
+@_declared(TuneConfig, command="tune")
+def tune(config: TuneConfig) -> dict:
     """`headstart tune` from Python: an Optuna study over strategy, backbone and hyper-parameters
-    (settings: the fit settings every trial shares, e.g. train_per_class). Writes RUN/tune.json,
-    RUN/best.yaml and RUN/report.html; returns tune.json's content with the report's path."""
-    from .choose.tune import TuneConfig, run_tune
+    (the other keywords: the fit settings every trial shares, e.g. train_per_class). Writes
+    RUN/tune.json, RUN/best.yaml and RUN/report.html; returns tune.json's content with the
+    report's path."""
+    from .choose.tune import run_tune
 
-    names = strategies.split(",") if isinstance(strategies, str) else strategies
-    return run_tune(TuneConfig(
-        data=data, trials=trials, budget_seconds=parse_duration(budget), storage=storage, workers=workers, out=out,
-        study=study, trial_budget_seconds=parse_duration(trial_budget), seed=seed,
-        strategies=tuple(n.strip() for n in names if n.strip()) if names else None,
-        candidates=",".join(candidates) if isinstance(candidates, (list, tuple)) else candidates,
-        fit=fit_config(data, **settings)))
+    return run_tune(config)
 
 
-def predict(run_dir: str | Path, inputs: list[str]):
+@_declared(PredictConfig, command="predict")
+def predict(config: PredictConfig):
     """`headstart predict` from Python: a list of Prediction(path, label, probability, error).
-    Inputs are image paths for an image run, the texts themselves for a text run."""
-    from .prediction import predict_inputs
+    Inputs are image paths for an image run, the texts themselves for a text run; `csv` also
+    writes them to that file. engine="onnxruntime" runs the exported model without PyTorch."""
+    if config.engine == "onnxruntime":  # an exported model, without importing PyTorch
+        from .deploy.onnx_predict import predict_inputs
+    else:
+        from .prediction import predict_inputs
 
-    return predict_inputs(run_dir, list(inputs))
+    results = predict_inputs(config.run, list(config.inputs), text_file=config.file)
+    if config.csv:
+        _write_predictions(results, Path(config.csv))
+    return results
 
 
-def select(run_dir: str | Path, pool: str, *, k: int = 50, method: str = "margin", out: str | Path | None = None,
-           seed: int = 0) -> dict:
+def _write_predictions(results, path: Path) -> None:
+    import csv
+    import io
+
+    from .files import atomic_write_text
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow([results[0].kind if results else "path", "label", "probability", "error"])
+    for r in results:
+        writer.writerow([r.path, r.label or "", "" if r.probability is None else f"{r.probability:.6f}", r.error or ""])
+    atomic_write_text(path, buffer.getvalue())
+
+
+@_declared(ExplainConfig, command="explain")
+def explain(config: ExplainConfig) -> tuple[Path, dict]:
+    """`headstart explain` from Python: why a finished run labels the inputs as it does; writes
+    the overlays and report.html under `out` and returns (that folder, what was explained)."""
+    from .explain import explain_inputs
+
+    return explain_inputs(config.run, list(config.inputs), text_file=config.file, method=config.method,
+                          out=config.out, true=list(config.true) if config.true else None)
+
+
+@_declared(SelectConfig, command="select")
+def select(config: SelectConfig) -> dict:
     """`headstart select` from Python: rank an unlabelled pool with a finished run and write
     the k items to label next as a CSV (default RUN/select-METHOD.csv). Returns what was done,
     with the rows."""
@@ -112,7 +155,7 @@ def select(run_dir: str | Path, pool: str, *, k: int = 50, method: str = "margin
     from .modalities import load_pool
     from .pipeline import training_part
 
-    run_dir = Path(run_dir)
+    run_dir = Path(config.run)
     model, meta = load_model(run_dir)
     try:
         labelled = training_part(run_dir)
@@ -120,43 +163,46 @@ def select(run_dir: str | Path, pool: str, *, k: int = 50, method: str = "margin
         raise HeadstartError(f"select reads the run's training data, to skip what is labelled already and "
                              f"cover what is not; it could not be loaded: {e}",
                              hint="run select where the run's data is (its config.yaml names it)") from e
-    items = load_pool(pool, modality=meta["modality"], size=labelled.decoded_size)
-    out = Path(out) if out else run_dir / f"select-{method}.csv"
-    return _select(model, labelled, items, k=k, method=method, out=out, seed=seed)
+    items = load_pool(config.pool, modality=meta["modality"], size=labelled.decoded_size)
+    out = Path(config.out) if config.out else run_dir / f"select-{config.method}.csv"
+    return _select(model, labelled, items, k=config.k, method=config.method, out=out, seed=config.seed)
 
 
-def simulate_al(data: str, *, start: int = 20, k: int = 20, rounds: int = 10, seeds: int = 3,
-                methods: list[str] | None = None, pool_size: int | None = 2000, max_eval: int = 1000,
-                out: str | None = None, backbone: str | None = None, image_size: int | None = None,
-                **load_settings) -> dict:
+@_declared(SimulateALConfig, command="simulate-al")
+def simulate_al(config: SimulateALConfig) -> dict:
     """`headstart simulate-al` from Python: the active-learning loop on `data` with its labels
     hidden, every method beside random; writes RUN/simulate_al.json and RUN/report.html."""
     from .label.study import run_study
     from .modalities import modality_of
-    from .pipeline import build, load, resolve_plan
+    from .pipeline import build as build_model, load, resolve_plan
 
-    config = FitConfig(data=data, strategy="probe", backbone=backbone, image_size=image_size, **load_settings)
-    labelled = load(config)
-    plan = resolve_plan(config, modality_of(labelled))
-    settings = {"data": data, "backbone": plan.config.backbone, "image_size": image_size, "start": start, "k": k,
-                "rounds": rounds, "seeds": seeds, "pool_size": pool_size, "max_eval": max_eval}
-    return run_study(labelled, lambda: build(plan, labelled), methods=methods, start=start, k=k, rounds=rounds,
-                     seeds=seeds, pool_size=pool_size, max_eval=max_eval, out=out, settings=settings)
+    fit_config = FitConfig(data=config.data, strategy="probe", backbone=config.backbone, image_size=config.image_size,
+                           **config.fit.load_options())
+    labelled = load(fit_config)
+    plan = resolve_plan(fit_config, modality_of(labelled))
+    pool_size = config.pool_size or None  # 0: the whole training part
+    settings = {"data": config.data, "backbone": plan.config.backbone, "image_size": config.image_size,
+                "start": config.start, "k": config.k, "rounds": config.rounds, "seeds": config.seeds,
+                "pool_size": pool_size, "max_eval": config.max_eval}
+    return run_study(labelled, lambda: build_model(plan, labelled), methods=list(config.methods or ()) or None,
+                     start=config.start, k=config.k, rounds=config.rounds, seeds=config.seeds, pool_size=pool_size,
+                     max_eval=config.max_eval, out=config.out, settings=settings)
 
 
-def prune(run_dir: str | Path, *, sparsity: float = 0.3, budget: str | float | None = None, epochs: int | None = None,
-          out: str | Path | None = None) -> dict:
+@_declared(PruneConfig, command="prune")
+def prune(config: PruneConfig) -> dict:
     """`headstart prune` from Python: remove `sparsity` of each layer's channels from a fitted CNN
     image run, fine-tune briefly (within `budget`, e.g. '2m'), and write the pruned model as a new
     run (`out`, default RUN-prunedNN beside RUN). Returns its summary, with the before/after
     figures under "pruning" and the new folder under "run_dir"."""
     from .deploy.prune import prune_run
 
-    return prune_run(run_dir, sparsity=sparsity, budget_seconds=parse_duration(budget), epochs=epochs, out=out)
+    return prune_run(config.run, sparsity=config.sparsity, budget_seconds=config.budget_seconds,
+                     epochs=config.epochs, out=config.out)
 
 
-def export(run_dir: str | Path, *, format: str = "onnx", quantize: str | None = None, out: str | Path | None = None,
-           tolerance: float = 1.0, force: bool = False) -> dict:
+@_declared(ExportConfig, command="export")
+def export(config: ExportConfig) -> dict:
     """`headstart export` from Python: write a finished run as a model file to deploy (default
     RUN/model.onnx; RUN/model.int8.onnx or RUN/model.fp16.onnx with `quantize`), checked
     against the run's own model on its test split before it is written. A quantized model
@@ -164,21 +210,32 @@ def export(run_dir: str | Path, *, format: str = "onnx", quantize: str | None = 
     was written and measured (also in `<file>.json` beside the model)."""
     from .deploy.registry import get_exporter
 
-    return get_exporter(format).export(run_dir, quantize=quantize, out=out, tolerance=tolerance, force=force)
+    return get_exporter(config.format).export(config.run, quantize=config.quantize, out=config.out,
+                                              tolerance=config.tolerance, force=config.force)
 
 
-def rank(data: str, *, candidates=None, scores=None, **settings) -> dict:
+@_declared(RankConfig, command="rank")
+def rank(config: RankConfig) -> dict:
     """`headstart rank` from Python: every candidate backbone (BACKBONE[:SIZE], comma-separated
     or a list; default: the modality's) embeds the training split `fit` would draw with the same
     settings, and every transferability score runs on the features. Writes RUN/rank.json and
     RUN/report.html; returns the ranking, best first, with its "recommendation"."""
     from .choose.rank import run_rank
 
-    scores = [s.strip() for s in scores.split(",") if s.strip()] if isinstance(scores, str) else scores
-    return run_rank(data, candidates=candidates, scores=scores or None, **settings)
+    return run_rank(config.data, candidates=config.candidates, scores=list(config.scores or ()) or None,
+                    **config.rank_settings())
 
 
-def zoo_add(run_dir: str | Path, name: str, force: bool = False) -> dict:
+@_declared(TrackConfig, command="track")
+def track(config: TrackConfig) -> list[dict]:
+    """`headstart track` from Python: log a finished fit or compare run to TensorBoard or MLflow."""
+    from .tracking import track_existing
+
+    return track_existing(config.run, config.to, uri=config.uri, experiment=config.experiment)
+
+
+@_declared(ZooAddConfig, command="zoo add")
+def zoo_add(config: ZooAddConfig) -> dict:
     """`headstart zoo add` from Python: register a finished run's backbone (without its head)
     in the local zoo ($HEADSTART_HOME/zoo/NAME, default ~/.headstart), so that `name` is a
     backbone like any other (`fit(..., backbone=name)`). Refuses unfinished, foreign, standalone
@@ -186,12 +243,13 @@ def zoo_add(run_dir: str | Path, name: str, force: bool = False) -> dict:
     the entry's spec.json, with its "folder"."""
     from .zoo.local import add_entry
 
-    return add_entry(run_dir, name, force=force)
+    return add_entry(config.run, config.name, force=config.force)
 
 
-def zoo_remove(name: str) -> dict:
+@_declared(ZooRemoveConfig, command="zoo remove")
+def zoo_remove(config: ZooRemoveConfig) -> dict:
     """`headstart zoo remove` from Python: delete the local zoo entry `name`; returns its spec.
     Runs trained on it keep working: they rebuild from the source architecture."""
     from .zoo.local import remove_entry
 
-    return remove_entry(name)
+    return remove_entry(config.name)

@@ -7,7 +7,8 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
-from .config import FitConfig, parse_duration, parse_synthesize
+from .config import FitConfig, build
+from .config.settings import field_names
 from .data.dataset import ImageData, TextData
 from .errors import HeadstartError
 
@@ -105,10 +106,10 @@ class HeadstartClassifier(ClassifierMixin, BaseEstimator):
         return tags
 
     def _config(self, data: str) -> FitConfig:
-        params = self.get_params(deep=False)
-        budget = params.pop("budget")
-        params["synthesize"] = parse_synthesize(params["synthesize"])  # 50, "50" or "auto"
-        return FitConfig(data=data, budget_seconds=parse_duration(budget), **params)
+        """The parameters read as `fit`'s declared settings read them (budget '5m', synthesize 50)."""
+        names = field_names(FitConfig)
+        given = {names[k]: v for k, v in self.get_params(deep=False).items()}
+        return build(FitConfig, {"data": data, **given}, command="fit")
 
     def fit(self, X, y=None) -> "HeadstartClassifier":
         from .choose.auto_fit import fit_auto as _fit  # pipeline.fit, once what is `auto` is chosen

@@ -69,6 +69,12 @@ def _import_methods() -> None:
     from . import coral, dann  # noqa: F401  (they register themselves)
 
 
+def adaptation_methods() -> dict:
+    """Every registered method, its module imported (fit's --method choices name this)."""
+    _import_methods()
+    return ADAPTATIONS
+
+
 def _strategy_for(config: FitConfig) -> FitConfig:
     """CORAL aligns a frozen backbone's features: the probe. DANN trains the backbone: lp-ft by
     default (the probe's head, then every layer at a low rate), or finetune."""

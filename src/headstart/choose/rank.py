@@ -46,12 +46,7 @@ COST_REPEATS = 3  # the fastest of three: another process's burst only ever slow
 # Ties on scores that are not accuracies: values closer than this share of the candidates'
 # spread read as equal.
 RELATIVE_TIE = 0.02
-# The fit settings that decide the split; `rank` takes exactly these so that a later fit with
-# the same values draws the same training split (and reuses its cached features).
-SPLIT_SETTINGS = ("seed", "train_per_class", "train_size", "val_fraction", "test_fraction", "max_eval")
-# The FitConfig settings `headstart rank` offers, declared (with their help) once in config.py.
-RANK_SETTINGS = ("data", *SPLIT_SETTINGS, "extract_engine", "strict", "modality", "text_column", "label_column",
-                 "out")
+# SPLIT_SETTINGS (the fit settings that decide the split) and RANK_SETTINGS live with rank's config.
 # How the reason sentence names a score (the score's own name otherwise).
 SCORE_WORDS = {
     "linear": "cross-validated probe accuracy",

@@ -24,10 +24,10 @@ import shutil
 import socket
 import time
 import warnings
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
-from ..config import FitConfig, parse_duration, setting
+from ..config import FitConfig, TuneConfig
 from ..errors import HeadstartError
 from ..log import say
 from . import study_storage as storage
@@ -37,42 +37,7 @@ MIN_TRIAL_SECONDS = 20.0   # below this a trial is mostly start-up: refuse rathe
 OVERHEAD_SECONDS = 10.0    # a trial's time outside its own budget (loading, building, report) until measured
 MAX_FAILURES = 3           # failed trials in a row before a worker gives up (a broken setting, not bad luck)
 PRUNER = {"n_startup_trials": 3, "n_warmup_steps": 1}  # compare after 3 finished trials; never on a first evaluation
-# Settings tune draws itself or sets for every trial: not offered as its options.
-TUNED = ("data", "strategy", "backbone", "lr", "weight_decay", "layer_decay", "freeze_depth", "augment", "epochs",
-         "budget_seconds", "seed", "out", "resume", "explain_examples")
-
-
-def _names(text) -> tuple[str, ...] | None:
-    return tuple(n.strip() for n in text.split(",") if n.strip()) if isinstance(text, str) else text
-
-
-@dataclass
-class TuneConfig:
-    data: str = setting(help=FitConfig.__dataclass_fields__["data"].metadata["help"])
-    trials: int = setting(20, "trials in the whole study, across every worker and machine; running the command "
-                              "again continues the study up to this total")
-    budget_seconds: float | None = setting(None, "the whole study's wall time, e.g. 30m: no trial starts that "
-                                                 "could not finish inside it", flag="--budget", parse=parse_duration)
-    trial_budget_seconds: float | None = setting(None, "each trial's time cap, e.g. 2m (default: --budget / "
-                                                       "--trials x --workers, at least 20 s)",
-                                                 flag="--trial-budget", parse=parse_duration)
-    storage: str | None = setting(None, "the study's database: postgresql://USER@HOST:PORT/DB lets workers on several "
-                                        "machines share one study (default: SQLite in RUN/study.db)")
-    study: str | None = setting(None, "the study's name in --storage: the same --storage and --study on another "
-                                      "machine joins it (default: tune-DATA)")
-    workers: int = setting(1, "worker processes on this machine; more than one needs --storage postgresql://...")
-    strategies: tuple[str, ...] | None = setting(None, "comma-separated strategies to search (default: the data's "
-                                                       "arms that train a backbone: probe, lp-ft, finetune, scratch; "
-                                                       "for text also lora)", parse=_names)
-    candidates: str | None = setting(None, "comma-separated backbones to search, each BACKBONE[:SIZE] (default: every "
-                                           "backbone whose pretrained weights load here, at its size and one lower)")
-    seed: int = setting(0, "the sampler's seed, and every trial's split and initialisation seed")
-    out: str | None = setting(None, "run directory (default: a new folder under runs/)")
-    fit: FitConfig = field(default=None, metadata={"nested": True})
-
-    def __post_init__(self) -> None:
-        if self.fit is None:
-            self.fit = FitConfig(data=self.data)
+# TuneConfig, and TUNED (the settings tune sets itself), are declared with every command's settings (config/).
 
 
 @dataclass

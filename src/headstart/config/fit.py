@@ -1,45 +1,14 @@
-"""Typed settings, each declared once: type, default, help and choices live here, and the
-command line of `fit` and `compare` is derived from these declarations (see cli_options.py).
-The resolved config is saved with every run as config.yaml.
-
-Choices that come from a registry (strategies, optimizers, ...) are named, not imported:
-this module sits at the bottom of the package, and cli_options resolves them.
+"""The settings of a fit, and of the commands that run fits (compare, tune, rank): each
+declared once, with its type, default, help and choices (named by their registry). The
+resolved FitConfig is saved with every run as config.yaml.
 """
 from __future__ import annotations
 
-import re
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 
-from .errors import HeadstartError
-
-
-def setting(default=MISSING, help: str = "", *, choices: str | tuple | None = None, flag: str | None = None,
-            parse=None, per_arm: bool = False):
-    """A declared setting. choices: a tuple, or the name of a registry cli_options knows
-    ("strategies", "optimizers", ...). flag: the option's name when it is not --field-name.
-    parse: turns the command-line text into the value. per_arm: `compare` sets it itself for
-    each arm, so its command line does not offer it."""
-    meta = {"help": help, "choices": choices, "flag": flag, "parse": parse, "per_arm": per_arm}
-    return field(default=default, metadata=meta)
-
-
-_UNITS = {"s": 1, "m": 60, "h": 3600}
-
-
-def parse_duration(text: str | float | int | None) -> float | None:
-    """'90s', '5m', '1.5h' or plain seconds -> seconds."""
-    if text is None:
-        return None
-    if isinstance(text, (int, float)):
-        seconds = float(text)
-    else:
-        m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([smh]?)\s*", str(text))
-        if not m:
-            raise HeadstartError(f"cannot read the duration '{text}'", hint="write e.g. 90s, 5m or 1.5h")
-        seconds = float(m.group(1)) * _UNITS[m.group(2) or "s"]
-    if seconds <= 0:
-        raise HeadstartError(f"the budget must be positive, got '{text}'")
-    return seconds
+from ..errors import HeadstartError
+from .settings import (NEW_RUN_HELP, TRACK_URI_HELP, budget_setting, data_setting, image_size_setting, max_eval_setting, nested, out_setting,
+                       parse_names, setting)
 
 
 def parse_synthesize(text) -> str | None:
@@ -84,11 +53,13 @@ def parse_class_list(text) -> tuple[str, ...] | None:
     return names
 
 
+# The settings that say how DATA is read (load_data's options).
+LOAD_SETTINGS = ("strict", "modality", "text_column", "label_column")
+
+
 @dataclass
 class FitConfig:
-    data: str = setting(help="a folder of class sub-folders (images or .txt files), a CSV (path,label or "
-                             "text,label), a JSONL of texts, or a built-in dataset, with its options as "
-                             "NAME:OPTION (e.g. elpv:grades; see `headstart datasets`)", per_arm=True)
+    data: str = data_setting(per_arm=True)
     backbone: str | None = setting(None, "zoo or timm model name, a layer of one (tf_efficientnet_lite0@block5), "
                                          "a model of your local zoo (`headstart zoo add`), or a text model (hub "
                                          "id, alias or folder); auto: the best-ranked candidate on this data "
@@ -96,20 +67,22 @@ class FitConfig:
                                          "(tf_efficientnet_lite0 for images, all-MiniLM-L6-v2 for text)")
     strategy: str = setting("probe", "how to train; auto: chosen from this machine's measured throughput, the "
                                      "budget and short pilots of the probe and the scratch model",
-                            choices="strategies", per_arm=True)
+                            choices="strategies:STRATEGIES", extra_choices=("auto",),
+                            per_arm=True)
     # weights
     weights: str | None = setting(None, "load pretrained weights from this file (safetensors or a state_dict)")
     pretrained: bool = setting(True, "start from random weights", flag="--no-pretrained")
-    image_size: int | None = setting(None, "images: input size in pixels (default: the backbone's)")
+    image_size: int | None = image_size_setting()
     # data
     seed: int = setting(0, "split and initialisation seed", per_arm=True)
     train_per_class: int | None = setting(None, "take N labelled training examples per class")
     train_size: int | None = setting(None, "take N labelled training examples in all (stratified)")
     val_fraction: float = setting(0.15, "share of the data held out for validation")
     test_fraction: float = setting(0.15, "share of the data held out for test (unless the data has a test part)")
-    max_eval: int = setting(1000, "cap on the validation and test sizes, to keep evaluation cheap")
+    max_eval: int = max_eval_setting()
     strict: bool = setting(False, "fail on unreadable images or empty texts instead of skipping and counting them")
-    modality: str = setting("auto", "what the data is (default: detected from it)", choices="modalities")
+    modality: str = setting("auto", "what the data is (default: detected from it)", choices="modalities:modalities",
+                          extra_choices=("auto",))
     text_column: str | None = setting(None, "CSV/JSONL column holding the text (default: text, sentence, ...)")
     label_column: str | None = setting(None, "CSV/JSONL column holding the label (default: label, class, ...)")
     add_labels: str | None = setting(None, "a CSV of newly labelled items (path or text, label), e.g. the rows "
@@ -136,24 +109,24 @@ class FitConfig:
     epochs: int | None = setting(None, "training epochs (default: the strategy's)")
     batch_size: int | None = setting(None, "training batch (default: 16 on CPU, 64 on GPU)")
     lr: float | None = setting(None, "peak learning rate (default: the strategy's)")
-    optimizer: str = setting("adamw", "optimizer", choices="optimizers")
-    schedule: str = setting("onecycle", "learning-rate schedule", choices="schedules")
+    optimizer: str = setting("adamw", "optimizer", choices="train.optim:OPTIMIZERS")
+    schedule: str = setting("onecycle", "learning-rate schedule", choices="train.optim:SCHEDULES")
     weight_decay: float = setting(0.01, "weight decay")
-    augment: str | None = setting(None, "augmentation preset (default: the strategy's)", choices="augmentations")
+    augment: str | None = setting(None, "augmentation preset (default: the strategy's)", choices="train.augment:AUGMENTATIONS")
     layer_decay: float | None = setting(None, "layer-wise rate decay: each backbone layer group down from the top "
                                               "trains at this fraction of the rate above it (default: the "
                                               "strategy's own spread)")
     freeze_depth: int | None = setting(None, "fine-tuning strategies: keep this many backbone layer groups, from "
                                              "the stem up, frozen (default: 0, every layer trains)")
     patience: int | None = setting(None, "epochs without validation gain before stopping")
-    budget_seconds: float | None = setting(None, "time budget, e.g. 90s, 5m, 1h: the run stops cleanly inside it",
-                                           flag="--budget", parse=parse_duration, per_arm=True)
+    budget_seconds: float | None = budget_setting("time budget, e.g. 90s, 5m, 1h: the run stops cleanly inside it",
+                                                  per_arm=True)
     evals_per_epoch: int = setting(1, "validation passes per epoch", per_arm=True)
     mixed_precision: str = setting("auto", "autocast precision", choices=("auto", "no", "bf16", "fp16"))
     extract_engine: str = setting("auto", "what runs the frozen backbone when features are extracted (probe, "
                                           "select, simulate-al): PyTorch eager, torch.compile, or ONNX Runtime "
                                           "fp32/int8; auto: the fastest measured to keep the probe's accuracy",
-                                  choices=("auto", "torch", "compile", "onnxruntime", "onnxruntime-int8"))
+                                  choices="engines.extract:ENGINES", extra_choices=("auto",))
     scratch_model: str | None = setting(None, "architecture for --strategy scratch ('same' = the backbone's)",
                                         per_arm=True)
     # keep learning (adapt/): domain adaptation and continual learning
@@ -162,7 +135,8 @@ class FitConfig:
                                       "aligns the labelled DATA to it and reports source and target accuracy")
     adapt_method: str = setting("coral", "--adapt: coral aligns the feature statistics (on cached features, with "
                                          "the probe's head); dann trains the backbone with a gradient-reversal "
-                                         "domain classifier", choices=("coral", "dann"), flag="--method")
+                                         "domain classifier", choices="adapt.domain:adaptation_methods",
+                                 flag="--method")
     from_run: str | None = setting(None, "continue this finished run on DATA (new classes, or more examples of "
                                          "old ones): the report shows each old class's accuracy before and after",
                                    flag="--from")
@@ -171,7 +145,7 @@ class FitConfig:
                                      "fine-tunes on the new data plus the exemplar memory; lwf adds distillation "
                                      "from the old model; naive fine-tunes on the new data alone (the forgetting "
                                      "baseline); auto: head for probe runs, lwf for fine-tuned ones",
-                             choices=("auto", "head", "rehearsal", "lwf", "naive"))
+                             choices="adapt.continual_methods:CONTINUAL_METHODS", extra_choices=("auto",))
     memory_per_class: int = setting(20, "--from: examples of each class kept in the run's exemplar memory, for "
                                         "the runs that continue it (chosen by herding in feature space)")
     classes: tuple[str, ...] | None = setting(None, "keep only these classes of DATA (comma-separated names)",
@@ -181,18 +155,16 @@ class FitConfig:
                                        "and one correct test example per class (0: no explanations)")
     explain_method: str = setting("auto", "how the report explains (auto: Grad-CAM for CNNs, Integrated "
                                           "Gradients otherwise; linear weights for TF-IDF)",
-                                  choices="explain_methods")
-    # experiment tracking (tracking.py; the choices are its registered trackers)
+                                  choices="explain:method_names", extra_choices=("auto",))
+    # experiment tracking (tracking.py)
     track: str | None = setting(None, "also log the finished run (params, validation curve, final metrics, "
-                                      "report, model) to TensorBoard or MLflow", choices=("tensorboard", "mlflow"))
-    track_uri: str | None = setting(None, "where --track logs: a TensorBoard log folder (default: RUN/tensorboard), "
-                                          "or an MLflow folder, tracking URI or server URL (default: "
-                                          "RUN/../mlruns, an SQLite store)")
+                                      "report, model) to TensorBoard or MLflow", choices="tracking:TRACKERS")
+    track_uri: str | None = setting(None, TRACK_URI_HELP)
     track_experiment: str = setting("headstart", "the MLflow experiment --track mlflow logs into")
     track_parent: str | None = setting(None, "MLflow: nest the run under this run id (compare sets it for its "
                                              "arms: their comparison's run)")
     # run
-    out: str | None = setting(None, "run directory (default: a new folder under runs/)", per_arm=True)
+    out: str | None = setting(None, NEW_RUN_HELP, per_arm=True)
     resume: bool = setting(False, "continue an interrupted run in --out", per_arm=True)
 
     def to_dict(self) -> dict:
@@ -207,8 +179,7 @@ class FitConfig:
 
     def load_options(self) -> dict:
         """The keyword options load_data takes from this config."""
-        return {"strict": self.strict, "modality": self.modality,
-                "text_column": self.text_column, "label_column": self.label_column}
+        return {name: getattr(self, name) for name in LOAD_SETTINGS}
 
     @classmethod
     def from_dict(cls, d: dict) -> "FitConfig":
@@ -220,27 +191,26 @@ class FitConfig:
 class CompareConfig:
     """A comparison: the arms and how they are timed; `fit` holds every setting the arms share."""
 
-    data: str = setting(help=FitConfig.__dataclass_fields__["data"].metadata["help"])
+    data: str = data_setting()
     arms: tuple[str, ...] | None = setting(None, "comma-separated strategies; a scratch arm may name its "
                                                  "architecture (scratch:same, scratch:resnet9); default: the "
-                                                 "data's modality's", parse=lambda text: tuple(
-                                                     a.strip() for a in text.split(",") if a.strip()))
+                                                 "data's modality's", parse=parse_names)
     scratch_model: str | None = setting(None, "the scratch arm's architecture: a zoo name, or 'same' for the "
                                               "backbone's own (default: resnet9 for images, embedding-bag for text)")
     seeds: int = setting(1, "repeat each arm K times; medians are reported")
     target: float | None = setting(None, "target validation accuracy (default: the best baseline arm's best)")
-    budget_seconds: float | None = setting(None, "time cap per arm, e.g. 2m", flag="--budget", parse=parse_duration)
-    baseline_budget_seconds: float | None = setting(
-        None, "time cap per baseline arm (scratch), e.g. 10m; default: until its validation accuracy plateaus, "
-              "capped at a multiple of --budget: the target is the plateau, so the speed-up is against the "
-              "baseline at its best", flag="--baseline-budget", parse=parse_duration)
+    budget_seconds: float | None = budget_setting("time cap per arm, e.g. 2m")
+    baseline_budget_seconds: float | None = budget_setting(
+        "time cap per baseline arm (scratch), e.g. 10m; default: until its validation accuracy plateaus, "
+        "capped at a multiple of --budget: the target is the plateau, so the speed-up is against the "
+        "baseline at its best", flag="--baseline-budget")
     evals_per_epoch: int = setting(4, "validation passes per epoch: resolves time-to-target to a fraction of one")
     label_fractions: tuple[float, ...] | None = setting(
         None, "label curves: run every arm at each label budget on the same split, e.g. 0.01,0.05,0.1,0.25,1 "
               "(shares of the training labels) or 5,10,20 (labels per class), and state how many labels the best "
               "transfer arm needs to match the baseline trained on all of them", parse=parse_label_fractions)
-    out: str | None = setting(None, "comparison directory (default: a new folder under runs/)")
-    fit: FitConfig = field(default=None, metadata={"nested": True})
+    out: str | None = out_setting("comparison directory (default: a new folder under runs/)")
+    fit: FitConfig = nested(FitConfig, offer=lambda f: not f.metadata["per_arm"])  # every setting the arms share
 
     def __post_init__(self) -> None:
         if self.fit is None:
@@ -251,36 +221,65 @@ class CompareConfig:
         return self.fit.backbone
 
 
+# Settings tune draws itself or sets for every trial: not offered as its options.
+TUNED = ("data", "strategy", "backbone", "lr", "weight_decay", "layer_decay", "freeze_depth", "augment", "epochs",
+         "budget_seconds", "seed", "out", "resume", "explain_examples")
+
+
 @dataclass
-class PretrainConfig:
-    """`headstart pretrain`: self-supervised pre-training on unlabelled data, registered in the
-    local zoo (adapt/pretrain.py)."""
+class TuneConfig:
+    """`headstart tune`: an Optuna study whose trials are ordinary runs (choose/tune.py)."""
 
-    pool: str = setting(help="unlabelled data: a folder of images (any depth) or a CSV of paths; texts as a .txt "
-                             "(one per line) or CSV/JSONL; or a built-in dataset, its labels set aside")
-    name: str = setting(None, "register the pre-trained backbone in the local zoo under this name "
-                              "(then --backbone NAME in fit, compare, rank)")
-    method: str = setting("simclr", "images: simclr, byol (contrastive / self-distillation on two augmented "
-                                    "views), mae (masked-patch reconstruction); text: mlm (masked-language "
-                                    "modelling, continued)", choices=("simclr", "byol", "mae", "mlm"))
-    backbone: str | None = setting(None, "the network to pre-train: resnet9 (from random weights), "
-                                         "tf_efficientnet_lite0 (continued from ImageNet: domain-adaptive), any "
-                                         "image backbone of the zoo, or a text encoder (default: resnet9 for "
-                                         "images, all-MiniLM-L6-v2 for text)")
-    pretrained: bool = setting(True, "start from random weights even where the backbone has pretrained ones",
-                               flag="--no-pretrained")
-    image_size: int | None = setting(None, "images: input size in pixels (default: the backbone's, 64 for resnet9)")
-    budget_seconds: float | None = setting(None, "time cap, e.g. 10m: pre-training stops cleanly inside it",
-                                           flag="--budget", parse=parse_duration)
-    epochs: int | None = setting(None, "passes over the pool (default: as many as --budget allows, else the "
-                                       "method's own)")
-    batch_size: int | None = setting(None, "examples per step (default: the method's own)")
-    lr: float | None = setting(None, "peak learning rate (default: the method's own)")
-    max_items: int | None = setting(None, "use at most this many items of the pool (a random, seeded subset)")
-    seed: int = setting(0, "seed of the augmentations, masks and initialisation")
-    force: bool = setting(False, "replace a local backbone of that name")
-    out: str | None = setting(None, "run directory (default: a new folder under runs/)")
-    resume: bool = setting(False, "continue an interrupted pre-training in --out")
+    data: str = data_setting()
+    trials: int = setting(20, "trials in the whole study, across every worker and machine; running the command "
+                              "again continues the study up to this total")
+    budget_seconds: float | None = budget_setting("the whole study's wall time, e.g. 30m: no trial starts that "
+                                                  "could not finish inside it")
+    trial_budget_seconds: float | None = budget_setting("each trial's time cap, e.g. 2m (default: --budget / "
+                                                        "--trials x --workers, at least 20 s)", flag="--trial-budget")
+    storage: str | None = setting(None, "the study's database: postgresql://USER@HOST:PORT/DB lets workers on several "
+                                        "machines share one study (default: SQLite in RUN/study.db)")
+    study: str | None = setting(None, "the study's name in --storage: the same --storage and --study on another "
+                                      "machine joins it (default: tune-DATA)")
+    workers: int = setting(1, "worker processes on this machine; more than one needs --storage postgresql://...")
+    strategies: tuple[str, ...] | None = setting(None, "comma-separated strategies to search (default: the data's "
+                                                       "arms that train a backbone: probe, lp-ft, finetune, scratch; "
+                                                       "for text also lora)", parse=parse_names)
+    candidates: str | None = setting(None, "comma-separated backbones to search, each BACKBONE[:SIZE] (default: every "
+                                           "backbone whose pretrained weights load here, at its size and one lower)",
+                                     parse=lambda names: ",".join(parse_names(names) or ()) or None)
+    seed: int = setting(0, "the sampler's seed, and every trial's split and initialisation seed")
+    out: str | None = out_setting()
+    fit: FitConfig = nested(FitConfig, offer=lambda f: f.name not in TUNED)
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+    def __post_init__(self) -> None:
+        if self.fit is None:
+            self.fit = FitConfig(data=self.data)
+
+
+# The fit settings that decide the split; `rank` takes exactly these so that a later fit with
+# the same values draws the same training split (and reuses its cached features).
+SPLIT_SETTINGS = ("seed", "train_per_class", "train_size", "val_fraction", "test_fraction", "max_eval")
+# The FitConfig settings `headstart rank` offers.
+RANK_SETTINGS = ("data", *SPLIT_SETTINGS, "extract_engine", "strict", "modality", "text_column", "label_column",
+                 "out")
+
+
+@dataclass
+class RankConfig:
+    """`headstart rank`: transferability scores of candidate backbones on the data (choose/rank.py)."""
+
+    data: str = data_setting()
+    candidates: str | None = setting(None, "BACKBONE[:SIZE],... (default: the zoo's offline backbones at their own "
+                                           "and a lower size, the default backbone's layers, your local zoo)")
+    scores: tuple[str, ...] | None = setting(None, "comma-separated, from {choices} (default: all)",
+                                             choices="choose.scores:SCORES", parse=parse_names)
+    fit: FitConfig = nested(FitConfig, offer=lambda f: f.name in RANK_SETTINGS)
+
+    def __post_init__(self) -> None:
+        if self.fit is None:
+            self.fit = FitConfig(data=self.data)
+
+    def rank_settings(self) -> dict:
+        """The fit settings rank takes, by name (data aside)."""
+        return {n: getattr(self.fit, n) for n in RANK_SETTINGS if n != "data"}
