@@ -1,5 +1,6 @@
-"""`headstart pretrain`: the SSL methods learn, the run registers a backbone that fit uses,
-a killed run resumes, and bad input is refused with nothing written."""
+"""`headstart pretrain`: the SSL methods learn through the one training loop, the run registers
+a backbone that fit uses, a killed run resumes where it stopped, and bad input is refused with
+nothing written."""
 from __future__ import annotations
 
 import json
@@ -15,9 +16,10 @@ import torch
 from safetensors.torch import load_file
 
 import headstart.adapt.pretrain  # noqa: F401  (registers every SSL method)
-from headstart.adapt.pretrain_loop import LoopPlan, make_optimizer, train
+from headstart.adapt.pretrain_plan import PretrainPlan, pretrain
 from headstart.adapt.ssl import get_ssl_method
 from headstart.cli import main
+from headstart.records import Recorder, read_metrics
 from headstart.zoo import get_backbone
 
 from conftest import make_blobs, make_texts, make_tiny_bert, write_image_folder
@@ -50,13 +52,20 @@ def test_each_image_method_learns_finite_changing_loss_and_moves_the_weights(met
     ssl = get_ssl_method(method)
     model = ssl.build(backbone, {"seed": 0})
     dataset = model.dataset(backbone.prepare(make_blobs(n_per_class=8, size=SIZE)))
-    plan = LoopPlan(epochs=2, batch_size=8, steps_per_epoch=len(dataset) // 8, seed=0, strategy=f"pretrain:{method}")
-    outcome = train(model, make_optimizer(model, ssl, lr=None, continued=False), dataset, plan, tmp_path,
-                    resume=False, label=None)
-    losses = [r["loss"] for r in map(json.loads, (tmp_path / "metrics.jsonl").read_text().splitlines())
-              if r["split"] == "train"]
+    plan = PretrainPlan(epochs=2, batch_size=8, steps_per_epoch=len(dataset) // 8, seed=0,
+                        strategy=f"pretrain:{method}")
+    outcome = pretrain(model, dataset, plan, ssl, Recorder(tmp_path, plan.strategy), tmp_path, lr=None,
+                       continued=False, budget_seconds=None, resume=False)
+    rows = read_metrics(tmp_path)  # written by the house loop's Recorder
+    losses = [r["loss"] for r in rows if r["split"] == "train"]
     assert outcome["steps"] == len(losses) == 2 * plan.steps_per_epoch
     assert all(np.isfinite(losses)) and len(set(np.round(losses, 6))) > 1
+    epochs = [r for r in rows if r["split"] == "epoch"]  # each epoch's evaluation: its mean loss
+    assert [r["epoch"] for r in epochs] == [1, 2] and outcome["epoch_losses"] == [r["loss"] for r in epochs]
+    assert epochs[0]["loss"] == pytest.approx(np.mean(losses[:plan.steps_per_epoch]))
+    assert {r["phase"] for r in rows} == {"pretrain"} and all(r["accuracy"] is None for r in rows)
+    seconds = [r["train_seconds"] for r in rows]
+    assert seconds == sorted(seconds) and all(r["wall_seconds"] >= r["train_seconds"] for r in rows)
     after = backbone.state_dict()
     assert any(not torch.equal(before[k], after[k]) for k in before if after[k].is_floating_point())
 
@@ -82,15 +91,18 @@ def test_cli_registers_a_backbone_that_fit_uses_and_says_the_labels_are_set_asid
     assert fitted["weights"] == "zoo:t1" and fitted["backbone"] == "t1"
 
 
+def _three_simclr_epochs(folder, name: str, out: Path) -> list[str]:
+    return ["pretrain", str(folder), "--method", "simclr", "--backbone", "resnet9", "--image-size", str(SIZE),
+            "--batch-size", "16", "--epochs", "3", "--name", name, "--out", str(out)]
+
+
 def test_a_killed_run_resumes_from_its_checkpoint_instead_of_starting_over(folder, home, tmp_path):
     run = tmp_path / "run"
-    command = [sys.executable, "-m", "headstart", "pretrain", str(folder), "--method", "simclr", "--backbone",
-               "resnet9", "--image-size", str(SIZE), "--batch-size", "16", "--epochs", "3", "--name", "resumed",
-               "--out", str(run)]
+    command = [sys.executable, "-m", "headstart", *_three_simclr_epochs(folder, "resumed", run)]
     killed = subprocess.run(command, env={**os.environ, "HEADSTART_KILL_AFTER": "pretrain:1"}, capture_output=True)
     assert killed.returncode == -9, killed.stderr.decode()[-2000:]
     assert not (run / "summary.json").exists() and not (home / "resumed").exists()
-    assert sorted(p.name for p in (run / "checkpoint").iterdir()) == ["epoch-0001.pt", "epoch-0001.safetensors"]
+    assert sorted(p.name for p in (run / "checkpoint").iterdir()) == ["pretrain.pt"]  # the house loop's
     rows_before = (run / "metrics.jsonl").read_text().splitlines()
 
     assert main(["pretrain", str(folder), "--name", "resumed", "--out", str(run), "--resume"]) == 0
@@ -101,6 +113,11 @@ def test_a_killed_run_resumes_from_its_checkpoint_instead_of_starting_over(folde
     steps = [json.loads(r)["step"] for r in rows if json.loads(r)["split"] == "train"]
     assert steps == list(range(1, 3 * len(rows_before[:-1]) + 1))  # one run of steps, no restart
     assert (home / "resumed" / "spec.json").is_file()
+    # and it continued the same run: weights, optimizer, schedule and random draws restored, the
+    # resumed epochs' losses are those of a run never killed
+    assert main(_three_simclr_epochs(folder, "whole", tmp_path / "whole")) == 0
+    uninterrupted = json.loads((tmp_path / "whole" / "summary.json").read_text())
+    assert summary["epoch_losses"] == pytest.approx(uninterrupted["epoch_losses"], rel=1e-5)
 
 
 def _nothing_written(run: Path, home: Path) -> None:

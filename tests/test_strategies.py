@@ -94,7 +94,7 @@ def test_a_nan_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(tmp_path
     import torch
     import torch.nn.functional as F
 
-    import headstart.train.loop as loop
+    import headstart.train.objective as objective  # the loss a batch gives
 
     calls = []
 
@@ -105,7 +105,7 @@ def test_a_nan_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(tmp_path
 
     data = make_blobs()
     steps_per_epoch = 3
-    monkeypatch.setattr(loop, "F", types.SimpleNamespace(cross_entropy=poisoned))
+    monkeypatch.setattr(objective, "F", types.SimpleNamespace(cross_entropy=poisoned))
     config = small_config(tmp_path, "scratch", epochs=5, batch_size=16, train_size=48)
     with pytest.raises(HeadstartError, match="loss became nan at epoch 2") as err:
         fit(config, data=data)

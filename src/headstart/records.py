@@ -108,8 +108,9 @@ class Recorder:
         return self._wall_offset + time.perf_counter() - self._wall_start
 
     # -- metrics ---------------------------------------------------------------------------
-    def log(self, split: str, accuracy: float, loss: float | None, **extra: Any) -> dict:
-        """Append one evaluation; the clock is paused while we write."""
+    def log(self, split: str, accuracy: float | None, loss: float | None, **extra: Any) -> dict:
+        """Append one evaluation; the clock is paused while we write. accuracy None: a loop
+        without labels (pretrain), whose rows measure its loss alone."""
         was_running = self._running_since is not None
         self.pause()
         row = {
@@ -119,7 +120,7 @@ class Recorder:
             "train_seconds": round(self.train_seconds, 4),
             "wall_seconds": round(self.wall_seconds, 4),
             "split": split,
-            "accuracy": float(accuracy),
+            "accuracy": None if accuracy is None else float(accuracy),
             "loss": None if loss is None else float(loss),
             **extra,
         }

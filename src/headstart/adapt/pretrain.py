@@ -4,15 +4,15 @@
 
 The stages: check everything that can be checked before any file is written (the name, the
 method against the backbone and the pool, the pool itself, and with --budget whether one epoch
-fits: a few steps are timed and the epoch estimated); then pre-train (pretrain_loop.py: budget,
-progress bar, per-epoch checkpoints, --resume after a kill); then write the run directory of the
+fits: a few steps are timed and the epoch estimated, pretrain_plan.py); then pre-train through
+the one training loop (train/loop.py without labels: budget, progress bar, per-epoch checkpoints,
+--resume after a kill, metrics through the Recorder); then write the run directory of the
 same contract as `fit` (config.yaml, metrics.jsonl, model.safetensors with the backbone's tensors
 keyed "backbone.<key>", model.json, summary.json, report.html) and register it with the local
 zoo's add_entry, so NAME is a backbone for fit, compare and rank like any other.
 """
 from __future__ import annotations
 
-import math
 import shutil
 from dataclasses import fields, replace
 from pathlib import Path
@@ -21,16 +21,15 @@ import numpy as np
 import torch
 
 from headstart.adapt import mae, mlm  # noqa: F401  (the methods beside ssl.py register themselves)
-from headstart.adapt.pretrain_loop import CHECKPOINTS, LoopPlan, make_optimizer, step_seconds, train
+from headstart.adapt.pretrain_plan import CHECKPOINTS, PHASE, PretrainPlan, new_plan, pretrain, strategy_of
 from headstart.adapt.ssl import get_ssl_method, ssl_methods
 from headstart.config import PretrainConfig
 from headstart.errors import HeadstartError
 from headstart.files import atomic_dir, atomic_path, write_json, write_yaml
 from headstart.log import say
-from headstart.records import new_run_dir
+from headstart.records import Recorder, new_run_dir, read_metrics
 
 MODEL_FORMAT = "headstart-pretrained-backbone/1"
-SAVE_RESERVE = 0.05  # share of --budget kept for the closing save, report and registration
 
 
 def run_pretrain(config: PretrainConfig) -> dict:
@@ -38,6 +37,7 @@ def run_pretrain(config: PretrainConfig) -> dict:
     (with "run_dir" and the zoo "entry")."""
     config, run_dir = _start(config)
     method = get_ssl_method(config.method)
+    recorder = _recorder(run_dir, method, config.resume)  # --budget counts the whole command from here
     _check_name(config)
     spec = _backbone_spec(config, method)
     pool, set_aside = _load_pool(config, method, spec)
@@ -47,15 +47,14 @@ def run_pretrain(config: PretrainConfig) -> dict:
     model.to(memory_format=torch.channels_last)  # CNNs run faster so on CPU (ImageClassifier does the same)
     dataset = model.dataset(pool)
     continued = backbone.weights != "random"
-    plan = _plan(config, method, model, dataset, run_dir, continued)
-    optimizer = make_optimizer(model, method, lr=config.lr, continued=continued)
+    plan = _plan(config, method, model, dataset, run_dir, recorder, continued)
     if not config.resume or not (run_dir / "config.yaml").exists():
         write_yaml(run_dir / "config.yaml", {"data": config.pool, "command": "pretrain", **config.to_dict(),
-                                             "plan": _plan_record(plan)})
+                                             "plan": plan.record()})
     say(f"pre-training {backbone.name} ({'from ' + backbone.weights if continued else 'random init'}) with "
         f"{method.name} on {len(pool)} {pool.noun}: {plan.epochs} epoch(s) of {plan.steps_per_epoch} steps")
-    outcome = train(model, optimizer, dataset, plan, run_dir, resume=config.resume,
-                    label=f"pretrain {method.name}")
+    outcome = pretrain(model, dataset, plan, method, recorder, run_dir, lr=config.lr, continued=continued,
+                       budget_seconds=config.budget_seconds, resume=config.resume)
     summary = _finish(run_dir, config, method, backbone, pool, plan, outcome, set_aside)
     from headstart.zoo.local import add_entry
 
@@ -192,57 +191,37 @@ def _build_backbone(config: PretrainConfig, spec):
 
 # ----------------------------------------------------------------------------- the plan
 
-def _plan(config: PretrainConfig, method, model, dataset, run_dir: Path, continued: bool) -> LoopPlan:
+def _recorder(run_dir: Path, method, resume: bool) -> Recorder:
+    """The run's clock and metrics.jsonl: a resumed run carries on from its checkpoint's rows; a
+    --resume that finds no checkpoint (killed inside the first epoch) starts over."""
+    resumable = resume and (run_dir / CHECKPOINTS / f"{PHASE}.pt").is_file()
+    if resume and not resumable:
+        say(f"{run_dir} holds no checkpoint to resume from (none is written before the first epoch ends): "
+            "pre-training starts over")
+        (run_dir / "metrics.jsonl").unlink(missing_ok=True)
+    return Recorder(run_dir, strategy_of(method), rows=read_metrics(run_dir) if resumable else [])
+
+
+def _plan(config: PretrainConfig, method, model, dataset, run_dir: Path, recorder: Recorder,
+          continued: bool) -> PretrainPlan:
     """Epochs and batch: a resumed run keeps its own; --budget is planned from timed steps."""
     import yaml
 
     if config.resume:
-        saved = yaml.safe_load((run_dir / "config.yaml").read_text())["plan"]
-        return LoopPlan(**{**saved, "budget_seconds": config.budget_seconds})
-    batch = max(2, min(config.batch_size or method.batch_size, len(dataset)))
-    per_epoch = len(dataset) // batch
-    plan = LoopPlan(epochs=config.epochs or method.epochs, batch_size=batch, steps_per_epoch=per_epoch,
-                    seed=config.seed, strategy=f"pretrain:{method.name}", budget_seconds=config.budget_seconds)
-    if config.budget_seconds is None:
-        return plan
-    import time
-
-    started = time.perf_counter()
-    step = step_seconds(model, method, dataset, batch, lr=config.lr, continued=continued, seed=config.seed)
-    spent = time.perf_counter() - started
-    epoch_seconds = per_epoch * step
-    usable = config.budget_seconds * (1 - SAVE_RESERVE) - spent - 2.0
-    affordable = int(usable // (epoch_seconds * 1.05)) if usable > 0 else 0
-    if affordable < 1:
-        minimum = math.ceil((spent + 2.0 + epoch_seconds * 1.05) / (1 - SAVE_RESERVE))
-        raise HeadstartError(
-            f"--budget {config.budget_seconds:g}s is too short for one epoch of {method.name} on {len(dataset)} "
-            f"items: an epoch is {per_epoch} steps of {step:.2f} s here (measured), about {epoch_seconds:.0f} s",
-            hint=f"pass --budget {_duration(minimum)} or more, or pre-train on fewer items (--max-items)")
-    plan.epochs = min(config.epochs or affordable, affordable)
-    plan.spent_before = spent
-    return plan
-
-
-def _duration(seconds: int) -> str:
-    return f"{seconds}s" if seconds < 120 else f"{math.ceil(seconds / 60)}m"
-
-
-def _plan_record(plan: LoopPlan) -> dict:
-    return {"epochs": plan.epochs, "batch_size": plan.batch_size, "steps_per_epoch": plan.steps_per_epoch,
-            "seed": plan.seed, "strategy": plan.strategy}
+        return PretrainPlan(**yaml.safe_load((run_dir / "config.yaml").read_text())["plan"])
+    return new_plan(config, method, model, dataset, recorder, continued=continued)
 
 
 # ----------------------------------------------------------------------------- the run directory
 
-def _finish(run_dir: Path, config: PretrainConfig, method, backbone, pool, plan: LoopPlan, outcome: dict,
+def _finish(run_dir: Path, config: PretrainConfig, method, backbone, pool, plan: PretrainPlan, outcome: dict,
             set_aside: bool) -> dict:
     """model.safetensors, model.json, (tokenizer/), summary.json, report.html; the checkpoints go."""
     from safetensors.torch import save_file
 
     from headstart.model_io import versions
 
-    tensors = {f"backbone.{k}": v.detach().contiguous().clone() for k, v in backbone.state_dict().items()}
+    tensors = {f"backbone.{k}": v.detach().cpu().contiguous().clone() for k, v in backbone.state_dict().items()}
     with atomic_path(run_dir / "model.safetensors") as tmp:
         save_file(tensors, str(tmp), metadata={"format": MODEL_FORMAT})
     described = backbone.describe()

@@ -2,9 +2,9 @@
 
 A method is registered with `@register_ssl_method(name, modality=..., ...)` on a function
 build(backbone, settings) -> SSLModel: the trainable wrapper around the backbone (its heads,
-its loss, how it turns the pool into batches). The pre-training loop (pretrain_loop.py) knows
-nothing else of a method; pretrain.py imports every method's module, so all are registered
-there. Losses, heads and view transforms are lightly's (a well-kept library
+its loss, how it turns the pool into batches). The training loop (train/loop.py, without
+labels) knows nothing else of a method: a batch goes to the model's forward, which returns its
+loss; pretrain.py imports every method's module, so all are registered there. Losses, heads and view transforms are lightly's (a well-kept library
 whose recipes follow the papers); masked-image modelling is mae.py, masked-language modelling
 mlm.py.
 """
@@ -73,6 +73,11 @@ class SSLModel(nn.Module):
 
     def loss(self, batch) -> torch.Tensor:
         raise NotImplementedError
+
+    def forward(self, batch) -> torch.Tensor:
+        """The loss of a batch, as the training loop calls a model: through forward, so that
+        DDP's gradient sync and Accelerate's autocast see the step."""
+        return self.loss(batch)
 
     def after_step(self, step: int, total_steps: int) -> None:
         """Called after each optimizer step (BYOL moves its momentum target here)."""

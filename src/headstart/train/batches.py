@@ -64,11 +64,11 @@ class BalancedSampler(WeightedRandomSampler):
 
 
 def make_loader(dataset: Dataset, batch_size: int, *, shuffle: bool, seed: int = 0,
-                drop_last: bool = False, sample_weights=None) -> DataLoader:
+                drop_last: bool = False, sample_weights=None, collate_fn=None) -> DataLoader:
     """sample_weights: draw with replacement in proportion to them (a class-balanced
-    sampler) instead of shuffling."""
+    sampler) instead of shuffling. collate_fn: how items become a batch (None: torch's default)."""
     generator = torch.Generator().manual_seed(seed)
     sampler = BalancedSampler(sample_weights, seed) if sample_weights is not None else None
     # Workers cost more than they save on 2 cores with data already decoded in memory.
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
-                      generator=generator, drop_last=drop_last, num_workers=0)
+                      generator=generator, drop_last=drop_last, collate_fn=collate_fn, num_workers=0)

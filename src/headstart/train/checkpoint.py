@@ -6,8 +6,10 @@ plain numbers only, so loading it can never execute code.
 from __future__ import annotations
 
 import io
+import random
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ..errors import HeadstartError
@@ -33,6 +35,9 @@ def save_checkpoint(path: Path, model, optimizer, scheduler, recorder: Recorder,
         "best_epoch": best_epoch,
         "best_state": best_state,
         "rng": torch.get_rng_state(),
+        # numpy's and Python's global generators too: augmentations draw from them (lightly's
+        # blur and solarization, timm's mixup), and a resumed run should replay the same draws
+        **_host_generators(),
     }
     buffer = io.BytesIO()
     torch.save(payload, buffer)
@@ -50,8 +55,28 @@ def load_checkpoint(path: Path, model, optimizer, scheduler, recorder: Recorder)
     scheduler.load_state_dict(payload["scheduler"])
     scheduler.horizon.total = payload["horizon"]
     torch.set_rng_state(payload["rng"])
+    if "numpy_rng" in payload:  # absent in checkpoints of earlier versions
+        _restore_host_generators(payload)
     recorder.restore(rows=payload["metric_rows"], train_seconds=payload["train_seconds"],
                      step=payload["step"], epoch=payload["epoch"])
     return {"epoch": payload["epoch"], "step": payload["step"], "best_val": payload["best_val"],
             "bad_epochs": payload["bad_epochs"], "best_state": payload["best_state"],
             "best_epoch": payload["best_epoch"]}
+
+
+def _host_generators() -> dict:
+    """numpy's and Python's global generator states as tensors and numbers (weights_only-safe)."""
+    _, keys, position, has_gauss, gauss = np.random.get_state()
+    version, state, gauss_next = random.getstate()
+    return {"numpy_rng": {"keys": torch.from_numpy(keys.astype(np.int64)), "position": int(position),
+                          "has_gauss": int(has_gauss), "gauss": float(gauss)},
+            "python_rng": {"version": int(version), "state": torch.tensor(state, dtype=torch.int64),
+                           "gauss_next": gauss_next}}
+
+
+def _restore_host_generators(payload: dict) -> None:
+    saved = payload["numpy_rng"]
+    np.random.set_state(("MT19937", saved["keys"].numpy().astype(np.uint32), saved["position"],
+                         saved["has_gauss"], saved["gauss"]))
+    saved = payload["python_rng"]
+    random.setstate((saved["version"], tuple(int(v) for v in saved["state"]), saved["gauss_next"]))

@@ -4,6 +4,10 @@ Read it top to bottom: build optimizer and schedule, restore a checkpoint if res
 for each epoch: train steps (clock running), evaluate on validation (clock paused), keep the
 best weights, checkpoint, stop early on a plateau or at the budget. Works unchanged in one
 process or under `torchrun --nproc_per_node 2` (Accelerate reads torchrun's environment).
+
+The same loop trains without labels (`headstart pretrain`, TrainPlan.labelled=False): the loss
+is what the model or the objective returns for a batch (objective.py), there is no validation
+set, each step's loss is logged and each epoch's mean loss is its evaluation.
 """
 from __future__ import annotations
 
@@ -16,19 +20,18 @@ from typing import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, DistributedDataParallelKwargs
 
 from ..errors import HeadstartError
+from ..log import progress_bar
 from ..records import Recorder
-from .augment import build_mixup
 from .batches import make_loader
 from .checkpoint import load_checkpoint, save_checkpoint
 from .evaluate import predict_logits, score
+from .objective import Mixer, check_finite, step_loss
 from .optim import build_optimizer, build_schedule
 from .plateau import PlateauRule, has_plateaued
-from ..log import progress_bar
 
 
 EARLY_REPLAN_STEPS = 5
@@ -62,16 +65,27 @@ class TrainPlan:
     # gradient reversal, distillation from the old model): objective(model, x, y) -> (logits,
     # extra loss or None); the extra is added to the classification loss. Its own parameters,
     # if any, come in the optimizer groups the caller passes. None: logits = model(x).
+    # Without labels: objective(model, batch) -> the loss itself; None: loss = model(batch).
     objective: Callable | None = None
+    # A loop without labels (self-supervised pre-training, adapt/pretrain_plan.py): batches are
+    # whatever the dataset and `collate` make, there is no validation set (val=None), each
+    # step's loss is logged (split "train"), each whole epoch's mean loss is its evaluation
+    # (split "epoch"), and the last weights are kept (nothing to choose the best by).
+    labelled: bool = True
+    collate: Callable | None = None       # the loader's collate_fn (None: torch's default)
+    after_step: Callable | None = None    # after_step(step, total_steps) after each update (BYOL's target)
+    loss_name: str = "training"           # what the NaN stop calls the loss
+    diverged_hint: str = "lower the learning rate (--lr), or try --optimizer sgd"
 
 
 @dataclass
 class TrainResult:
-    best_val_accuracy: float
+    best_val_accuracy: float | None  # None without labels
     epochs_run: float
     stop_reason: str  # completed | early-stop | plateau | budget
     best_epoch: float  # 0 = the starting weights (e.g. the probe's head) were never beaten
     mixed: dict | None = None  # mixup/cutmix: batches, samples, per_class (label index -> samples)
+    resumed_from_epoch: int | None = None  # the checkpoint's epoch a --resume continued from
 
 
 def make_accelerator(mixed_precision: str, any_frozen: bool) -> Accelerator:
@@ -102,10 +116,12 @@ def _accelerator(mixed_precision: str, any_frozen: bool) -> Accelerator:
 def train_model(model, param_groups: list[dict], dataset, val, plan: TrainPlan, recorder: Recorder,
                 checkpoint_dir: Path | None = None, resume: bool = False,
                 initial_val: float | None = None) -> TrainResult:
-    """Train `model` (a heads.Classifier) in place; on return it holds the best-validation weights.
+    """Train `model` (a heads.Classifier) in place; on return it holds the best-validation weights
+    (without labels, an adapt/ssl.SSLModel: the last weights).
 
     dataset: the training Dataset of (input, label), augmented as the modality decided (see
-    Modality.training_dataset); val: prepared validation data. param_groups: optimizer groups with
+    Modality.training_dataset), or of unlabelled items (plan.labelled=False); val: prepared
+    validation data (None without labels). param_groups: optimizer groups with
     their own "lr" (see optim.layerwise_groups). initial_val: validation accuracy of the
     starting weights (a fitted probe head); training must beat it to replace them, so
     fine-tuning can never return something worse than what it started from.
@@ -116,11 +132,12 @@ def train_model(model, param_groups: list[dict], dataset, val, plan: TrainPlan, 
 
     # Keep the batch a multiple of the process count so split_batches divides it evenly.
     batch_size = max(accelerator.num_processes, plan.batch_size - plan.batch_size % accelerator.num_processes)
-    loader = make_loader(dataset, batch_size, shuffle=True, seed=plan.seed,
-                         drop_last=len(dataset) > batch_size, sample_weights=plan.sample_weights)
+    loader = make_loader(dataset, batch_size, shuffle=True, seed=plan.seed, drop_last=len(dataset) > batch_size,
+                         sample_weights=plan.sample_weights, collate_fn=plan.collate)
     class_weight = torch.tensor(plan.class_weights, dtype=torch.float32, device=accelerator.device) \
         if plan.class_weights is not None else None
-    mixer = _Mixer(plan) if plan.mixup > 0 else None
+    mixer = Mixer(plan) if plan.mixup > 0 else None
+    loss_of = step_loss(plan, class_weight, mixer)
     steps_per_epoch = len(loader)
     optimizer = build_optimizer(plan.optimizer, param_groups, plan.weight_decay)
     scheduler = build_schedule(plan.schedule, optimizer, plan.epochs * steps_per_epoch)
@@ -132,8 +149,10 @@ def train_model(model, param_groups: list[dict], dataset, val, plan: TrainPlan, 
         state["best_val"] = initial_val
         state["best_state"] = {k: v.detach().clone() for k, v in raw_model.state_dict().items()}
     ckpt_file = checkpoint_dir / f"{plan.phase}.pt" if checkpoint_dir else None
+    resumed_from = None
     if resume and ckpt_file is not None and ckpt_file.exists():
         state = load_checkpoint(ckpt_file, raw_model, optimizer, scheduler, recorder)
+        resumed_from = state["epoch"]
 
     eval_every = max(1, steps_per_epoch // max(1, plan.evals_per_epoch))
     step_seconds: list[float] = []
@@ -141,6 +160,8 @@ def train_model(model, param_groups: list[dict], dataset, val, plan: TrainPlan, 
     stop_reason = "completed"
     best_state = state["best_state"]
     cooling = False  # the plateau rule fired: the rate anneals to the horizon's end, then the run stops
+    n_val = len(val) if val is not None else 0
+    epoch_losses: list[float] = []  # without labels: this epoch's step losses, its evaluation's mean
 
     def check_plateau() -> None:
         nonlocal cooling
@@ -152,10 +173,16 @@ def train_model(model, param_groups: list[dict], dataset, val, plan: TrainPlan, 
             _cool_down(scheduler, steps_per_epoch)
             cooling = True
 
-    def evaluate_val() -> float:
+    def evaluate_val() -> float | None:
         nonlocal eval_seconds
         started = time.perf_counter()
         recorder.pause()
+        if not plan.labelled:
+            # a budget stop mid-epoch logs no mean: a partial epoch's would sit among whole ones
+            if stop_reason == "completed" and epoch_losses:
+                recorder.log("epoch", None, float(np.mean(epoch_losses)), phase=plan.phase)
+            epoch_losses.clear()
+            return None
         logits = predict_logits(raw_model, val.inputs)
         accuracy, loss = score(logits, val.labels)
         recorder.log("val", accuracy, loss, phase=plan.phase, lr=optimizer.param_groups[-1]["lr"])
@@ -170,8 +197,8 @@ def train_model(model, param_groups: list[dict], dataset, val, plan: TrainPlan, 
         # what must still fit after this step: the closing validation pass and the final test
         # pass. Before the first evaluation its cost is estimated from the step time (a
         # training step costs ~3 forward passes of the batch).
-        per_image = eval_seconds / max(1, len(val)) if eval_seconds else next_step / batch_size / 3
-        closing = 1.2 * per_image * (len(val) + plan.reserve_images)
+        per_image = eval_seconds / max(1, n_val) if eval_seconds else next_step / batch_size / 3
+        closing = 1.2 * per_image * (n_val + plan.reserve_images)
         mine = recorder.wall_seconds + next_step + closing > plan.budget_seconds
         flag = torch.tensor([1.0 if mine else 0.0])
         # every rank must stop at the same step or DDP deadlocks on the next all-reduce
@@ -185,22 +212,16 @@ def train_model(model, param_groups: list[dict], dataset, val, plan: TrainPlan, 
         while epoch < plan.epochs and stop_reason == "completed":
             loader.set_epoch(epoch)
             recorder.resume()
-            for i, (x, y) in enumerate(loader):
+            for i, batch in enumerate(loader):
                 if over_budget():
                     stop_reason = "budget"
                     break
                 started = time.perf_counter()
                 with accelerator.autocast():
-                    if mixer is not None and mixer.wants(y):
-                        x, soft = mixer(x, y)  # soft targets, label smoothing included
-                        loss = F.cross_entropy(model(x), soft, weight=class_weight)
-                    else:
-                        logits, extra = (model(x), None) if plan.objective is None else plan.objective(model, x, y)
-                        loss = F.cross_entropy(logits, y, weight=class_weight, label_smoothing=plan.label_smoothing)
-                        if extra is not None:
-                            loss = loss + extra
-                _check_finite(accelerator, loss, epoch, i, checkpoint_dir, recorder)
+                    loss = loss_of(model, batch)
+                check_finite(accelerator, loss, epoch, i, checkpoint_dir, recorder, plan)
                 accelerator.backward(loss)
+                lr = optimizer.param_groups[-1]["lr"]  # the rate this step used
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
@@ -210,11 +231,17 @@ def train_model(model, param_groups: list[dict], dataset, val, plan: TrainPlan, 
                                             steps_per_epoch)  # whole epoch of warm-up
                 recorder.step += 1
                 recorder.epoch = epoch + (i + 1) / steps_per_epoch
+                if plan.after_step is not None:
+                    plan.after_step(recorder.step, scheduler.horizon.total)
+                if not plan.labelled:  # its only measure: every step's loss (the report's curve)
+                    epoch_losses.append(float(loss.detach()))
+                    recorder.log("train", None, epoch_losses[-1], phase=plan.phase, lr=lr)
                 advance(1)
                 if cooling and scheduler.last_epoch >= scheduler.horizon.total:
                     stop_reason = "plateau"  # cooled down: the closing evaluation follows
                     break
-                if plan.evals_per_epoch > 1 and (i + 1) % eval_every == 0 and i + 1 < steps_per_epoch:
+                if plan.labelled and plan.evals_per_epoch > 1 and (i + 1) % eval_every == 0 \
+                        and i + 1 < steps_per_epoch:
                     evaluate_val()
                     check_plateau()
                     model.train()
@@ -227,7 +254,9 @@ def train_model(model, param_groups: list[dict], dataset, val, plan: TrainPlan, 
                 _fit_schedule_to_budget(scheduler, plan, recorder, step_seconds, eval_seconds,
                                         steps_per_epoch)
             model.train()
-            if accuracy > state["best_val"]:
+            if accuracy is None:
+                pass  # without labels there is no best to keep: the last weights are the result
+            elif accuracy > state["best_val"]:
                 state["best_val"], state["bad_epochs"], state["best_epoch"] = accuracy, 0, recorder.epoch
                 best_state = {k: v.detach().clone() for k, v in raw_model.state_dict().items()}
             else:
@@ -244,33 +273,9 @@ def train_model(model, param_groups: list[dict], dataset, val, plan: TrainPlan, 
     if best_state is not None:
         raw_model.load_state_dict(best_state)
     accelerator.free_memory()
-    return TrainResult(best_val_accuracy=state["best_val"], epochs_run=recorder.epoch, stop_reason=stop_reason,
-                       best_epoch=state["best_epoch"], mixed=mixer.counts if mixer is not None else None)
-
-
-class _Mixer:
-    """Mixes a share (plan.mixup) of the training batches with timm's Mixup, and counts them.
-
-    Which batches are mixed follows the seed; timm draws lam and mixup-or-cutmix from numpy's
-    global generator, seeded here for the same reason. A batch of odd size is left alone
-    (timm mixes each sample with its mirror in the batch)."""
-
-    def __init__(self, plan: TrainPlan):
-        self.share = plan.mixup
-        self.mixup = build_mixup(plan.num_classes, plan.label_smoothing)
-        self.rng = np.random.default_rng(plan.seed)
-        np.random.seed(plan.seed)
-        self.counts = {"batches": 0, "samples": 0, "per_class": {}}
-
-    def wants(self, y) -> bool:
-        return self.rng.random() < self.share and len(y) % 2 == 0 and len(y) > 1
-
-    def __call__(self, x, y):
-        self.counts["batches"] += 1
-        self.counts["samples"] += len(y)
-        for k, n in zip(*np.unique(y.cpu().numpy(), return_counts=True)):
-            self.counts["per_class"][int(k)] = self.counts["per_class"].get(int(k), 0) + int(n)
-        return self.mixup(x.float(), y)  # uint8 pixels cannot hold a blend
+    return TrainResult(best_val_accuracy=state["best_val"] if plan.labelled else None, epochs_run=recorder.epoch,
+                       stop_reason=stop_reason, best_epoch=state["best_epoch"],
+                       mixed=mixer.counts if mixer is not None else None, resumed_from_epoch=resumed_from)
 
 
 def _fit_schedule_to_budget(scheduler, plan: TrainPlan, recorder: Recorder, step_seconds: list[float],
@@ -329,21 +334,6 @@ def _cool_down(scheduler, steps_per_epoch: int) -> None:
     # each group's factor now, read before the horizon moves (the schedule's shape depends on it)
     scheduler.lr_lambdas = [annealed(f(start)) for f in scheduler.lr_lambdas]
     horizon.total = end  # --budget may shorten it further (_fit_schedule_to_budget)
-
-
-def _check_finite(accelerator, loss, epoch, step, checkpoint_dir, recorder) -> None:
-    value = loss.detach().float().reshape(1)
-    if accelerator.num_processes > 1:
-        value = accelerator.reduce(value, "sum")  # one rank's NaN must stop every rank
-    if not torch.isfinite(value).all():
-        recorder.pause()
-        where = f" The last good checkpoint is in {checkpoint_dir}." if checkpoint_dir else ""
-        raise HeadstartError(
-            f"the training loss became {value.item()} at epoch {epoch + 1}, step {step + 1}; "
-            f"training stopped.{where}",
-            hint="lower the learning rate (--lr), or try --optimizer sgd; --resume continues "
-                 "from the last good checkpoint",
-        )
 
 
 def kill_hook_for_tests(phase: str, epoch: int) -> None:
