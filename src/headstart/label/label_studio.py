@@ -33,14 +33,15 @@ HINT = "export the project from Label Studio as JSON, JSON_MIN or CSV, or pass t
 
 
 class _Kind:
-    """How one kind of item sits in a task: its data key and the object tag that shows it."""
+    """How one kind of item sits in a task: its data key, the object tag that shows it, and
+    whether the task holds a URL to a file (images) rather than the item itself (texts)."""
 
-    def __init__(self, key: str, tag: str, extra: str = ""):
-        self.key, self.tag, self.extra = key, tag, extra
+    def __init__(self, key: str, tag: str, extra: str = "", *, served: bool = False):
+        self.key, self.tag, self.extra, self.served = key, tag, extra, served
 
 
 # the data's item column (select's CSV column) -> how Label Studio shows it
-KINDS = {"path": _Kind("image", "Image", ' zoom="true"'), "text": _Kind("text", "Text")}
+KINDS = {"path": _Kind("image", "Image", ' zoom="true"', served=True), "text": _Kind("text", "Text")}
 
 
 def _kind(kind: str) -> _Kind:
@@ -68,7 +69,7 @@ def write_tasks(rows: list[dict], out: str | Path, *, kind: str, classes: list[s
     tasks = []
     for row in rows:
         item = str(row[kind])
-        value = _image_url(item, Path(files_root), url_prefix) if shown.key == "image" else item
+        value = _file_url(item, Path(files_root), url_prefix) if shown.served else item
         data = {shown.key: value, ITEM_FIELD: item, "headstart_rank": row.get("rank"),
                 "headstart_score": row.get("score")}
         task = {"data": data}
@@ -84,7 +85,7 @@ def write_tasks(rows: list[dict], out: str | Path, *, kind: str, classes: list[s
     return {"tasks": str(out), "config": str(config), "count": len(tasks)}
 
 
-def _image_url(item: str, root: Path, prefix: str) -> str:
+def _file_url(item: str, root: Path, prefix: str) -> str:
     if "#" in item and not Path(item).exists():
         raise HeadstartError(f"{item} is an item of a built-in dataset: there is no image file for Label Studio to show",
                              hint="select from a folder of image files")
@@ -165,7 +166,7 @@ def _item(data: dict, path: Path) -> str:
         return str(data[ITEM_FIELD])
     for kind in KINDS.values():
         if data.get(kind.key):
-            return str(data[kind.key]) if kind.key != "image" else _path_of(str(data["image"]), path)
+            return _path_of(str(data[kind.key]), path) if kind.served else str(data[kind.key])
     raise HeadstartError(f"{path} holds a task with no {ITEM_FIELD}, image or text field: {str(data)[:80]}", hint=HINT)
 
 
