@@ -138,6 +138,7 @@ def test_text_items_are_shown_as_snippets(tmp_path):
     assert _PREVIEWS[texts.item_column](texts, 0, tmp_path) == {"text": " ".join(texts.texts[0].split())}
 
 
+@pytest.mark.slow
 def test_audit_of_a_folder_embeds_with_a_pretrained_backbone_and_splits_as_fit_does(tmp_path):
     from headstart.label.audit import audit
 
@@ -197,3 +198,20 @@ def test_bad_exclusion_files_are_refused_with_a_clear_error(tmp_path, content, m
         read_exclusions(path, _planted_blobs())
     with pytest.raises(HeadstartError, match="no such file"):
         read_exclusions(tmp_path / "missing.csv", _planted_blobs())
+
+
+@pytest.mark.slow
+def test_audit_of_a_run_uses_its_splits_and_backbone_and_refuses_fit_settings(tmp_path):
+    import headstart.pipeline  # noqa: F401  (registers how Run.reload_data reloads a run's data)
+    from headstart.api import fit
+    from headstart.label.audit import audit
+
+    folder = write_image_folder(tmp_path / "images", make_blobs(n_per_class=12))
+    fit(str(folder), out=str(tmp_path / "run"), strategy="probe", image_size=32, explain_examples=0,
+        extract_engine="torch")
+    splits = json.loads((tmp_path / "run" / "splits.json").read_text())
+    result = audit(str(tmp_path / "run"), folds=3, out=str(tmp_path / "audit"))
+    assert result["split_sizes"] == {name: len(splits[name]) for name in ("train", "val", "test")}
+    assert result["source"] == str(tmp_path / "run")
+    with pytest.raises(HeadstartError, match="run's own backbone"):
+        audit(str(tmp_path / "run"), backbone="tf_efficientnet_lite0", out=str(tmp_path / "audit2"))
