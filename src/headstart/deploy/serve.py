@@ -124,18 +124,25 @@ def create_app(model_path: str | os.PathLike, *, api_key: str | None = None, lim
                                              [received.names[i] for i in given])
         except HeadstartError as e:
             raise ServeError(422, e.message, e.hint) from e
-        pictures = [entry["png"] for item in result["items"] for entry in item["explanations"] if "png" in entry]
-        if "image/png" in request.headers.get("accept", "") and len(pictures) == 1:
-            return Response(pictures[0], media_type="image/png", headers={"X-Model-Version": explaining.version})
-        for item in result["items"]:
-            for entry in item["explanations"]:
-                if "png" in entry:
-                    entry["png_base64"] = base64.b64encode(entry.pop("png")).decode("ascii")
-        return {"model_version": explaining.version, "engine": explaining.name, "method": result["method"],
-                "method_summary": result.get("method_summary"), "items": result["items"],
-                "unreadable": refused + result["unreadable"]}
+        result["unreadable"] = refused + result["unreadable"]
+        return _explanation(result, explaining, wants_png="image/png" in request.headers.get("accept", ""))
 
     return app
+
+
+def _explanation(result: dict, explaining, *, wants_png: bool):
+    """explain_items' result as JSON (each heat-map as base64 PNG), or the one heat-map itself
+    when the client asked for image/png."""
+    entries = [entry for item in result["items"] for entry in item["explanations"]]
+    pictures = [entry["png"] for entry in entries if "png" in entry]
+    if wants_png and len(pictures) == 1:
+        return Response(pictures[0], media_type="image/png", headers={"X-Model-Version": explaining.version})
+    for entry in entries:
+        if "png" in entry:
+            entry["png_base64"] = base64.b64encode(entry.pop("png")).decode("ascii")
+    return {"model_version": explaining.version, "engine": explaining.name, "method": result["method"],
+            "method_summary": result.get("method_summary"), "items": result["items"],
+            "unreadable": result["unreadable"]}
 
 
 def _prepare(model, received: Received) -> tuple[list[int], Prepared]:

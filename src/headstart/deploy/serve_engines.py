@@ -20,6 +20,7 @@ import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -84,7 +85,7 @@ class OnnxEngine:
     def probabilities(self, payloads: list) -> list[np.ndarray]:
         batch = _ONNX_READERS[self.reads].stack(self.model, payloads)
         probabilities = softmax(self.model.logits(batch, batch_size=self.max_batch))
-        return _split(probabilities, [_length(p) for p in payloads])
+        return _split(probabilities, [len(p) for p in payloads])
 
     def describe(self) -> dict:
         record = self.file.with_name(self.file.name + ".json")
@@ -99,8 +100,8 @@ class OnnxEngine:
 
 @dataclass(frozen=True)
 class _Reader:
-    prepare: object  # (OnnxClassifier, values) -> Prepared
-    stack: object    # (OnnxClassifier, payloads) -> the model's input batch
+    prepare: Callable[[OnnxClassifier, list], Prepared]  # one request's values -> Prepared
+    stack: Callable[[OnnxClassifier, list], object]      # several requests' payloads -> the model's batch
 
 
 def _prepare_images(model: OnnxClassifier, blobs: list[bytes]) -> Prepared:
@@ -111,7 +112,7 @@ def _prepare_images(model: OnnxClassifier, blobs: list[bytes]) -> Prepared:
 
 def _prepare_texts(model: OnnxClassifier, texts: list[str]) -> Prepared:
     usable = [i for i, text in enumerate(texts) if text.strip()]
-    errors = {i: "empty text" for i in range(len(texts)) if i not in set(usable)}  # as predict says it
+    errors = {i: "empty text" for i, text in enumerate(texts) if not text.strip()}  # as predict says it
     return Prepared([texts[i] for i in usable] or None, usable, errors)
 
 
@@ -125,10 +126,6 @@ _ONNX_READERS = {
     "image": _Reader(_prepare_images, lambda model, payloads: np.concatenate(payloads)),
     "text": _Reader(_prepare_texts, _stack_texts),
 }
-
-
-def _length(payload) -> int:
-    return len(payload)
 
 
 def _split(rows: np.ndarray, lengths: list[int]) -> list[np.ndarray]:
