@@ -487,6 +487,16 @@ class _Chromium:
                 return answer["result"]
         raise AssertionError(f"{method}: no answer in {timeout} s")
 
+    def open(self, url: str) -> None:
+        target = self.send("Target.createTarget", {"url": "about:blank"})["targetId"]
+        self.session = self.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+        self.send("Page.navigate", {"url": url})
+
+    def screenshot(self, path: Path) -> Path:
+        picture = self.send("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True})["data"]
+        path.write_bytes(base64.b64decode(picture))
+        return path
+
     def evaluate(self, expression: str):
         return self.send("Runtime.evaluate", {"expression": expression, "returnByValue": True})["result"].get("value")
 
@@ -513,15 +523,17 @@ class _Chromium:
         os.close(self._from_browser)
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="no Chromium found (chromium, chromium-browser or google-chrome on PATH)")
+NEEDS_CHROMIUM = pytest.mark.skipif(CHROMIUM is None,
+                                    reason="no Chromium found (chromium, chromium-browser or google-chrome on PATH)")
+
+
+@NEEDS_CHROMIUM
 def test_the_page_in_headless_chromium_shows_the_label_and_the_explanation_of_a_chosen_file(image_run, images,
                                                                                             tmp_path):
     server = _Server(image_run, torch=True)
     browser = _Chromium(tmp_path / "profile")
     try:
-        target = browser.send("Target.createTarget", {"url": "about:blank"})["targetId"]
-        browser.session = browser.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
-        browser.send("Page.navigate", {"url": server.url + "/"})
+        browser.open(server.url + "/")
         browser.wait_for("!document.getElementById('imageCard').hidden")  # the page asked /health what to show
         root = browser.send("DOM.getDocument")["root"]["nodeId"]
         node = browser.send("DOM.querySelector", {"nodeId": root, "selector": "input[type=file]"})["nodeId"]
@@ -531,12 +543,33 @@ def test_the_page_in_headless_chromium_shows_the_label_and_the_explanation_of_a_
         error = browser.evaluate("document.getElementById('error').textContent")
         browser.evaluate("document.getElementById('why').click()")  # the server loads the run's torch model
         heat_map = browser.wait_for("(document.querySelector('#explanation img') || {}).naturalWidth", timeout=180)
-        shot = tmp_path / "serve-page.png"
-        picture = browser.send("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True})["data"]
-        shot.write_bytes(base64.b64decode(picture))
+        shot = browser.screenshot(tmp_path / "serve-page.png")
     finally:
         browser.close()
         server.stop()
     print(f"\nscreenshot of the page: {shot}")
     assert label == "green" and bars == 3 and error == "" and heat_map > 64
     assert Image.open(shot).size[0] > 0
+
+
+@NEEDS_CHROMIUM
+def test_the_page_of_a_text_model_labels_a_pasted_text_and_highlights_its_words(text_run, tmp_path):
+    server = _Server(text_run, torch=True)
+    browser = _Chromium(tmp_path / "profile")
+    try:
+        browser.open(server.url + "/")
+        browser.wait_for("!document.getElementById('textCard').hidden")
+        file_hidden = browser.evaluate("document.getElementById('imageCard').hidden")
+        browser.evaluate("document.getElementById('text').value = 'goal match team striker league';"
+                         "document.getElementById('send').click()")
+        label = browser.wait_for("document.getElementById('label').textContent")
+        browser.evaluate("document.getElementById('why').click()")
+        words = browser.wait_for("[...document.querySelectorAll('#explanation .word')].map(w => w.textContent)",
+                                 timeout=180)
+        shot = browser.screenshot(tmp_path / "serve-page-text.png")
+    finally:
+        browser.close()
+        server.stop()
+    print(f"\nscreenshot of the page: {shot}")
+    assert file_hidden and label == "sport"
+    assert {"goal", "match", "team"} <= {w.strip() for w in words}

@@ -123,7 +123,7 @@ function showExplanation(answer) {
         const para = el("p");
         for (const [piece, score] of e.segments) {
           const span = el("span", "word", piece);
-          const a = Math.abs(score || 0) / top;
+          const a = 0.7 * Math.abs(score || 0) / top;  // the strongest word stays readable
           span.style.background = (score || 0) >= 0 ? `rgba(31,157,85,${a})` : `rgba(179,38,30,${a})`;
           para.append(span);
         }
