@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -401,12 +402,16 @@ class _Server:
     """`serve(RUN, port=0)` in a subprocess on 127.0.0.1 (with torch made unimportable, unless
     the server is to explain)."""
 
-    def __init__(self, run: Path, *, torch: bool = False):
+    def __init__(self, run: Path, *, torch: bool = False, env: dict | None = None):
         code = ("import sys\n" + ("" if torch else "sys.modules['torch'] = None\n")
                 + "from headstart.deploy.serve import serve\nsys.exit(serve(sys.argv[1], port=0))")
         self.process = subprocess.Popen([sys.executable, "-c", code, str(run)], stdout=subprocess.PIPE,
-                                        stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": SRC})
+                                        stderr=subprocess.PIPE, text=True,
+                                        env={**os.environ, "PYTHONPATH": SRC, **(env or {})})
+        watchdog = threading.Timer(180, self.process.kill)  # a server that never says where it listens
+        watchdog.start()
         line = self.process.stdout.readline()
+        watchdog.cancel()
         if "http://" not in line:
             self.process.kill()
             raise AssertionError(f"the server did not start: {line}{self.process.stderr.read()}")
@@ -423,15 +428,17 @@ class _Server:
 
 
 def test_a_real_server_on_loopback_answers_and_ends_cleanly_on_sigterm(image_run, images):
-    server = _Server(image_run)
+    server = _Server(image_run, env={"HEADSTART_API_KEY": "from-the-environment"})
     try:
         assert server.url.startswith("http://127.0.0.1:")
         with httpx.Client(base_url=server.url, timeout=60) as client:
             health = client.get("/health").json()
-            answer = client.post("/predict", files=_files(images[:1]))
+            refused = client.post("/predict", files=_files(images[:1]))
+            answer = client.post("/predict", files=_files(images[:1]), headers={"X-API-Key": "from-the-environment"})
     finally:
         code, log = server.stop()
     assert health["status"] == "ok" and health["explain"] is False  # torch is unimportable in that process
+    assert health["api_key_required"] is True and refused.status_code == 401  # the key came from HEADSTART_API_KEY
     assert answer.status_code == 200 and answer.json()["predictions"][0]["label"] == "red"
     assert code == 0, log
     assert "Shutting down" in log and "Finished server process" in log
