@@ -170,7 +170,7 @@ def test_export_refuses_bad_options_before_any_work(image_run, args, message, ca
 
 def test_export_refuses_what_is_not_a_run(tmp_path, capsys):
     assert main(["export", str(tmp_path)]) == 2
-    assert "holds no finished model" in capsys.readouterr().err
+    assert "is not a headstart run" in capsys.readouterr().err
 
 
 def test_predict_onnxruntime_asks_for_an_export_first(tmp_path, capsys):
