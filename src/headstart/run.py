@@ -39,7 +39,8 @@ LINEAGE = "continual.json"   # fit --from: the tasks a continued run learned (ad
 ARMS = "arms"                # compare: one fit run per arm and seed
 
 # What a run directory can be. The fit kinds hold a classifier, config.yaml and splits.json.
-FIT, CONTINUED, PRUNED, STANDALONE, PRETRAIN, COMPARE = "fit", "continued", "pruned", "standalone", "pretrain", "compare"
+FIT, CONTINUED, PRUNED, STANDALONE = "fit", "continued", "pruned", "standalone"
+PRETRAIN, COMPARE = "pretrain", "compare"
 FIT_KINDS = (FIT, CONTINUED, PRUNED, STANDALONE)
 _MARKERS = (CONFIG, SUMMARY, MODEL_INFO, METRICS, COMPARISON, ARMS)
 _PRETRAINED_FORMAT = "headstart-pretrained-backbone"  # adapt/pretrain.py: a backbone, no head
