@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -185,3 +186,53 @@ def test_mlm_continues_a_text_encoder_that_a_text_fit_then_uses(home, tmp_path):
                            extract_engine="torch", out=str(tmp_path / "probe")), data=make_texts(seed=5))
     assert result.summary["weights"] == "zoo:topics-mlm"
 
+
+
+class _SleepyLoss(torch.nn.Module):
+    """A model without labels for the loop: forward(batch) -> its loss, taking `seconds` per step."""
+
+    def __init__(self, seconds: float = 0.0, value: float = 1.0):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.ones(1))
+        self.seconds, self.value, self.after = seconds, value, []
+
+    def forward(self, batch):
+        time.sleep(self.seconds)
+        return self.value * (self.w * batch.float().mean()) ** 2
+
+    def after_step(self, step: int, total: int) -> None:
+        self.after.append((step, total))
+
+
+def _unlabelled_plan(model, **settings):
+    from headstart.train.loop import TrainPlan
+
+    return TrainPlan(**{"epochs": 3, "batch_size": 4, "seed": 0, "phase": "pretrain", "labelled": False,
+                        "after_step": model.after_step, "loss_name": "pre-training", "diverged_hint": "lower --lr",
+                        **settings})
+
+
+def test_the_loop_without_labels_stops_inside_its_budget_and_logs_no_partial_epoch(tmp_path):
+    from headstart.train.loop import train_model
+
+    model = _SleepyLoss(seconds=0.2)  # 10 steps an epoch: 2 s, and the loop's start-up on a loaded machine
+    recorder = Recorder(tmp_path, "pretrain:test")
+    result = train_model(model, [{"params": list(model.parameters()), "lr": 0.01}], torch.arange(40.0), None,
+                         _unlabelled_plan(model, budget_seconds=3.0), recorder)
+    rows = read_metrics(tmp_path)
+    steps = [r for r in rows if r["split"] == "train"]
+    assert result.stop_reason == "budget" and result.best_val_accuracy is None
+    assert 10 < len(steps) < 15 and rows[-1]["wall_seconds"] <= 3.0  # stopped inside epoch 2, inside the budget
+    assert [r["epoch"] for r in rows if r["split"] == "epoch"] == [1]  # epoch 2's part has no mean
+    assert [s for s, _ in model.after] == [r["step"] for r in steps]  # after every update, in order
+
+
+def test_a_diverging_pretraining_stops_with_its_own_words(tmp_path):
+    from headstart.errors import HeadstartError
+    from headstart.train.loop import train_model
+
+    model = _SleepyLoss(value=float("nan"))
+    with pytest.raises(HeadstartError, match="the pre-training loss became nan at epoch 1, step 1") as err:
+        train_model(model, [{"params": list(model.parameters()), "lr": 0.01}], torch.arange(40.0), None,
+                    _unlabelled_plan(model), Recorder(tmp_path, "pretrain:test"))
+    assert "lower --lr" in err.value.hint and "--optimizer" not in err.value.hint
