@@ -25,7 +25,7 @@ from dataclasses import MISSING, dataclass
 from importlib import import_module
 from typing import Callable
 
-from .config.settings import offered
+from .config.settings import build, offered
 from .registry import Registry
 
 DESCRIPTION = ("Train an accurate classifier in a fraction of the time by reusing a pre-trained model, and prove "
@@ -58,23 +58,24 @@ def command(name: str, config: type, *, help: str, defaults_file: bool = False):
 
 # ------------------------------------------------------------------- choices
 
-def registry_choices(f) -> list[str]:
-    """The names a registry-backed setting accepts: its extra choices, then the registry's
-    (its `.choices()` where it has one, else its keys; a function is called for it)."""
+def _registry(f):
+    """The registry a setting names ("module:attribute"; a function is called for it)."""
     module, _, attribute = f.metadata["choices"].partition(":")
     held = getattr(import_module(f"headstart.{module}"), attribute)
-    if callable(held) and not hasattr(held, "keys"):
-        held = held()
+    return held() if callable(held) and not hasattr(held, "keys") else held
+
+
+def registry_choices(f) -> list[str]:
+    """The names a registry-backed setting accepts: its extra choices, then the registry's
+    (its `.choices()` where it has one, else its keys)."""
+    held = _registry(f)
     names = held.choices() if callable(getattr(held, "choices", None)) else list(held)
     names = [n if isinstance(n, str) else n.name for n in names]
     return list(dict.fromkeys([*f.metadata["extra_choices"], *names]))
 
 
 def _summaries(f) -> str:
-    module, _, attribute = f.metadata["choices"].partition(":")
-    held = getattr(import_module(f"headstart.{module}"), attribute)
-    held = held() if callable(held) and not hasattr(held, "keys") else held
-    return "; ".join(f"{name}: {entry.summary}" for name, entry in held.items())
+    return "; ".join(f"{name}: {entry.summary}" for name, entry in _registry(f).items())
 
 
 def choices_of(f) -> list[str] | None:
@@ -154,8 +155,6 @@ class Invocation:
 
     def config(self):
         """The command's config: the settings given, read as declared, over the defaults."""
-        from .config.settings import build
-
         given = dict(self.given)
         defaults_file = given.pop("config", None)
         return build(self.command.config, given, command=self.command.name, defaults_file=defaults_file)

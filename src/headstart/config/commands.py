@@ -138,7 +138,7 @@ class TrackConfig:
 
 @dataclass
 class ReportConfig:
-    run: str = setting(help="")
+    run: str = run_setting("a fit, compare or pretrain run directory")
 
 
 @dataclass
