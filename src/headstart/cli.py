@@ -4,9 +4,10 @@ configs (cli_options.py); this module imports nothing heavy until a command runs
 from __future__ import annotations
 
 import sys
+from importlib import import_module
 
 from .cli_options import command, parse
-from .cli_print import print_comparison, print_fit_summary, print_study
+from .cli_print import print_comparison, print_fit_summary
 from .config import (CompareConfig, DatasetsConfig, DemoConfig, ExplainConfig, ExportConfig, FitConfig,
                      PredictConfig, PretrainConfig, PruneConfig, RankConfig, ReportConfig, SelectConfig,
                      SimulateALConfig, TrackConfig, TuneConfig, ZooAddConfig, ZooListConfig, ZooRemoveConfig)
@@ -57,12 +58,30 @@ def _explain(config: ExplainConfig) -> int:
     return 0
 
 
-@command("compare", CompareConfig, help="transfer arms vs a from-scratch arm: time to accuracy and a verdict")
-def _compare(config: CompareConfig) -> int:
-    from .api import compare
+def _printed(api_name: str, printer: str):
+    """A command that is its API function, what it returns handed to `printer` ("module:function",
+    imported when the command runs: some printers sit beside torch)."""
 
-    print_comparison(compare.with_config(config))
-    return 0
+    def run(config) -> int:
+        from . import api
+
+        module, _, name = printer.partition(":")
+        getattr(import_module(f"headstart.{module}"), name)(getattr(api, api_name).with_config(config))
+        return 0
+
+    return run
+
+
+command("compare", CompareConfig, help="transfer arms vs a from-scratch arm: time to accuracy and a verdict")(
+    _printed("compare", "cli_print:print_comparison"))
+command("simulate-al", SimulateALConfig, help="active learning on a labelled dataset with its labels hidden: every "
+        "selection method beside random, as learning curves")(_printed("simulate_al", "cli_print:print_study"))
+command("tune", TuneConfig, help="search strategy, backbone and hyper-parameters with Optuna; each trial a run")(
+    _printed("tune", "report.tune:print_tune"))
+command("rank", RankConfig, help="rank pretrained backbones (and layers) on your data by transferability scores")(
+    _printed("rank", "report.rank:print_ranking"))
+command("pretrain", PretrainConfig, help="self-supervised pre-training on your own unlabelled images or texts; the "
+        "backbone joins the local zoo")(_printed("pretrain", "adapt.pretrain:print_pretrain"))
 
 
 @command("report", ReportConfig, help="rebuild the report of a fit or compare run")
@@ -98,15 +117,6 @@ def _select(config: SelectConfig) -> int:
     return 0
 
 
-@command("simulate-al", SimulateALConfig, help="active learning on a labelled dataset with its labels hidden: "
-         "every selection method beside random, as learning curves")
-def _simulate_al(config: SimulateALConfig) -> int:
-    from .api import simulate_al
-
-    print_study(simulate_al.with_config(config))
-    return 0
-
-
 @command("export", ExportConfig, help="write a finished run as a model file to deploy, checked against the run")
 def _export(config: ExportConfig) -> int:
     from .api import export
@@ -125,15 +135,6 @@ def _prune(config: PruneConfig) -> int:
     from .deploy.prune import pruning_lines
 
     print("\n".join(pruning_lines(prune.with_config(config))))
-    return 0
-
-
-@command("tune", TuneConfig, help="search strategy, backbone and hyper-parameters with Optuna; each trial a run")
-def _tune(config: TuneConfig) -> int:
-    from .api import tune
-    from .report.tune import print_tune
-
-    print_tune(tune.with_config(config))
     return 0
 
 
@@ -174,25 +175,6 @@ def _zoo_remove(config: ZooRemoveConfig) -> int:
 
     done = zoo_remove.with_config(config)
     print(f"removed local backbone {done['name']}: {done['folder']}")
-    return 0
-
-
-@command("rank", RankConfig, help="rank pretrained backbones (and layers) on your data by transferability scores")
-def _rank(config: RankConfig) -> int:
-    from .api import rank
-    from .report.rank import print_ranking
-
-    print_ranking(rank.with_config(config))
-    return 0
-
-
-@command("pretrain", PretrainConfig, help="self-supervised pre-training on your own unlabelled images or texts; "
-         "the backbone joins the local zoo")
-def _pretrain(config: PretrainConfig) -> int:
-    from .adapt.pretrain import print_pretrain
-    from .api import pretrain
-
-    print_pretrain(pretrain.with_config(config))
     return 0
 
 
