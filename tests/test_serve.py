@@ -295,10 +295,14 @@ def test_the_torch_engine_answers_as_onnx_does_and_explains_texts(text_run):
     assert entry["class"] == "sport" and entry["segments"] and set(entry["top_words"]) & {"goal", "match", "team"}
 
 
-def test_a_model_that_cannot_be_served_fails_before_anything_listens(tmp_path):
-    with pytest.raises(HeadstartError, match="has no exported model") as caught:
+def test_a_model_that_cannot_be_served_fails_before_anything_listens(image_run, tmp_path):
+    with pytest.raises(HeadstartError, match="is not a headstart run"):
         create_app(tmp_path)
-    assert "headstart export" in caught.value.hint
+    (tmp_path / "model.txt").write_text("not a model")
+    with pytest.raises(HeadstartError, match="neither a run directory nor an .onnx file"):
+        create_app(tmp_path / "model.txt")
+    with pytest.raises(HeadstartError, match="not a run directory"):
+        create_app(image_run / "model.onnx", engine="torch")
 
 
 def test_a_failing_model_call_is_a_500_json_and_the_server_goes_on(image_run, images):

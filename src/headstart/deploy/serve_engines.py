@@ -28,6 +28,7 @@ from headstart.deploy.onnx_predict import KINDS, OnnxClassifier, model_file, sof
 from headstart.errors import HeadstartError
 from headstart.files import read_json
 from headstart.registry import Registry
+from headstart.run import MODEL_INFO, WEIGHTS, Run
 
 # What a prediction's name is, in onnx_predict's Kind.shown -> what the model reads.
 _READS_BY_SHOWN = {"path": "image", "text": "text"}
@@ -57,10 +58,14 @@ def model_version(*files: Path) -> str:
 
 def run_directory_of(model_path: Path) -> Path | None:
     """The finished run a model came from, when it is at hand: the folder served, or the
-    folder an .onnx file sits in when that folder holds the run's model.json and weights."""
+    folder an .onnx file sits in when that folder is a finished run with its model (read
+    through Run, which imports no torch)."""
     folder = model_path if model_path.is_dir() else model_path.parent
-    has_run = (folder / "model.json").is_file() and (folder / "model.safetensors").is_file()
-    return folder if has_run else None
+    try:
+        Run.open(folder).require_finished().model_info  # noqa: B018  (refuses a run without its model files)
+    except HeadstartError:
+        return None
+    return folder
 
 
 # --------------------------------------------------------------------------- ONNX Runtime
@@ -144,10 +149,10 @@ class TorchEngine:
 
     def __init__(self, run_dir: str | Path):
         run_dir = Path(run_dir)
-        if run_directory_of(run_dir) != run_dir:
-            raise HeadstartError(f"{run_dir} is not a finished run directory (model.json and model.safetensors)",
-                                 hint="--engine torch serves a run folder; an exported .onnx file is served by "
-                                      "--engine onnxruntime")
+        if not run_dir.is_dir():
+            raise HeadstartError(f"{run_dir} is not a run directory", hint="--engine torch serves a run folder; an "
+                                 "exported .onnx file is served by --engine onnxruntime")
+        run = Run.open(run_dir).require_finished()
         try:
             import torch  # noqa: F401  (said plainly here, rather than as an import error deep below)
         except ImportError as e:
@@ -157,15 +162,15 @@ class TorchEngine:
         import headstart.modalities  # noqa: F401  (registers the model formats load_model reads)
         import headstart.zoo  # noqa: F401
         from headstart.modalities import modality_of
-        from headstart.model_io import load_model
 
         self.run_dir = run_dir
-        self.model, self.meta = load_model(run_dir)
+        self.meta = run.model_info
+        self.model = run.model()
         self.model.eval()
         self.modality = modality_of(self.meta)
         self.reads = self.modality.words["example"]
         self.classes = list(self.meta["classes"])
-        self.version = model_version(run_dir / "model.safetensors", run_dir / "model.json")
+        self.version = model_version(run_dir / WEIGHTS, run_dir / MODEL_INFO)
         self._lock = threading.Lock()
 
     def prepare(self, values: list) -> Prepared:
@@ -184,7 +189,7 @@ class TorchEngine:
             return [torch.softmax(rows, 1).float().cpu().numpy() for rows in logits]
 
     def describe(self) -> dict:
-        return {"engine": self.name, "model_file": "model.safetensors", "kind": self.meta.get("format"),
+        return {"engine": self.name, "model_file": WEIGHTS, "kind": self.meta.get("format"),
                 "precision": "fp32", "preprocessing": self.meta.get("backbone", {}).get("preprocessing"),
                 "tokens": None, "source_run": str(self.run_dir.absolute()), "export": None}
 
