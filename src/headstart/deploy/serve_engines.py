@@ -234,12 +234,22 @@ def _as_inputs(values: list):
 
 # --------------------------------------------------------------------------- choosing one
 
-ENGINES: Registry = Registry("serving engine")
-ENGINES.add("onnxruntime", lambda path, threads, max_batch: OnnxEngine(path, threads=threads, max_batch=max_batch))
-ENGINES.add("torch", lambda path, threads, max_batch: TorchEngine(path))
+@dataclass(frozen=True)
+class ServingEngine:
+    name: str
+    summary: str                                            # one line for --help
+    open: Callable[[Path, int | None, int], object]         # (run or .onnx file, threads, max batch) -> engine
+
+
+ENGINES: Registry[ServingEngine] = Registry("serving engine")
+ENGINES.add("onnxruntime", ServingEngine(
+    "onnxruntime", "the exported model.onnx through ONNX Runtime, without PyTorch",
+    lambda path, threads, max_batch: OnnxEngine(path, threads=threads, max_batch=max_batch)))
+ENGINES.add("torch", ServingEngine(
+    "torch", "the run's own PyTorch model (a run directory)", lambda path, threads, max_batch: TorchEngine(path)))
 
 
 def open_engine(model_path: str | Path, engine: str = "onnxruntime", *, threads: int | None = None,
                 max_batch: int = 32):
     """The engine named `engine` over a run directory or an .onnx file."""
-    return ENGINES.get(engine)(Path(model_path), threads, max_batch)
+    return ENGINES.get(engine).open(Path(model_path), threads, max_batch)
