@@ -260,6 +260,7 @@ def test_health_metadata_docs_and_page(image_client, image_run):
 
 # --------------------------------------------------------------------------- /explain
 
+@pytest.mark.slow  # loads the run's PyTorch model to explain (over 10 s on 2 cores)
 def test_explain_an_image_as_json_or_png(image_client, images):
     answer = image_client.post("/explain", files=_files(images[:1]))
     assert answer.status_code == 200, answer.json()
@@ -280,6 +281,7 @@ def test_explain_without_the_run_is_501_and_says_why(image_run, images, tmp_path
     assert response.status_code == 501 and "without its run" in response.json()["error"]
 
 
+@pytest.mark.slow  # loads the run's PyTorch model to explain (over 10 s on 2 cores)
 def test_the_torch_engine_answers_as_onnx_does_and_explains_texts(text_run):
     texts = ["goal match team striker", "rain storm forecast"]
     with TestClient(create_app(text_run)) as onnx_client:
@@ -538,6 +540,7 @@ NEEDS_CHROMIUM = pytest.mark.skipif(CHROMIUM is None,
                                     reason="no Chromium found (chromium, chromium-browser or google-chrome on PATH)")
 
 
+@pytest.mark.slow  # loads the run's PyTorch model to explain (over 10 s on 2 cores)
 @NEEDS_CHROMIUM
 def test_the_page_in_headless_chromium_shows_the_label_and_the_explanation_of_a_chosen_file(image_run, images,
                                                                                             tmp_path):
@@ -563,6 +566,7 @@ def test_the_page_in_headless_chromium_shows_the_label_and_the_explanation_of_a_
     assert Image.open(shot).size[0] > 0
 
 
+@pytest.mark.slow  # loads the run's PyTorch model to explain (over 10 s on 2 cores)
 @NEEDS_CHROMIUM
 def test_the_page_of_a_text_model_labels_a_pasted_text_and_highlights_its_words(text_run, tmp_path):
     server = _Server(text_run, torch=True)
