@@ -14,6 +14,7 @@ from typing import Callable
 from .errors import HeadstartError
 from .files import atomic_path, read_json, write_json
 from .registry import Registry
+from .untrusted import check_recorded_model
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,7 @@ def read_model_meta(run_dir: Path) -> dict:
                              hint="pass the --out folder of a `headstart fit` run")
     # runs written before model.json named its modality carry it in the backbone record
     meta.setdefault("modality", meta.get("backbone", {}).get("modality", "image"))
+    check_recorded_model(meta["backbone"], meta_path)  # untrusted input: names no path, asks for no code
     return meta
 
 

@@ -22,6 +22,7 @@ from headstart.errors import HeadstartError
 from headstart.inputs import Prediction, expand_image_paths, read_text_lines
 from headstart.run import Run
 from headstart.registry import Registry
+from headstart.untrusted import check_onnx_external_data, inside
 
 ONNX_FORMAT = "headstart-onnx/1"  # what onnx_export.py writes (not imported: it pulls in more than this needs)
 BATCH = 32
@@ -50,6 +51,7 @@ class OnnxClassifier:
 
     def __init__(self, path: str | Path, threads: int | None = None):
         self.path = Path(path)
+        check_onnx_external_data(self.path)  # untrusted input: no tensor read from outside its folder
         self.session = ort_session(self.path, threads)
         props = self.session.get_modelmeta().custom_metadata_map
         if props.get("headstart_format") != ONNX_FORMAT:
@@ -64,6 +66,8 @@ class OnnxClassifier:
         self.preprocessing = json.loads(props.get("preprocessing", "{}"))
         self.precision = props.get("precision", "fp32")
         self.tokens = json.loads(props["tokens"]) if "tokens" in props else None
+        if self.tokens:  # the tokenizer it names must lie beside it
+            inside(self.path.parent, self.tokens.get("tokenizer"), source=self.path, what="tokenizer")
         self._tokenizer = None
 
     # -- reading inputs as the run's own loaders do ------------------------------------------

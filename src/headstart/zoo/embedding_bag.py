@@ -49,7 +49,7 @@ def create_embedding_bag(*, pretrained: bool = False, weights: str | None = None
     source = tokenizer_from or "all-MiniLM-L6-v2"
     if tokenizer is None:
         folder, _ = resolve_model_folder(source)
-        tokenizer = AutoTokenizer.from_pretrained(str(folder))
+        tokenizer = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=False)
     model = _EmbeddingBagEncoder(len(tokenizer), dim)
     pre = TextPreprocessing(max_length=max_length or EMBEDDING_BAG_MAX_LENGTH, pooling="mean",
                             tokenizer=str(ALIASES.get(source, source)))

@@ -32,6 +32,7 @@ from headstart.errors import HeadstartError
 from headstart.files import atomic_dir, read_json, write_json
 from headstart.registry import Registry
 from headstart.run import PRUNED, Run
+from headstart.untrusted import check_recorded_model
 from headstart.zoo.backbone import Backbone
 from headstart.zoo.registry import BackboneSpec
 from headstart.zoo.weights import load_into, load_weights_file
@@ -127,6 +128,7 @@ def _create(name: str, record: dict, folder: Path, *, pretrained: bool = True, w
             **options) -> Backbone:
     """The spec's factory: the architecture at its recorded structure, then the weights
     (a --weights FILE wins; pretrained: the entry's own; else the random init)."""
+    check_recorded_model(record, folder / SPEC_FILE)  # untrusted input: names no path, asks for no code
     backbone = BACKBONE_REBUILDERS.get(record["modality"]).rebuild_backbone(record, folder, **options)
     backbone.name = name
     if weights is not None:

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from headstart.errors import HeadstartError
+from headstart.untrusted import check_hf_folder, check_recorded_model
 from headstart.zoo.backbone import Backbone
 from headstart.zoo.registry import BackboneSpec
 from headstart.zoo.text_hub import (ALIASES, PACKAGED, cached_snapshot, packaged_model_folder,
@@ -138,15 +139,18 @@ def create_text_backbone(name: str, *, pretrained: bool = True, weights: str | N
     pooling = pooling or st.get("pooling") or default_pooling(name)
     if pooling not in POOLINGS:
         raise HeadstartError(f"unknown pooling '{pooling}'", hint=f"choose one of: {', '.join(POOLINGS)}")
-    tokenizer = AutoTokenizer.from_pretrained(str(folder if (folder / "tokenizer_config.json").is_file()
-                                                  else model_folder))
-    config = AutoConfig.from_pretrained(str(model_folder))
+    tokenizer_folder = folder if (folder / "tokenizer_config.json").is_file() else model_folder
+    for checked in {folder, model_folder}:  # a folder is untrusted input: no remote code, no path outside it
+        check_hf_folder(checked)
+    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_folder), trust_remote_code=False)
+    config = AutoConfig.from_pretrained(str(model_folder), trust_remote_code=False)
     limit = min(_positions(config), tokenizer.model_max_length or 10**9)
     max_length = max_length or min(st.get("max_length") or DEFAULT_MAX_LENGTH, limit)
     if max_length > limit or max_length < 2:
         raise HeadstartError(f"max length {max_length} is outside what {name} supports (2..{limit} tokens)",
                              hint=f"pass --max-length {min(DEFAULT_MAX_LENGTH, limit)} or less")
-    model = AutoModel.from_pretrained(str(model_folder)) if pretrained else AutoModel.from_config(config)
+    model = AutoModel.from_pretrained(str(model_folder), trust_remote_code=False) if pretrained \
+        else AutoModel.from_config(config, trust_remote_code=False)
     label = source if pretrained else "random"
     if weights:
         from headstart.zoo.weights import load_weights_file
@@ -191,7 +195,9 @@ def rebuild_text_backbone(described: dict, tokenizer_folder: Path) -> TextBackbo
 
     from headstart.zoo.registry import resolve_backbone
 
-    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_folder))
+    check_hf_folder(tokenizer_folder)  # the run's (or zoo entry's) own: untrusted input
+    check_recorded_model(described, tokenizer_folder.parent)
+    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_folder), trust_remote_code=False)
     pre = TextPreprocessing.from_dict(described["preprocessing"])
     config = dict(described["model_config"])
     if "headstart_model" in config:  # one of our own text architectures (the embedding bag)
@@ -200,7 +206,7 @@ def rebuild_text_backbone(described: dict, tokenizer_folder: Path) -> TextBackbo
         backbone.preprocessing = pre
         return backbone
     hf_config = AutoConfig.for_model(config.pop("model_type"), **config)
-    model = AutoModel.from_config(hf_config)
+    model = AutoModel.from_config(hf_config, trust_remote_code=False)
     return TextBackbone(described["name"], model, hf_config.hidden_size, pre, layer_groups(model),
                         described["weights"], tokenizer, architecture=described["architecture"],
                         model_config=described["model_config"])

