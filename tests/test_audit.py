@@ -139,15 +139,32 @@ def test_text_items_are_shown_as_snippets(tmp_path):
 
 
 @pytest.mark.slow
-def test_audit_of_a_folder_embeds_with_a_pretrained_backbone_and_splits_as_fit_does(tmp_path):
-    from headstart.label.audit import audit
+def test_audit_of_a_folder_embeds_with_a_pretrained_backbone_and_splits_as_fit_does(tmp_path, capsys):
+    """The command end to end: audit a folder, mark the first flagged item, fit --exclude drops it."""
+    import csv
+
+    from headstart.cli import main
 
     folder = write_image_folder(tmp_path / "images", make_blobs(n_per_class=12))
-    result = audit(str(folder), backbone="tf_efficientnet_lite0", image_size=32, folds=3,
-                   out=str(tmp_path / "run"))
+    assert main(["audit", str(folder), "--backbone", "tf_efficientnet_lite0", "--image-size", "32", "--folds", "3",
+                 "--out", str(tmp_path / "run")]) == 0
+    printed = capsys.readouterr().out
+    result = json.loads((tmp_path / "run" / "audit.json").read_text())
     assert result["items"] == 36 and sum(result["split_sizes"].values()) == 36
     assert result["backbone"]["name"] == "tf_efficientnet_lite0"
-    assert (tmp_path / "run" / "report.html").is_file()
+    assert (tmp_path / "run" / "report.html").is_file() and "--exclude" in printed
+    rows = list(csv.DictReader((tmp_path / "run" / "audit.csv").open()))
+    if not rows:  # nothing flagged on clean blobs: mark one item by hand, as a user would
+        rows = [{"path": str(sorted(folder.rglob("*.png"))[0]), "exclude": ""}]
+    marked = tmp_path / "confirmed.csv"
+    with marked.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows([{**rows[0], "exclude": "yes"}, *rows[1:]])
+    assert main(["-q", "fit", str(folder), "--exclude", str(marked), "--image-size", "32", "--explain-examples", "0",
+                 "--out", str(tmp_path / "fit")]) == 0
+    sizes = json.loads((tmp_path / "fit" / "summary.json").read_text())["sizes"]
+    assert sum(sizes.values()) == 35
 
 
 # -- fit --exclude ---------------------------------------------------------------------------

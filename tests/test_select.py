@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import shutil
 
 import numpy as np
@@ -143,6 +144,43 @@ def test_add_labels_joins_the_training_part_only(image_run, capsys):
     assert summary["sizes"]["val"] == before["val"] and summary["sizes"]["test"] == before["test"]
     assert summary["added_labels"]["added"] == 3 and summary["added_labels"]["waiting_for_a_label"] == 1
     assert summary["added_labels"]["dropped_already_in_data"] == 1
+
+
+def test_the_label_studio_loop_select_tasks_annotate_export_add_labels_fit(image_run, capsys):
+    """select --format label-studio -> a labeller's answers in Label Studio's JSON export -> fit
+    --add-labels reads the export: the annotated items join the training part."""
+    tasks_file = image_run / "tasks.json"
+    assert main(["-q", "select", str(image_run / "run"), str(image_run / "pool"), "--k", "4",
+                 "--format", "label-studio", "--out", str(tasks_file)]) == 0
+    tasks = json.loads(tasks_file.read_text())
+    config = tasks_file.with_suffix(".xml").read_text()
+    assert len(tasks) == 4 and "<Choices" in config and all(f'value="{c}"' in config for c in ("red", "green", "blue"))
+    assert all(t["predictions"][0]["model_version"] == "headstart:run" for t in tasks)
+    exported = []  # Label Studio's JSON export: each task with its annotations (three labelled, one skipped)
+    for i, task in enumerate(tasks):
+        guess = task["predictions"][0]["result"][0]
+        annotations = [] if i == 3 else [{"id": i + 1, "was_cancelled": False,
+                                          "result": [{**guess, "value": {"choices": guess["value"]["choices"]}}]}]
+        exported.append({"id": i + 1, "data": task["data"], "annotations": annotations})
+    export = image_run / "export.json"
+    export.write_text(json.dumps(exported))
+    before = read_json(image_run / "run" / "summary.json")["sizes"]
+    assert main(["-q", "fit", str(image_run / "data"), "--add-labels", str(export), "--out",
+                 str(image_run / "run_ls"), *FAST]) == 0
+    summary = read_json(image_run / "run_ls" / "summary.json")
+    assert summary["sizes"]["train"] == before["train"] + 3
+    assert summary["added_labels"]["added"] == 3 and summary["added_labels"]["waiting_for_a_label"] == 1
+
+
+def test_fit_exclude_drops_the_listed_items_before_the_split(image_run, capsys):
+    listed = image_run / "exclude.txt"
+    dropped = sorted((image_run / "data" / "red").glob("*.png"))[:2]
+    listed.write_text("".join(f"{p}\n" for p in dropped))
+    assert main(["-q", "fit", str(image_run / "data"), "--exclude", str(listed), "--out",
+                 str(image_run / "run_ex"), *FAST]) == 0
+    before = read_json(image_run / "run" / "summary.json")["sizes"]
+    after = read_json(image_run / "run_ex" / "summary.json")["sizes"]
+    assert sum(after.values()) == sum(before.values()) - 2
 
 
 def test_add_labels_refuses_unknown_classes_and_missing_files(image_run, capsys):

@@ -405,12 +405,12 @@ def test_the_default_path_never_imports_torch(image_run, text_run, images):
 
 
 class _Server:
-    """`serve(RUN, port=0)` in a subprocess on 127.0.0.1 (with torch made unimportable, unless
-    the server is to explain)."""
+    """`headstart serve RUN --port 0` in a subprocess on 127.0.0.1, through the command line (with
+    torch made unimportable, unless the server is to explain: the CLI must not need it either)."""
 
     def __init__(self, run: Path, *, torch: bool = False, env: dict | None = None):
         code = ("import sys\n" + ("" if torch else "sys.modules['torch'] = None\n")
-                + "from headstart.deploy.serve import serve\nsys.exit(serve(sys.argv[1], port=0))")
+                + "from headstart.cli import main\nsys.exit(main(['serve', sys.argv[1], '--port', '0']))")
         self.process = subprocess.Popen([sys.executable, "-c", code, str(run)], stdout=subprocess.PIPE,
                                         stderr=subprocess.PIPE, text=True,
                                         env={**os.environ, "PYTHONPATH": SRC, **(env or {})})

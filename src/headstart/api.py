@@ -10,9 +10,9 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-from .config import (CompareConfig, ExplainConfig, ExportConfig, FitConfig, PredictConfig, PretrainConfig,
-                     PruneConfig, RankConfig, SelectConfig, SimulateALConfig, TrackConfig, TuneConfig, ZooAddConfig,
-                     ZooRemoveConfig, build, signature)
+from .config import (AuditConfig, CompareConfig, ExplainConfig, ExportConfig, FitConfig, PredictConfig,
+                     PretrainConfig, PruneConfig, RankConfig, SelectConfig, ServeConfig, SimulateALConfig, TrackConfig,
+                     TuneConfig, ZooAddConfig, ZooRemoveConfig, build, signature)
 from .config.settings import field_names
 from .errors import HeadstartError
 
@@ -148,24 +148,45 @@ def explain(config: ExplainConfig) -> tuple[Path, dict]:
 @_declared(SelectConfig, command="select")
 def select(config: SelectConfig) -> dict:
     """`headstart select` from Python: rank an unlabelled pool with a finished run and write
-    the k items to label next as a CSV (default RUN/select-METHOD.csv). Returns what was done,
-    with the rows."""
-    from .label.select import select as _select
-    from .model_io import load_model
-    from .modalities import load_pool
-    from .pipeline import training_part
+    the k items to label next (default RUN/select-METHOD.csv; with format="label-studio", Label
+    Studio tasks with the model's guess as a prediction, and the labelling config beside them).
+    Returns what was done, with the rows."""
+    from . import pipeline  # noqa: F401  (registers how Run.reload_data reloads a run's data)
+    from .label.select import select_from_run
+    from .run import Run
 
-    run_dir = Path(config.run)
-    model, meta = load_model(run_dir)
-    try:
-        labelled = training_part(run_dir)
-    except (HeadstartError, OSError) as e:
-        raise HeadstartError(f"select reads the run's training data, to skip what is labelled already and "
-                             f"cover what is not; it could not be loaded: {e}",
-                             hint="run select where the run's data is (its config.yaml names it)") from e
-    items = load_pool(config.pool, modality=meta["modality"], size=labelled.decoded_size)
-    out = Path(config.out) if config.out else run_dir / f"select-{config.method}.csv"
-    return _select(model, labelled, items, k=config.k, method=config.method, out=out, seed=config.seed)
+    return select_from_run(Run.open(config.run).require_finished(), config.pool, k=config.k, method=config.method,
+                           out=config.out, seed=config.seed, format=config.format)
+
+
+@_declared(AuditConfig, command="audit")
+def audit(config: AuditConfig) -> dict:
+    """`headstart audit` from Python: likely label errors (cleanlab on out-of-fold probabilities
+    of the probe over cached features), near-duplicates and train/test leaks, and outliers, in
+    a dataset or a finished run's data. Writes RUN/audit.csv (its exclude column feeds
+    `fit --exclude`), audit.json and report.html; returns audit.json's content with the paths."""
+    from . import pipeline  # noqa: F401  (registers how Run.reload_data reloads a run's data)
+    from .label.audit import audit as _audit
+
+    return _audit(config.data, backbone=config.backbone, image_size=config.image_size, folds=config.folds,
+                  k_neighbours=config.k_neighbours, duplicate_similarity=config.duplicate_similarity, out=config.out,
+                  seed=config.seed, train_per_class=config.train_per_class, train_size=config.train_size,
+                  max_eval=config.max_eval, **config.fit.load_options())
+
+
+@_declared(ServeConfig, command="serve")
+def serve(config: ServeConfig) -> int:
+    """`headstart serve` from Python: the model behind HTTP (POST /predict, /explain, GET /health,
+    /metadata, the page at /), until SIGTERM or Ctrl-C. The default engine, ONNX Runtime over the
+    exported model, never imports PyTorch. Returns 0 after a graceful shutdown."""
+    from .deploy.serve import serve as _serve
+    from .deploy.serve_inputs import ServeLimits
+
+    limits = ServeLimits(max_request_mb=config.max_request_mb, max_items=config.max_items,
+                         max_pixels=config.max_pixels, max_text_chars=config.max_text_chars)
+    return _serve(config.run, host=config.host, port=config.port, engine=config.engine, api_key=config.api_key,
+                  limits=limits, max_batch=config.max_batch, batch_window_ms=config.batch_window_ms,
+                  threads=config.threads, access_log=config.access_log)
 
 
 @_declared(SimulateALConfig, command="simulate-al")
@@ -241,6 +262,7 @@ def zoo_add(config: ZooAddConfig) -> dict:
     backbone like any other (`fit(..., backbone=name)`). Refuses unfinished, foreign, standalone
     and pruned runs, and names already taken, unless `force` replaces a local entry. Returns
     the entry's spec.json, with its "folder"."""
+    from . import modalities  # noqa: F401  (each modality registers how its backbones are rebuilt)
     from .zoo.local import add_entry
 
     return add_entry(config.run, config.name, force=config.force)

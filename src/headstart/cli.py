@@ -8,8 +8,8 @@ from importlib import import_module
 
 from .cli_options import command, parse
 from .cli_print import print_comparison, print_fit_summary
-from .config import (CompareConfig, DatasetsConfig, DemoConfig, ExplainConfig, ExportConfig, FitConfig,
-                     PredictConfig, PretrainConfig, PruneConfig, RankConfig, ReportConfig, SelectConfig,
+from .config import (AuditConfig, CompareConfig, DatasetsConfig, DemoConfig, ExplainConfig, ExportConfig, FitConfig,
+                     PredictConfig, PretrainConfig, PruneConfig, RankConfig, ReportConfig, SelectConfig, ServeConfig,
                      SimulateALConfig, TrackConfig, TuneConfig, ZooAddConfig, ZooListConfig, ZooRemoveConfig)
 from .errors import HeadstartError
 from .log import set_quiet
@@ -112,9 +112,39 @@ def _select(config: SelectConfig) -> int:
     if dropped["already_labelled"] or dropped["repeated_in_pool"]:
         print(f"dropped {dropped['already_labelled']} item(s) already labelled and {dropped['repeated_in_pool']} "
               f"repeated in the pool")
-    print(f"{done['method']}: {done['k']} of {done['ranked']} item(s) in {done['csv']}; fill in its label column "
-          f"and pass it to `headstart fit ... --add-labels {done['csv']}`")
+    print(f"{done['method']}: {done['k']} of {done['ranked']} item(s) in {done['csv']}; "
+          + _SELECT_NEXT_STEP[done["format"]].format(file=done["csv"]))
     return 0
+
+
+# what to do with what select wrote, by --format
+_SELECT_NEXT_STEP = {
+    "csv": "fill in its label column and pass it to `headstart fit ... --add-labels {file}`",
+    "label-studio": "import it into a Label Studio project labelled with the config beside it (.xml), label, "
+                    "export, and pass the export to `headstart fit ... --add-labels EXPORT`",
+}
+
+
+@command("audit", AuditConfig, help="likely label errors, near-duplicates, train/test leaks and outliers in a "
+                                    "dataset or a run's data")
+def _audit(config: AuditConfig) -> int:
+    from .api import audit
+
+    done = audit.with_config(config)
+    for row in done["rows"][:20]:  # the first of each kind come first; audit.csv holds them all
+        print(f"{row['kind']}\t{row['score']:.4f}\t{row['given']}\t{row['suggested'] or '-'}\t{_snippet(row['item'])}")
+    counts = ", ".join(f"{n} {kind.replace('_', ' ')}(s)" for kind, n in done["counts"].items())
+    print(f"{counts}: {done['csv']} (mark its exclude column and pass it to `headstart fit ... --exclude "
+          f"{done['csv']}`); report: {done['report']}")
+    return 0
+
+
+@command("serve", ServeConfig, help="the model behind HTTP with a small web page: POST /predict, /explain, "
+                                    "GET /health, /metadata, /docs")
+def _serve(config: ServeConfig) -> int:
+    from .api import serve  # the default engine never imports PyTorch (deploy/serve_engines.py)
+
+    return serve.with_config(config)
 
 
 @command("export", ExportConfig, help="write a finished run as a model file to deploy, checked against the run")

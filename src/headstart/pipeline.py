@@ -90,7 +90,25 @@ def load(config: FitConfig, *, decode_size: Callable[[FitConfig, Modality], int 
     """The labelled data, decoded once at `decode_size(config, modality)` (default: the size the
     plan's backbone eats; a caller that chooses the backbone later passes its own)."""
     data = load_data(config.data, size=lambda modality: decode_size(config, modality), **config.load_options())
-    return data.only_classes(config.classes) if config.classes else data
+    data = data.only_classes(config.classes) if config.classes else data
+    return drop_excluded(config, data)
+
+
+def drop_excluded(config: FitConfig, data):
+    """--exclude FILE: the items a user confirmed (audit.csv's exclude column, or a list) leave
+    the data before it is split, so the seed's split, and a reloaded run's, are of what is kept."""
+    if not config.exclude:
+        return data
+    import numpy as np
+
+    from .label.exclude import read_exclusions
+
+    drop = read_exclusions(config.exclude, data)
+    keep = np.setdiff1d(np.arange(len(data)), drop)
+    say(f"excluded {len(drop)} item(s) listed in {config.exclude}; {len(keep)} remain")
+    # subset() leaves out the predefined test part (fashion-mnist's): it decides the split
+    return replace(data.subset(keep), is_test=None if data.is_test is None else data.is_test[keep],
+                   skipped=list(data.skipped), notes=dict(data.notes))
 
 
 def build(plan: Plan, data):

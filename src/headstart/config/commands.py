@@ -1,5 +1,5 @@
 """The settings of every command that does not run a fit itself: predict, explain, select,
-simulate-al, export, prune, pretrain, track, report, demo, zoo and datasets. Each config is
+simulate-al, export, prune, serve, audit, pretrain, track, report, demo, zoo and datasets. Each config is
 registered with its command in cli.py (`@command("export", ExportConfig)`), and api.py's
 functions take its settings as keywords.
 """
@@ -42,8 +42,12 @@ class SelectConfig:
                              "without labels, or a built-in dataset (its labels set aside)")
     k: int = setting(50, "how many items to pick (default: 50)")
     method: str = setting("margin", "{summaries} (default: margin)", choices="label.queries:QUERIES")
-    out: str | None = out_setting("the CSV to write (default: RUN/select-METHOD.csv)")
+    out: str | None = out_setting("the file to write (default: RUN/select-METHOD.csv, or RUN/select-METHOD.json "
+                                  "with --format label-studio)")
     seed: int = setting(0, "seed of the randomised methods")
+    format: str = setting("csv", "csv: a CSV to fill in and pass to `fit --add-labels`; label-studio: Label "
+                                 "Studio tasks (the model's guess as a prediction) and the labelling config beside "
+                                 "them (.xml) (default: csv)", choices=("csv", "label-studio"))
 
 
 @dataclass
@@ -165,6 +169,53 @@ class ZooAddConfig:
 @dataclass
 class ZooRemoveConfig:
     name: str = setting(help="its name")
+
+
+@dataclass
+class ServeConfig:
+    run: str = run_setting("a run exported with `headstart export` (its model.onnx is served), or an .onnx file; "
+                           "with --engine torch, a run directory")
+    host: str = setting("127.0.0.1", "the address to listen on; 0.0.0.0 opens the server beyond this machine, "
+                                     "so set an API key (default: 127.0.0.1)")
+    port: int = setting(8000, "the port to listen on; 0 picks a free one (default: 8000)")
+    engine: str = setting("onnxruntime", "{summaries} (default: onnxruntime)", choices="deploy.serve_engines:ENGINES")
+    api_key: str | None = setting(None, "require this key on /predict, /explain and /metadata, as the X-API-Key "
+                                        "header or Authorization: Bearer (default: $HEADSTART_API_KEY, else none)")
+    max_batch: int = setting(32, "the most inputs one model call runs: concurrent requests are micro-batched up to "
+                                 "it (default: 32)")
+    batch_window_ms: float = setting(5.0, "how long a batch waits for requests still being read, in ms; 0 never "
+                                          "waits (default: 5)", metavar="MS")
+    max_request_mb: float = setting(16.0, "the largest request body, in MB; larger is refused with 413 "
+                                          "(default: 16)", metavar="MB")
+    max_items: int = setting(64, "the most images or texts in one /predict request (default: 64)")
+    max_pixels: int = setting(40_000_000, "the largest image, in pixels (width x height, read from its header "
+                                          "before decoding; default: 40000000)")
+    max_text_chars: int = setting(20_000, "the longest text, in characters (default: 20000)")
+    threads: int | None = setting(None, "ONNX Runtime's threads (default: one per core)")
+    access_log: bool = setting(False, "log every request")
+
+
+@dataclass
+class AuditConfig:
+    data: str = setting(help="a dataset (as `fit` reads it: folder, CSV/JSONL, built-in), or a finished run's "
+                             "folder (its own model, split and added labels)")
+    backbone: str | None = setting(None, "the feature model for DATA (default: the data's modality's; a RUN uses "
+                                         "its own)")
+    image_size: int | None = image_size_setting()
+    folds: int = setting(5, "cross-validation folds for the held-out probabilities (default: 5)")
+    k_neighbours: int = setting(10, "nearest items compared for duplicates and outliers (default: 10)")
+    duplicate_similarity: float = setting(0.98, "cosine similarity at which two items are near-duplicates "
+                                                "(default: 0.98)")
+    seed: int = setting(0, "split and fold seed")
+    train_per_class: int | None = setting(None, "audit this many training items per class, as fit draws them")
+    train_size: int | None = setting(None, "audit this many training items in all, as fit draws them")
+    max_eval: int = max_eval_setting("cap on the validation and test splits (default: 1000)")
+    out: str | None = out_setting()
+    fit: FitConfig = nested(FitConfig, offer=lambda f: f.name in LOAD_SETTINGS)  # how DATA is read, as fit reads it
+
+    def __post_init__(self) -> None:
+        if self.fit is None:
+            self.fit = FitConfig(data=self.data)
 
 
 @dataclass

@@ -85,9 +85,12 @@ class FitConfig:
                           extra_choices=("auto",))
     text_column: str | None = setting(None, "CSV/JSONL column holding the text (default: text, sentence, ...)")
     label_column: str | None = setting(None, "CSV/JSONL column holding the label (default: label, class, ...)")
-    add_labels: str | None = setting(None, "a CSV of newly labelled items (path or text, label), e.g. the rows "
-                                           "`headstart select` wrote with a label filled in: added to the "
-                                           "training data of this run")
+    add_labels: str | None = setting(None, "newly labelled items added to the training data of this run: the CSV "
+                                           "`headstart select` wrote with its label column filled in, or a Label "
+                                           "Studio export (JSON, JSON_MIN or CSV)")
+    exclude: str | None = setting(None, "items to leave out of the data before it is split: `headstart audit`'s "
+                                        "audit.csv with its exclude column marked, a CSV naming items, or a list "
+                                        "of items, one a line")
     # class imbalance and synthetic minority samples (label/)
     balance: str = setting("none", "act on class imbalance: a class-weighted loss (and head), a class-balanced "
                                    "sampler, or auto (decided from the training imbalance ratio; the run records "

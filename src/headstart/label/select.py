@@ -12,7 +12,9 @@ from __future__ import annotations
 import csv
 import io
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -45,21 +47,27 @@ def drop_known(pool, labelled) -> tuple[np.ndarray, dict]:
 
 
 def select_from_run(run: Run, pool: str, *, k: int, method: str, out: str | Path | None = None,
-                    seed: int = 0) -> dict:
+                    seed: int = 0, format: str = "csv") -> dict:
     """`headstart select RUN POOL`: rank the pool with a finished run's model, given the data it
     trained on (its split, with the labels it added); write the k items to label next (default
-    RUN/select-METHOD.csv). Needs Run.reload_data's reloader, which headstart.pipeline registers."""
+    RUN/select-METHOD.csv, or Label Studio tasks in RUN/select-METHOD.json with
+    format="label-studio"). Needs Run.reload_data's reloader, which headstart.pipeline registers."""
     from ..modalities import load_pool
 
+    if format not in WRITERS:
+        raise HeadstartError(f"unknown select format {format!r}", hint=f"choose one of: {', '.join(WRITERS)}")
     model = run.model()
     labelled = run.reload_data("select reads the run's training data, to skip what is labelled already and "
                                "cover what is not").splits.train
     items = load_pool(pool, modality=run.model_info["modality"], size=labelled.decoded_size)
-    out = Path(out) if out else run.path / f"select-{method}.csv"
-    return select(model, labelled, items, k=k, method=method, out=out, seed=seed)
+    out = Path(out) if out else run.path / f"select-{method}.{WRITERS[format].suffix}"
+    done = select(model, labelled, items, k=k, method=method, out=out, seed=seed, write=WRITERS[format].write,
+                  model_version=f"headstart:{run.name}")
+    return {**done, "format": format}
 
 
-def select(model, labelled, pool, *, k: int, method: str, out: Path, seed: int = 0) -> dict:
+def select(model, labelled, pool, *, k: int, method: str, out: Path, seed: int = 0, write=None,
+           model_version: str = "headstart") -> dict:
     """Rank `pool` under the run's `model` (a backbone + linear head) given its `labelled`
     training data; write the top k to `out` (CSV) and return what was done."""
     query = get_query(method)  # an unknown method fails before any embedding
@@ -90,7 +98,7 @@ def select(model, labelled, pool, *, k: int, method: str, out: Path, seed: int =
     chosen, scores = run_query(method, QueryInput(train_z, labelled.labels, pool_z, classifier, seed), k)
     probabilities = classifier.predict_proba(pool_z[chosen])
     rows = _rows(candidates, chosen, scores, probabilities, labelled.classes, keep)
-    _write_csv(out, rows, candidates.item_column)
+    (write or _write_csv)(out, rows, candidates.item_column, classes=labelled.classes, model_version=model_version)
     seconds = round(time.perf_counter() - started, 3)
     say(f"{method}: the {k} item(s) to label next are in {out} ({seconds:.1f} s)")
     return {"method": method, "summary": query.summary, "k": k, "column": candidates.item_column,
@@ -113,7 +121,7 @@ def _rows(candidates, chosen, scores, probabilities, classes, keep) -> list[dict
     return rows
 
 
-def _write_csv(out: Path, rows: list[dict], column: str) -> None:
+def _write_csv(out: Path, rows: list[dict], column: str, **_) -> None:
     fields = ["rank", column, "score", "guess", "guess_probability", "label"]
     fields += [f for f in ("source", "pool_index") if any(f in r for r in rows)]
     buffer = io.StringIO()
@@ -122,3 +130,20 @@ def _write_csv(out: Path, rows: list[dict], column: str) -> None:
     for row in rows:
         writer.writerow({**row, "score": f"{row['score']:.6g}", "guess_probability": f"{row['guess_probability']:.4f}"})
     atomic_write_text(Path(out), buffer.getvalue())
+
+
+def _write_label_studio(out: Path, rows: list[dict], column: str, *, classes: list[str], model_version: str) -> None:
+    """Label Studio tasks (the model's guess as a prediction) and the labelling config beside them."""
+    from .label_studio import write_tasks
+
+    write_tasks(rows, Path(out), kind=column, classes=classes, model_version=model_version)
+
+
+@dataclass(frozen=True)
+class _Writer:
+    suffix: str
+    write: Callable[..., None]
+
+
+# what `select --format` writes: the file people fill in, or what their labelling tool imports
+WRITERS = {"csv": _Writer("csv", _write_csv), "label-studio": _Writer("json", _write_label_studio)}
