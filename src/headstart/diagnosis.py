@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -21,7 +20,7 @@ import numpy as np
 from .errors import HeadstartError
 from .log import say
 from .modalities import modality_of
-from .records import read_json
+from .run import Run
 
 K = 5                       # neighbours of the k-NN classifier
 MAX_REFERENCE = 2000        # training examples k-NN searches (a random sample beyond this)
@@ -167,7 +166,7 @@ def _parts(data, runs):
     """The arms' own train and validation parts (from the first arm's splits.json), sampled
     down to MAX_REFERENCE and MAX_QUERY examples."""
     first = next(iter(runs.values()))[0]
-    indices = read_json(Path(first["dir"]) / "splits.json")
+    indices = Run(first["dir"]).splits
     rng = np.random.default_rng(0)
 
     def part(name: str, cap: int):

@@ -23,6 +23,7 @@ from ..embed import embed
 from ..errors import HeadstartError
 from ..log import say
 from ..records import new_run_dir
+from ..run import FIT_KINDS, Run
 from .audit_find import (NEAR_DUPLICATE_SIMILARITY, OUTLIER_Z, duplicate_pairs, folds_for, label_issues,
                          nearest_neighbours, out_of_fold_probabilities, outlier_scores)
 
@@ -175,7 +176,6 @@ def subject_of_run(run_dir: str | Path) -> AuditSubject:
     """A finished run's own data and splits, with the labels it added (appended to the data, in
     its training split), embedded by the run's own backbone. The caller imports the pipeline,
     which registers how Run.reload_data reloads a run's data."""
-    from ..run import Run
 
     run = Run.open(run_dir).require_finished()
     reloaded = run.reload_data("audit reads the run's data")
@@ -199,7 +199,7 @@ def _describe(model) -> dict:
 
 def _is_run(source) -> bool:
     path = Path(str(source)).expanduser()
-    return path.is_dir() and (path / "model.json").is_file()
+    return path.is_dir() and Run(path).kind in FIT_KINDS
 
 
 def _check_settings(folds: int, k_neighbours: int, duplicate_similarity: float) -> None:
