@@ -62,6 +62,7 @@ def run_tune(config: TuneConfig) -> dict:
     """Run (or continue) the study; write RUN/tune.json, RUN/best.yaml and RUN/report.html."""
     import optuna
 
+    from .. import run_lock
     from ..records import new_run_dir
 
     started, started_at = time.perf_counter(), time.time()  # the budget counts from the command's start
@@ -74,23 +75,24 @@ def run_tune(config: TuneConfig) -> dict:
                              hint="give --storage postgresql://USER@HOST:PORT/DB, or --workers 1")
     storage.check_server(url)  # before anything is created
     job = _plan(config, url, run_dir, started_at)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    study = optuna.create_study(storage=storage.open_storage(url), study_name=job.study_name, direction="maximize",
-                                load_if_exists=True)
-    lost = storage.recover_lost_trials(study, url)
-    if lost:
-        say(f"trial(s) {', '.join(map(str, lost))} were left running by a killed worker: marked failed, "
-            f"their settings queued again")
-    say(f"tune {config.data}: {job.trials} trial(s) in study {job.study_name} ({_hidden(url)}), "
-        f"{config.workers} worker(s) here, strategies {', '.join(job.strategies)}")
-    try:
-        if config.workers == 1:
-            work(job, 0)
-        else:
-            _spawn(job, config.workers)
-    finally:  # what the study holds is written even when a worker gave up or was interrupted
-        result = _write_outputs(optuna.load_study(study_name=job.study_name, storage=storage.open_storage(url)),
-                                job, config, time.perf_counter() - started)
+    run_lock.hold(run_dir, "tune")  # made and owned from here, for the process's life (workers run inside it)
+    with storage.guard(url):  # a server lost mid-study: one clear message, the study resumable
+        study = optuna.create_study(storage=storage.open_storage(url), study_name=job.study_name,
+                                    direction="maximize", load_if_exists=True)
+        lost = storage.recover_lost_trials(study, url)
+        if lost:
+            say(f"trial(s) {', '.join(map(str, lost))} were left running by a killed worker: marked failed, "
+                f"their settings queued again (each retried once, counted once)")
+        say(f"tune {config.data}: {job.trials} trial(s) in study {job.study_name} ({_hidden(url)}), "
+            f"{config.workers} worker(s) here, strategies {', '.join(job.strategies)}")
+        try:
+            if config.workers == 1:
+                work(job, 0)
+            else:
+                _spawn(job, config.workers)
+        finally:  # what the study holds is written even when a worker gave up or was interrupted
+            result = _write_outputs(optuna.load_study(study_name=job.study_name, storage=storage.open_storage(url)),
+                                    job, config, time.perf_counter() - started)
     return result
 
 
@@ -153,7 +155,7 @@ def _spawn(job: _Job, workers: int) -> None:
 
     # spawn, not fork: a forked copy of a process that has started torch's thread pools can hang
     context = multiprocessing.get_context("spawn")
-    processes = [context.Process(target=work, args=(job, i), name=f"tune-worker-{i}") for i in range(workers)]
+    processes = [context.Process(target=_worker, args=(job, i), name=f"tune-worker-{i}") for i in range(workers)]
     for p in processes:
         p.start()
     for p in processes:
@@ -163,8 +165,38 @@ def _spawn(job: _Job, workers: int) -> None:
         say(f"worker(s) {', '.join(failed)} stopped with an error; their trials are in the study as failed")
 
 
+def _worker(job: _Job, index: int) -> None:
+    """A worker process: a HeadstartError (the server lost, trials failing) is its one line on
+    stderr and exit status 2, as the command's own would be; not a traceback."""
+    import sys
+
+    try:
+        work(job, index)
+    except HeadstartError as e:
+        print(f"tune-worker-{index}: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
 def work(job: _Job, index: int) -> None:
     """One worker: until the study holds its trials or time is up, start the next trial."""
+    with storage.guard(job.url):
+        _work(job, index)
+
+
+def _sampler_seed(seed: int, index: int, existing: int) -> int:
+    """Each worker its own seed (one seed for all would start them all on the same random
+    trials), and a worker that joins a study already holding trials a seed of its own too: a
+    resumed study re-seeded as at its start would draw its first trials' settings again (seen:
+    after a kill, the retried trial 0 and a fresh trial drew the same settings). A study run
+    without interruption keeps the seeds it always had."""
+    if existing == 0:
+        return seed + index
+    import numpy as np
+
+    return int(np.random.SeedSequence([seed % 2**32, index, existing]).generate_state(1)[0])
+
+
+def _work(job: _Job, index: int) -> None:
     import optuna
     import torch
 
@@ -174,13 +206,13 @@ def work(job: _Job, index: int) -> None:
     torch.set_num_threads(job.threads)
     modality = get_modality(job.modality)
     space = Space(job.template, modality, job.strategies, job.candidates, backbone_facts(job.template, modality))
-    # each worker its own seed: one seed for all would start them all on the same random trials
+    study = optuna.load_study(study_name=job.study_name, storage=storage.open_storage(job.url),
+                              pruner=optuna.pruners.MedianPruner(**PRUNER))
     with warnings.catch_warnings():  # multivariate/grouped TPE is "experimental"; it is what a conditional space needs
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        sampler = optuna.samplers.TPESampler(seed=job.seed + index, multivariate=True, group=True,
-                                             n_startup_trials=max(2, min(10, job.trials // 3)))
-    study = optuna.load_study(study_name=job.study_name, storage=storage.open_storage(job.url), sampler=sampler,
-                              pruner=optuna.pruners.MedianPruner(**PRUNER))
+        study.sampler = optuna.samplers.TPESampler(seed=_sampler_seed(job.seed, index, len(study.trials)),
+                                                   multivariate=True, group=True,
+                                                   n_startup_trials=max(2, min(10, job.trials // 3)))
     reservation, failures, overhead = storage.Reservation(job.url, job.study_name), 0, [OVERHEAD_SECONDS]
     while failures < MAX_FAILURES:
         with reservation.held():
