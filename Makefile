@@ -14,6 +14,12 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH)
 	$(PY) -m pip install -q -e '.[offline,test,track,serve,label]'
+# label-studio-sdk, for the tests that check our Label Studio tasks and exports with its own parser and
+# converter: every release pins opencv-python-headless < 5 (grad-cam needs 5), so it comes without its
+# pins, with the pure-Python packages its parser and converter import
+	$(PY) -m pip install -q --no-deps 'label-studio-sdk==2.1.2'
+	$(PY) -m pip install -q ijson jsonschema lxml 'xmljson==0.2.1' ujson appdirs datamodel-code-generator doclang jsf \
+	  nltk 'pyjwt<2.14' requests-mock watchfiles typer pandas
 	touch $(STAMP)
 
 install: $(STAMP) data
@@ -32,6 +38,13 @@ data:
 	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15) >/dev/null 2>&1 \
 	  || echo "note: could not install postgresql-15; the shared-study tune test will be skipped"; \
+	fi
+# Debian's chromium for the tests that drive serve's web page in a real headless browser (and
+# bench/check_report_render.py); without it those tests are skipped and say why.
+	@if command -v chromium >/dev/null 2>&1; then :; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null 2>&1 \
+	  || echo "note: could not install chromium; the page-in-a-browser tests will be skipped"; \
 	fi
 
 demo: install
