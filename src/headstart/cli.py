@@ -3,9 +3,11 @@ function over the Python API that prints what it returns. The parser is derived 
 configs (cli_options.py); this module imports nothing heavy until a command runs."""
 from __future__ import annotations
 
+import signal
 import sys
 from importlib import import_module
 
+from . import interrupts
 from .cli_options import command, parse
 from .cli_print import print_comparison, print_fit_summary
 from .config import (AuditConfig, CompareConfig, DatasetsConfig, DemoConfig, ExplainConfig, ExportConfig, FitConfig,
@@ -233,13 +235,16 @@ def main(argv: list[str] | None = None) -> int:
     if invocation.quiet:
         set_quiet()
     try:
-        return invocation.command.run(invocation.config())
+        with interrupts.handling():  # Ctrl-C and SIGTERM: a checkpoint at the loop's next safe point
+            return invocation.command.run(invocation.config())
     except HeadstartError as e:
         print(f"headstart: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("headstart: interrupted; `--resume` with the same --out continues a fit", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:  # interrupts.Interrupted, or a Ctrl-C outside main()'s handlers
+        signum = getattr(e, "signum", signal.SIGINT)
+        print(f"headstart: interrupted ({signal.Signals(signum).name}); `--resume` with the same --out continues "
+              f"a fit or a pretrain from its last checkpoint", file=sys.stderr)
+        return 128 + signum
 
 
 if __name__ == "__main__":

@@ -12,13 +12,14 @@ import hashlib
 import io
 import json
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from .data.cache import cache_dir
-from .files import atomic_write_bytes
+from .files import WriteFailed, atomic_write_bytes
 from .heads import Classifier, predict_logits
 from .log import is_main_process
 from .modalities import modality_of
@@ -135,7 +136,14 @@ def load_cached_features(path: Path) -> np.ndarray | None:
         return None
 
 
-def save_cached_features(path: Path, features: np.ndarray) -> None:
+def save_cached_features(path: Path, features: np.ndarray) -> bool:
+    """Best effort, as every cache (data/cache.py): a full or read-only disk warns and returns
+    False; the features are in memory, and a later fit computes them again."""
     buffer = io.BytesIO()
     np.save(buffer, features, allow_pickle=False)
-    atomic_write_bytes(path, buffer.getvalue())
+    try:
+        atomic_write_bytes(path, buffer.getvalue(), "the feature cache")
+    except WriteFailed as e:
+        warnings.warn(f"headstart could not write its cache file {path}: {e}", stacklevel=2)
+        return False
+    return True

@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from .files import atomic_write_text, json_default, read_json, write_json, write_yaml  # noqa: F401  (the run directory's writers)
+from .files import append_text, atomic_write_text, json_default, read_json, write_json, write_yaml  # noqa: F401  (the run directory's writers)
 
 METRICS = "metrics.jsonl"
 
@@ -126,9 +126,7 @@ class Recorder:
         }
         self.rows.append(row)
         if self.write:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            with open(self.run_dir / METRICS, "a") as f:
-                f.write(json.dumps(row, default=json_default) + "\n")
+            append_text(self.run_dir / METRICS, json.dumps(row, default=json_default) + "\n")
         for observe in list(_OBSERVERS):  # paused: a listener's time is not training time
             observe(row)
         if was_running:

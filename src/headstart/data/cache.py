@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from headstart.files import atomic_path
+from headstart.files import WriteFailed, atomic_path
 
 
 def cache_dir() -> Path:
@@ -39,6 +39,6 @@ def save_arrays(path: Path, **arrays: np.ndarray) -> bool:
         with atomic_path(path) as tmp, open(tmp, "wb") as f:
             np.savez(f, **arrays)
         return True
-    except OSError as e:
+    except (OSError, WriteFailed) as e:  # WriteFailed: files.py's words for a full or read-only disk
         warnings.warn(f"headstart could not write its cache file {path}: {e}", stacklevel=2)
         return False

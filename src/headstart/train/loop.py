@@ -27,6 +27,7 @@ from ..errors import HeadstartError
 from ..log import progress_bar
 from ..records import Recorder
 from .batches import make_loader
+from .. import interrupts
 from .checkpoint import load_checkpoint, save_checkpoint
 from .evaluate import predict_logits, score
 from .objective import Mixer, check_finite, step_loss
@@ -207,7 +208,9 @@ def train_model(model, param_groups: list[dict], dataset, val, plan: TrainPlan, 
     epoch = state["epoch"]
     recorder.step = state["step"]
     model.train()
-    with progress_bar(f"{plan.phase}", total=plan.epochs * steps_per_epoch) as advance:
+    # Ctrl-C / SIGTERM wait for a safe point: a step's end (the last epoch's checkpoint is the
+    # resume point) or the checkpoint just written; never a step or a checkpoint cut in half
+    with progress_bar(f"{plan.phase}", total=plan.epochs * steps_per_epoch) as advance, interrupts.deferred():
         advance(epoch * steps_per_epoch)
         while epoch < plan.epochs and stop_reason == "completed":
             loader.set_epoch(epoch)
@@ -237,6 +240,7 @@ def train_model(model, param_groups: list[dict], dataset, val, plan: TrainPlan, 
                     epoch_losses.append(float(loss.detach()))
                     recorder.log("train", None, epoch_losses[-1], phase=plan.phase, lr=lr)
                 advance(1)
+                interrupts.check()
                 if cooling and scheduler.last_epoch >= scheduler.horizon.total:
                     stop_reason = "plateau"  # cooled down: the closing evaluation follows
                     break
@@ -270,6 +274,7 @@ def train_model(model, param_groups: list[dict], dataset, val, plan: TrainPlan, 
                                 best_epoch=state["best_epoch"])
             accelerator.wait_for_everyone()
             kill_hook_for_tests(plan.phase, epoch)
+            interrupts.check()
     if best_state is not None:
         raw_model.load_state_dict(best_state)
     accelerator.free_memory()
