@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import CompareConfig
+from . import run_lock
 from .errors import HeadstartError
 from .modalities import modality_of
 from .records import new_run_dir, read_metrics, write_json
@@ -94,9 +95,9 @@ def run_compare(config: CompareConfig) -> dict:
 
     validate(config)  # what can be checked before the data is loaded
     run_dir = new_run_dir(config.out, prefix="compare")
+    run_lock.hold(run_dir, "compare")  # made and owned from here, for the process's life
     if (run_dir / "comparison.json").exists():
         raise HeadstartError(f"{run_dir} already holds a comparison", hint="choose a new --out")
-    run_dir.mkdir(parents=True, exist_ok=True)
     tracked = start_comparison(config.fit, run_dir)  # --track: the comparison's run; the arms nest under it
 
     # Decode once, timed once: every arm then starts its clock with the data in memory.

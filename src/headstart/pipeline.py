@@ -17,6 +17,7 @@ from typing import Callable
 
 import torch
 
+from . import run_lock
 from .config import FitConfig
 from .embed import embed  # noqa: F401  (the embed stage, with the others)
 from .errors import HeadstartError
@@ -294,7 +295,11 @@ def training_part(run_dir: Path):
 
 
 def start_run(config: FitConfig) -> tuple[FitConfig, Path]:
+    """The run folder, owned (run_lock) at once if it exists (a resume, a second start), else
+    from its first write (write_run_start): a refused fit leaves no folder behind."""
     run_dir = new_run_dir(config.out)
+    if run_dir.exists() and is_main_process():
+        run_lock.hold(run_dir, "fit --resume" if config.resume else "fit")
     run = Run(run_dir)
     if config.resume:
         if run.config_text is None:
@@ -357,7 +362,7 @@ def finish(plan: Plan, model, data, parts, recorder: Recorder, outcome: dict, ru
 def write_run_start(run_dir: Path, config: FitConfig, splits) -> None:
     """config.yaml and splits.json, before any training (only the main process writes)."""
     if is_main_process():
-        run_dir.mkdir(parents=True, exist_ok=True)
+        run_lock.hold(run_dir, "fit --resume" if config.resume else "fit")  # made and owned, if start_run could not
         write_yaml(run_dir / "config.yaml", config.to_dict())
         write_json(run_dir / "splits.json", {"seed": config.seed, **splits.indices})
 

@@ -27,6 +27,7 @@ import yaml
 
 from .errors import HeadstartError
 from .records import METRICS, read_metrics
+from .run_lock import holder
 from .summary import FitSummary, Summary, read_summary
 
 CONFIG = "config.yaml"
@@ -85,6 +86,9 @@ class Run:
     def require_finished(self) -> Run:
         """This run, or the one "not finished" refusal: its closing record was never written."""
         if not self.finished:
+            if (writer := holder(self.path)) is not None:  # run_lock: a live process writes it now
+                raise HeadstartError(f"{self.path} is still being written: {writer} holds it",
+                                     hint="wait for it to finish, then run this again")
             closing = COMPARISON if self.kind == COMPARE else SUMMARY
             raise HeadstartError(f"{self.path} is an unfinished run: it has no {closing} (it was interrupted, or is "
                                  f"still running)",

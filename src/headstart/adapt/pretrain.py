@@ -27,6 +27,7 @@ from headstart.config import PretrainConfig
 from headstart.errors import HeadstartError
 from headstart.files import atomic_dir, atomic_path, write_json, write_yaml
 from headstart.log import say
+from headstart import run_lock
 from headstart.records import Recorder, new_run_dir, read_metrics
 
 MODEL_FORMAT = "headstart-pretrained-backbone/1"
@@ -34,8 +35,14 @@ MODEL_FORMAT = "headstart-pretrained-backbone/1"
 
 def run_pretrain(config: PretrainConfig) -> dict:
     """Pre-train, write the run directory, register it as config.name; returns the summary
-    (with "run_dir" and the zoo "entry")."""
-    config, run_dir = _start(config)
+    (with "run_dir" and the zoo "entry"). The run folder is owned (run_lock) while it runs."""
+    run_dir = new_run_dir(config.out, prefix="pretrain")
+    with run_lock.owning(run_dir, "pretrain --resume" if config.resume else "pretrain"):
+        return _pretrain(config, run_dir)
+
+
+def _pretrain(config: PretrainConfig, run_dir: Path) -> dict:
+    config, run_dir = _start(config, run_dir)
     method = get_ssl_method(config.method)
     recorder = _recorder(run_dir, method, config.resume)  # --budget counts the whole command from here
     _check_name(config)
@@ -78,11 +85,10 @@ def print_pretrain(summary: dict) -> None:
 
 # ----------------------------------------------------------------------------- checks
 
-def _start(config: PretrainConfig) -> tuple[PretrainConfig, Path]:
-    """The run folder; a resumed run is the saved run (its own config, as `fit --resume`)."""
+def _start(config: PretrainConfig, run_dir: Path) -> tuple[PretrainConfig, Path]:
+    """The run folder's checks; a resumed run is the saved run (its own config, as `fit --resume`)."""
     import yaml
 
-    run_dir = new_run_dir(config.out, prefix="pretrain")
     if config.resume:
         if not (run_dir / "config.yaml").exists():
             raise HeadstartError(f"nothing to resume in {run_dir}",
@@ -94,7 +100,7 @@ def _start(config: PretrainConfig) -> tuple[PretrainConfig, Path]:
         known = {f.name for f in fields(PretrainConfig)}
         return replace(PretrainConfig(**{k: v for k, v in saved.items() if k in known}),
                        resume=True, out=str(run_dir)), run_dir
-    if run_dir.exists() and any(run_dir.iterdir()):
+    if run_dir.exists() and any(p.name != run_lock.LOCK for p in run_dir.iterdir()):
         raise HeadstartError(f"{run_dir} already holds files",
                              hint="choose a new --out, or add --resume to continue an interrupted pre-training")
     return config, run_dir
