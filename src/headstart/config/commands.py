@@ -12,6 +12,19 @@ from .settings import (INPUTS_HELP, TEXT_FILE_HELP, TRACK_URI_HELP, budget_setti
                        max_eval_setting, nested, out_setting, parse_names, run_setting, setting)
 
 
+def _reads_data_as_fit():
+    """The settings of how DATA is read (--strict, --modality, --text-column, --label-column), as fit declares them."""
+    return nested(FitConfig, offer=lambda f: f.name in LOAD_SETTINGS)
+
+
+class _ReadsDataAsFit:
+    """For a command over DATA that reads it as `fit` does: its `fit` holds those settings."""
+
+    def __post_init__(self) -> None:
+        if self.fit is None:
+            self.fit = FitConfig(data=self.data)
+
+
 @dataclass
 class PredictConfig:
     run: str = run_setting("a run directory written by `headstart fit`; with --engine onnxruntime, a run exported "
@@ -51,7 +64,7 @@ class SelectConfig:
 
 
 @dataclass
-class SimulateALConfig:
+class SimulateALConfig(_ReadsDataAsFit):
     data: str = data_setting()
     start: int = setting(20, "labels every method starts from (default: 20)")
     k: int = setting(20, "labels bought per round (default: 20)")
@@ -67,11 +80,7 @@ class SimulateALConfig:
     backbone: str | None = setting(None, "the feature model (default: the data's modality's)")
     image_size: int | None = image_size_setting()
     out: str | None = out_setting()
-    fit: FitConfig = nested(FitConfig, offer=lambda f: f.name in LOAD_SETTINGS)  # how DATA is read, as fit reads it
-
-    def __post_init__(self) -> None:
-        if self.fit is None:
-            self.fit = FitConfig(data=self.data)
+    fit: FitConfig = _reads_data_as_fit()
 
 
 @dataclass
@@ -196,7 +205,7 @@ class ServeConfig:
 
 
 @dataclass
-class AuditConfig:
+class AuditConfig(_ReadsDataAsFit):
     data: str = setting(help="a dataset (as `fit` reads it: folder, CSV/JSONL, built-in), or a finished run's "
                              "folder (its own model, split and added labels)")
     backbone: str | None = setting(None, "the feature model for DATA (default: the data's modality's; a RUN uses "
@@ -211,11 +220,7 @@ class AuditConfig:
     train_size: int | None = setting(None, "audit this many training items in all, as fit draws them")
     max_eval: int = max_eval_setting("cap on the validation and test splits (default: 1000)")
     out: str | None = out_setting()
-    fit: FitConfig = nested(FitConfig, offer=lambda f: f.name in LOAD_SETTINGS)  # how DATA is read, as fit reads it
-
-    def __post_init__(self) -> None:
-        if self.fit is None:
-            self.fit = FitConfig(data=self.data)
+    fit: FitConfig = _reads_data_as_fit()
 
 
 @dataclass

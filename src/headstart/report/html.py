@@ -158,3 +158,19 @@ def comparison_page(*, run_name: str, comparison: dict, images: dict[str, str | 
         comparison=comparison, images=images, best_summary=best_summary, links=links,
         has_evaluations=has_evaluations, explained=explained, explained_base=explained_base,
         settings={k: comparison[k] for k in SETTINGS if k in comparison})
+
+
+
+def record_page(run_dir: str | Path, record: str, *, draw, figure: str, title, key: str, **context) -> Path:
+    """RUN/report.html for a command whose result is one JSON record in its folder (RUN/rank.json,
+    RUN/simulate_al.json): `draw(result, path)` makes the figure beside it, `title(result)` names
+    the page, and `RECORD.html.j2` renders with the result as `key`."""
+    from headstart.files import atomic_write_text, read_json
+
+    run_dir = Path(run_dir)
+    result = read_json(run_dir / f"{record}.json")
+    draw(result, run_dir / figure)
+    page = environment().get_template(f"{record}.html.j2").render(
+        title=title(result), run_name=run_dir.name, figure=figure, **{key: result}, **context)
+    atomic_write_text(run_dir / "report.html", page)
+    return run_dir / "report.html"

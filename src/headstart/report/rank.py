@@ -11,8 +11,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from headstart.files import atomic_write_text, read_json  # noqa: E402
-
 from . import html, plots  # noqa: E402
 
 FIGURE = "rank_scores.png"
@@ -84,14 +82,9 @@ def scores_and_cost_figure(rank: dict, path: Path) -> Path:
 
 def build_rank_report(run_dir: str | Path) -> Path:
     """Write RUN/report.html (and its figure) for a rank run directory."""
-    run_dir = Path(run_dir)
-    rank = read_json(run_dir / "rank.json")
-    scores_and_cost_figure(rank, run_dir / FIGURE)
-    page = html.environment().get_template("rank.html.j2").render(
-        title=f"headstart rank: {rank.get('data_name') or rank.get('data')}", run_name=run_dir.name, rank=rank,
-        figure=FIGURE, score_label=score_label)
-    atomic_write_text(run_dir / "report.html", page)
-    return run_dir / "report.html"
+    return html.record_page(run_dir, "rank", draw=scores_and_cost_figure, figure=FIGURE, key="rank",
+                            title=lambda rank: f"headstart rank: {rank.get('data_name') or rank.get('data')}",
+                            score_label=score_label)
 
 
 def ranking_table(rank: dict):

@@ -9,8 +9,6 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from headstart.files import atomic_write_text, read_json  # noqa: E402
-
 from . import html, plots  # noqa: E402
 
 FIGURE = "al_curves.png"
@@ -45,10 +43,5 @@ def learning_curves(study: dict, path: Path) -> Path:
 
 def build_simulation_report(run_dir: str | Path) -> Path:
     """Write RUN/report.html (and its figure) for a simulate-al run directory."""
-    run_dir = Path(run_dir)
-    study = read_json(run_dir / "simulate_al.json")
-    learning_curves(study, run_dir / FIGURE)
-    page = html.environment().get_template("simulate_al.html.j2").render(
-        title=f"headstart simulate-al: {study.get('data')}", run_name=run_dir.name, study=study, figure=FIGURE)
-    atomic_write_text(run_dir / "report.html", page)
-    return run_dir / "report.html"
+    return html.record_page(run_dir, "simulate_al", draw=learning_curves, figure=FIGURE, key="study",
+                            title=lambda study: f"headstart simulate-al: {study.get('data')}")
