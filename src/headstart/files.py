@@ -52,17 +52,18 @@ class WriteFailed(HeadstartError):
 
 
 @contextmanager
-def atomic_path(path: str | os.PathLike, what: str | None = None) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, what: str | None = None, needed: int | None = None) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success it is flushed to disk and replaces `path`,
     on error it is removed. For writers that want a file name rather than bytes (safetensors,
-    np.savez). `what`: the words a failed write uses for the file ("the model")."""
+    np.savez). `what`: the words a failed write uses for the file ("the model"); `needed`: its
+    size, when the caller knows it."""
     path = Path(path)
     with writing(path, what):
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         os.close(fd)
     try:
-        with writing(path, what, Path(tmp)):
+        with writing(path, what, Path(tmp), needed):
             yield Path(tmp)
             _flush_file(Path(tmp))
             os.replace(tmp, path)
@@ -95,7 +96,7 @@ def atomic_dir(path: str | os.PathLike, what: str | None = None) -> Iterator[Pat
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes, what: str | None = None) -> None:
-    with atomic_path(path, what) as tmp, writing(Path(path), what, needed=len(data)):
+    with atomic_path(path, what, len(data)) as tmp:
         tmp.write_bytes(data)
 
 
