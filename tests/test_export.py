@@ -12,6 +12,7 @@ import numpy as np
 import onnx
 import pytest
 
+from headstart import run_lock
 from headstart.cli import main
 from headstart.deploy import onnx_export
 from headstart.deploy.onnx_predict import OnnxClassifier
@@ -140,7 +141,8 @@ def test_cli_export_int8_writes_the_model_its_checks_and_a_deploy_row(image_run,
     assert OnnxClassifier(target).precision == "int8"
     rows = {r["name"] for r in json.loads((image_run / "deploy.json").read_text())["rows"]}
     assert "ONNX Runtime int8" in rows
-    assert not [p for p in image_run.iterdir() if p.name.startswith(".")]  # no work files left behind
+    # no work files left behind (the run's own advisory lock, run_lock.LOCK, is not the export's)
+    assert not [p for p in image_run.iterdir() if p.name.startswith(".") and p.name != run_lock.LOCK]
 
 
 def test_a_quantized_model_that_loses_accuracy_is_refused_and_nothing_is_written(image_run, image_export,
@@ -236,3 +238,34 @@ def test_int8_quantization_works_with_a_relative_output_path(tmp_path, monkeypat
     quantize_int8(Path("fp32.onnx"), Path("out") / "model.int8.onnx", feeds)
     out = ort_session(Path("out") / "model.int8.onnx").run(None, feeds[0])[0]
     assert out.shape == (4, 4) and sorted(p.name for p in Path("out").iterdir()) == ["model.int8.onnx"]
+
+
+def test_int8_is_computed_right_on_cpus_without_vnni(tmp_path):
+    """The int8 file must give the same numbers on every x86 CPU. Signed weights are multiplied
+    with VPMADDUBSW without VNNI (AVX2), whose 16-bit pair sums saturate on large activations
+    times large weights -- exactly this 1x1 convolution's. onnxruntime's fused kernels must then
+    agree with the exact QDQ arithmetic (graph optimisations off), and the weights be unsigned
+    (U8U8), which is what keeps a VNNI machine's export right on an AVX2 one."""
+    import onnxruntime as ort
+    import torch
+    from onnx import TensorProto
+
+    from headstart.engines.onnx_graph import ort_session, quantize_int8, torch_to_onnx
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(16, 16, 1), torch.nn.ReLU(), torch.nn.Conv2d(16, 8, 1)).eval()
+    with torch.no_grad():
+        for conv in (model[0], model[2]):
+            conv.weight.copy_(torch.rand_like(conv.weight) + 0.5)  # all positive: the pair sums add up
+    torch_to_onnx(model, (torch.zeros(2, 16, 4, 4),), tmp_path / "fp32.onnx", input_names=["x"], output_names=["y"],
+                  dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}})
+    rng = np.random.default_rng(0)
+    feeds = [{"x": rng.uniform(0, 10, size=(4, 16, 4, 4)).astype(np.float32)} for _ in range(4)]
+    quantize_int8(tmp_path / "fp32.onnx", tmp_path / "int8.onnx", feeds, keep_head_float=False)
+    exact_options = ort.SessionOptions()
+    exact_options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    exact = ort.InferenceSession(str(tmp_path / "int8.onnx"), exact_options, providers=["CPUExecutionProvider"])
+    fused = ort_session(tmp_path / "int8.onnx").run(None, feeds[0])[0]
+    expected = exact.run(None, feeds[0])[0]
+    assert np.abs(fused - expected).max() <= 0.01 * np.abs(expected).max()
+    weights = [t for t in onnx.load(str(tmp_path / "int8.onnx")).graph.initializer if t.name.endswith("weight_quantized")]
+    assert weights and all(t.data_type == TensorProto.UINT8 for t in weights)
