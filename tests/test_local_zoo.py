@@ -18,6 +18,7 @@ from headstart.api import fit, zoo_add, zoo_remove
 from headstart.cli import main
 from headstart.config import FitConfig
 from headstart.errors import HeadstartError
+from headstart import manifest
 from headstart.heads import ImageClassifier
 from headstart.model_io import load_model
 from headstart.pipeline import fit as pipeline_fit
@@ -162,6 +163,7 @@ def test_an_existing_name_is_refused_unless_forced(source_run, home):
 def _unfinished(run: Path, tmp: Path) -> Path:
     copy = shutil.copytree(run, tmp / "unfinished")
     (copy / "summary.json").unlink()
+    (copy / "manifest.json").unlink()  # as an interrupted run: its summary never written, so never recorded
     return copy
 
 
@@ -176,6 +178,7 @@ def _pruned(run: Path, tmp: Path) -> Path:
     meta = json.loads((copy / "model.json").read_text())
     meta["pruned"] = {"layers": {"backbone.model.stem.0": {"kind": "conv", "out_channels": 8}}, "feature_dim": 128}
     (copy / "model.json").write_text(json.dumps(meta))
+    manifest.record(copy, "model.json")  # as prune writes it: recorded (an unrecorded edit is damage)
     return copy
 
 

@@ -120,6 +120,7 @@ def test_reload_refuses_with_why_when_the_data_is_gone(run_with_added_labels, tm
     moved = shutil.copytree(run_with_added_labels, tmp_path / "moved")
     config = yaml.safe_load((moved / "config.yaml").read_text())
     (moved / "config.yaml").write_text(yaml.safe_dump({**config, "data": str(tmp_path / "gone")}))
+    (moved / "manifest.json").unlink()  # edited on purpose: read unverified (an edited file is otherwise damage)
     with pytest.raises(HeadstartError, match="export checks the test split, and .*gone.* could not be loaded") as e:
         Run.open(moved).reload_data("export checks the test split")
     assert "where the run's data is" in e.value.hint

@@ -27,6 +27,7 @@ import numpy as np
 from .config import CompareConfig
 from . import run_lock
 from .errors import HeadstartError
+from .manifest import record
 from .modalities import modality_of
 from .records import new_run_dir, read_metrics, write_json
 from .summary import fit_summary
@@ -132,6 +133,7 @@ def run_compare(config: CompareConfig) -> dict:
         probe = resolve_plan(replace(config.fit, data=config.data, strategy="probe"), modality_of(data))
         comparison["diagnosis"] = diagnose(config, data, runs, comparison, feature_model=lambda: build(probe, data))
     write_json(run_dir / "comparison.json", comparison)
+    record(run_dir, "comparison.json")  # the comparison's commit point (manifest.py); each arm records its own
     from .report import build_comparison_report
     comparison["report"] = str(build_comparison_report(run_dir))
     tracked.finish()

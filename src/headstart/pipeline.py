@@ -22,10 +22,11 @@ from .config import FitConfig
 from .embed import embed  # noqa: F401  (the embed stage, with the others)
 from .errors import HeadstartError
 from .log import is_main_process, say
+from .manifest import record
 from .metrics import classification_summary, imbalance, misclassified_examples
 from .modalities import Modality, load_data, modality_of
 from .model_io import save_model
-from .records import Recorder, new_run_dir, read_metrics, write_json, write_yaml
+from .records import METRICS, Recorder, new_run_dir, read_metrics, write_json, write_yaml
 from .run import SUMMARY, Run, RunData, register_data_reloader
 from .summary import FitSummary
 from .post_fit import explain_report_examples, record_deploy_figures, render_fit_report
@@ -355,6 +356,7 @@ def finish(plan: Plan, model, data, parts, recorder: Recorder, outcome: dict, ru
         summary.add(explain_report_examples(plan.config, model, test_part, test_logits, data.classes, run_dir))
         summary.add(record_deploy_figures(model, test_part, test_accuracy, run_dir))
         write_json(run_dir / SUMMARY, summary.to_dict())
+        record(run_dir, SUMMARY, METRICS)  # the run's closing commit point (manifest.py)
         render_fit_report(run_dir)
     return FitResult(run_dir=run_dir, classifier=model, classes=data.classes, summary=summary)
 
@@ -365,6 +367,7 @@ def write_run_start(run_dir: Path, config: FitConfig, splits) -> None:
         run_lock.hold(run_dir, "fit --resume" if config.resume else "fit")  # made and owned, if start_run could not
         write_yaml(run_dir / "config.yaml", config.to_dict())
         write_json(run_dir / "splits.json", {"seed": config.seed, **splits.indices})
+        record(run_dir, "config.yaml", "splits.json")
 
 
 def start_recorder(run_dir: Path, strategy: Strategy, resume: bool) -> Recorder:

@@ -26,6 +26,7 @@ from typing import Any, Callable
 import yaml
 
 from .errors import HeadstartError
+from .manifest import verify
 from .records import METRICS, read_metrics
 from .run_lock import holder
 from .summary import FitSummary, Summary, read_summary
@@ -45,6 +46,9 @@ PRETRAIN, COMPARE = "pretrain", "compare"
 FIT_KINDS = (FIT, CONTINUED, PRUNED, STANDALONE)
 _MARKERS = (CONFIG, SUMMARY, MODEL_INFO, METRICS, COMPARISON, ARMS)
 _PRETRAINED_FORMAT = "headstart-pretrained-backbone"  # adapt/pretrain.py: a backbone, no head
+_DAMAGED_HINT = ("copy the run again from where it was made, or re-run it: an unfinished run continues with "
+                 "`--resume`, a finished one is made again with `headstart fit ... --out NEW`; a file you edited on "
+                 "purpose: delete the run's manifest.json to read it unverified")
 _OPEN_HINT = "pass a run folder: the --out of `headstart fit`, `compare`, `prune` or `pretrain`"
 
 
@@ -85,11 +89,12 @@ class Run:
 
     def require_finished(self) -> Run:
         """This run, or the one "not finished" refusal: its closing record was never written."""
+        closing = COMPARISON if self.kind == COMPARE else SUMMARY
+        self._verified(closing)  # recorded, then lost or changed: damage, not an unfinished run
         if not self.finished:
             if (writer := holder(self.path)) is not None:  # run_lock: a live process writes it now
                 raise HeadstartError(f"{self.path} is still being written: {writer} holds it",
                                      hint="wait for it to finish, then run this again")
-            closing = COMPARISON if self.kind == COMPARE else SUMMARY
             raise HeadstartError(f"{self.path} is an unfinished run: it has no {closing} (it was interrupted, or is "
                                  f"still running)",
                                  hint=f"`--resume` with `--out {self.path}` continues it; or pass a finished run")
@@ -160,7 +165,7 @@ class Run:
     @cached_property
     def config_text(self) -> str | None:
         """config.yaml's text, as the report shows it; None if there is none."""
-        path = self.path / CONFIG
+        path = self._verified(CONFIG)
         return path.read_text(errors="replace") if path.is_file() else None
 
     @cached_property
@@ -194,7 +199,9 @@ class Run:
 
     @property
     def metrics(self) -> list[dict]:
-        """metrics.jsonl's rows (records.read_metrics); read each time, as a live run appends."""
+        """metrics.jsonl's rows (records.read_metrics); read each time, as a live run appends
+        (verified once its closing record has recorded it)."""
+        self._verified(METRICS)
         return read_metrics(self.path)
 
     def arms(self) -> list[Run]:
@@ -222,9 +229,14 @@ class Run:
                                  hint=f"run this where the run's data is (its {CONFIG} names it)") from e
 
     # -- reading -------------------------------------------------------------------------------
+    def _verified(self, name: str) -> Path:
+        """RUN/name, refused by name if it is missing or damaged since the run recorded it (manifest.py)."""
+        verify(self.path, name, hint=_DAMAGED_HINT)
+        return self.path / name
+
     def _json(self, name: str) -> Any:
         try:
-            return json.loads((self.path / name).read_text())
+            return json.loads(self._verified(name).read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise self._not_a_run(f"its {name} is not JSON: {e}") from e
 

@@ -26,6 +26,7 @@ from ..embed import embed, weights_fingerprint
 from ..errors import HeadstartError
 from ..files import write_json, write_yaml
 from ..log import say
+from ..manifest import record
 from ..modalities import get_modality, load_data, modality_of
 from ..pipeline import FitResult, finish, load, resolve_plan
 from ..report import build_fit_report
@@ -139,6 +140,7 @@ def _continue(config, method, old: OldRun, new_data, modality, run_dir: Path, st
     run_dir.mkdir(parents=True, exist_ok=True)
     write_yaml(run_dir / "config.yaml", config.to_dict())
     write_json(run_dir / "splits.json", {"seed": config.seed, **splits.indices})
+    record(run_dir, "config.yaml", "splits.json")
     recorder = Recorder(run_dir, plan.strategy.name)
     recorder.resume()  # the memory an old plain run lacks is part of this run's training
     memory = load_memory(old.run_dir, data.name) or rebuild_memory(old, old_model, config)
@@ -172,6 +174,7 @@ def _continue(config, method, old: OldRun, new_data, modality, run_dir: Path, st
     continual.update(figures, headline=headline(figures, method, added))
     forgetting_plot(figures, run_dir / PLOT_FILE)
     write_json(run_dir / SUMMARY, result.summary.to_dict())
+    record(run_dir, SUMMARY)
     build_fit_report(run_dir)
     return result
 

@@ -16,6 +16,7 @@ import yaml
 from ..config import FitConfig
 from ..data.dataset import DataForm
 from ..files import read_json, write_json
+from ..run import Run
 from .memory import relabelled
 
 LINEAGE_FILE = "continual.json"
@@ -31,7 +32,7 @@ def read_lineage(run_dir: Path, config: FitConfig, classes: list[str]) -> list[d
     run_dir = Path(run_dir)
     if (run_dir / LINEAGE_FILE).exists():
         return list(read_json(run_dir / LINEAGE_FILE)["tasks"])
-    return [task_record(config, classes, read_json(run_dir / "splits.json"), run_dir)]
+    return [task_record(config, classes, Run(run_dir).splits, run_dir)]  # Run: verified, damage named
 
 
 def write_lineage(run_dir: Path, tasks: list[dict]) -> None:

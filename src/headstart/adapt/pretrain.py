@@ -27,6 +27,7 @@ from headstart.config import PretrainConfig
 from headstart.errors import HeadstartError
 from headstart.files import atomic_dir, atomic_path, write_json, write_yaml
 from headstart.log import say
+from headstart.manifest import record
 from headstart import run_lock
 from headstart.records import Recorder, new_run_dir, read_metrics
 
@@ -58,6 +59,7 @@ def _pretrain(config: PretrainConfig, run_dir: Path) -> dict:
     if not config.resume or not (run_dir / "config.yaml").exists():
         write_yaml(run_dir / "config.yaml", {"data": config.pool, "command": "pretrain", **config.to_dict(),
                                              "plan": plan.record()})
+        record(run_dir, "config.yaml")
     say(f"pre-training {backbone.name} ({'from ' + backbone.weights if continued else 'random init'}) with "
         f"{method.name} on {len(pool)} {pool.noun}: {plan.epochs} epoch(s) of {plan.steps_per_epoch} steps")
     outcome = pretrain(model, dataset, plan, method, recorder, run_dir, lr=config.lr, continued=continued,
@@ -68,6 +70,7 @@ def _pretrain(config: PretrainConfig, run_dir: Path) -> dict:
     entry = add_entry(run_dir, config.name, force=config.force)
     summary["entry"] = entry["name"]
     write_json(run_dir / "summary.json", summary)
+    record(run_dir, "summary.json")
     return {**summary, "run_dir": str(run_dir), "entry": entry}
 
 
@@ -225,7 +228,7 @@ def _finish(run_dir: Path, config: PretrainConfig, method, backbone, pool, plan:
     """model.safetensors, model.json, (tokenizer/), summary.json, report.html; the checkpoints go."""
     from safetensors.torch import save_file
 
-    from headstart.model_io import versions
+    from headstart.model_io import MODEL_FILES, versions
 
     tensors = {f"backbone.{k}": v.detach().cpu().contiguous().clone() for k, v in backbone.state_dict().items()}
     with atomic_path(run_dir / "model.safetensors") as tmp:
@@ -238,6 +241,7 @@ def _finish(run_dir: Path, config: PretrainConfig, method, backbone, pool, plan:
         "format": MODEL_FORMAT, "modality": described["modality"], "backbone": described, "classes": [],
         "num_classes": 0, "strategy": plan.strategy, "input": "a backbone without a head: features only",
         "versions": versions()})
+    record(run_dir, *MODEL_FILES)  # the pre-trained backbone's commit point (manifest.py)
     summary = {
         "command": "pretrain", "data": pool.name, "pool": config.pool, "modality": described["modality"],
         "method": method.name, "method_summary": method.summary, "strategy": plan.strategy,
@@ -247,6 +251,7 @@ def _finish(run_dir: Path, config: PretrainConfig, method, backbone, pool, plan:
         "lr": config.lr or method.lr, "seed": config.seed, "classes": [], "test_accuracy": None,
         "name": config.name, **outcome}
     write_json(run_dir / "summary.json", summary)
+    record(run_dir, "summary.json", "metrics.jsonl")
     from headstart.report.pretrain import build_pretrain_report
 
     build_pretrain_report(run_dir)

@@ -29,6 +29,7 @@ import numpy as np
 from headstart.engines.onnx_graph import check_onnx, convert_fp16, ort_session, quantize_int8, torch_to_onnx
 from headstart.deploy.registry import register_exporter
 from headstart.errors import HeadstartError
+from headstart import manifest
 from headstart.files import atomic_dir, atomic_path, write_json
 from headstart.registry import Registry
 from headstart.log import progress_bar, say
@@ -138,6 +139,8 @@ def export_onnx(run, *, quantize: str | None = None, out: str | os.PathLike | No
               "checks": {**checks, **accuracy, "tolerance_points": tolerance, "forced": force},
               "timings": {k: round(v, 3) for k, v in timings.items()}}
     write_json(target.with_name(target.name + ".json"), record)
+    if target.parent.resolve() == run_dir.resolve():  # the export's commit point; elsewhere is the user's folder
+        manifest.record(run_dir, target.name, target.name + ".json", *(["tokenizer"] if graph.beside else []))
     say(f"wrote {target} ({record['file_mb']:.1f} MB, {precision}): test accuracy {accuracy['onnx_test_accuracy']:.4f} "
         f"(PyTorch {accuracy['torch_test_accuracy']:.4f}), export {timings['total_seconds']:.1f} s")
     _record_deploy_row(run_dir, graph, model, test, test_inputs, target, precision, accuracy)

@@ -20,7 +20,8 @@ import numpy as np
 from headstart.engines.onnx_graph import ort_session
 from headstart.errors import HeadstartError
 from headstart.inputs import Prediction, expand_image_paths, read_text_lines
-from headstart.run import Run
+from headstart.manifest import verify
+from headstart.run import CONFIG, MODEL_INFO, Run
 from headstart.registry import Registry
 from headstart.untrusted import check_onnx_external_data, inside
 
@@ -46,13 +47,31 @@ def model_file(run_or_file: str | Path) -> Path:
                          hint="pass a run exported with `headstart export RUN --format onnx`, or its .onnx file")
 
 
+_REEXPORT = "export the model again: `headstart export {run} --format onnx`"
+
+
+def _in_a_run(path: Path) -> bool:
+    """Whether an .onnx file lies in a run folder (whose manifest recorded it), not a user's own."""
+    return (path.parent / MODEL_INFO).is_file() or (path.parent / CONFIG).is_file()
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [""])[0][:300]
+
+
 class OnnxClassifier:
     """An exported headstart model: its session and what its metadata says about its inputs."""
 
     def __init__(self, path: str | Path, threads: int | None = None):
         self.path = Path(path)
+        if _in_a_run(self.path):
+            verify(self.path.parent, self.path.name, "tokenizer", hint=_REEXPORT.format(run=self.path.parent))
         check_onnx_external_data(self.path)  # untrusted input: no tensor read from outside its folder
-        self.session = ort_session(self.path, threads)
+        try:
+            self.session = ort_session(self.path, threads)
+        except Exception as e:  # noqa: BLE001 - onnxruntime's own errors (InvalidProtobuf, Fail, ...) for a damaged file
+            raise HeadstartError(f"{self.path} is damaged or not an ONNX model ({type(e).__name__}: "
+                                 f"{_first_line(e)})", hint=_REEXPORT.format(run="RUN")) from e
         props = self.session.get_modelmeta().custom_metadata_map
         if props.get("headstart_format") != ONNX_FORMAT:
             raise HeadstartError(f"{self.path} was not exported by headstart (no {ONNX_FORMAT} metadata)",
@@ -93,7 +112,12 @@ class OnnxClassifier:
             if not file.is_file():
                 raise HeadstartError(f"{self.path} reads its texts with {file}, which is missing",
                                      hint="keep the tokenizer/ folder that `headstart export` wrote beside the model")
-            tokenizer = Tokenizer.from_file(str(file))
+            try:
+                tokenizer = Tokenizer.from_file(str(file))
+            except Exception as e:  # noqa: BLE001 - the tokenizers library raises a bare Exception on a damaged file
+                raise HeadstartError(f"{file} is damaged or not a tokenizer ({_first_line(e)})",
+                                     hint="keep the tokenizer/ folder that `headstart export` wrote beside the "
+                                          "model, or re-export the run") from e
             tokenizer.no_truncation()  # truncation as the run did it, below
             tokenizer.no_padding()
             self._tokenizer = tokenizer

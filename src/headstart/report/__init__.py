@@ -61,7 +61,7 @@ def build_fit_report(run_dir: str | Path) -> Path:
     run_dir = run.path
     found = _fit_summary(run)
     summary = found if found is not None else FitSummary()
-    rows = run.metrics
+    rows, config_text = run.metrics, run.config_text  # read (and verified) before any figure is written
     images = {
         **_curve_figures(run_dir, rows, summary),
         **_classification_figures(run_dir, summary, FIT_FIGURES),
@@ -73,7 +73,7 @@ def build_fit_report(run_dir: str | Path) -> Path:
     if deployed:
         recorded = {**recorded, "deploy_table": deployed}
     page = html.fit_page(run_name=run_dir.name, summary=recorded, rows=rows,
-                         config_text=run.config_text, images=images,
+                         config_text=config_text, images=images,
                          explained=_explanations(run_dir / EXPLANATIONS, summary), explained_base=EXPLANATIONS + "/")
     return _write_page(run_dir, page)
 

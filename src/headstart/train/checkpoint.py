@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .. import manifest
 from ..errors import HeadstartError
 from ..files import atomic_write_bytes
 from ..records import Recorder
@@ -42,9 +43,11 @@ def save_checkpoint(path: Path, model, optimizer, scheduler, recorder: Recorder,
     buffer = io.BytesIO()
     torch.save(payload, buffer)
     atomic_write_bytes(path, buffer.getvalue())
+    manifest.record(*_in_run(path))  # a checkpoint is a commit point (manifest.py)
 
 
 def load_checkpoint(path: Path, model, optimizer, scheduler, recorder: Recorder) -> dict:
+    manifest.verify(*_in_run(path), hint="delete it to start the run over, or run without --resume")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # a truncated or foreign file: say which and how to proceed
@@ -62,6 +65,12 @@ def load_checkpoint(path: Path, model, optimizer, scheduler, recorder: Recorder)
     return {"epoch": payload["epoch"], "step": payload["step"], "best_val": payload["best_val"],
             "bad_epochs": payload["bad_epochs"], "best_state": payload["best_state"],
             "best_epoch": payload["best_epoch"]}
+
+
+def _in_run(path: Path) -> tuple[Path, str]:
+    """RUN/checkpoint/PHASE.pt as (RUN, "checkpoint/PHASE.pt"): the run's manifest records it."""
+    path = Path(path)
+    return path.parent.parent, f"{path.parent.name}/{path.name}"
 
 
 def _host_generators() -> dict:

@@ -29,6 +29,7 @@ from pathlib import Path
 from safetensors.torch import load_file, save_file
 
 from headstart.errors import HeadstartError
+from headstart import manifest
 from headstart.files import atomic_dir, read_json, write_json
 from headstart.registry import Registry
 from headstart.run import PRUNED, Run
@@ -129,7 +130,14 @@ def _create(name: str, record: dict, folder: Path, *, pretrained: bool = True, w
     """The spec's factory: the architecture at its recorded structure, then the weights
     (a --weights FILE wins; pretrained: the entry's own; else the random init)."""
     check_recorded_model(record, folder / SPEC_FILE)  # untrusted input: names no path, asks for no code
-    backbone = BACKBONE_REBUILDERS.get(record["modality"]).rebuild_backbone(record, folder, **options)
+    manifest.verify(folder, WEIGHTS_FILE, TOKENIZER_FOLDER, hint=_readd_hint(name))
+    try:
+        backbone = BACKBONE_REBUILDERS.get(record["modality"]).rebuild_backbone(record, folder, **options)
+    except HeadstartError:
+        raise
+    except Exception as e:  # noqa: BLE001 - an entry without a manifest: a damaged tokenizer folder raises anything
+        raise HeadstartError(f"the local zoo entry '{name}' cannot be rebuilt from {folder}: {type(e).__name__}: "
+                             f"{(str(e).splitlines() or [''])[0][:300]}", hint=_readd_hint(name)) from e
     backbone.name = name
     if weights is not None:
         load_into(backbone.model, load_weights_file(weights), source=str(weights))
@@ -173,6 +181,7 @@ def add_entry(run_dir: str | os.PathLike, name: str, *, force: bool = False) -> 
                   metadata={"format": ENTRY_FORMAT})
         modality.copy_backbone_files(run_dir, tmp)
         write_json(tmp / SPEC_FILE, record)
+        manifest.record(tmp, WEIGHTS_FILE, SPEC_FILE, TOKENIZER_FOLDER)  # the entry's commit point, renamed with it
     return {**record, "folder": str(folder)}
 
 
@@ -262,6 +271,7 @@ def _standalone(described: dict) -> bool:
 
 def _backbone_tensors(run_dir: Path, meta: dict) -> dict:
     """The classifier's backbone tensors, keyed as the backbone's own state_dict."""
+    manifest.verify(run_dir, "model.safetensors")
     tensors = _read_tensors(run_dir / "model.safetensors")
     if not (found := {k[len(_BACKBONE_KEYS):]: v for k, v in tensors.items() if k.startswith(_BACKBONE_KEYS)}):
         raise HeadstartError(f"{run_dir}/model.safetensors holds no backbone tensors: a standalone model "
@@ -275,6 +285,10 @@ def _read_tensors(path: Path) -> dict:
     except Exception as e:  # noqa: BLE001 - safetensors raises its own and OS errors alike
         raise HeadstartError(f"cannot read {path}: {type(e).__name__}: {e}",
                              hint="the file is damaged: re-run the fit, or remove and re-add the entry") from e
+
+
+def _readd_hint(name: str) -> str:
+    return f"`headstart zoo remove {name}`, then add its run again (`headstart zoo add RUN --name {name}`)"
 
 
 def _record(name: str, run: Run, meta: dict) -> dict:
@@ -305,11 +319,17 @@ def _read_entry(name: str, *, damaged_ok: bool = False) -> dict | None:
     """An entry's spec.json; None where there is no entry. A damaged one is an error that says
     so when it is asked for by name, and is left out of listings (damaged_ok)."""
     path = zoo_home() / name / SPEC_FILE
-    if not path.is_file():
-        return None
     try:
+        if path.parent.is_dir():  # an entry whose manifest recorded a spec.json now lost is damaged, not absent
+            manifest.verify(path.parent, SPEC_FILE, hint=_readd_hint(name))
+        if not path.is_file():
+            return None
         record = read_json(path)
         missing = [k for k in _NEEDED_KEYS if k not in record]
+    except HeadstartError:
+        if damaged_ok:
+            return None
+        raise
     except (ValueError, TypeError) as e:
         missing, record = [f"readable JSON ({e})"], None
     # a modality not registered in this process is the build's to report (BACKBONE_REBUILDERS):
