@@ -14,7 +14,9 @@ import pwd
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -47,8 +49,32 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+class _Server:
+    """A throw-away PostgreSQL server: its URL, and stop/start for the tests of a lost server."""
+
+    def __init__(self, bindir: Path, folder: Path, as_user: list[str]):
+        self.bindir, self.folder, self.as_user = bindir, folder, as_user
+        self.data, self.port = folder / "data", _free_port()
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _pg_ctl(self, *args: str, check: bool = True) -> None:
+        subprocess.run([*self.as_user, str(self.bindir / "pg_ctl"), "-D", str(self.data), *args],
+                       check=check, capture_output=True, timeout=120)
+
+    def init(self) -> None:
+        subprocess.run([*self.as_user, str(self.bindir / "initdb"), "-D", str(self.data), "-U", "postgres",
+                        "--auth=trust", "--no-sync"], check=True, capture_output=True, timeout=120)
+
+    def start(self) -> None:
+        self._pg_ctl("-l", str(self.folder / "server.log"), "-w", "-t", "60", "-o",
+                     f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off", "start")
+
+    def stop(self, check: bool = True) -> None:
+        self._pg_ctl("-m", "immediate", "stop", check=check)  # as a crash or a pulled cable: no goodbye to clients
+
+
 @pytest.fixture
-def postgres_url():
+def postgres_server():
     bindir = _server_binaries()
     if bindir is None:
         pytest.skip("no PostgreSQL server binaries (initdb, pg_ctl) on this machine: `make install` installs "
@@ -66,18 +92,29 @@ def postgres_url():
         if not as_user:
             shutil.rmtree(folder)
             pytest.skip("running as root without runuser: cannot start the PostgreSQL server as postgres")
-    data, port = folder / "data", _free_port()
+    server = _Server(bindir, folder, as_user)
     try:
-        subprocess.run([*as_user, str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
-                        "--no-sync"], check=True, capture_output=True, timeout=120)
-        subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-l", str(folder / "server.log"), "-w",
-                        "-t", "60", "-o", f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off",
-                        "start"], check=True, capture_output=True, timeout=120)
-        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+        server.init()
+        server.start()
+        yield server
     finally:
-        subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
-                       capture_output=True, timeout=60)
+        server.stop(check=False)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_url(postgres_server):
+    return postgres_server.url
+
+
+TINY = ["--strategies", "probe", "--candidates", "tf_efficientnet_lite0:32,tf_efficientnet_lite0:40",
+        "--train-per-class", "8", "--max-eval", "30", "--extract-engine", "torch"]
+
+
+def _stored(url: str, study: str):
+    import optuna
+
+    return optuna.load_study(study_name=study, storage=url.replace("postgresql://", "postgresql+psycopg://"))
 
 
 def test_two_workers_share_one_study_without_losing_or_repeating_a_trial(tmp_path, postgres_url):
@@ -87,11 +124,8 @@ def test_two_workers_share_one_study_without_losing_or_repeating_a_trial(tmp_pat
     run = tmp_path / "run"
     trials = 4
     assert main(["tune", str(data), "--trials", str(trials), "--out", str(run), "--storage", postgres_url,
-                 "--study", "shared", "--workers", "2", "--strategies", "probe",
-                 "--candidates", "tf_efficientnet_lite0:32,tf_efficientnet_lite0:40", "--train-per-class", "8",
-                 "--max-eval", "30", "--extract-engine", "torch"]) == 0
-    stored = optuna.load_study(study_name="shared", storage=postgres_url.replace("postgresql://",
-                                                                                  "postgresql+psycopg://"))
+                 "--study", "shared", "--workers", "2", *TINY]) == 0
+    stored = _stored(postgres_url, "shared")
     assert len(stored.trials) == trials  # exactly the total: none run twice, none extra
     assert {t.state.name for t in stored.trials} <= {"COMPLETE", "PRUNED"}  # none lost
     assert sorted(t.number for t in stored.trials) == list(range(trials))
@@ -101,3 +135,50 @@ def test_two_workers_share_one_study_without_losing_or_repeating_a_trial(tmp_pat
     written = json.loads((run / "tune.json").read_text())
     assert written["counts"]["complete"] + written["counts"]["pruned"] == trials
     assert (run / "best.yaml").exists()
+
+
+def test_a_lost_server_stops_every_worker_cleanly_and_the_study_resumes_once_it_is_back(tmp_path, postgres_server):
+    data = write_image_folder(tmp_path / "blobs", make_blobs())
+    run, trials = tmp_path / "run", 4
+    command = [sys.executable, "-m", "headstart.cli", "tune", str(data), "--trials", str(trials), "--out", str(run),
+               "--storage", postgres_server.url, "--study", "lost", "--workers", "2", *TINY]
+    tune = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 300
+        while not list((run / "trials").glob("*/config.yaml")):  # a trial has started its fit
+            assert tune.poll() is None and time.time() < deadline, "tune ended before its first trial"
+            time.sleep(0.1)
+        postgres_server.stop()
+        _, stderr = tune.communicate(timeout=180)  # every worker stops: nothing waits for a server that is gone
+    finally:
+        if tune.poll() is None:
+            tune.kill()
+    assert tune.returncode == 2, stderr
+    assert "Traceback" not in stderr, stderr
+    for index in (0, 1):  # each worker: exit 2 (the command says which stopped) with its one line
+        said = [line for line in stderr.splitlines() if line.startswith(f"tune-worker-{index}: ")]
+        assert len(said) == 1 and "lost the connection to the PostgreSQL server at 127.0.0.1:" in said[0], stderr
+    assert "headstart: error: lost the connection to the PostgreSQL server" in stderr, stderr
+    hints = [line for line in stderr.splitlines() if line.startswith("  hint: ")]
+    assert len(hints) == 1 and "start the server again and run the same command" in hints[0], stderr  # said once
+
+    postgres_server.start()
+    again = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and "Traceback" not in again.stderr, again.stderr
+    stored = _stored(postgres_server.url, "lost")
+    states = [t.state.name for t in stored.trials]
+    assert states.count("COMPLETE") + states.count("PRUNED") == trials, states  # none lost, none counted twice
+    assert set(states) <= {"COMPLETE", "PRUNED", "FAIL"}, states  # nothing left running
+    rows = json.loads((run / "tune.json").read_text())["trials"]
+    failed = [r["number"] for r in rows if r["state"] == "FAIL"]
+    assert failed, "the lost server cut no trial short: the test stopped it too late"
+    retries = [r["retry_of"] for r in rows if r["retry_of"] is not None]
+    assert sorted(retries) == sorted(failed), rows  # every lost trial retried exactly once
+    by_number = {r["number"]: r for r in rows}
+    for r in rows:
+        if r["retry_of"] is not None:  # counted once, with the lost attempt's settings where it had drawn them
+            lost = by_number[r["retry_of"]]["params"]  # (a worker stopped between creating a trial and drawing)
+            assert r["state"] in ("COMPLETE", "PRUNED") and (not lost or r["params"] == lost), rows
+    folders = [r["run_dir"] for r in rows if r["state"] in ("COMPLETE", "PRUNED")]
+    assert all((Path(f) / "config.yaml").exists() for f in folders)
+    assert sorted(p.name for p in (run / "trials").iterdir()) == sorted(Path(f).name for f in folders)

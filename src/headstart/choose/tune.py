@@ -79,7 +79,8 @@ def run_tune(config: TuneConfig) -> dict:
     with storage.guard(url):  # a server lost mid-study: one clear message, the study resumable
         study = optuna.create_study(storage=storage.open_storage(url), study_name=job.study_name,
                                     direction="maximize", load_if_exists=True)
-        lost = storage.recover_lost_trials(study, url)
+        with storage.Reservation(url, job.study_name).held():  # not while a worker elsewhere starts a trial
+            lost = storage.recover_lost_trials(study, url)
         if lost:
             say(f"trial(s) {', '.join(map(str, lost))} were left running by a killed worker: marked failed, "
                 f"their settings queued again (each retried once, counted once)")
@@ -160,20 +161,23 @@ def _spawn(job: _Job, workers: int) -> None:
         p.start()
     for p in processes:
         p.join()
-    failed = [p.name for p in processes if p.exitcode != 0]
-    if failed:
-        say(f"worker(s) {', '.join(failed)} stopped with an error; their trials are in the study as failed")
+    failed = [f"{p.name} (exit {p.exitcode})" for p in processes if p.exitcode != 0]
+    if failed:  # as one worker's error would end the command: not a success with trials missing
+        raise HeadstartError(f"worker(s) {', '.join(failed)} stopped, saying why above; the trials they were "
+                             f"running are in the study as failed",
+                             hint="fix what they said and run the same command again: the study continues its "
+                                  "count, and a trial cut short is retried once with its settings")
 
 
 def _worker(job: _Job, index: int) -> None:
     """A worker process: a HeadstartError (the server lost, trials failing) is its one line on
-    stderr and exit status 2, as the command's own would be; not a traceback."""
+    stderr and exit status 2; not a traceback. The command says what to do next, once."""
     import sys
 
     try:
         work(job, index)
     except HeadstartError as e:
-        print(f"tune-worker-{index}: {e}", file=sys.stderr)
+        print(f"tune-worker-{index}: {e.message}", file=sys.stderr)
         sys.exit(2)
 
 
@@ -221,7 +225,8 @@ def _work(job: _Job, index: int) -> None:
             room, budget = _room(study, job, overhead[-1])
             if room == "start":
                 objective = _Objective(job, space, reservation, budget, overhead)
-                study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=True)
+                if not _optimize_once(study, objective):
+                    continue
         if room == "done":
             return
         if room == "wait":  # the last trials run elsewhere: wait for them to finish, or to be found lost
@@ -231,6 +236,21 @@ def _work(job: _Job, index: int) -> None:
         failures = failures + 1 if last.state == optuna.trial.TrialState.FAIL else 0
     raise HeadstartError(f"{MAX_FAILURES} trials in a row failed; the last: {last.user_attrs.get('error')}",
                          hint="see tune.json for each trial's error; narrow --strategies or --candidates")
+
+
+def _optimize_once(study, objective: "_Objective") -> bool:
+    """One trial; False when another worker took it for lost while it ran here (its heartbeat
+    late on a busy machine) and failed it: its retry is the attempt that counts, not this one."""
+    from optuna.trial import TrialState
+
+    try:
+        study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=True)
+    except ValueError:  # Optuna's "Cannot tell a FAIL trial"
+        if objective.number is None or _frozen(study, objective.number).state != TrialState.FAIL:
+            raise
+        say(f"trial {objective.number} was taken for lost by another worker while it ran here: its retry counts")
+        return False
+    return True
 
 
 def _room(study, job: _Job, overhead: float) -> tuple[str, float | None]:
@@ -268,7 +288,12 @@ class _Objective:
         from ..records import observe_evaluations, read_metrics
         from .tune_space import sample_config
 
-        self.reservation.release()  # the trial exists: every worker counts it now
+        # whose the trial is, before anyone else may look: a retried trial starts with its lost
+        # attempt's attributes (Optuna copies them), and a worker that saw that attempt's dead
+        # worker on it would take the retry, running here, for lost too
+        trial.set_user_attr("host", socket.gethostname())
+        trial.set_user_attr("worker", f"{socket.gethostname()}/{os.getpid()}")
+        self.reservation.release()  # the trial exists and is ours: every worker counts it now
         self.number, started = trial.number, time.perf_counter()
         trials_dir = self.job.run_dir / "trials"
         for lost in _frozen(trial.study, trial.number).system_attrs.get("retry_history", []):
@@ -277,8 +302,6 @@ class _Objective:
         shutil.rmtree(run_dir, ignore_errors=True)
         config = replace(sample_config(trial, self.space), out=str(run_dir), budget_seconds=self.budget)
         trial.set_user_attr("run_dir", str(run_dir))
-        trial.set_user_attr("host", socket.gethostname())
-        trial.set_user_attr("worker", f"{socket.gethostname()}/{os.getpid()}")
         trial.set_user_attr("config", _saved(config))
         say(f"trial {trial.number}: {_describe(config)}")
         try:
