@@ -3,6 +3,7 @@ features are the source run's), is listed, removed, and every bad add is refused
 written."""
 from __future__ import annotations
 
+import errno
 import json
 import shutil
 from datetime import datetime
@@ -217,10 +218,10 @@ def test_names_that_are_invalid_or_taken_elsewhere_are_refused(source_run, home,
 
 def test_a_write_that_fails_midway_leaves_no_entry(source_run, home, monkeypatch):
     def full_disk(*args, **kwargs):
-        raise OSError("No space left on device")
+        raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(local, "write_json", full_disk)  # spec.json is written after the weights
-    with pytest.raises(OSError, match="No space"):
+    with pytest.raises(HeadstartError, match="no space left"):  # files.WriteFailed: one clear refusal
         zoo_add(source_run, NAME)
     assert _leftovers(home) == []  # neither the entry nor its temporary folder
     assert local.local_names("image") == []

@@ -30,6 +30,7 @@ from ..manifest import record
 from ..modalities import get_modality, load_data, modality_of
 from ..pipeline import FitResult, finish, load, resolve_plan
 from ..report import build_fit_report
+from .. import run_lock
 from ..records import Recorder, new_run_dir
 from ..run import CONTINUED, FIT, PRUNED, SUMMARY, Run
 from ..summary import FitSummary
@@ -102,7 +103,8 @@ def fit_continued(config: FitConfig) -> FitResult:
     modality = get_modality(old.meta["modality"])
     new_data = _load_new_data(config, modality, old.run_dir)
     run_dir = new_run_dir(config.out)
-    if run_dir.exists() and any(run_dir.iterdir()):
+    run_lock.hold(run_dir, "fit --from")  # owned for the process's life: a second start is refused with our PID
+    if any(p.name != run_lock.LOCK for p in run_dir.iterdir()):
         raise HeadstartError(f"{run_dir} already holds files", hint="choose a new --out for the continued run")
     config = replace(config, out=str(run_dir))
     try:
