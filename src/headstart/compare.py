@@ -99,6 +99,10 @@ def run_compare(config: CompareConfig) -> dict:
     run_lock.hold(run_dir, "compare")  # made and owned from here, for the process's life
     if (run_dir / "comparison.json").exists():
         raise HeadstartError(f"{run_dir} already holds a comparison", hint="choose a new --out")
+    if (run_dir / "arms").exists():  # killed among its arms: compare has no --resume (an arm's hint would offer one)
+        raise HeadstartError(f"{run_dir} holds an interrupted comparison: its arms were started, its "
+                             "comparison.json was never written, and compare cannot continue one",
+                             hint="start the comparison again with a new --out (or delete this folder)")
     tracked = start_comparison(config.fit, run_dir)  # --track: the comparison's run; the arms nest under it
 
     # Decode once, timed once: every arm then starts its clock with the data in memory.

@@ -57,6 +57,23 @@ def hold(run_dir: str | os.PathLike, command: str) -> None:
     os.ftruncate(fd, 0)
     os.write(fd, f"{os.getpid()} headstart {command}\n".encode())
     _held[key] = _Held(fd, created)
+    if not created:
+        _sweep_dead_writes(key)
+
+
+# Where a run's own writes go (files.atomic_path/atomic_dir put their temporary beside the target):
+# the folder and its checkpoints. Not deeper: a nested folder may be another run with its own lock.
+_WRITTEN_IN = (".", "checkpoint")
+
+
+def _sweep_dead_writes(key: Path) -> None:
+    """Remove what a writer killed mid-write (kill -9, a power cut) left aside: files.py's
+    `.NAME.XXXX.tmp`. Only the lock's owner writes here, and it has written nothing yet."""
+    for tmp in (t for where in _WRITTEN_IN for t in (key / where).glob(".*.tmp")):
+        if tmp.is_dir() and not tmp.is_symlink():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
 
 
 def release(run_dir: str | os.PathLike) -> None:
