@@ -71,10 +71,10 @@ def test_the_estimator_parameters_are_fitconfig_fields_with_its_defaults():
     assert params.pop("budget") is None and defaults.pop("budget_seconds") is None  # budget: a duration
     # data is X; every fit starts over (no resume); scratch_model serves compare's baselines;
     # track_parent is how compare nests its arms' tracked runs
-    # add_labels: X already holds every labelled item
+    # add_labels: X already holds every labelled item; exclude: X holds only what is to be kept
     # adapt, from_run and their settings are fit's keep-learning forms over run directories
     # (api.run_fit); classes: y already says which classes there are
-    not_parameters = {"data", "resume", "scratch_model", "track_parent", "add_labels", "adapt", "adapt_method",
+    not_parameters = {"data", "resume", "scratch_model", "track_parent", "add_labels", "exclude", "adapt", "adapt_method",
                       "from_run", "continual", "memory_per_class", "classes"}
     assert params == {k: v for k, v in defaults.items() if k not in not_parameters}
 

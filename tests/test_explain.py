@@ -6,6 +6,8 @@ import json
 
 import numpy as np
 import pytest
+
+from headstart.report import build_report
 import torch
 
 from headstart.cli import main
@@ -186,6 +188,7 @@ def blob_folder(tmp_path_factory):
 @pytest.mark.report
 def test_fit_report_explains_mistakes_and_one_correct_example_per_class(patch_model):
     _, _, _, run = patch_model
+    build_report(run)  # the module's fit ran with the report off (conftest): render it as `headstart report` does
     explained = json.loads((run / "explanations" / "explanations.json").read_text())
     summary = json.loads((run / "summary.json").read_text())
     correct = [i for i in explained["items"] if i["kind"] == "correct"]

@@ -157,6 +157,9 @@ def test_prune_refuses_what_it_cannot_prune(resnet9_run, tmp_path):
     shutil.copytree(resnet9_run, moved)
     config = yaml.safe_load((moved / "config.yaml").read_text())
     (moved / "config.yaml").write_text(yaml.safe_dump({**config, "data": str(tmp_path / "gone")}))
+    with pytest.raises(HeadstartError, match="config.yaml is damaged"):  # edited by hand: the manifest says so
+        prune_run(moved, sparsity=0.3)
+    (moved / "manifest.json").unlink()  # the hint's way to read a file edited on purpose, unverified
     with pytest.raises(HeadstartError, match="could not be loaded"):
         prune_run(moved, sparsity=0.3)
     assert not (tmp_path / "moved-pruned30").exists()  # nothing half-written

@@ -26,7 +26,8 @@ from conftest import make_blobs, make_texts, make_tiny_bert, write_image_folder
 
 # Features of the same images in other batches: equal up to kernel choice (TF32 convolutions
 # on a GPU differ in the 4th digit); a wrong image or order differs by far more.
-TOL = {"rtol": 1e-3, "atol": 1e-3} if torch.cuda.is_available() else {"rtol": 0, "atol": 1e-5}
+# 1e-4 on CPU: the same rows in batches of another size (or on one thread, under xdist) round apart by ~1e-5
+TOL = {"rtol": 1e-3, "atol": 1e-3} if torch.cuda.is_available() else {"rtol": 0, "atol": 1e-4}
 
 # the module, not the function `embed` it defines (monkeypatching needs the module)
 embed_module = importlib.import_module("headstart.embed")

@@ -44,7 +44,7 @@ def print_study(study: dict) -> None:
     console = Console()
     console.print(table)
     console.print(f"[bold]{study['sentence']}[/bold]")
-    console.print(f"report: {study['report']}")
+    console.print(f"report: {study['report']}", soft_wrap=True)  # a path stays whole on one line
 
 
 def print_comparison(c: dict) -> None:
@@ -70,4 +70,4 @@ def print_comparison(c: dict) -> None:
     if c.get("label_curve"):  # compare --label-fractions
         console.print(c["label_curve"]["sentence"])
     if c.get("report"):
-        console.print(f"report: {c['report']}")
+        console.print(f"report: {c['report']}", soft_wrap=True)  # a path stays whole on one line

@@ -22,7 +22,7 @@ from headstart.config import FitConfig
 from headstart.errors import HeadstartError
 from headstart.files import write_json, write_yaml
 from headstart.log import say
-from headstart.manifest import record
+from headstart import manifest
 from headstart.run import CONFIG, MODEL_INFO, SPLITS, SUMMARY, Run
 from headstart.summary import FitSummary
 from headstart.strategies.backbone_training import HeadThenAllLayers
@@ -96,7 +96,7 @@ def prune_run(run: str | Path, *, sparsity: float, budget_seconds: float | None 
     out_dir.mkdir(parents=True, exist_ok=True)
     write_yaml(out_dir / CONFIG, {**config.to_dict(), "prune": record})
     write_json(out_dir / SPLITS, source.splits)
-    record(out_dir, CONFIG, SPLITS)
+    manifest.record(out_dir, CONFIG, SPLITS)
 
     recorder = Recorder(out_dir, plan.strategy.name)
     # no feature cache: these features belong to one pruned model, used once
@@ -114,7 +114,7 @@ def prune_run(run: str | Path, *, sparsity: float, budget_seconds: float | None 
     summary.pruning = {**record, "layers_pruned": len(pruned["layers"]), "channels": pruned["channels"],
                        "before": before, "after": after}
     write_json(out_dir / SUMMARY, summary.to_dict())
-    record(out_dir, SUMMARY)
+    manifest.record(out_dir, SUMMARY)
     _record_deploy_rows(run_dir, out_dir, sparsity, before, after)
     return {**summary.to_dict(), "run_dir": str(out_dir)}
 
@@ -217,7 +217,7 @@ def _check_rebuilds(model, meta: dict, record: dict) -> None:
 
 def _add_pruned_record(out_dir: Path, pruned: dict) -> None:
     write_json(out_dir / MODEL_INFO, {**Run(out_dir).model_info, "pruned": pruned})
-    record(out_dir, MODEL_INFO)
+    manifest.record(out_dir, MODEL_INFO)
 
 
 def _figures(model, test_part, run_dir: Path, test_accuracy: float | None) -> dict:

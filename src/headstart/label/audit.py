@@ -199,7 +199,12 @@ def _describe(model) -> dict:
 
 def _is_run(source) -> bool:
     path = Path(str(source)).expanduser()
-    return path.is_dir() and Run(path).kind in FIT_KINDS
+    if not path.is_dir():
+        return False
+    try:  # a data folder is not a run: Run.open refuses it
+        return Run.open(path).kind in FIT_KINDS
+    except HeadstartError:
+        return False
 
 
 def _check_settings(folds: int, k_neighbours: int, duplicate_similarity: float) -> None:
