@@ -204,11 +204,10 @@ def _check_sample(graph: OnnxGraph, model, test, fp32: Path, force: bool) -> dic
     if graph.lengths is not None:
         lengths = graph.lengths(graph.inputs(sample))
         figures["lengths"] = [int(lengths.min()), int(lengths.max())]
-    if diff > allowed and not force:
-        raise HeadstartError(f"the ONNX graph's logits differ from PyTorch's by up to {diff:.2e} on {len(index)} test "
-                             f"examples (allowed: {allowed:.2e}, {FP32_TOLERANCE:g} of the largest logit); nothing "
-                             f"was written",
-                             hint="this is a bug in the export; --force writes the model anyway")
+    _refuse_unless_forced(diff > allowed, force,
+                          f"the ONNX graph's logits differ from PyTorch's by up to {diff:.2e} on {len(index)} test "
+                          f"examples (allowed: {allowed:.2e}, {FP32_TOLERANCE:g} of the largest logit)",
+                          hint="this is a bug in the export; --force writes the model anyway")
     return figures
 
 
@@ -224,12 +223,18 @@ def _check_accuracy(graph: OnnxGraph, model, test, test_inputs: np.ndarray, path
                "accuracy_points_lost": lost,
                "test_same_class": float((ort_out.argmax(1) == torch_out.argmax(1)).mean()),
                "test_max_abs_diff": float(np.abs(ort_out - torch_out).max())}
-    if lost > tolerance and not force:
-        raise HeadstartError(f"the {precision} model's test accuracy is {ort_acc:.4f} against PyTorch's "
-                             f"{torch_acc:.4f} on the same {len(labels)} test examples: it loses {lost:.2f} points, "
-                             f"more than the tolerance of {tolerance:g}; nothing was written",
-                             hint="--force writes it anyway; or raise --tolerance, or export fp32 (no --quantize)")
+    _refuse_unless_forced(lost > tolerance, force,
+                          f"the {precision} model's test accuracy is {ort_acc:.4f} against PyTorch's {torch_acc:.4f} "
+                          f"on the same {len(labels)} test examples: it loses {lost:.2f} points, more than the "
+                          f"tolerance of {tolerance:g}",
+                          hint="--force writes it anyway; or raise --tolerance, or export fp32 (no --quantize)")
     return figures
+
+
+def _refuse_unless_forced(failed: bool, force: bool, message: str, hint: str) -> None:
+    """A failed check refuses the export before anything is moved into place (--force writes it anyway)."""
+    if failed and not force:
+        raise HeadstartError(f"{message}; nothing was written", hint=hint)
 
 
 def _calibration(graph: OnnxGraph, train):
