@@ -56,7 +56,7 @@ def _holding(folder: Path, *, then: str = "time.sleep(600)") -> subprocess.Popen
 
 def test_a_second_fit_on_the_same_out_is_refused_with_the_pid_and_the_first_run_stays_intact(folder, tmp_path):
     out = tmp_path / "same"
-    first = _cli("fit", str(folder), "--out", str(out), *SLOW[:-6], "--epochs", "500", *SLOW[-6:])
+    first = _cli("fit", str(folder), "--out", str(out), *SLOW[:-6], "--epochs", "500", "--patience", "500", *SLOW[-6:])  # runs until stopped
     try:
         _wait_for(lambda: (out / "checkpoint").is_dir() or first.poll() is not None)  # training, owning it
         second = subprocess.run([sys.executable, "-m", "headstart.cli", "fit", str(folder), "--out", str(out), *SLOW],
