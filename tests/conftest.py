@@ -140,3 +140,19 @@ def make_tiny_bert(folder) -> str:
                 model.embeddings.word_embeddings.weight[vocab.index(word), k] += 4.0
     model.save_pretrained(str(folder))
     return str(folder)
+
+
+def kill_once_it_starts(worker, started, seconds: float = 300) -> None:
+    """SIGKILL `worker` (a Popen) as soon as the path `started` exists, then reap it; fails if
+    the worker ends, or `seconds` pass, first."""
+    import signal
+    import time
+
+    try:
+        deadline = time.time() + seconds
+        while not started.exists():
+            assert worker.poll() is None and time.time() < deadline, f"the worker ended before {started} appeared"
+            time.sleep(0.1)
+        os.kill(worker.pid, signal.SIGKILL)
+    finally:
+        worker.wait()

@@ -4,18 +4,15 @@ trial is retried, pruning stops a fit cleanly, bad input fails before anything i
 from __future__ import annotations
 
 import json
-import os
-import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import make_blobs, write_image_folder
+from conftest import kill_once_it_starts, make_blobs, write_image_folder
 from headstart.cli import main
 from headstart.errors import HeadstartError
 
@@ -173,14 +170,7 @@ def test_a_trial_killed_mid_run_is_retried_with_its_settings(tmp_path, blobs_fol
     run = tmp_path / "run"
     worker = subprocess.Popen(_tune_command(blobs_folder, run, 2), stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.time() + 300
-        while not (run / "trials" / "0000" / "config.yaml").exists():  # trial 0 has started its fit
-            assert worker.poll() is None and time.time() < deadline, "the worker ended before its first trial"
-            time.sleep(0.1)
-        os.kill(worker.pid, signal.SIGKILL)
-    finally:
-        worker.wait()
+    kill_once_it_starts(worker, run / "trials" / "0000" / "config.yaml")  # trial 0 has started its fit
     left = optuna.load_study(study_name=f"tune-{blobs_folder.name}", storage=f"sqlite:///{run / 'study.db'}")
     assert [t.state.name for t in left.trials] == ["RUNNING"]  # killed mid-trial
 

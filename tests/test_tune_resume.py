@@ -3,15 +3,12 @@ with its settings, counts it once, and never draws an earlier trial's settings a
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
-from conftest import make_blobs, write_image_folder
+from conftest import kill_once_it_starts, make_blobs, write_image_folder
 from headstart.choose.tune import _sampler_seed
 from headstart.cli import main
 
@@ -38,14 +35,7 @@ def test_a_killed_tune_resumes_with_distinct_settings_for_every_counted_trial(tm
     worker = subprocess.Popen([sys.executable, "-c", "import sys; from headstart.cli import main; "
                                "sys.exit(main(sys.argv[1:]))", *command],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.time() + 300
-        while not (run / "trials" / "0000" / "config.yaml").exists():  # trial 0 has started its fit
-            assert worker.poll() is None and time.time() < deadline, "the worker ended before its first trial"
-            time.sleep(0.1)
-        os.kill(worker.pid, signal.SIGKILL)
-    finally:
-        worker.wait()
+    kill_once_it_starts(worker, run / "trials" / "0000" / "config.yaml")  # trial 0 has started its fit
     study = optuna.load_study(study_name=f"tune-{data.name}", storage=f"sqlite:///{run / 'study.db'}")
     assert [t.state.name for t in study.trials] == ["RUNNING"]
 
