@@ -156,3 +156,18 @@ def kill_once_it_starts(worker, started, seconds: float = 300) -> None:
         os.kill(worker.pid, signal.SIGKILL)
     finally:
         worker.wait()
+
+
+def tiny_image_folder(tmp_path_factory):
+    """60 blob images (48 px) as a folder of class sub-folders: the data of the export and serve tests."""
+    return write_image_folder(tmp_path_factory.mktemp("imgs") / "data", make_blobs(n_per_class=20, size=48))
+
+
+def fit_tiny_probe(folder, tmp_path_factory):
+    """A probe on `folder` at 64 px, fitted through the command line: the run the export and serve tests read."""
+    from headstart.cli import main
+
+    out = tmp_path_factory.mktemp("runs") / "image"
+    assert main(["-q", "fit", str(folder), "--strategy", "probe", "--image-size", "64", "--out", str(out),
+                 "--explain-examples", "0"]) == 0
+    return out

@@ -18,7 +18,7 @@ from headstart.deploy import onnx_export
 from headstart.deploy.onnx_predict import OnnxClassifier
 from headstart.errors import HeadstartError
 
-from conftest import make_blobs, make_texts, write_image_folder
+from conftest import fit_tiny_probe, make_texts, tiny_image_folder
 
 NO_TORCH = "import sys; sys.modules['torch'] = None; from headstart.cli import main; sys.exit(main(sys.argv[1:]))"
 
@@ -30,15 +30,12 @@ def _short_measurements(monkeypatch):
 
 @pytest.fixture(scope="module")
 def image_folder(tmp_path_factory):
-    return write_image_folder(tmp_path_factory.mktemp("imgs") / "data", make_blobs(n_per_class=20, size=48))
+    return tiny_image_folder(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
 def image_run(image_folder, tmp_path_factory):
-    out = tmp_path_factory.mktemp("runs") / "image"
-    assert main(["-q", "fit", str(image_folder), "--strategy", "probe", "--image-size", "64", "--out", str(out),
-                 "--explain-examples", "0"]) == 0
-    return out
+    return fit_tiny_probe(image_folder, tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

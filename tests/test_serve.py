@@ -29,7 +29,7 @@ from headstart.deploy.serve_batching import MicroBatcher
 from headstart.deploy.serve_inputs import ServeLimits
 from headstart.errors import HeadstartError
 
-from conftest import make_blobs, make_texts, write_image_folder
+from conftest import fit_tiny_probe, make_texts, tiny_image_folder
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 CHROMIUM = next((shutil.which(name) for name in ("chromium", "chromium-browser", "google-chrome")
@@ -40,16 +40,14 @@ CHROMIUM = next((shutil.which(name) for name in ("chromium", "chromium-browser",
 
 @pytest.fixture(scope="module")
 def image_folder(tmp_path_factory):
-    return write_image_folder(tmp_path_factory.mktemp("imgs") / "data", make_blobs(n_per_class=20, size=48))
+    return tiny_image_folder(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
 def image_run(image_folder, tmp_path_factory):
     import headstart
 
-    out = tmp_path_factory.mktemp("runs") / "image"
-    assert main(["-q", "fit", str(image_folder), "--strategy", "probe", "--image-size", "64", "--out", str(out),
-                 "--explain-examples", "0"]) == 0
+    out = fit_tiny_probe(image_folder, tmp_path_factory)
     headstart.export(out)
     return out
 
