@@ -102,14 +102,16 @@ def test_gradient_reversal_is_the_identity_forward_and_flips_gradients_backward(
     assert torch.equal(y, x)
     (y * w).sum().backward()
     torch.testing.assert_close(x.grad, -0.7 * w)
-    # against finite differences of the plain function: the reversed gradient is its negation
-    x2 = x.detach().clone().requires_grad_(True)
+    # against central differences of the plain function, in float64 so that a small x[0, 0]
+    # cannot round the difference to zero: the reversed gradient is its negation
+    x2 = x.detach().double().requires_grad_(True)
     (reverse_gradient(x2, 1.0) ** 2).sum().backward()
-    eps = 1e-3
-    bumped = x.detach().clone()
-    bumped[0, 0] += eps
-    numeric = ((bumped ** 2).sum() - (x.detach() ** 2).sum()) / eps
-    assert x2.grad[0, 0].item() == pytest.approx(-numeric.item(), rel=1e-2)
+    eps = 1e-4
+    up, down = x2.detach().clone(), x2.detach().clone()
+    up[0, 0] += eps
+    down[0, 0] -= eps
+    numeric = ((up ** 2).sum() - (down ** 2).sum()) / (2 * eps)
+    assert x2.grad[0, 0].item() == pytest.approx(-numeric.item(), rel=1e-6, abs=1e-9)
 
 
 def test_the_reversal_weight_ramps_from_zero_to_one():
