@@ -104,7 +104,7 @@ def test_strict_raises_naming_the_file(folder):
 
 def test_decode_cache_hit_never_opens_images(folder, cache, monkeypatch):
     first = load_data(str(folder), size=8)
-    assert len(list((cache / "decoded").glob("*.npz"))) == 1
+    assert len(list((cache / "decoded").glob("*.npy"))) == 1
 
     opened = []
     real_open = sources.Image.open

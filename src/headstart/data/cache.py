@@ -1,4 +1,5 @@
-"""headstart's on-disk caches: where they live, and .npz files written atomically.
+"""headstart's on-disk caches: where they live, .npz files written atomically, and .npy arrays
+written front to back in chunks and read back memory-mapped.
 
 Every cache (decoded images, token ids, features, unzipped models) is a shortcut that can be
 rebuilt: a damaged file is ignored, and a cache that cannot be written only warns.
@@ -7,7 +8,9 @@ from __future__ import annotations
 
 import os
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -42,3 +45,31 @@ def save_arrays(path: Path, **arrays: np.ndarray) -> bool:
     except (OSError, WriteFailed) as e:  # WriteFailed: files.py's words for a full or read-only disk
         warnings.warn(f"headstart could not write its cache file {path}: {e}", stacklevel=2)
         return False
+
+
+@contextmanager
+def array_writer(path: Path, shape: tuple[int, ...], dtype, what: str | None = None) -> Iterator[Callable]:
+    """Yield `append(chunk)`, which writes rows of a .npy of `shape` in order: the array is never
+    whole in memory (rows go to the file, not to a memory map whose dirty pages would count
+    against the process). Rows never appended (files that could not be decoded) stay zeros,
+    sparse on disk. On success the file is flushed and renamed into place, so a reader never
+    sees half an array; on error it is removed. A refused write raises WriteFailed."""
+    dtype = np.dtype(dtype)
+    header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": tuple(shape)}
+    with atomic_path(path, what) as tmp, open(tmp, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, header)
+        end = f.tell() + int(np.prod(shape)) * dtype.itemsize
+        yield lambda chunk: f.write(np.ascontiguousarray(chunk, dtype=dtype).data)
+        f.truncate(end)
+
+
+def open_array(path: Path) -> np.memmap | None:
+    """A .npy cache file memory-mapped read-only (pages are read when used), or None when it is
+    absent or damaged (a truncated file, a bad header)."""
+    if not path.is_file():
+        return None
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except Exception:  # a damaged cache file is only a lost shortcut: rebuild it
+        return None
+    return array if isinstance(array, np.memmap) else None

@@ -143,9 +143,16 @@ class ImageData(DataForm):
         return self.images
 
     def fingerprint(self) -> str:
-        """Content hash of pixels, labels and class names: the key of every cache built on it."""
+        """Hash of the pixels' origin, labels and class names: the key of every cache built on it.
+        Images decoded from files are named by the files' key (paths, sizes, mtimes and decode
+        settings: sources.files_key), so a million files are not hashed pixel by pixel and an
+        edited file is a new fingerprint; pixels made in memory are hashed."""
         h = hashlib.sha256()
-        h.update(np.ascontiguousarray(self.images).data)
+        key = getattr(self.images, "source_key", None)
+        if key is not None:
+            h.update(f"files:{key}".encode())
+        else:
+            h.update(np.ascontiguousarray(self.images).data)
         self._hash_labels(h)
         return h.hexdigest()[:16]
 

@@ -1,7 +1,8 @@
 """Image files into ImageData: a folder of class folders, a CSV of path,label, or an unlabelled pool.
 
-Files are decoded once, resized to a square and kept as one uint8 array; the array is cached
-on disk so the next run over the same files skips decoding altogether.
+Files are decoded once, resized to a square and written in chunks to one uint8 .npy in the
+cache, which every run (this one included) reads memory-mapped: the pixels stay on disk, only
+the pages a step reads are in memory, and the next run over the same files decodes nothing.
 """
 from __future__ import annotations
 
@@ -9,15 +10,17 @@ import csv
 import hashlib
 import json
 import os
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
 
-from headstart.data.cache import cache_dir, load_arrays, save_arrays
+from headstart.data.cache import array_writer, cache_dir, load_arrays, open_array, save_arrays
 from headstart.data.dataset import ImageData
 from headstart.errors import HeadstartError
+from headstart.files import WriteFailed
 from headstart.log import progress_bar
 
 from headstart.inputs import IMAGE_EXTENSIONS  # noqa: E402,F401  (one list: predict reads it without torch)
@@ -26,7 +29,9 @@ DEFAULT_SIZE = 224
 PATH_COLUMNS = ("path", "filename", "file", "image")
 LABEL_COLUMNS = ("label", "class", "target")
 # Bump when the layout of a decoded-cache file changes, so stale files are never read.
-_CACHE_FORMAT = 2  # 2: each file's native shorter side is cached too
+_CACHE_FORMAT = 3  # 2: each file's native shorter side is cached too; 3: pixels in a memory-mapped .npy
+# Images decoded and written per step: bounds the memory decoding holds (~75 MB at 224 px).
+_DECODE_CHUNK = 512
 # Below this many files a progress bar is more noise than help.
 _PROGRESS_MIN_FILES = 50
 
@@ -144,61 +149,120 @@ def _decode_into_data(
     )
 
 
-def _decode_cached(files: list[Path], size: int, strict: bool) -> tuple[np.ndarray, np.ndarray, list, np.ndarray]:
-    """Decoded images of the readable files, a mask of which files were readable, the skips,
-    and every file's native shorter side in pixels (0 for unreadable files).
-
-    The cache key covers every file's path, mtime and size plus the target size, so any edit,
-    addition or removal decodes again; a hit never opens an image.
-    """
+def files_key(files: list[Path], size: int) -> str:
+    """What names a decode of these files: every file's path, mtime and size plus the decode
+    settings, so any edit, addition or removal is a new key; computed from the file system
+    alone (one stat per file), never from the pixels."""
     h = hashlib.sha256(json.dumps([_CACHE_FORMAT, size]).encode())
     for f in files:
         st = f.stat()
         h.update(f"{f}\x00{st.st_mtime_ns}\x00{st.st_size}\n".encode())
-    cache_file = cache_dir() / "decoded" / f"{h.hexdigest()[:32]}.npz"
+    return h.hexdigest()[:32]
 
-    cached = load_arrays(cache_file)
-    if cached is not None:
-        images, ok, sides = cached["images"], cached["ok"], cached["sides"]
-        skipped = [(str(p), str(r)) for p, r in zip(cached["skipped_paths"], cached["skipped_reasons"])]
-    else:
-        images, ok, skipped, sides = _decode_all(files, size, strict)
-        save_arrays(
-            cache_file,
-            images=images,
-            ok=ok,
-            sides=sides,
-            skipped_paths=np.array([p for p, _ in skipped], dtype=str),
-            skipped_reasons=np.array([r for _, r in skipped], dtype=str),
-        )
+
+def _decode_cached(files: list[Path], size: int, strict: bool) -> tuple[np.ndarray, np.ndarray, list, np.ndarray]:
+    """Decoded images of the readable files (memory-mapped from the cache), a mask of which files
+    were readable, the skips, and every file's native shorter side in pixels (0 for unreadable
+    files). A cache hit never opens an image; a cache that cannot be written only warns, and the
+    images are then decoded into memory."""
+    key = files_key(files, size)
+    stem = cache_dir() / "decoded" / key
+    decoded = _load_decoded(stem, len(files))
+    if decoded is None:
+        try:
+            decoded = _decode_to_cache(files, size, strict, stem)
+        except (OSError, WriteFailed) as e:  # WriteFailed: files.py's words for a full or read-only disk
+            warnings.warn(f"headstart could not write its cache file {stem}.npy: {e}", stacklevel=2)
+            decoded = _decode_to_memory(files, size, strict)
+    images, ok, skipped, sides = decoded
+    _label_source(images, key)
     if strict and skipped:
         path, reason = skipped[0]
         raise HeadstartError(f"cannot decode {path}: {reason}", "remove or replace the file, or drop --strict to skip it")
     return images, ok, skipped, sides
 
 
-def _decode_all(files: list[Path], size: int, strict: bool) -> tuple[np.ndarray, np.ndarray, list, np.ndarray]:
+def _label_source(images: np.ndarray, key: str) -> None:
+    # The fingerprint of data over these pixels is then the files' key, not a hash of every pixel.
+    # An attribute of this array only: a slice or a copy is another array and hashes its pixels.
+    if isinstance(images, np.memmap):
+        images.source_key = key
+
+
+def _load_decoded(stem: Path, n_files: int) -> tuple | None:
+    """The cached decode: the side file (written last, so it marks a complete entry) and the
+    pixels memory-mapped; None when either is absent, damaged or does not match the other."""
+    side = load_arrays(stem.with_suffix(".npz"))
+    images = open_array(stem.with_suffix(".npy")) if side is not None else None
+    if images is None or side is None or not {"ok", "sides", "skipped_paths", "skipped_reasons"} <= side.keys():
+        return None
+    ok = side["ok"]
+    if len(ok) != n_files or len(images) != n_files:
+        return None
+    skipped = [(str(p), str(r)) for p, r in zip(side["skipped_paths"], side["skipped_reasons"])]
+    return images[: int(ok.sum())], ok, skipped, side["sides"]
+
+
+def _decode_to_cache(files: list[Path], size: int, strict: bool, stem: Path) -> tuple:
+    with array_writer(stem.with_suffix(".npy"), (len(files), size, size, 3), np.uint8, "the decode cache") as append:
+        ok, skipped, sides = _decode_all(files, size, strict, append)
+    side = dict(ok=ok, sides=sides, skipped_paths=np.array([p for p, _ in skipped], dtype=str),
+                skipped_reasons=np.array([r for _, r in skipped], dtype=str))
+    save_arrays(stem.with_suffix(".npz"), **side)  # when it cannot be written (it warns), the next run decodes again
+    images = open_array(stem.with_suffix(".npy"))
+    if images is None:  # removed or damaged by another process in the meantime
+        return _decode_to_memory(files, size, strict)
+    return images[: int(ok.sum())], ok, skipped, sides
+
+
+def _decode_to_memory(files: list[Path], size: int, strict: bool) -> tuple:
     out = np.empty((len(files), size, size, 3), dtype=np.uint8)
+    filled = 0
+
+    def append(chunk: np.ndarray) -> None:
+        nonlocal filled
+        out[filled:filled + len(chunk)] = chunk
+        filled += len(chunk)
+
+    ok, skipped, sides = _decode_all(files, size, strict, append)
+    # a slice (a view, no copy) when something was skipped: the decoded images come first
+    return out[:filled], ok, skipped, sides
+
+
+def decode_workers() -> int:
+    # Pillow releases the GIL while decoding, so threads use every core without pickling.
+    return max(1, min(8, os.cpu_count() or 1))
+
+
+def _decode_all(files: list[Path], size: int, strict: bool, append, workers: int | None = None,
+                ) -> tuple[np.ndarray, np.ndarray, list]:
+    """Decode `files` in order, a chunk at a time, handing each chunk of decoded images to
+    `append` (readable files only, in file order); returns the readable mask, the skips and
+    every file's native shorter side. Memory held: one chunk of images, whatever N is."""
     ok = np.zeros(len(files), dtype=bool)
     sides = np.zeros(len(files), dtype=np.int64)
     skipped: list[tuple[str, str]] = []
-    # Pillow releases the GIL while decoding, so threads use every core without pickling.
-    workers = max(1, min(8, os.cpu_count() or 1))
-    with ThreadPoolExecutor(workers) as pool, progress_bar("decoding images", len(files), min_total=_PROGRESS_MIN_FILES) as advance:
-        for i, (f, result) in enumerate(zip(files, pool.map(lambda f: _decode_one(f, size), files))):
-            if isinstance(result, str):
-                if strict:
-                    pool.shutdown(cancel_futures=True)  # fail now, not after decoding the rest
-                    raise HeadstartError(
-                        f"cannot decode {f}: {result}", "remove or replace the file, or drop --strict to skip it"
-                    )
-                skipped.append((str(f), result))
-            else:
-                out[i], sides[i] = result
-                ok[i] = True
-            advance()
-    # Index only when something was skipped: the copy doubles peak memory on big folders.
-    return (out if ok.all() else out[ok]), ok, skipped, sides
+    chunk = np.empty((_DECODE_CHUNK, size, size, 3), dtype=np.uint8)
+    with ThreadPoolExecutor(workers or decode_workers()) as pool, \
+            progress_bar("decoding images", len(files), min_total=_PROGRESS_MIN_FILES) as advance:
+        for start in range(0, len(files), _DECODE_CHUNK):
+            part = files[start:start + _DECODE_CHUNK]
+            filled = 0
+            for i, (f, result) in enumerate(zip(part, pool.map(lambda f: _decode_one(f, size), part)), start):
+                if isinstance(result, str):
+                    if strict:
+                        pool.shutdown(cancel_futures=True)  # fail now, not after decoding the rest
+                        raise HeadstartError(
+                            f"cannot decode {f}: {result}", "remove or replace the file, or drop --strict to skip it"
+                        )
+                    skipped.append((str(f), result))
+                else:
+                    chunk[filled], sides[i] = result
+                    ok[i] = True
+                    filled += 1
+                advance()
+            append(chunk[:filled])
+    return ok, skipped, sides
 
 
 def _decode_one(path: Path, size: int) -> tuple[np.ndarray, int] | str:
