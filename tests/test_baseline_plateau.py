@@ -160,12 +160,16 @@ def test_compare_trains_scratch_to_its_plateau_and_makes_it_the_target(folder, t
     assert arm_config(out, "probe")["budget_seconds"] == 20
     scratch = read_json(out / "arms" / "scratch" / "summary.json")
     assert scratch["stop_reason"] == "plateau" and not plateau["reached_cap"]
-    # the plateau is the robust reading of its own validation curve, and its time is scratch's time to target
+    # the plateau is the robust reading of its own validation curve; scratch's time to target is
+    # read like every arm's (issue 23.4): its first evaluation within the noise of the plateau
     val = [r for r in read_metrics(out / "arms" / "scratch") if r["split"] == "val"]
     read = read_plateau([r["train_seconds"] for r in val], [r["accuracy"] for r in val])
     assert plateau["accuracy"] == read["accuracy"] and plateau["seconds"] == read["seconds"]
     arms = {a["name"]: a for a in comparison["arms"]}
-    assert arms["scratch"]["time_to_target_seconds"] == pytest.approx(plateau["seconds"])
+    assert comparison["target_reached_at"] < plateau["accuracy"]
+    assert arms["scratch"]["time_to_target_seconds"] == next(
+        r["train_seconds"] for r in val if r["accuracy"] >= comparison["target_reached_at"] - 1e-9)
+    assert arms["scratch"]["time_to_target_seconds"] <= plateau["seconds"]
     # the annealed run's last evaluations were at a rate near zero: it converged rather than stopping mid-peak
     assert val[-1]["lr"] < 0.05 * max(r["lr"] for r in val)
     sentence = comparison["verdict_sentence"]

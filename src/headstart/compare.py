@@ -15,7 +15,6 @@ its best validation accuracy, under the transfer arms' budget.
 """
 from __future__ import annotations
 
-import math
 import os
 import platform
 import time
@@ -32,9 +31,10 @@ from .modalities import modality_of
 from .records import new_run_dir, read_metrics, write_json
 from .summary import fit_summary
 from .tracking import start_comparison
-# time_to_target and is_baseline are read here by the benches and tests too
-from .baseline import (_brief, baseline_bar, baseline_budget, is_baseline, plateau_sentence,  # noqa: F401
+# time_to_target, is_baseline and judge are read here by the benches and tests too
+from .baseline import (_brief, baseline_bar, baseline_budget, is_baseline,  # noqa: F401
                        time_to_target, trains_iteratively)
+from .verdict import judge, validation_band
 
 def resolve_defaults(config: CompareConfig, modality) -> CompareConfig:
     """Fill the settings left to the data's modality (arms, backbone, scratch model)."""
@@ -234,14 +234,15 @@ def summarise(config: CompareConfig, runs: dict[str, list[dict]], run_dir: Path)
         target = bars[best_bar]["accuracy"]
         source = "baseline-plateau" if plateau else "baseline-best-val"
 
+    n_val = fit_summary(runs[next(iter(runs))][0]["summary"]).sizes.get("val")
+    # Every arm, the baseline too, is read one way: its first validation evaluation within the
+    # noise of the target (a model one could stop at and keep). The baseline's plateau is a
+    # measurement on n_val images: an arm one image below it has matched it as far as the data
+    # can tell (verdict.validation_band). A user's --target is no measurement: read exactly.
+    reached_at = target - validation_band(target, n_val) if source == "baseline-plateau" else target
     arms = []
     for name, seeds in runs.items():
-        times = [time_to_target(r["rows"], target) for r in seeds]
-        if source == "baseline-plateau" and name == best_bar:
-            # the baseline got to its plateau when its smoothed curve did, not at a lucky
-            # evaluation before; the transfer arms keep the first evaluation at the target: each
-            # is a model one could stop at and keep
-            times = [seed["seconds"] for seed in plateau["per_seed"]]
+        times = [time_to_target(r["rows"], reached_at) for r in seeds]
         reached = [t for t in times if t is not None]
         summaries = [fit_summary(r["summary"]) for r in seeds]  # as run_arms keeps them, or their on-disk form
         first = summaries[0]
@@ -260,6 +261,7 @@ def summarise(config: CompareConfig, runs: dict[str, list[dict]], run_dir: Path)
             "time_to_target_seconds": median(reached) if len(reached) * 2 > len(times) else None,
             "baseline": is_baseline(first.strategy),
             "input_unit": first.input_unit,
+            "val_size": first.sizes.get("val"),  # the verdict's validation noise is read from it
             "seeds": len(seeds),
             "stop_reason": first.stop_reason,
             "run_dir": str(seeds[0]["dir"].relative_to(run_dir)),
@@ -272,6 +274,7 @@ def summarise(config: CompareConfig, runs: dict[str, list[dict]], run_dir: Path)
         "data": config.data,
         "target_accuracy": target,
         "target_source": source,
+        "target_reached_at": round(reached_at, 6),  # the validation accuracy that counts as reaching it
         "arms": arms,
         **verdict,
         **({"baseline_plateau": plateau} if plateau else {}),
@@ -280,98 +283,6 @@ def summarise(config: CompareConfig, runs: dict[str, list[dict]], run_dir: Path)
         "seeds": config.seeds,
         "machine": machine_info(),
     }
-
-
-def judge(arms: list[dict], target: float, n_test: int) -> dict:
-    """The verdict: does transfer reach the target sooner, without ending less accurate?
-
-    Accuracy differences smaller than the noise are not evidence: the noise is the larger of
-    the seed spread and one binomial standard error of the test accuracy.
-    """
-    baselines = [a for a in arms if a.get("baseline", a["strategy"] == "scratch")]
-    # the best baseline arm: the most accurate on test, the fastest to the target among equals
-    scratch = max(baselines, key=lambda a: (a["test_accuracy"], -(a["time_to_target_seconds"] or 1e18)),
-                  default=None)
-    transfer = [a for a in arms if a not in baselines]
-    fastest = min((a for a in transfer if a["time_to_target_seconds"] is not None),
-                  key=lambda a: a["time_to_target_seconds"], default=None)
-    best = max(transfer, key=lambda a: a["test_accuracy"], default=None)
-    result = {"best_arm": None, "speedup": None, "time_saved_pct": None,
-              "baseline_arm": scratch["name"] if scratch else None}
-    if best is None:
-        return {**result, "verdict": "inconclusive", "verdict_sentence": "No transfer arm ran."}
-    result["best_arm"] = (fastest or best)["name"]
-    if scratch is None:
-        t = fastest["time_to_target_seconds"] if fastest else None
-        sentence = (f"{fastest['name']} reached {target:.3f} validation accuracy in {t:.1f} s of training."
-                    if fastest else f"No arm reached {target:.3f} validation accuracy within its budget.")
-        return {**result, "verdict": "inconclusive", "verdict_sentence": sentence + " (no baseline arm to compare with)"}
-
-    p = max(min(scratch["test_accuracy"], 0.999), 0.001)
-    noise = max(math.sqrt(p * (1 - p) / max(n_test, 1)),
-                max(a["test_accuracy_spread"] for a in arms))
-    gap = best["test_accuracy"] - scratch["test_accuracy"]  # > 0: transfer ends more accurate
-    t_scratch = scratch["time_to_target_seconds"]
-    t_transfer = fastest["time_to_target_seconds"] if fastest else None
-    if t_scratch is not None and t_transfer is not None and t_transfer > 0:
-        result["speedup"] = round(t_scratch / t_transfer, 2)
-        result["time_saved_pct"] = round(100 * (1 - t_transfer / t_scratch), 1)
-
-    verdict, sentence = _verdict(best, fastest, scratch, target, gap, noise, result["speedup"])
-    if scratch.get("plateau"):  # say where the baseline's bar came from (and when a cap cut it short)
-        sentence += " " + plateau_sentence(BASELINE_NAMES.get(scratch["strategy"], scratch["name"]), scratch["plateau"],
-                                           target_is_plateau=abs(scratch["plateau"]["accuracy"] - target) < 1e-9)
-    return {**result, "verdict": verdict, "verdict_sentence": sentence, "noise": round(noise, 4)}
-
-
-BASELINE_NAMES = {"scratch": "scratch", "tfidf": "TF-IDF + logistic regression"}
-SAME_SPEED = 1.2  # speed-ups within 1.2x either way are not called a difference
-
-
-def _verdict(best, fastest, scratch, target, gap, noise, speedup) -> tuple[str, str]:
-    points = f"{abs(gap) * 100:.1f} points"
-    # how the baseline is named: "scratch" for a random-init arm, else what it is (TF-IDF)
-    base = BASELINE_NAMES.get(scratch["strategy"], scratch["name"])
-    accuracies = f"{best['test_accuracy']:.3f} for {best['name']} vs {scratch['test_accuracy']:.3f} for {base}"
-    if gap < -noise:
-        return "negative transfer", (
-            f"Negative transfer: {base} ({scratch['backbone']}) ends {points} more accurate "
-            f"on test ({accuracies}); use the {base} model for this data.")
-    t_scratch = scratch["time_to_target_seconds"]
-    if fastest is None:
-        if t_scratch is not None and gap <= noise:
-            return "negative transfer", (
-                f"Negative transfer: {base} reached {target:.3f} validation accuracy in {t_scratch:.1f} s, "
-                f"and no transfer arm reached it within its budget.")
-        return "inconclusive", f"Inconclusive: no arm reached {target:.3f} validation accuracy decisively ({accuracies})."
-    t = fastest["time_to_target_seconds"]
-    if t_scratch is None:
-        return "transfer helps", (
-            f"Transfer helps: {fastest['name']} reached {target:.3f} validation accuracy in {t:.1f} s of "
-            f"training; {base} never did within its budget ({accuracies}).")
-    if speedup is not None and speedup < SAME_SPEED and gap > noise and speedup > 1 / SAME_SPEED:
-        return "transfer helps", (  # no faster, but clearly more accurate: a "0.9x faster" would mislead
-            f"Transfer helps: {best['name']} ends {points} more accurate on test ({accuracies}), and "
-            f"{fastest['name']} reached {target:.3f} validation accuracy about as fast as {base} ({t:.1f} s vs "
-            f"{t_scratch:.1f} s of training).")
-    if speedup is not None and speedup >= SAME_SPEED:
-        return "transfer helps", (
-            f"Transfer helps: {fastest['name']} reached {target:.3f} validation accuracy in {t:.1f} s of "
-            f"training vs {t_scratch:.1f} s for {base} ({speedup:.1f}x faster, "
-            f"{100 * (1 - 1 / speedup):.0f}% less time); test accuracy {accuracies}.")
-    if speedup is not None and speedup <= 1 / SAME_SPEED and gap <= noise:
-        return "negative transfer", (
-            f"Negative transfer: {base} reaches {target:.3f} validation accuracy sooner ({t_scratch:.1f} s vs "
-            f"{t:.1f} s for {fastest['name']}) and ends within the noise on test ({accuracies}); "
-            f"transfer buys nothing here.")
-    if speedup is not None and speedup <= 1 / SAME_SPEED:  # and transfer ends clearly more accurate
-        return "inconclusive", (
-            f"A trade-off: {base} reaches {target:.3f} validation accuracy sooner ({t_scratch:.1f} s vs "
-            f"{t:.1f} s for {fastest['name']}), but {best['name']} ends {points} more accurate on test "
-            f"({accuracies}); choose transfer if the accuracy matters more than those seconds.")
-    return "inconclusive", (
-        f"Inconclusive: transfer and {base} are within the noise of each other in time "
-        f"(speed-up {speedup:.2f}x) and accuracy ({accuracies}; noise {noise * 100:.1f} points).")
 
 
 def machine_info() -> dict:
