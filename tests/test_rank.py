@@ -46,6 +46,23 @@ def test_rank_writes_every_score_or_why_it_was_skipped(ranked):
     assert rank["machine"]["cores"] and rank["settings"]["train_per_class"] == 8
 
 
+def test_relative_and_model_scores_are_set_across_the_candidates(ranked):
+    """NCTI's value is its terms min-max normalised over the candidates ranked together; the
+    size prior reads the parameters that compute each candidate's features."""
+    import math
+
+    from headstart.choose.scores import combine_terms
+    from headstart.choose.scores import SCORES
+
+    candidates = ranked["rank"]["candidates"]
+    terms = [c["scores"]["ncti"]["terms"] for c in candidates]
+    values = [c["scores"]["ncti"]["value"] for c in candidates]
+    assert values == pytest.approx(list(combine_terms(terms, SCORES["ncti"].relative)))
+    for c in candidates:
+        assert c["parameters"] > 100_000
+        assert c["scores"]["size"]["value"] == pytest.approx(math.log10(c["parameters"]))
+
+
 def test_rank_report_is_written_with_its_figure(ranked):
     page = (ranked["out"] / "report.html").read_text()
     assert (ranked["out"] / "rank_scores.png").stat().st_size > 1000

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+from headstart.choose.scores import combine_terms
 from headstart.choose.scores import SCORES, ScoreNotApplicable, get_score, h_score, knn_predictions, run_scores
 from headstart.errors import HeadstartError
 
@@ -185,12 +186,29 @@ def test_logme_without_linear_signal_is_the_noise_only_evidence():
 
 # -- properties of every registered score ---------------------------------------------------
 
-@pytest.mark.parametrize("name", list(SCORES))
-def test_separating_features_outscore_random_ones(name):
+MODEL = {"parameters": 4_000_000}  # what the model-size prior reads (it reads no feature)
+FEATURE_SCORES = [name for name in SCORES if not SCORES[name].needs_model]
+
+
+def _values(name: str, tasks: list[tuple]) -> list[float]:
+    """The score of each task as a ranking sees it: a relative score (NCTI) has values only
+    across candidates, so the tasks are its candidates, combined as rank combines them."""
     score = get_score(name)
+    if score.relative is None:
+        return [score.fn(*task, model_info=MODEL) for task in tasks]
+    return list(combine_terms([score.fn(*task) for task in tasks], score.relative))
+
+
+def _raw(name: str, features, labels, logits):
+    """The undecorated maths (no re-encoding of the labels)."""
+    extra = {"model_info": MODEL} if SCORES[name].needs_model else {}
+    return SCORES[name].fn.__wrapped__(features, labels, logits, **extra)
+
+
+@pytest.mark.parametrize("name", FEATURE_SCORES)
+def test_separating_features_outscore_random_ones(name):
     for seed in range(2):
-        good = score.fn(*_task(seed=seed, separated=True))
-        noise = score.fn(*_task(seed=seed, separated=False))
+        good, noise = _values(name, [_task(seed=seed, separated=True), _task(seed=seed, separated=False)])
         assert good > noise, (name, seed, good, noise)
 
 
@@ -199,11 +217,11 @@ def test_renaming_the_classes_changes_no_score(name):
     features, labels, logits = _task(seed=5)
     renamed = np.array([7, -2, 3])[labels]  # any ids, not only 0..K-1
     score = get_score(name)
-    assert score.fn(features, renamed, logits) == pytest.approx(score.fn(features, labels, logits))
+    assert score.fn(features, renamed, logits, model_info=MODEL) == pytest.approx(
+        score.fn(features, labels, logits, model_info=MODEL))
     if name != "linear":  # the maths itself, before the order-preserving re-encoding (fold splits aside)
         permuted = np.array([2, 0, 1])[labels]
-        raw = score.fn.__wrapped__
-        assert raw(features, permuted, logits) == pytest.approx(raw(features, labels, logits), rel=1e-9)
+        assert _raw(name, features, permuted, logits) == pytest.approx(_raw(name, features, labels, logits), rel=1e-9)
 
 
 @pytest.mark.parametrize("name", list(SCORES))
@@ -221,6 +239,8 @@ def test_run_scores_skips_the_source_scores_without_logits_and_times_every_score
         assert result["seconds"] >= 0.0
         if SCORES[name].needs_source:
             assert result["value"] is None and result["skipped"].startswith("no source head")
+        elif SCORES[name].needs_model:
+            assert result["value"] is None and result["skipped"].startswith("no model description")
         else:
             assert result["skipped"] is None and np.isfinite(result["value"])
     with_logits = run_scores(features, labels, logits, names=["leep", "nce"])

@@ -55,8 +55,12 @@ SCORE_WORDS = {
     "hscore": "H-score",
     "nce": "NCE",
     "leep": "LEEP",
+    "sfda": "SFDA (self-challenged Fisher posterior)",
+    "ncti": "NCTI (relative to the candidates ranked)",
+    "size": "model size (log10 parameters)",
 }
-SCORE_NAMES = {"logme": "LogME", "hscore": "H-score", "nce": "NCE", "leep": "LEEP", "knn": "k-NN", "linear": "probe"}
+SCORE_NAMES = {"logme": "LogME", "hscore": "H-score", "nce": "NCE", "leep": "LEEP", "knn": "k-NN", "linear": "probe",
+               "sfda": "SFDA", "ncti": "NCTI", "size": "size prior"}
 
 
 def _binomial_noise(values: list[float], n: int) -> float:
@@ -81,7 +85,7 @@ def rank_candidates(train, candidates, *, scores=None, seed: int = 0, extract_en
     every score. A candidate that cannot be built here is skipped with its reason; none left
     is an error. on_progress(done, total, entry) follows each candidate. deadline (a
     time.perf_counter() value): candidates not started by then are skipped, the first always runs."""
-    from .scores import SCORES, get_score
+    from .scores import SCORES, combine_relative, get_score
 
     candidates = _as_candidates(candidates)
     names = list(scores) if scores else None
@@ -112,6 +116,7 @@ def rank_candidates(train, candidates, *, scores=None, seed: int = 0, extract_en
                              hint="pass --candidates that load here, e.g. tf_efficientnet_lite0 (`headstart zoo` "
                                   "lists what loads offline)")
     score_names = list(dict.fromkeys(s for e in ranked for s in e["scores"]))
+    combine_relative([e["scores"] for e in ranked])  # NCTI's value exists only across the candidates
     _add_ranks(ranked, score_names)
     result = {"scores": score_names, "recommended_score": RECOMMENDED_SCORE, "train_size": len(train),
               "classes": list(train.classes), "candidates": ranked, "skipped": skipped,
@@ -158,7 +163,11 @@ def _rank_one(train, candidate: Candidate, names, seed: int, extract_engine: str
     classifier.eval()
     cost = _ms_per_example(engine, prepared.inputs)
     logits = _source_logits(classifier.backbone, features)
-    measured = run_scores(features, train.labels, source_logits=logits, names=names, seed=seed)
+    # what the model-size prior reads: the parameters that compute these features (a layer
+    # candidate's model stops at its layer)
+    model_info = {"parameters": int(sum(p.numel() for p in classifier.backbone.parameters()))}
+    measured = run_scores(features, train.labels, source_logits=logits, names=names, seed=seed,
+                          model_info=model_info)
     described = classifier.describe()
     pre = described["preprocessing"]
     score_seconds = sum(s.get("seconds") or 0.0 for s in measured.values())
@@ -169,7 +178,7 @@ def _rank_one(train, candidate: Candidate, names, seed: int, extract_engine: str
         "features_cached": bool(cached), "engine": engine.name,
         "engine_prepare_seconds": round(engine.prepare_seconds, 3),
         "embed_seconds": round(embed_seconds, 3), "ms_per_example": round(cost, 3),
-        "source_head": logits is not None, "scores": _plain(measured), "score_seconds": round(score_seconds, 3),
+        "source_head": logits is not None, "parameters": model_info["parameters"], "scores": _plain(measured), "score_seconds": round(score_seconds, 3),
         "seconds": round(embed_seconds + score_seconds, 3),
     }
 
@@ -218,6 +227,8 @@ def _plain(measured: dict) -> dict:
         ok = value is not None and np.isfinite(value)
         out[name] = {"value": float(value) if ok else None, "seconds": round(float(m.get("seconds") or 0.0), 4),
                      "skipped": m.get("skipped") or (None if ok else "no finite value")}
+        if ok and m.get("terms") is not None:  # a relative score's raw terms, combined across candidates
+            out[name]["terms"] = [float(x) for x in m["terms"]]
     return out
 
 

@@ -11,6 +11,17 @@ and the tests treat every score alike:
 model's own head on the target data (only the scores registered with needs_source=True read
 it). The registered callable (`SCORES[name].fn`) checks its input and re-encodes the labels
 first, so it is safe to call directly; the undecorated maths is kept as `fn.__wrapped__`.
+The longer algebra lives beside this module (logme.py, covariance.py, fisher.py).
+
+Two kinds of score do not fit "one candidate's features in, a number out", and say so when
+they register:
+- needs_model=True: the score reads the candidate model itself (its size), passed as
+  `model_info` ({"parameters": int}); without it the score is skipped with that reason.
+- relative=WEIGHTS: the score is only defined across a set of candidates (NCTI min-max
+  normalises its terms over the candidates ranked together). Its function returns the raw
+  terms; `combine_relative` turns every candidate's terms into values, sum_t WEIGHTS[t] *
+  (term_t - min) / (max - min). A candidate scored alone, or a term all candidates share,
+  contributes 0: the value only means something next to the others'.
 
 A score that cannot run on the data it is given (cross-validation with a one-example class)
 raises `ScoreNotApplicable`; `run_scores` reports it as skipped with that reason.
@@ -19,6 +30,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 import time
 import warnings
 from dataclasses import dataclass
@@ -28,15 +40,14 @@ import numpy as np
 from scipy.special import log_softmax, logsumexp
 
 from .covariance import shrunk_h_score_low_rank, solve_symmetric
+from .fisher import ncti_terms, sfda_score
+from .logme import log_evidence
+from .score_inputs import validated as _validated
 from ..errors import HeadstartError
 from ..registry import Registry
 
 SCORES: Registry["Score"] = Registry("transferability score")
 
-# LogME's fixed point usually settles in under 20 steps; a class heading for a limit (no linear
-# signal, or exact interpolation when N < D) creeps there geometrically, hence the generous cap.
-_LOGME_MAX_STEPS = 200
-_LOGME_TOLERANCE = 1e-11  # change of the evidence per example (nats) that counts as settled
 # k of the k-NN score: a small k smooths single mislabelled neighbours away (k=1 does not)
 # yet stays local enough for classes of ten-odd examples; one fixed k keeps the values of
 # different backbones on the same data comparable.
@@ -56,16 +67,20 @@ class Score:
     summary: str            # one line for --help and the report
     paper: str              # the citation (authors, title, venue, year)
     needs_source: bool      # needs the source model's logits on the target data (LEEP, NCE)
-    fn: Callable[[np.ndarray, np.ndarray, np.ndarray | None], float]  # higher is better
+    fn: Callable[..., float | np.ndarray]  # higher is better; a relative score's returns its terms
+    needs_model: bool = False               # reads model_info (the candidate's size), not only features
+    relative: tuple[float, ...] | None = None  # the weight of each term across candidates (NCTI)
 
 
 class ScoreNotApplicable(HeadstartError):
     """This score cannot run on this data (the reason is the message); other scores still can."""
 
 
-def register_score(name: str, *, summary: str, paper: str, needs_source: bool = False):
+def register_score(name: str, *, summary: str, paper: str, needs_source: bool = False, needs_model: bool = False,
+                   relative: tuple[float, ...] | None = None):
     def decorate(fn):
-        SCORES.add(name, Score(name, summary, paper, needs_source, _checked(fn, needs_source)))
+        checked = _checked(fn, needs_source, relative is not None)
+        SCORES.add(name, Score(name, summary, paper, needs_source, checked, needs_model, relative))
         return fn
     return decorate
 
@@ -78,81 +93,81 @@ def get_score(name: str) -> Score:
     return SCORES.get(name)
 
 
-def run_scores(features, labels, source_logits=None, names=None, seed: int = 0) -> dict[str, dict]:
+def run_scores(features, labels, source_logits=None, names=None, seed: int = 0,
+               model_info: dict | None = None) -> dict[str, dict]:
     """Every score (or the named ones, in that order) on the same data:
-    {name: {"value": float | None, "seconds": float, "skipped": str | None}}."""
+    {name: {"value": float | None, "seconds": float, "skipped": str | None}}, and "terms" (a
+    list) for a relative score, whose value is 0 until `combine_relative` sets it."""
     chosen = [get_score(n) for n in (names if names is not None else SCORES)]
     # Bad input is the caller's to fix, so it raises here rather than skipping every score.
     features, labels, source_logits = _validated(features, labels, source_logits)
     results = {}
     for score in chosen:
         start = time.perf_counter()
-        value, skipped = None, None
+        value, terms, skipped = None, None, None
         if score.needs_source and source_logits is None:
             skipped = ("no source head: this score reads the source model's own predictions, and this "
                        "backbone has no classifier (or none was given)")
+        elif score.needs_model and model_info is None:
+            skipped = "no model description: this score reads the candidate model's size, not its features"
         else:
             try:
-                value = float(score.fn(features, labels, source_logits, seed=seed))
+                raw = score.fn(features, labels, source_logits, seed=seed, model_info=model_info)
             except ScoreNotApplicable as reason:
                 skipped = reason.message
+            else:
+                if score.relative is not None:
+                    terms = [float(t) for t in raw]
+                    value = float(combine_terms([terms], score.relative)[0]) if np.all(np.isfinite(terms)) else np.nan
+                else:
+                    value = float(raw)
             if value is not None and not np.isfinite(value):
-                value, skipped = None, "the score was not finite on this data"
+                value, terms, skipped = None, None, "the score was not finite on this data"
         results[score.name] = {"value": value, "seconds": time.perf_counter() - start, "skipped": skipped}
+        if terms is not None:
+            results[score.name]["terms"] = terms
     return results
+
+
+def combine_terms(terms: list[list[float]], weights: tuple[float, ...]) -> np.ndarray:
+    """A relative score's values over candidates: each term min-max normalised across the
+    candidates (0 where they all share it), weighted and summed."""
+    table = np.asarray(terms, dtype=np.float64).reshape(len(terms), len(weights))
+    spread = table.max(axis=0) - table.min(axis=0)
+    normalised = np.where(spread > 0, (table - table.min(axis=0)) / np.where(spread > 0, spread, 1.0), 0.0)
+    return normalised @ np.asarray(weights, dtype=np.float64)
+
+
+def combine_relative(candidate_scores: list[dict]) -> None:
+    """Set, in place, the value of every relative score from the terms of all the candidates
+    given: `candidate_scores` is one {score name: run_scores result} per candidate."""
+    for name in dict.fromkeys(n for scores in candidate_scores for n in scores):
+        score = SCORES.get(name, None)
+        if score is None or score.relative is None:
+            continue
+        holders = [s[name] for s in candidate_scores if name in s and s[name].get("terms") is not None]
+        if holders:
+            for result, value in zip(holders, combine_terms([h["terms"] for h in holders], score.relative)):
+                result["value"] = float(value)
 
 
 # -- input checks ------------------------------------------------------------------------
 
-def _checked(fn, needs_source: bool):
+def _checked(fn, needs_source: bool, relative: bool):
     """fn with its input checked and the labels re-encoded, as every score expects."""
-    takes_seed = "seed" in inspect.signature(fn).parameters
+    parameters = inspect.signature(fn).parameters
+    extras = [p for p in ("seed", "model_info") if p in parameters]
 
     @functools.wraps(fn)
-    def checked(features, labels, source_logits=None, *, seed: int = 0) -> float:
+    def checked(features, labels, source_logits=None, *, seed: int = 0, model_info: dict | None = None):
         features, labels, source_logits = _validated(features, labels, source_logits)
         if needs_source and source_logits is None:
             raise HeadstartError(f"the score '{fn.__name__}' needs the source model's logits",
                                  hint="pass source_logits (N, S): the source classifier's outputs on the target data")
-        extra = {"seed": seed} if takes_seed else {}
-        return float(fn(features, labels, source_logits, **extra))
+        given = {"seed": seed, "model_info": model_info}
+        raw = fn(features, labels, source_logits, **{p: given[p] for p in extras})
+        return np.asarray(raw, dtype=np.float64) if relative else float(raw)
     return checked
-
-
-def _validated(features, labels, source_logits):
-    """Float64 features, labels as 0..K-1 and float64 logits, or a HeadstartError that says why."""
-    features = np.asarray(features, dtype=np.float64)
-    labels = np.asarray(labels)
-    if features.ndim != 2 or features.shape[0] == 0 or features.shape[1] == 0:
-        raise HeadstartError(f"features must be a non-empty (N, D) matrix, not shape {features.shape}",
-                             hint="pass one embedding row per labelled example")
-    if labels.ndim != 1 or len(labels) != len(features):
-        raise HeadstartError(f"{len(features)} feature rows but labels of shape {labels.shape}",
-                             hint="pass one label per feature row")
-    if not np.isfinite(features).all():
-        raise HeadstartError("the features contain NaN or infinite values",
-                             hint="check the backbone's output (half precision overflow?) or the input data")
-    labels = _encode_labels(labels)
-    if labels.max() < 1:
-        raise HeadstartError("the labels hold a single class: there is nothing to tell apart",
-                             hint="rank on data with at least two classes")
-    if source_logits is not None:
-        source_logits = np.asarray(source_logits, dtype=np.float64)
-        if source_logits.ndim != 2 or len(source_logits) != len(features) or source_logits.shape[1] == 0:
-            raise HeadstartError(f"source logits of shape {source_logits.shape} do not match {len(features)} examples",
-                                 hint="pass (N, S): the source classifier's outputs for each example")
-        if not np.isfinite(source_logits).all():
-            raise HeadstartError("the source logits contain NaN or infinite values",
-                                 hint="check the source model's output")
-    return features, labels, source_logits
-
-
-def _encode_labels(labels: np.ndarray) -> np.ndarray:
-    """0..K-1 in order of first appearance: renaming the classes then leaves the encoded labels
-    (and so every score, fold split and tie-break) exactly as they were."""
-    _, first, inverse = np.unique(labels, return_index=True, return_inverse=True)
-    order = np.argsort(np.argsort(first))  # sorted-unique index -> rank of first appearance
-    return order[inverse.ravel()].astype(np.int64)
 
 
 def _one_hot(labels: np.ndarray) -> np.ndarray:
@@ -167,74 +182,9 @@ def _one_hot(labels: np.ndarray) -> np.ndarray:
     paper="You, Liu, Wang, Long. LogME: Practical Assessment of Pre-trained Models for Transfer Learning. ICML 2021",
 )
 def logme(features, labels, source_logits=None) -> float:
-    """Mean over classes of the maximised log evidence p(y_k | F, alpha, beta), divided by N.
-
-    Everything runs in the eigenbasis of the smaller Gram matrix (F^T F or F F^T), where the
-    posterior mean, its norm, the residual and log|A| are sums over eigenvalues, so each
-    fixed-point step costs O(min(N, D) K) after one O(N D min(N, D)) decomposition."""
-    n = len(features)
-    targets = _one_hot(labels)                               # (N, K): one Bayesian regression per class
-    sigma, z2 = _logme_spectrum(features, targets)
-    # |y|^2 (= class size, one-hot) minus the part of y inside F's column space: no weights reach it
-    outside = np.maximum(targets.sum(axis=0) - z2.sum(axis=0), 0.0)
-    if len(sigma) == 0:  # all-zero features: only the noise model is left, at its best beta
-        return float(np.mean(n / 2 * (np.log(n / outside) - 1 - np.log(2 * np.pi))) / n)
-    # lambda = alpha / beta kept within 1e8 of the eigenvalue range: past it the evidence is at its
-    # limit (no fit, or interpolation when N < D) to ~1e-8, where the bare updates run off to inf
-    lowest, highest = sigma.min() * 1e-8, sigma.max() * 1e8
-    alpha, beta = np.ones(targets.shape[1]), np.ones(targets.shape[1])
-    evidence = _logme_evidence(sigma, z2, outside, n, alpha, beta)
-    for _ in range(_LOGME_MAX_STEPS):
-        alpha, beta = _logme_step(sigma, z2, outside, n, alpha, beta)
-        beta = np.minimum(beta, alpha / lowest)
-        alpha = np.minimum(alpha, beta * highest)
-        previous, evidence = evidence, _logme_evidence(sigma, z2, outside, n, alpha, beta)
-        if np.all(np.abs(evidence - previous) < _LOGME_TOLERANCE * n):
-            break
-    return float(evidence.mean() / n)
-
-
-def _logme_spectrum(features, targets):
-    """The non-negligible eigenvalues sigma (r, 1) of F^T F and the squared coordinates z^2 (r, K)
-    of each target on the matching left singular vectors (F = U S V^T, z = U^T y)."""
-    n, d = features.shape
-    if n >= d:
-        sigma, vectors = np.linalg.eigh(features.T @ features)
-        projected2 = (vectors.T @ (features.T @ targets)) ** 2   # (s_i z_i)^2
-    else:
-        sigma, vectors = np.linalg.eigh(features @ features.T)
-        projected2 = None
-    # directions with a vanishing eigenvalue carry no weight: numerically part of the null space
-    keep = sigma > max(sigma.max(), 0.0) * 1e-10
-    if projected2 is None:
-        z2 = (vectors[:, keep].T @ targets) ** 2
-    else:
-        z2 = projected2[keep] / sigma[keep, None]
-    return sigma[keep, None], z2
-
-
-def _logme_step(sigma, z2, outside, n, alpha, beta):
-    """One fixed-point update (You et al., Algorithm 1): alpha = gamma / |m|^2,
-    beta = (N - gamma) / |F m - y|^2, with m = beta A^-1 F^T y, A = alpha I + beta F^T F.
-    Every sum below has positive terms only, so no cancellation creeps in near the limits."""
-    shrink = alpha + beta * sigma                            # (r, K), eigenvalues of A
-    gamma = (beta * sigma / shrink).sum(axis=0)              # effective number of weights
-    n_minus_gamma = (n - len(sigma)) + (alpha / shrink).sum(axis=0)
-    m2 = (beta ** 2 * sigma * z2 / shrink ** 2).sum(axis=0)
-    residual = outside + (z2 * alpha ** 2 / shrink ** 2).sum(axis=0)
-    with np.errstate(divide="ignore"):                       # m = 0: alpha -> inf, clamped by the caller
-        return gamma / m2, n_minus_gamma / residual
-
-
-def _logme_evidence(sigma, z2, outside, n, alpha, beta):
-    """log p(y | F, alpha, beta) per class: N/2 log beta + D/2 log alpha - N/2 log 2 pi
-    - beta/2 |F m - y|^2 - alpha/2 |m|^2 - 1/2 log|A|, where the D/2 log alpha and the
-    (D - r) null-space eigenvalues of A cancel to -1/2 sum_i log(1 + beta sigma_i / alpha)."""
-    shrink = alpha + beta * sigma
-    m2 = (beta ** 2 * sigma * z2 / shrink ** 2).sum(axis=0)
-    residual = outside + (z2 * alpha ** 2 / shrink ** 2).sum(axis=0)
-    return (n / 2 * np.log(beta) - n / 2 * np.log(2 * np.pi) - beta / 2 * residual - alpha / 2 * m2
-            - np.log1p(beta * sigma / alpha).sum(axis=0) / 2)
+    """Mean over classes of the maximised log evidence p(y_k | F, alpha, beta), divided by N
+    (choose/logme.py: one Bayesian regression per one-hot class column)."""
+    return log_evidence(features, _one_hot(labels))
 
 
 @register_score(
@@ -382,3 +332,42 @@ def _probe_fold(features, labels, train, test) -> int:
         warnings.simplefilter("ignore", ConvergenceWarning)
         probe.fit(scaler.transform(features[train]), labels[train])
     return int(np.sum(probe.predict(scaler.transform(features[test])) == labels[test]))
+
+
+@register_score(
+    "sfda",
+    summary="self-challenging Fisher discriminant: a shrunk LDA's mean posterior of the true class after ConfMix",
+    paper="Shao, Zhao, Ge, Zhang, Yang, Wang, Shan, Luo. Not All Models Are Equal: Predicting Model "
+          "Transferability in a Self-challenging Fisher Space. ECCV 2022",
+)
+def sfda(features, labels, source_logits=None) -> float:
+    return sfda_score(features, labels)  # choose/fisher.py
+
+
+@register_score(
+    "ncti",
+    summary="neural-collapse index: Fisher-space rank, nearest-centre posterior, within-class collapse "
+            "(relative: min-max over the candidates ranked together)",
+    paper="Wang, Luo, Zheng, Huang, Baktashmotlagh. How Far Pre-trained Models Are from Neural Collapse on the "
+          "Target Dataset Informs their Transferability. ICCV 2023",
+    relative=(1.0, 1.0, -1.0),  # S_seli + S_ncc - S_vc
+)
+def ncti(features, labels, source_logits=None) -> np.ndarray:
+    return ncti_terms(features, labels)  # choose/fisher.py
+
+
+@register_score(
+    "size",
+    summary="model-size prior: log10 of the candidate's parameter count (reads no feature)",
+    paper="Singh, Hess, Vanschoren. How NOT to benchmark your SITE metric: Beyond Static Leaderboards and Towards "
+          "Realistic Evaluation. ICLR 2026; Kornblith, Shlens, Le. Do Better ImageNet Models Transfer Better? CVPR 2019",
+    needs_model=True,
+)
+def size_prior(features, labels, source_logits=None, *, model_info=None) -> float:
+    """"The bigger model wins": a baseline any score must beat to be worth its seconds (a static
+    list by size beat LogME on the standard zoo, 0.91 vs 0.57 weighted tau, Singh et al.). It
+    counts the parameters that compute the features: a layer candidate's model stops at its layer."""
+    parameters = (model_info or {}).get("parameters")
+    if not parameters or parameters <= 0:
+        raise ScoreNotApplicable("the candidate's parameter count is unknown", hint="pass model_info={'parameters': N}")
+    return math.log10(parameters)
