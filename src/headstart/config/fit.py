@@ -54,7 +54,7 @@ def parse_class_list(text) -> tuple[str, ...] | None:
 
 
 # The settings that say how DATA is read (load_data's options).
-LOAD_SETTINGS = ("strict", "modality", "text_column", "label_column")
+LOAD_SETTINGS = ("strict", "modality", "text_column", "label_column", "image_column")
 
 
 @dataclass
@@ -83,8 +83,12 @@ class FitConfig:
     strict: bool = setting(False, "fail on unreadable images or empty texts instead of skipping and counting them")
     modality: str = setting("auto", "what the data is (default: detected from it)", choices="modalities:modalities",
                           extra_choices=("auto",))
-    text_column: str | None = setting(None, "CSV/JSONL column holding the text (default: text, sentence, ...)")
-    label_column: str | None = setting(None, "CSV/JSONL column holding the label (default: label, class, ...)")
+    text_column: str | None = setting(None, "CSV/JSONL/Parquet column holding the text (default: text, sentence, "
+                                            "...); in tar shards, the text member's extension (default: txt)")
+    label_column: str | None = setting(None, "CSV/JSONL/Parquet column holding the label (default: a ClassLabel "
+                                             "column, label, class, ...); in tar shards, the json field")
+    image_column: str | None = setting(None, "Parquet/Arrow column holding the images: bytes, a datasets Image "
+                                             "struct or a file path (default: an Image feature, image, img, ...)")
     add_labels: str | None = setting(None, "newly labelled items added to the training data of this run: the CSV "
                                            "`headstart select` wrote with its label column filled in, or a Label "
                                            "Studio export (JSON, JSON_MIN or CSV)")
@@ -265,7 +269,7 @@ class TuneConfig:
 SPLIT_SETTINGS = ("seed", "train_per_class", "train_size", "val_fraction", "test_fraction", "max_eval")
 # The FitConfig settings `headstart rank` offers.
 RANK_SETTINGS = ("data", *SPLIT_SETTINGS, "extract_engine", "strict", "modality", "text_column", "label_column",
-                 "out")
+                 "image_column", "out")
 
 
 @dataclass

@@ -6,17 +6,15 @@ UTF-8 are replaced with U+FFFD and counted in `notes["replaced_bytes"]`; strict=
 from __future__ import annotations
 
 import csv
-import io
 import json
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
-
 from headstart.data.dataset import TextData
-from headstart.data.sources import IMAGE_EXTENSIONS, LABEL_COLUMNS, PATH_COLUMNS, is_image_file, natural_key
+from headstart.data.sources import IMAGE_EXTENSIONS, LABEL_COLUMNS, PATH_COLUMNS, is_image_file
+from headstart.data.text_rows import TextCollector
 from headstart.errors import HeadstartError
 
 TEXT_COLUMNS = ("text", "sentence", "content", "body", "review", "document", "message")
@@ -94,18 +92,15 @@ def load_text_folder(root: Path, *, strict: bool = False, name: str | None = Non
             f"{root} has no class sub-folders",
             f"put each class's .txt files in a sub-folder named after the class, e.g. {root}/sports/1.txt",
         )
-    examples: list[tuple[str, str, str]] = []
-    replaced: list[str] = []
+    collector = TextCollector()
     for class_dir in class_dirs:
         files = sorted(p for p in class_dir.rglob("*") if p.is_file() and _is_text_file(p, class_dir))
         for file in files:
             text, bad = _decode(file.read_bytes())
-            if bad:
-                replaced.append(str(file))
-            examples.append((str(file), text, class_dir.name))
-    if not examples:
+            collector.add(text, class_dir.name, where=str(file), bad=bad)
+    if not collector.count:
         raise HeadstartError(f"no .txt files found in the sub-folders of {root}", "add one .txt file per example")
-    return _to_text_data(examples, replaced, name or root.name, strict)
+    return collector.finish(name or root.name, strict)
 
 
 def _class_dirs(root: Path) -> list[Path]:
@@ -128,52 +123,83 @@ def _decode(raw: bytes) -> tuple[str, bool]:
 # --------------------------------------------------------------------------- CSV and JSONL
 
 def load_text_table(
-    path: Path, *, strict: bool = False, text_column: str | None = None, label_column: str | None = None
+    path: Path, *, strict: bool = False, text_column: str | None = None, label_column: str | None = None,
+    labelled: bool = True,
 ) -> TextData:
     """Texts and labels from the rows of a CSV (header row) or a JSONL file (one object per line).
 
     Columns are guessed from TEXT_COLUMNS and TEXTLABEL_COLUMNS (case-insensitive) unless named.
+    The file is streamed: only the chosen cells of each row are kept (labelled=False: the text).
     """
-    raw = path.read_bytes()
-    try:
-        content, dirty = raw.decode("utf-8-sig"), False
-    except UnicodeDecodeError:
-        content, dirty = raw.decode("utf-8-sig", errors="surrogateescape"), True
-    columns, rows = _jsonl_rows(path, content) if path.suffix.lower() == ".jsonl" else _csv_rows(path, content)
+    jsonl = path.suffix.lower() == ".jsonl"
+    collector = TextCollector(str(path), "line" if jsonl else "row")
+    rows = _jsonl_rows(path) if jsonl else _csv_rows(path)
+    _, columns = next(rows)
     text_col = _choose_column(columns, text_column, TEXT_COLUMNS, "text", path)
-    label_col = _choose_column(columns, label_column, TEXTLABEL_COLUMNS, "label", path)
-
-    examples: list[tuple[str, str, str]] = []
-    replaced: list[str] = []
-    for where, cells in rows:
-        if not any(v.strip() for v in cells.values()):
+    label_col = _choose_column(columns, label_column, TEXTLABEL_COLUMNS, "label", path) if labelled else None
+    for number, cells in rows:
+        if not any(v is not None and str(v).strip() for v in cells.values()):
             continue  # a blank row carries nothing to lose
-        text, label = cells.get(text_col, ""), cells.get(label_col, "").strip()
-        if dirty and (_BAD_BYTE.search(text) or _BAD_BYTE.search(label)):
-            replaced.append(where)
-            text, label = _replace_bad_bytes(text), _replace_bad_bytes(label)
-        if text.strip() and not label:
+        where = collector.name(number)
+        text = _cell(cells.get(text_col), text_col, where)
+        label = _cell(cells.get(label_col), label_col, where).strip() if label_col else None
+        bad = bool(_BAD_BYTE.search(text) or (label and _BAD_BYTE.search(label)))
+        if bad:
+            text, label = _replace_bad_bytes(text), label and _replace_bad_bytes(label)
+        if label_col and text.strip() and not label:
             raise HeadstartError(f"{where} has an empty {label_col!r}", "give every row a class label")
-        examples.append((where, text, label))
-    if not examples:
-        raise HeadstartError(f"{path} has no rows", f"add one row per example with a {text_col!r} and a {label_col!r}")
-    return _to_text_data(examples, replaced, path.stem, strict)
+        collector.add(text, label, number=number, bad=bad)
+    if not collector.count:
+        raise HeadstartError(f"{path} has no rows", f"add one row per example with a {text_col!r}"
+                             + (f" and a {label_col!r}" if label_col else ""))
+    data = collector.finish(path.stem, strict, labelled=labelled)
+    return data if labelled else data.unlabelled()
 
 
-def _csv_rows(path: Path, content: str) -> tuple[list[str], list[tuple[str, dict[str, str]]]]:
-    rows = []
-    with _large_csv_fields():
-        reader = csv.reader(io.StringIO(content, newline=""))
+def _csv_rows(path: Path) -> Iterator[tuple[int, object]]:
+    """(0, the header), then (row number, {column: cell}) per row, one row in memory at a time.
+    A row is numbered by the line it starts on (a quoted cell may span lines; header = row 1)."""
+    with _large_csv_fields(), open(path, newline="", encoding="utf-8-sig", errors="surrogateescape") as f:
+        reader = csv.reader(f)
         try:
             header = next(reader, [])
+            yield 0, header
             end = reader.line_num
             for cells in reader:
-                # A quoted cell may span lines: a row is named by the line it starts on (header = row 1).
-                where, end = f"{path}:row {end + 1}", reader.line_num
-                rows.append((where, dict(zip(header, cells))))  # short rows lack cells: read as ""
+                number, end = end + 1, reader.line_num
+                yield number, dict(zip(header, cells))  # short rows lack cells: read as ""
         except csv.Error as e:
             raise HeadstartError(f"cannot read {path} as CSV near line {reader.line_num}: {e}", "fix that line") from e
-    return header, rows
+
+
+def _jsonl_rows(path: Path) -> Iterator[tuple[int, object]]:
+    """As _csv_rows for one JSON object per line. The columns are every key any line has, so the
+    file is read twice (parsed twice, never held whole)."""
+    columns: dict[str, None] = {}  # every key seen, in first-seen order: a dict is an ordered set
+    for _, obj in _jsonl_objects(path):
+        columns.update(dict.fromkeys(obj))
+    yield 0, list(columns)
+    yield from _jsonl_objects(path)
+
+
+def _jsonl_objects(path: Path) -> Iterator[tuple[int, dict]]:
+    # Lines end at "\n" only: JSON strings may hold U+2028 and the like, which str.splitlines splits on.
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, start=1):
+            line = raw.decode("utf-8", errors="surrogateescape")
+            if number == 1:
+                line = line.removeprefix("\ufeff")  # a BOM is no part of the data
+            if not line.strip():
+                continue
+            where = f"{path}:line {number}"
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise HeadstartError(f"{where} is not valid JSON: {e.msg}", "write one JSON object per line") from e
+            if not isinstance(obj, dict):
+                raise HeadstartError(f"{where} is a JSON {type(obj).__name__}, not an object",
+                                     'write e.g. {"text": "...", "label": "..."}')
+            yield number, obj
 
 
 @contextmanager
@@ -186,25 +212,6 @@ def _large_csv_fields() -> Iterator[None]:
         yield
     finally:
         csv.field_size_limit(old)
-
-
-def _jsonl_rows(path: Path, content: str) -> tuple[list[str], list[tuple[str, dict[str, str]]]]:
-    columns: dict[str, None] = {}  # every key seen, in first-seen order: a dict is an ordered set
-    rows = []
-    # Split on "\n" only: JSON strings may hold U+2028 and the like, which str.splitlines splits on.
-    for number, line in enumerate(content.split("\n"), start=1):
-        if not line.strip():
-            continue
-        where = f"{path}:line {number}"
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise HeadstartError(f"{where} is not valid JSON: {e.msg}", "write one JSON object per line") from e
-        if not isinstance(obj, dict):
-            raise HeadstartError(f"{where} is a JSON {type(obj).__name__}, not an object", 'write e.g. {"text": "...", "label": "..."}')
-        columns.update(dict.fromkeys(obj))
-        rows.append((where, {key: _cell(value, key, where) for key, value in obj.items()}))
-    return list(columns), rows
 
 
 def _cell(value: object, key: str, where: str) -> str:
@@ -237,52 +244,34 @@ def _listing(columns: list[str]) -> str:
     return ", ".join(map(repr, columns)) or "none"
 
 
-# --------------------------------------------------------------------------- shared
-
-def _to_text_data(examples: list[tuple[str, str, str]], replaced: list[str], name: str, strict: bool) -> TextData:
-    """TextData from (where, text, label) examples in order; empty texts become `skipped`."""
-    skipped = [(where, "empty text") for where, text, _ in examples if not text.strip()]
-    if strict and skipped:
-        raise HeadstartError(f"{skipped[0][0]} has an empty text", "remove it, or drop --strict to skip it")
-    if strict and replaced:
-        raise HeadstartError(
-            f"{replaced[0]} is not valid UTF-8", "save it as UTF-8, or drop --strict to replace the bad bytes"
-        )
-    kept = [(where, text, label) for where, text, label in examples if text.strip()]
-    if not kept:
-        raise HeadstartError(f"all {len(examples)} texts in {name} are empty", "check the data source")
-    classes = sorted({label for _, _, label in kept}, key=natural_key)
-    index = {c: i for i, c in enumerate(classes)}
-    return TextData(
-        texts=[text for _, text, _ in kept],
-        labels=np.array([index[label] for _, _, label in kept], dtype=np.int64),
-        classes=classes,
-        name=name,
-        paths=[where for where, _, _ in kept],
-        skipped=skipped,
-        notes={"replaced_bytes": len(replaced)},
-    )
-
-
 # --------------------------------------------------------------------------- unlabelled pools
 
 def load_text_pool(path: Path, *, strict: bool = False, text_column: str | None = None) -> TextData:
     """Unlabelled texts: a .txt file (one text per line), a CSV/JSONL file (its text column;
-    a label column, if any, is not read) or a folder of .txt files at any depth."""
+    a label column, if any, is not read) or a folder of .txt files at any depth. Files are
+    streamed: a file of a million lines is held once, as its lines' strings."""
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file() and _is_text_file(p, path))
-        examples = [(str(f), *_decode(f.read_bytes())) for f in files]
+        collector = TextCollector()
+        for f in sorted(p for p in path.rglob("*") if p.is_file() and _is_text_file(p, path)):
+            text, bad = _decode(f.read_bytes())
+            collector.add(text, where=str(f), bad=bad)
     elif path.suffix.lower() == ".txt":
-        text, bad = _decode(path.read_bytes())
-        examples = [(f"{path}:line {i}", line, bad) for i, line in enumerate(text.splitlines(), 1) if line.strip()]
+        collector = _text_lines(path)
     else:
-        raw = path.read_bytes().decode("utf-8-sig", errors="replace")
-        columns, rows = _jsonl_rows(path, raw) if path.suffix.lower() == ".jsonl" else _csv_rows(path, raw)
-        column = _choose_column(columns, text_column, TEXT_COLUMNS, "text", path)
-        examples = [(where, cells.get(column, ""), "\ufffd" in cells.get(column, "")) for where, cells in rows]
-    if not examples:
+        return load_text_table(path, strict=strict, text_column=text_column, labelled=False)
+    if not collector.count:
         raise HeadstartError(f"no texts found in {path}", "pass a .txt file (one text per line), a CSV/JSONL "
                                                           "with a text column, or a folder of .txt files")
-    replaced = [where for where, _, bad in examples if bad]
-    data = _to_text_data([(where, text, "?") for where, text, _ in examples], replaced, path.stem or path.name, strict)
-    return data.unlabelled()
+    return collector.finish(path.stem or path.name, strict, labelled=False).unlabelled()
+
+
+def _text_lines(path: Path) -> TextCollector:
+    # Lines end at "\n" (a trailing "\r" goes too); blank lines are no texts, and not counted.
+    collector = TextCollector(str(path), "line")
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, start=1):
+            line, bad = _decode(raw)
+            line = line.rstrip("\r\n")
+            if line.strip():
+                collector.add(line, number=number, bad=bad)
+    return collector

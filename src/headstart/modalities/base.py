@@ -22,10 +22,11 @@ class LoadOptions:
     strict: bool = False          # an unusable item is an error instead of skipped-and-counted
     text_column: str | None = None
     label_column: str | None = None
+    image_column: str | None = None   # Parquet/Arrow tables (data/table_sources.py)
 
     @property
     def names_columns(self) -> bool:
-        return self.text_column is not None or self.label_column is not None
+        return self.text_column is not None or self.label_column is not None or self.image_column is not None
 
 
 @dataclass

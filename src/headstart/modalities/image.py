@@ -7,7 +7,9 @@ from pathlib import Path
 import numpy as np
 
 from headstart.data import ImageData, decode_image
+from headstart.data.shards import is_shard_spec, load_image_shards, shard_role
 from headstart.data.sources import load_image_csv, load_image_folder, load_image_pool
+from headstart.data.table_sources import is_table, load_image_table, table_role
 from headstart.errors import HeadstartError
 from headstart.inputs import expand_image_paths
 from headstart.heads import ImageClassifier
@@ -34,7 +36,8 @@ class ImageModality(Modality):
     default_pretrain_backbone = "resnet9"  # from random weights: what self-supervision alone makes of the data
     augments = True
     words = {"input_unit": "px", "example": "image", "noun": "images", "skipped": "unreadable image file(s)"}
-    formats = "a folder with one sub-folder of images per class, or a CSV with columns path,label"
+    formats = ("a folder with one sub-folder of images per class, a CSV with columns path,label, a Parquet file "
+               "or `datasets` folder with an image column, or WebDataset .tar shards")
     extraction_engine = "onnxruntime"  # BENCHMARKS.md: fastest, probe accuracy within 0.5 points of eager
     # The default backbone's layers worth ranking beside the whole network: the two best single
     # blocks of zoo/layers.py's measurement (cut early, so cheaper to embed than the whole network)
@@ -42,11 +45,22 @@ class ImageModality(Modality):
     default_layers = ("tf_efficientnet_lite0@block4", "tf_efficientnet_lite0@block5", "tf_efficientnet_lite0@concat")
 
     def recognises(self, path: Path, options: LoadOptions) -> bool:
+        if is_table(path):
+            return table_role(path, options) == "image"
+        if is_shard_spec(path):
+            return shard_role(path) == "image"
         return path.is_dir() or path.suffix.lower() == ".csv"
 
     def load(self, path: Path, options: LoadOptions) -> ImageData:
+        # tables and shards name their columns (data/table_sources.py, data/shards.py)
+        if is_table(path):
+            return load_image_table(path, _decode_size(options), options.strict, image=options.image_column,
+                                    label=options.label_column)
+        if is_shard_spec(path):
+            return load_image_shards(path, _decode_size(options), options.strict, label=options.label_column)
         if options.names_columns:
-            raise HeadstartError("--text-column and --label-column are for text data",
+            raise HeadstartError("--text-column, --label-column and --image-column name the columns of a Parquet "
+                                 "or Arrow table (text and label: of a text CSV/JSONL); an image folder or CSV has none",
                                  "drop them, or the image modality")
         size = _decode_size(options)
         if path.is_dir():
@@ -58,9 +72,14 @@ class ImageModality(Modality):
         raise HeadstartError(f"{path} is not an image dataset", f"pass {self.formats}")
 
     def recognises_pool(self, path: Path, options: LoadOptions) -> bool:
-        return path.is_dir() or path.suffix.lower() == ".csv"
+        return self.recognises(path, options)
 
     def load_pool(self, path: Path, options: LoadOptions) -> ImageData:
+        if is_table(path):
+            return load_image_table(path, _decode_size(options), options.strict, image=options.image_column,
+                                    labelled=False)
+        if is_shard_spec(path):
+            return load_image_shards(path, _decode_size(options), options.strict, labelled=False)
         return load_image_pool(path, _decode_size(options), options.strict)
 
     def decode_size(self, image_size: int | None, spec) -> int | None:

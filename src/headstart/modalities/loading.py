@@ -5,12 +5,13 @@ from dataclasses import replace
 from pathlib import Path
 
 from headstart.data.registry import find_builtin, unknown_spec
+from headstart.data.shards import is_shard_spec
 from headstart.errors import HeadstartError
 from headstart.modalities.base import LoadOptions, Modality, get_modality, modalities
 
 
 def load_data(spec: str, *, modality: str = "auto", size=None, strict: bool = False,
-              text_column: str | None = None, label_column: str | None = None):
+              text_column: str | None = None, label_column: str | None = None, image_column: str | None = None):
     """Load a built-in dataset (NAME or NAME:OPTION), or a path that some modality recognises.
 
     Built-in names win over a same-named path in the working directory; write `./name` to
@@ -20,14 +21,14 @@ def load_data(spec: str, *, modality: str = "auto", size=None, strict: bool = Fa
     plan can decode at its backbone's input size); built-ins keep their native size.
     """
     options = LoadOptions(size=None if callable(size) else size, strict=strict, text_column=text_column,
-                          label_column=label_column)
+                          label_column=label_column, image_column=image_column)
     forced = None if modality == "auto" else get_modality(modality)
     builtin = find_builtin(spec)
     if builtin is not None:
         dataset, dataset_options = builtin
         if options.names_columns:
-            raise HeadstartError(f"--text-column and --label-column name CSV or JSONL columns; the built-in "
-                                 f"dataset {dataset.name} has none", "drop them")
+            raise HeadstartError(f"--text-column, --label-column and --image-column name columns of a file; the "
+                                 f"built-in dataset {dataset.name} has none", "drop them")
         data = dataset.load(dataset_options)
         if forced is not None and data.modality != forced.name:
             raise HeadstartError(f"{spec} is {data.modality} data, not {forced.name}", f"drop the {forced.name} modality")
@@ -40,9 +41,9 @@ def load_data(spec: str, *, modality: str = "auto", size=None, strict: bool = Fa
 
 
 def load_pool(spec: str, *, modality: str = "auto", size: int | None = None, strict: bool = False,
-              text_column: str | None = None):
+              text_column: str | None = None, image_column: str | None = None):
     """Unlabelled data (a pool): a path, or a built-in dataset with its labels set aside."""
-    options = LoadOptions(size=size, strict=strict, text_column=text_column)
+    options = LoadOptions(size=size, strict=strict, text_column=text_column, image_column=image_column)
     builtin = find_builtin(spec)
     if builtin is not None:
         return builtin[0].load(builtin[1]).unlabelled()
@@ -53,7 +54,7 @@ def load_pool(spec: str, *, modality: str = "auto", size: int | None = None, str
 
 def _existing(spec: str) -> Path:
     path = Path(spec).expanduser()
-    if not path.exists():
+    if not path.exists() and not is_shard_spec(path):  # a brace pattern names shards that each exist
         raise unknown_spec(spec)
     return path
 

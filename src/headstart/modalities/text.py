@@ -7,7 +7,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from headstart.data import TextData
+from headstart.data.shards import is_shard_spec, load_text_shards, shard_role
 from headstart.data.sources import is_image_file
+from headstart.data.table_sources import is_table, load_text_table_file, table_role
 from headstart.data.text_sources import (csv_is_text, folder_is_text, load_text_folder, load_text_pool,
                                          load_text_table)
 from headstart.errors import HeadstartError
@@ -52,13 +54,18 @@ class TextModality(Modality):
     }
     augments = False  # the augmentation presets are image transforms
     words = {"input_unit": "tokens", "example": "text", "noun": "examples", "skipped": "empty or unusable text(s)"}
-    formats = ('a CSV with columns text,label, a JSONL file of {"text": ..., "label": ...} lines, or a folder '
-               'with one sub-folder of .txt files per class')
+    formats = ('a CSV with columns text,label, a JSONL file of {"text": ..., "label": ...} lines, a Parquet file '
+               'or `datasets` folder with a text column, WebDataset .tar shards of txt and cls members, or a '
+               'folder with one sub-folder of .txt files per class')
     # ONNX Runtime was not faster than eager on the text encoders (BENCHMARKS.md); the ONNX
     # engines feed pixels anyway
     extraction_engine = "torch"
 
     def recognises(self, path: Path, options: LoadOptions) -> bool:
+        if is_table(path):
+            return table_role(path, options) == "text"
+        if is_shard_spec(path):
+            return shard_role(path) == "text"
         suffix = path.suffix.lower()
         if suffix == ".jsonl":
             return True
@@ -67,6 +74,10 @@ class TextModality(Modality):
         return path.is_dir() and folder_is_text(path)
 
     def load(self, path: Path, options: LoadOptions) -> TextData:
+        if is_table(path):
+            return load_text_table_file(path, options.strict, text=options.text_column, label=options.label_column)
+        if is_shard_spec(path):
+            return load_text_shards(path, options.strict, text=options.text_column, label=options.label_column)
         if path.is_dir():
             if options.names_columns:
                 raise HeadstartError("--text-column and --label-column name CSV or JSONL columns; a folder has none",
@@ -78,6 +89,8 @@ class TextModality(Modality):
         raise HeadstartError(f"{path} is not a text dataset", f"pass {self.formats}")
 
     def recognises_pool(self, path: Path, options: LoadOptions) -> bool:
+        if is_table(path) or is_shard_spec(path):
+            return self.recognises(path, options)
         suffix = path.suffix.lower()
         if suffix in (".txt", ".jsonl"):
             return True
@@ -90,6 +103,10 @@ class TextModality(Modality):
         return any(p.suffix.lower() == ".txt" for p in files) and not any(is_image_file(p) for p in files)
 
     def load_pool(self, path: Path, options: LoadOptions) -> TextData:
+        if is_table(path):
+            return load_text_table_file(path, options.strict, text=options.text_column, labelled=False).unlabelled()
+        if is_shard_spec(path):
+            return load_text_shards(path, options.strict, text=options.text_column, labelled=False).unlabelled()
         return load_text_pool(path, strict=options.strict, text_column=options.text_column)
 
     def data_notes(self, parts: list, preprocessing: dict) -> tuple[dict, list[str]]:

@@ -14,7 +14,10 @@ from dataclasses import replace
 import numpy as np
 
 # Bump when the token cache layout changes, so stale files are never read.
-_TOKEN_CACHE_FORMAT = 2  # 2: the unknown-token counts
+_TOKEN_CACHE_FORMAT = 3  # 2: the unknown-token counts; 3: one file per chunk of texts
+# Texts per tokenised chunk: the tokenizer's output for 8,192 texts is a few tens of MB of Python
+# ints, where a million texts at once would be gigabytes.
+_CHUNK = 8192
 
 
 def tokenize(tokenizer, texts: list[str], max_length: int) -> tuple[np.ndarray, int]:
@@ -65,21 +68,40 @@ def tokenizer_fingerprint(tokenizer) -> str:
 
 
 def tokenize_data(data, tokenizer, max_length: int):
-    """Tokenise once; the ids are cached on disk by tokenizer, max length and texts."""
+    """Tokenise once, a chunk of texts at a time: the tokenizer's Python lists of ids exist for one
+    chunk only, and each chunk's ids are cached on disk by tokenizer, max length and the chunk's
+    texts (a grown file or an interrupted run reuses the chunks already done)."""
     from headstart.data.cache import cache_dir, load_arrays, save_arrays
 
-    key = hashlib.sha256(json.dumps([_TOKEN_CACHE_FORMAT, tokenizer_fingerprint(tokenizer), max_length,
-                                     data.fingerprint()]).encode()).hexdigest()[:32]
-    path = cache_dir() / "tokens" / f"{key}.npz"
-    cached = load_arrays(path)
-    if cached is not None:
-        tokens, truncated = cached["tokens"], int(cached["truncated"])
-        unknown, counted = (int(v) for v in cached["unknown"])
-    else:
-        encoded = _encode(tokenizer, data.texts)
-        tokens, truncated = _padded_ids(tokenizer, encoded, max_length)
-        unknown, counted = unknown_tokens(tokenizer, encoded)
-        save_arrays(path, tokens=tokens, truncated=np.array(truncated), unknown=np.array([unknown, counted]))
+    head = json.dumps([_TOKEN_CACHE_FORMAT, tokenizer_fingerprint(tokenizer), max_length]).encode()
+    parts, truncated, unknown, counted = [], 0, 0, 0
+    for start in range(0, len(data.texts), _CHUNK):
+        texts = data.texts[start:start + _CHUNK]
+        key = hashlib.sha256(head)
+        for text in texts:
+            key.update(text.encode("utf-8", "replace") + b"\x00")
+        path = cache_dir() / "tokens" / f"{key.hexdigest()[:32]}.npz"
+        chunk = load_arrays(path)
+        if chunk is None:
+            encoded = _encode(tokenizer, texts)
+            ids, cut = _padded_ids(tokenizer, encoded, max_length)
+            chunk = {"tokens": ids, "truncated": np.array(cut), "unknown": np.array(unknown_tokens(tokenizer, encoded))}
+            save_arrays(path, **chunk)
+        parts.append(chunk["tokens"])
+        truncated += int(chunk["truncated"])
+        unknown, counted = unknown + int(chunk["unknown"][0]), counted + int(chunk["unknown"][1])
+    tokens = _joined(parts)
     return replace(data, tokens=tokens, notes={**data.notes, "truncated": truncated, "max_length": max_length,
                                                "unknown_tokens": unknown, "counted_tokens": counted})
 
+
+def _joined(parts: list[np.ndarray]) -> np.ndarray:
+    """Chunks padded to their own longest text, as one array padded (-1) to the longest of all."""
+    if len(parts) == 1:
+        return parts[0]
+    out = np.full((sum(len(p) for p in parts), max((p.shape[1] for p in parts), default=1)), -1, dtype=np.int32)
+    row = 0
+    for part in parts:
+        out[row:row + len(part), :part.shape[1]] = part
+        row += len(part)
+    return out
