@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -45,6 +46,19 @@ def _seeded_generators():
     random.seed(0)
     np.random.seed(0)
     torch.manual_seed(0)
+
+
+# `make check` leaves out the tests marked slow: those marked in their own file and those listed in
+# slow_tests.txt, the slowest of a timed run of the whole suite (bench/slow_tests.py writes it).
+_SLOW_LIST = Path(__file__).with_name("slow_tests.txt")
+
+
+def pytest_collection_modifyitems(config, items):
+    listed = {line.strip() for line in _SLOW_LIST.read_text().splitlines()
+              if line.strip() and not line.startswith("#")} if _SLOW_LIST.is_file() else set()
+    for item in items:
+        if item.nodeid.split("[", 1)[0] in listed:
+            item.add_marker(pytest.mark.slow)
 
 
 # A fit's deploy row and report cost a few seconds each and most tests read neither: they are

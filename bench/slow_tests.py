@@ -1,0 +1,92 @@
+"""Which tests `make check` leaves out: the slowest ones, read from a timed run of the whole suite.
+
+`make check` is the quick loop for work in progress (goal: under 90 s on 2 cores). It runs every
+test except those marked `slow`; besides the tests marked in their own file, the slow ones are
+listed by node id in tests/slow_tests.txt (conftest.py marks them at collection). This script
+writes that list from a timed run: the fastest tests are kept in `make check` while their summed
+time (setup + call + teardown, at one worker's share of the machine) stays within `--check-seconds`
+of worker time per worker; everything slower is listed.
+
+    rm -f /tmp/headstart_test_times.jsonl
+    PYTHONPATH=bench .venv/bin/python -m pytest -q -n 2 -p slow_tests   # times into /tmp
+    .venv/bin/python bench/slow_tests.py                                # the list from them
+
+(`make slow-list` does the three.)
+
+Run the timed suite on an idle machine: a loaded one inflates every time, unevenly.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import time
+from collections import defaultdict
+from pathlib import Path
+
+TIMES = Path("/tmp/headstart_test_times.jsonl")
+LIST = Path(__file__).resolve().parent.parent / "tests" / "slow_tests.txt"
+
+
+# --------------------------------------------------------------------------- as a pytest plugin
+
+def pytest_runtest_logreport(report):
+    """Append each phase's duration as it ends (the xdist controller sees every worker's reports)."""
+    with open(TIMES, "a") as f:
+        f.write(json.dumps({"id": report.nodeid, "when": report.when, "seconds": report.duration,
+                            "at": time.time()}) + "\n")
+
+
+# --------------------------------------------------------------------------- the list
+
+def function_id(node_id: str) -> str:
+    """tests/test_x.py::test_y[param] -> tests/test_x.py::test_y: a parametrised test is listed
+    once, by its function (its cases share their cost's cause)."""
+    return re.sub(r"\[.*\]$", "", node_id)
+
+
+def per_function_seconds(rows: list[dict]) -> dict[str, float]:
+    seen: set[tuple[str, str]] = set()
+    seconds: dict[str, float] = defaultdict(float)
+    for row in rows:
+        key = (row["id"], row["when"])
+        if key in seen:  # a plugin loaded in controller and worker reports twice
+            continue
+        seen.add(key)
+        seconds[function_id(row["id"])] += row.get("seconds", row.get("d", 0.0))
+    return dict(seconds)
+
+
+def slow_functions(seconds: dict[str, float], budget: float) -> list[str]:
+    """Everything beyond the fastest tests whose summed seconds fit the budget."""
+    kept, total = set(), 0.0
+    for name, s in sorted(seconds.items(), key=lambda kv: kv[1]):
+        if total + s > budget:
+            break
+        kept.add(name)
+        total += s
+    return sorted(set(seconds) - kept)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--times", type=Path, default=TIMES)
+    parser.add_argument("--check-seconds", type=float, default=130.0,
+                        help="summed test seconds make check may spend (both workers together)")
+    parser.add_argument("--scale", type=float, default=1.0,
+                        help="divide every time by this (a run's loaded/idle ratio, when it was loaded)")
+    args = parser.parse_args()
+    rows = [json.loads(line) for line in args.times.read_text().splitlines() if line.strip()]
+    seconds = {k: v / args.scale for k, v in per_function_seconds(rows).items()}
+    slow = slow_functions(seconds, args.check_seconds)
+    kept = sum(s for k, s in seconds.items() if k not in slow)
+    LIST.write_text(
+        "# Tests make check leaves out (conftest.py marks them slow), by bench/slow_tests.py from a timed\n"
+        f"# run: {len(slow)} of {len(seconds)} test functions; the rest sum to {kept:.0f} s of test time.\n"
+        + "".join(f"{name}\n" for name in slow))
+    print(f"{len(slow)} of {len(seconds)} functions listed as slow in {LIST}; "
+          f"make check keeps {kept:.0f} s of {sum(seconds.values()):.0f} s")
+
+
+if __name__ == "__main__":
+    main()
