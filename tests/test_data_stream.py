@@ -131,3 +131,42 @@ def test_derived_pixels_are_hashed_not_named_by_the_files(folder):
     sliced = type(data)(images=data.images[:6], labels=data.labels[:6], classes=data.classes, name="x")
     assert sliced.fingerprint() == type(data)(images=np.array(data.images[:6]), labels=data.labels[:6],
                                               classes=data.classes, name="x").fingerprint()  # ... as a slice is
+
+
+def test_splits_are_views_of_the_memory_map(folder):
+    from headstart.data import make_splits
+    from headstart.data.dataset import ImageRows
+
+    data = load_data(str(folder), size=8)
+    splits = make_splits(data, seed=0, train_per_class=2)
+    whole = np.array(data.images)
+    for part in ("train", "val", "test"):
+        images, index = getattr(splits, part).images, np.array(splits.indices[part])
+        assert isinstance(images, ImageRows) and images.base is data.images  # no pixel copied
+        assert images.shape == (len(index), 8, 8, 3) and images.dtype == np.uint8
+        np.testing.assert_array_equal(images[1:], whole[index[1:]])  # a batch: those rows, read now
+        np.testing.assert_array_equal(images[0], whole[index[0]])
+        np.testing.assert_array_equal(images[:, 2:4, :, 0], whole[index][:, 2:4, :, 0])
+        np.testing.assert_array_equal(np.asarray(images), whole[index])
+    inner = splits.train.subset(np.array([1, 0]))  # a view of a view indexes the same base
+    assert inner.images.base is data.images
+    np.testing.assert_array_equal(np.asarray(inner.images), whole[np.array(splits.indices["train"])[[1, 0]]])
+    # its fingerprint names the files and the rows, and differs between parts
+    assert len({getattr(splits, p).fingerprint() for p in ("train", "val", "test")}) == 3
+    assert splits.train.fingerprint() != inner.fingerprint()
+
+
+def test_views_serve_training_and_resizing(folder):
+    from headstart.data import make_splits, resize_data
+    from headstart.train.batches import ArrayImageDataset
+
+    data = load_data(str(folder), size=8)
+    train = make_splits(data, seed=0, train_per_class=3).train
+    whole = np.array(train.images)
+    x, y = ArrayImageDataset(train.images, train.labels)[2]
+    assert tuple(x.shape) == (3, 8, 8) and (x.numpy() == whole[2].transpose(2, 0, 1)).all()
+    assert int(y) == train.labels[2]
+    small = resize_data(train, 4)
+    np.testing.assert_array_equal(small.images, resize_data(type(train)(images=whole, labels=train.labels,
+                                                                        classes=train.classes, name="x"), 4).images)
+    assert np.asarray(train.images.reshape(len(train), -1)).shape == (6, 8 * 8 * 3)  # any other array use reads them

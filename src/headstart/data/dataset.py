@@ -94,7 +94,8 @@ class ImageData(DataForm):
     """Decoded images held as one uint8 array, so no epoch ever decodes a file again.
 
     images: uint8 array of shape (N, H, W, C) with C == 1 (grey) or 3 (RGB); all images share
-        one H x W (sources resize on load).
+        one H x W (sources resize on load). Decoded files are a read-only memory map of the
+        decode cache, and a subset of one is an ImageRows view (read a batch at a time).
     labels: int64 array of shape (N,), indices into `classes`.
     classes: class names, index i is label i.
     name: a short human name for the data ("fashion-mnist", a folder name, ...).
@@ -102,7 +103,7 @@ class ImageData(DataForm):
     skipped: files that could not be decoded, as (path, reason); counted, never silently lost.
     """
 
-    images: np.ndarray
+    images: "np.ndarray | ImageRows"
 
     modality = "image"
     noun = "images"
@@ -157,13 +158,79 @@ class ImageData(DataForm):
         return h.hexdigest()[:16]
 
     def subset(self, index: np.ndarray) -> "ImageData":
+        """These rows only; over disk-backed pixels a view (ImageRows: no pixel is copied)."""
         return ImageData(
-            images=self.images[index],
+            images=_rows_of(self.images, index),
             labels=self.labels[index] if self.labels is not None else None,
             classes=self.classes,
             name=self.name,
             paths=[self.paths[i] for i in index] if self.paths is not None else None,
         )
+
+
+class ImageRows:
+    """Some rows of a disk-backed (N, H, W, C) uint8 array (a memory map), in a given order: what
+    a split of memory-mapped images holds instead of a copy of its pixels. A row is read when it
+    is indexed: an int gives one image, a slice or an index array those rows (a batch), as
+    ndarrays. Any other ndarray use (np.asarray, .reshape, .mean, np.concatenate) reads every
+    row first: correct, and costs what the copy this replaces cost."""
+
+    def __init__(self, base: np.ndarray, index: np.ndarray):
+        self.base, self.index = base, index
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self.index), *self.base.shape[1:])
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.base.dtype
+
+    @property
+    def ndim(self) -> int:
+        return self.base.ndim
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.index) * self.base[:1].nbytes
+
+    @property
+    def source_key(self) -> str | None:
+        """The base's files' key and which rows these are (see ImageData.fingerprint)."""
+        key = getattr(self.base, "source_key", None)
+        return None if key is None else f"{key}:{hashlib.sha256(self.index.tobytes()).hexdigest()[:16]}"
+
+    def __getitem__(self, key):
+        rows, rest = (key[0], key[1:]) if isinstance(key, tuple) else (key, ())
+        where = self.index[rows]
+        if np.ndim(where) == 0:
+            return self.base[int(where)][rest]
+        return np.asarray(self.base[where])[(slice(None), *rest)]
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        rows = np.asarray(self.base[self.index])
+        return rows if dtype is None else rows.astype(dtype)
+
+    def __getattr__(self, name: str):
+        if name.startswith("__") or name in ("base", "index"):
+            raise AttributeError(name)
+        return getattr(np.asarray(self), name)
+
+    def __repr__(self) -> str:
+        return f"ImageRows({len(self)} of {len(self.base)} rows, {self.shape[1:]} {self.dtype})"
+
+
+def _rows_of(images, index) -> "np.ndarray | ImageRows":
+    index = np.asarray(index)
+    index = np.flatnonzero(index) if index.dtype == bool else index.astype(np.int64, copy=False)
+    if isinstance(images, ImageRows):
+        return ImageRows(images.base, images.index[index])
+    if isinstance(images, np.memmap):
+        return ImageRows(images, index)
+    return images[index]  # pixels in memory: a copy, as small as the data
 
 
 @dataclass(kw_only=True)

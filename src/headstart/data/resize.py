@@ -33,13 +33,15 @@ def resize_data(data: ImageData, size: int, interpolation: str = "bicubic") -> I
 
     side = min(h, w)
     top, left = (h - side) // 2, (w - side) // 2
-    square = data.images[:, top : top + side, left : left + side]
     out = np.empty((n, size, size, c), dtype=np.uint8)
     # Antialiasing matters when shrinking (else aliasing moire); nearest does not support it.
     extra = {} if interpolation == "nearest" else {"align_corners": False, "antialias": True}
     with torch.no_grad():
         for start in range(0, n, _CHUNK):
-            chunk = torch.from_numpy(np.ascontiguousarray(square[start : start + _CHUNK]))
+            # rows first, then the crop: a memory-mapped source (or a split's view of one) is read
+            # a chunk at a time
+            rows = np.asarray(data.images[start : start + _CHUNK])
+            chunk = torch.from_numpy(np.ascontiguousarray(rows[:, top : top + side, left : left + side]))
             x = chunk.permute(0, 3, 1, 2).float()
             y = F.interpolate(x, size=(size, size), mode=interpolation, **extra)
             # Bicubic overshoots past 0..255 near edges: round and clamp before the cast.

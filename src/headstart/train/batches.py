@@ -11,7 +11,9 @@ class ArrayImageDataset(Dataset):
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, transform=None):
         # One contiguous CHW tensor up front: per-item work is then a view plus augmentation.
-        self.images = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
+        # Disk-backed pixels (a memory map, or a split's ImageRows of one) are read an item at a time.
+        self.images = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2))) \
+            if type(images) is np.ndarray else _ItemsCHW(images)
         self.labels = torch.from_numpy(labels.astype(np.int64))
         self.transform = transform
 
@@ -23,6 +25,19 @@ class ArrayImageDataset(Dataset):
         if self.transform is not None:
             x = self.transform(x)
         return x, self.labels[i]
+
+
+class _ItemsCHW:
+    """item i of an (N, H, W, C) array-like as a (C, H, W) tensor, read when asked for."""
+
+    def __init__(self, images):
+        self.images = images
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(np.asarray(self.images[i]).transpose(2, 0, 1)))
 
 
 class ArrayTokenDataset(Dataset):
