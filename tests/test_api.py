@@ -68,6 +68,7 @@ def test_the_package_exports_its_api_lazily():
 def test_the_estimator_parameters_are_fitconfig_fields_with_its_defaults():
     params = HeadstartClassifier().get_params()
     defaults = {f.name: f.default for f in dataclasses.fields(FitConfig)}
+    assert params.pop("verbose") is False  # the estimator's own: silent unless asked, as sklearn's are
     assert params.pop("budget") is None and defaults.pop("budget_seconds") is None  # budget: a duration
     # data is X; every fit starts over (no resume); scratch_model serves compare's baselines;
     # track_parent is how compare nests its arms' tracked runs
@@ -163,7 +164,7 @@ def test_estimator_fits_arrays_and_keeps_the_callers_label_values(tmp_path):
 
 
 def test_a_second_fit_starts_over(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # out=None: each fit writes a fresh runs/fit-* folder here
+    monkeypatch.chdir(tmp_path)  # out=None: no run folder, here or anywhere
     data = make_blobs(n_per_class=20)
     clf = HeadstartClassifier(**FAST).fit(data.images, data.labels)
     first_run, first_model = clf.run_dir_, clf.model_
@@ -173,7 +174,8 @@ def test_a_second_fit_starts_over(tmp_path, monkeypatch):
     names = np.array(["red", "green"])[data.labels[two]]
     clf.fit(data.images[two], names)
     assert list(clf.classes_) == ["green", "red"]
-    assert clf.model_ is not first_model and clf.run_dir_ != first_run and first_run.exists()
+    assert clf.model_ is not first_model and first_run is None and clf.run_dir_ is None
+    assert list(tmp_path.iterdir()) == []  # out=None writes no run folder
     assert clf.predict_proba(data.images[:4]).shape == (4, 2)
     assert clf.score(data.images[two], names) > 0.9
     with pytest.raises(ValueError, match="blue"):
@@ -185,7 +187,7 @@ def test_cross_val_score_on_images(tmp_path, monkeypatch):
     data = make_blobs(n_per_class=20)
     scores = cross_val_score(HeadstartClassifier(**FAST), data.images, data.labels, cv=2, error_score="raise")
     assert scores.shape == (2,) and scores.min() > 0.8  # chance is 1/3
-    assert len(list((tmp_path / "runs").iterdir())) == 2  # a run directory per fold
+    assert not (tmp_path / "runs").exists()  # out=None: no run directory per fold
 
 
 def test_cross_val_score_and_grid_search_on_texts(tmp_path, monkeypatch):

@@ -12,6 +12,8 @@ def print_fit_summary(result) -> None:
     print(f"{s.strategy} on {s.data} with {s.backbone} ({s.weights})")
     print(f"  test accuracy {s.test_accuracy:.4f}   macro-F1 {s.macro_f1:.4f}   "
           f"best val {s.best_val_accuracy:.4f}")
+    if s.delivered:  # --refit: the model delivered, and what its validation figure was measured on
+        print(f"  delivered: {s.delivered}")
     print(f"  train {s.train_seconds:.1f} s   wall {s.wall_seconds:.1f} s   "
           f"peak RSS {s.peak_rss_mb:.0f} MB")
     ratio = s.train_imbalance["imbalance_ratio"]

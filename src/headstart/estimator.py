@@ -1,6 +1,11 @@
 """The scikit-learn estimator over the headstart pipeline (re-exported by headstart.api)."""
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -24,13 +29,20 @@ class HeadstartClassifier(ClassifierMixin, BaseEstimator):
 
     X is a uint8 image array (N, H, W[, C]) or a list of images, or a list of texts, with
     labels y; or a data spec (folder, CSV or built-in name) with y=None. The parameters are
-    FitConfig's fields (see config.py), with `budget` as a duration ('90s', '5m', seconds).
-    backbone=None picks the default for the data's modality. fit holds out val_fraction and
-    test_fraction of X for early stopping and the run's report, as `headstart fit` does.
+    FitConfig's fields (see config.py), with `budget` as a duration ('90s', '5m', seconds),
+    and `verbose` (progress and messages; silent by default, as scikit-learn estimators are).
+    backbone=None picks the default for the data's modality.
 
-    Each fit starts from scratch and writes a run directory: `out`, or a fresh runs/fit-*
-    folder when out is None. A fit into an `out` that already holds a run is an error, so
-    leave out=None for cross-validation and grid search (every fit needs its own folder).
+    fit(X, y) learns from all of X: the caller holds out its own test data (cross_val_score,
+    a train_test_split), so no internal test split is made. val_fraction of X is held out only
+    while a choice needs it (the probe's C, TF-IDF's n-grams, early stopping); with --refit
+    (auto: the probe and tfidf) the delivered model is then refit on all of X. The run's own
+    "test" figures are measured on that validation part (summary_["test_part"] says so). A data
+    spec is split as `headstart fit` splits it, its test part held out.
+
+    Each fit starts from scratch. It writes a run directory only when asked: `out` (a fit into
+    an `out` that already holds a run is an error, so leave out=None for cross-validation and
+    grid search); with out=None run_dir_ is None and nothing is left on disk.
 
     Learned state: classes_ (the caller's own label values), model_, run_dir_, summary_,
     history_ (the run's metrics rows). There is no n_features_in_: inputs are images or
@@ -50,11 +62,12 @@ class HeadstartClassifier(ClassifierMixin, BaseEstimator):
                  freeze_depth: int | None = None, patience: int | None = None,
                  budget: str | float | None = None, evals_per_epoch: int = 1,
                  mixed_precision: str = "auto", strict: bool = False, modality: str = "auto",
-                 text_column: str | None = None, label_column: str | None = None,
+                 text_column: str | None = None, label_column: str | None = None, image_column: str | None = None,
                  explain_examples: int = 4, explain_method: str = "auto", track: str | None = None,
                  track_uri: str | None = None, track_experiment: str = "headstart",
                  balance: str = "none", synthesize: str | None = None, extract_engine: str = "auto",
-                 tfidf_analyzer: str = "auto", out: str | None = None):
+                 tfidf_analyzer: str = "auto", refit: str = "auto", out: str | None = None,
+                 verbose: bool = False):
         self.backbone = backbone
         self.strategy = strategy
         self.weights = weights
@@ -85,8 +98,10 @@ class HeadstartClassifier(ClassifierMixin, BaseEstimator):
         self.modality = modality
         self.extract_engine = extract_engine
         self.tfidf_analyzer = tfidf_analyzer
+        self.refit = refit
         self.text_column = text_column
         self.label_column = label_column
+        self.image_column = image_column
         self.explain_examples = explain_examples
         self.balance = balance
         self.synthesize = synthesize
@@ -95,6 +110,7 @@ class HeadstartClassifier(ClassifierMixin, BaseEstimator):
         self.track_uri = track_uri
         self.track_experiment = track_experiment
         self.out = out
+        self.verbose = verbose
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -108,13 +124,10 @@ class HeadstartClassifier(ClassifierMixin, BaseEstimator):
     def _config(self, data: str) -> FitConfig:
         """The parameters read as `fit`'s declared settings read them (budget '5m', synthesize 50)."""
         names = field_names(FitConfig)
-        given = {names[k]: v for k, v in self.get_params(deep=False).items()}
+        given = {names[k]: v for k, v in self.get_params(deep=False).items() if k not in ESTIMATOR_ONLY}
         return build(FitConfig, {"data": data, **given}, command="fit")
 
     def fit(self, X, y=None) -> "HeadstartClassifier":
-        from .choose.auto_fit import fit_auto as _fit  # pipeline.fit, once what is `auto` is chosen
-        from .records import read_metrics
-
         spec = isinstance(X, (str, Path))
         if spec and y is not None:
             raise HeadstartError("a data spec carries its own labels, but y was given too",
@@ -129,12 +142,14 @@ class HeadstartClassifier(ClassifierMixin, BaseEstimator):
         # looking fitted, and no learned attribute may survive from an earlier fit.
         for name in [k for k in vars(self) if k.endswith("_") and not k.startswith("_")]:
             delattr(self, name)
-        result = _fit(self._config(str(X) if spec else data.name), data=None if spec else data)
+        config = self._config(str(X) if spec else data.name)
+        with _quiet(not self.verbose), _run_folder(config) as (config, kept):
+            result, history = _fit_all(config, None if spec else data)
         self.classes_ = np.array(result.classes) if spec else classes  # the caller's label values
         self.model_ = result.classifier
-        self.run_dir_ = Path(result.run_dir).absolute()  # runs/fit-* is relative to the cwd at fit time
+        self.run_dir_ = Path(result.run_dir).absolute() if kept else None
         self.summary_ = result.summary
-        self.history_ = read_metrics(result.run_dir)
+        self.history_ = history
         return self
 
     def predict_proba(self, X) -> np.ndarray:
@@ -153,6 +168,71 @@ class HeadstartClassifier(ClassifierMixin, BaseEstimator):
         check_is_fitted(self, "model_")
         _encode(y, self.classes_)
         return super().score(X, y, sample_weight=sample_weight)
+
+
+# parameters of the estimator alone, not of FitConfig
+ESTIMATOR_ONLY = ("verbose",)
+NO_TEST_PART = ("none: the caller holds out its own test data; the run's test figures are measured on the "
+                "validation part, which a refit model also learnt from")
+
+
+def _fit_all(config: FitConfig, data):
+    """Fit on all of `data` (arrays): headstart's split with its test part given to training, so
+    only validation is held out (and refit on, where --refit does). A data spec (data None) is
+    split as `headstart fit` splits it. Returns (FitResult, the run's metrics rows)."""
+    from .choose.auto_fit import fit_auto  # pipeline.fit, once what is `auto` is chosen
+    from .records import read_metrics
+
+    splits = None if data is None else _without_test(config, data)
+    result = fit_auto(config, data=data, splits=splits)
+    if splits is not None:
+        result.summary.add({"test_part": NO_TEST_PART})
+    return result, read_metrics(result.run_dir)
+
+
+def _without_test(config: FitConfig, data):
+    """The seed's split with no test part: what headstart would hold out for test joins the
+    training part (unless train_per_class or train_size cap it), and the validation part stands
+    in for test, as the pipeline's closing evaluation needs one."""
+    from .data import Splits
+    from .pipeline import split
+
+    drawn = split(config, data)
+    train = drawn.indices["train"]
+    if config.train_per_class is None and config.train_size is None:
+        train = sorted(train + drawn.indices["test"])
+    indices = {"train": train, "val": drawn.indices["val"], "test": drawn.indices["val"]}
+    return Splits(**{part: data.subset(np.array(idx, dtype=np.int64)) for part, idx in indices.items()},
+                  indices=indices, seed=drawn.seed)
+
+
+@contextmanager
+def _quiet(silent: bool):
+    """No progress bars nor messages while a silent fit runs (log.py's one quiet rule)."""
+    previous = os.environ.get("HEADSTART_QUIET")
+    if silent:
+        os.environ["HEADSTART_QUIET"] = "1"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("HEADSTART_QUIET", None)
+        else:
+            os.environ["HEADSTART_QUIET"] = previous
+
+
+@contextmanager
+def _run_folder(config: FitConfig):
+    """(config, kept): the run writes into `out` when one is given (kept), else into a temporary
+    folder removed afterwards, with no explanations to render (nobody will read its report)."""
+    if config.out:
+        yield config, True
+        return
+    folder = tempfile.mkdtemp(prefix="headstart-estimator-")
+    try:
+        yield replace(config, out=str(Path(folder) / "run"), explain_examples=0), False
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _logits(model, X):

@@ -31,6 +31,7 @@ from .run import SUMMARY, Run, RunData, register_data_reloader
 from .summary import FitSummary
 from .post_fit import explain_report_examples, record_deploy_figures, render_fit_report
 from .strategies import FitContext, Strategy, get_strategy
+from .strategies.refit import delivered_line
 from .tracking import check_tracking, track_run
 from .train.evaluate import score
 from .zoo import BackboneSpec, resolve_backbone
@@ -351,6 +352,7 @@ def finish(plan: Plan, model, data, parts, recorder: Recorder, outcome: dict, ru
     )
     summary.add(extra)  # the modality's, the options' and the caller's sections
     summary.add({k: v for k, v in outcome.items() if k != "best_val_accuracy"})  # the strategy's figures
+    summary.add({"delivered": delivered_line(outcome, plan.config, plan.strategy.name, len(train_part))})
     if is_main_process():
         save_model(run_dir, model, data.classes, plan.strategy.name)
         summary.add(explain_report_examples(plan.config, model, test_part, test_logits, data.classes, run_dir))

@@ -127,6 +127,7 @@ class FitSummary(_Record):
     balanced_accuracy: float | None = _always()
     test_loss: float | None = _always()
     best_val_accuracy: float | None = _always()
+    delivered: str | None = None          # which model the run delivers: refit on train+val or not (--refit)
     per_class: dict[str, dict] = _always(factory=dict)   # class -> precision, recall, f1, support
     confusion_matrix: list[list[int]] = _always(factory=list)
     misclassified: list[dict] = _always(factory=list)

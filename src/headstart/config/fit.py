@@ -4,7 +4,7 @@ resolved FitConfig is saved with every run as config.yaml.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 
 from ..errors import HeadstartError
 from .settings import (NEW_RUN_HELP, TRACK_URI_HELP, budget_setting, data_setting, image_size_setting, max_eval_setting, nested, out_setting,
@@ -134,6 +134,9 @@ class FitConfig:
                                           "select, simulate-al): PyTorch eager, torch.compile, or ONNX Runtime "
                                           "fp32/int8; auto: the fastest measured to keep the probe's accuracy",
                                   choices="engines.extract:ENGINES", extra_choices=("auto",))
+    refit: str = setting("auto", "once validation has chosen the settings, refit the delivered model on train + "
+                                 "validation (test stays held out); auto: where it is cheap (probe's head, "
+                                 "tfidf), not where a backbone would train twice", choices=("auto", "yes", "no"))
     scratch_model: str | None = setting(None, "architecture for --strategy scratch ('same' = the backbone's)",
                                         per_arm=True)
     # keep learning (adapt/): domain adaptation and continual learning
@@ -222,6 +225,10 @@ class CompareConfig:
     def __post_init__(self) -> None:
         if self.fit is None:
             self.fit = FitConfig(data=self.data)
+        if self.fit.refit == "auto":
+            # arms are compared on the same labels (label curves count them): no refit on
+            # validation unless asked (--refit yes)
+            self.fit = replace(self.fit, refit="no")
 
     @property
     def backbone(self) -> str | None:

@@ -15,10 +15,11 @@ import torch
 
 from ..engines.extract import make_engine
 from ..embed import agree_any, compute_features, embed, feature_cache_path, load_cached_features, save_cached_features
-from ..heads import PROBE_C_GRID, HeadProblem, budget_rule, head_logits, score, sweep_head
+from ..heads import PROBE_C_GRID, HeadProblem, HeadSweep, budget_rule, head_logits, score, sweep_head
 from ..imbalance.balance import balance_full_batch
 from ..imbalance.synthesize import item_namer, synthesize_features
 from ..log import progress_bar
+from .refit import refit_figures
 
 # Fractions of the training set after which a provisional head is fitted and scored.
 ANYTIME_FRACTIONS = (0.125, 0.25, 0.5)
@@ -26,8 +27,10 @@ ANYTIME_C = 0.1
 ANYTIME_FIT_RESERVE = 2.0  # seconds kept for the final head fits when a budget is set
 
 
-def fit_logistic_head(classifier, ctx, c_grid=PROBE_C_GRID) -> dict:
+def fit_logistic_head(classifier, ctx, c_grid=PROBE_C_GRID, *, refit: bool = False) -> dict:
     """Extract (cached) features, pick C on validation, write the head into classifier.head.
+    refit: the head written is then solved once more at the chosen C on the training and
+    validation features together (strategies/refit.py); the figures returned stay the sweep's.
 
     The clock counts train-feature extraction and every head fit; validation features are
     evaluation and run with the clock paused.
@@ -43,28 +46,48 @@ def fit_logistic_head(classifier, ctx, c_grid=PROBE_C_GRID) -> dict:
     val_x = embed(classifier, ctx.val, cache=ctx.use_feature_cache, description="features (val)", engine=engine)
     rec.resume()
     train_x, train_cached, order = _train_features_anytime(classifier, ctx, val_x, engine)
-    train_y = ctx.train.labels[order]
+    real_y = ctx.train.labels[order]
     # --synthesize, then --balance: on the training features only (timed: part of training)
-    train_x, train_y, extra, head_weights = _rebalance(train_x, train_y, order, ctx)
+    synth_x, synth_y, synthetic = synthesize_features(train_x, real_y, ctx.config.synthesize, ctx.train.classes,
+                                                      ctx.config.seed, item_namer(ctx.train, order))
+    fit_x, fit_y, head_weights, balance = _balance(synth_x, synth_y, real_y, ctx)
+    extra = {**({"synthetic": synthetic} if synthetic else {}), **balance}
 
-    head = sweep_head(train_x, train_y, val_x, ctx.val.labels, c_grid, rec, num_classes=ctx.train.num_classes,
+    sweep_started = rec.wall_seconds
+    head = sweep_head(fit_x, fit_y, val_x, ctx.val.labels, c_grid, rec, num_classes=ctx.train.num_classes,
                       phase="probe", sample_weight=head_weights,
-                      out_of_time=budget_rule(rec, ctx.config.budget_seconds), n_train=len(train_x))
-    head.write_into(classifier.head.fc)
+                      out_of_time=budget_rule(rec, ctx.config.budget_seconds), n_train=len(fit_x))
+    solve_seconds = (rec.wall_seconds - sweep_started) / max(len(head.scores), 1)
+    # a budget that cut the feature pass short has no time for another solve either
+    refitted = refit and len(order) == len(ctx.train) and not _out_of_time(ctx, rec, solve_seconds)
+    if refitted:  # validation chose C; now its rows teach too (the synthetic rows stay the training part's)
+        rec.resume()
+        all_x, all_y, all_weights, _ = _balance(np.concatenate([synth_x, val_x]),
+                                                np.concatenate([synth_y, ctx.val.labels]),
+                                                np.concatenate([real_y, ctx.val.labels]), ctx)
+        weight, bias = HeadProblem(all_x, all_y, ctx.train.num_classes, all_weights).solve(head.c)
+        rec.pause()
+        HeadSweep(head.c, head.val_accuracy, weight, bias, head.scores).write_into(classifier.head.fc)
+    else:
+        head.write_into(classifier.head.fc)
     return {"probe_C": head.c, "probe_val_accuracy": head.val_accuracy, "features_cached": train_cached,
             "extract_engine": engine.name, "engine_prepare_seconds": round(engine.prepare_seconds, 3),
             "probe_train_used": int(len(order)), "stop_reason": "budget" if len(order) < len(ctx.train) else "completed",
-            **extra}
+            **(refit_figures(len(order), len(ctx.val), head.val_accuracy) if refitted else {}), **extra}
 
 
-def _rebalance(x: np.ndarray, y: np.ndarray, order: np.ndarray, ctx):
-    """SMOTE rows appended (--synthesize), then --balance. Returns (x, y, summary figures,
-    sample weights or None)."""
-    config, classes = ctx.config, ctx.train.classes
-    x, y, synthetic = synthesize_features(x, y, config.synthesize, classes, config.seed,
-                                          item_namer(ctx.train, order))
-    x, y, weights, balance = balance_full_batch(config.balance, ctx.train.labels[order], x, y, classes, config.seed)
-    return x, y, {**({"synthetic": synthetic} if synthetic else {}), **balance}, weights
+def _balance(x: np.ndarray, y: np.ndarray, real_y: np.ndarray, ctx):
+    """--balance on the rows the head fits (decided on the real labels, real_y). Returns (x, y,
+    sample weights or None, summary figures); timed by the caller."""
+    config = ctx.config
+    return balance_full_batch(config.balance, real_y, x, y, ctx.train.classes, config.seed)
+
+
+def _out_of_time(ctx, rec, solve_seconds: float) -> bool:
+    """Under --budget, a refit that could end past it is skipped: it is a cold solve on more rows,
+    counted as twice a sweep's warm-started one."""
+    rule = budget_rule(rec, ctx.config.budget_seconds)
+    return rule is not None and rule(2 * solve_seconds)
 
 
 CHUNK = 64  # images per extraction step: the granularity of the budget check

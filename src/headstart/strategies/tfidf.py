@@ -21,6 +21,7 @@ from ..imbalance.balance import balance_full_batch
 from ..imbalance.synthesize import not_synthesized
 from ..zoo.tfidf import ANALYZERS, CANDIDATES, TfidfPart
 from .base import FitContext, Strategy, register_strategy
+from .refit import refit_figures, wants_refit
 
 # C of a logistic head on TF-IDF rows: unit-length sparse n-gram vectors, not standardised
 # embeddings, want a far weaker penalty than heads.PROBE_C_GRID.
@@ -34,7 +35,7 @@ class Tfidf(Strategy):
     pretrained = False
     architecture = "tfidf"  # always the zoo's TF-IDF model, whatever --backbone says
     description = ("TF-IDF word 1-2-grams, char 2-5-grams or both + logistic regression (scikit-learn), "
-                   "analyzer and C tuned on validation; text only")
+                   "analyzer and C tuned on validation, then refit on train+val (--refit); text only")
 
     def fit(self, model, ctx: FitContext) -> dict:
         choice = ctx.config.tfidf_analyzer
@@ -63,12 +64,18 @@ class Tfidf(Strategy):
             raise HeadstartError(f"TF-IDF found no n-grams in the training texts ({'; '.join(skipped.values())})",
                                  hint="the texts are empty or unusable; use a neural strategy")
         head, name, parts = best
+        refit = wants_refit(ctx.config, cheap=True) and not _budget_used(ctx)
+        if refit:  # validation chose the n-grams and C; now its texts teach too
+            fitted, weight, bias = _refit(ctx, [p.analyzer for p in parts], head.c)
+        else:
+            fitted = [TfidfPart.from_fitted(p.analyzer, p.vectorizer, p.settings) for p in parts]
+            weight, bias = head.weight, head.bias
         # float32, as saved: the reloaded model then predicts exactly what this one does
-        model.set_fitted([TfidfPart.from_fitted(p.analyzer, p.vectorizer, p.settings) for p in parts],
-                         head.weight.astype(np.float32), head.bias.astype(np.float32))
+        model.set_fitted(fitted, weight.astype(np.float32), bias.astype(np.float32))
         return {"best_val_accuracy": head.val_accuracy, "tfidf_C": head.c, "tfidf_analyzer": name,
                 "tfidf_candidates": candidates, **({"tfidf_skipped": skipped} if skipped else {}),
                 "tfidf_vocabulary": len(model.vocabulary), "stop_reason": "completed", "epochs_run": 1.0,
+                **(refit_figures(len(ctx.train), len(ctx.val), head.val_accuracy) if refit else {}),
                 **blocks.extra}
 
 
@@ -101,16 +108,10 @@ class _Blocks:
         return self._done[analyzer]
 
     def _fit(self, analyzer: str) -> _Fitted:
-        from sklearn.feature_extraction.text import TfidfVectorizer
-
         rec, train, val = self.ctx.recorder, self.ctx.train, self.ctx.val
-        # min_df=2 drops n-grams seen once, but a handful of training texts may have none seen
-        # twice: then keep them all rather than fail
-        settings = dict(ANALYZERS[analyzer], min_df=2 if len(train) >= 20 else 1)
-        vectorizer = TfidfVectorizer(**settings)
         rec.resume()
         try:
-            x_train = vectorizer.fit_transform(train.texts)
+            vectorizer, settings, x_train = _vectorize(analyzer, train.texts)
         except ValueError as e:  # "empty vocabulary": only stop words or symbols
             rec.pause()
             what = "words of two or more letters" if analyzer == "word" else "characters"
@@ -119,6 +120,38 @@ class _Blocks:
         rec.pause()
         x_val = vectorizer.transform(val.texts)  # evaluation: clock paused
         return _Fitted(analyzer, vectorizer, settings, x_train[self.rows], x_val)
+
+
+def _vectorize(analyzer: str, texts: list[str]):
+    """(fitted vectorizer, its settings, the texts' rows). min_df=2 drops n-grams seen once, but a
+    handful of texts may have none seen twice: then keep them all rather than fail."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    settings = dict(ANALYZERS[analyzer], min_df=2 if len(texts) >= 20 else 1)
+    vectorizer = TfidfVectorizer(**settings)
+    return vectorizer, settings, vectorizer.fit_transform(texts)
+
+
+def _refit(ctx: FitContext, analyzers: list[str], c: float):
+    """The chosen candidate fitted again on train + validation texts (vocabulary, idf and the
+    logistic head at the chosen C), on the clock. Returns (parts, weight, bias)."""
+    import scipy.sparse as sp
+
+    rec, train, val = ctx.recorder, ctx.train, ctx.val
+    texts, labels = list(train.texts) + list(val.texts), np.concatenate([train.labels, val.labels])
+    rec.resume()
+    fitted, blocks = [], []
+    for analyzer in analyzers:
+        vectorizer, settings, x = _vectorize(analyzer, texts)
+        fitted.append(TfidfPart.from_fitted(analyzer, vectorizer, settings))
+        blocks.append(x)
+    x = blocks[0] if len(blocks) == 1 else sp.hstack(blocks).tocsr()
+    rows = np.arange(len(texts))[:, None]
+    rows, y_fit, weights, _ = balance_full_batch(ctx.config.balance, labels, rows, labels, train.classes,
+                                                 ctx.config.seed)
+    weight, bias = _SparseLogistic(x[rows[:, 0]], y_fit, train.num_classes, weights).solve(c)
+    rec.pause()
+    return fitted, weight, bias
 
 
 def _sweep(ctx: FitContext, name: str, parts: list[_Fitted], fit_rows):
