@@ -170,3 +170,17 @@ def test_views_serve_training_and_resizing(folder):
     np.testing.assert_array_equal(small.images, resize_data(type(train)(images=whole, labels=train.labels,
                                                                         classes=train.classes, name="x"), 4).images)
     assert np.asarray(train.images.reshape(len(train), -1)).shape == (6, 8 * 8 * 3)  # any other array use reads them
+
+
+def test_rows_are_read_from_the_file_at_the_right_place(tmp_path):
+    from headstart.data.cache import open_array
+    from headstart.data.dataset import ImageRows
+
+    pixels = np.random.default_rng(0).integers(0, 256, (9, 3, 4, 3), dtype=np.uint8)
+    np.save(tmp_path / "a.npy", pixels)
+    mapped = open_array(tmp_path / "a.npy")
+    for base, expected in ((mapped, pixels), (mapped[2:], pixels[2:]), (mapped[:5], pixels[:5])):
+        where = np.array([3, 0, -1, 3, 1])
+        np.testing.assert_array_equal(ImageRows(base, where)[:], expected[where])
+    with pytest.raises(IndexError):
+        ImageRows(mapped, np.array([0, 9]))[:]

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import mmap
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -208,10 +210,10 @@ class ImageRows:
         where = self.index[rows]
         if np.ndim(where) == 0:
             return self.base[int(where)][rest]
-        return np.asarray(self.base[where])[(slice(None), *rest)]
+        return _read_rows(self.base, where)[(slice(None), *rest)]
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
-        rows = np.asarray(self.base[self.index])
+        rows = _read_rows(self.base, self.index)
         return rows if dtype is None else rows.astype(dtype)
 
     def __getattr__(self, name: str):
@@ -221,6 +223,39 @@ class ImageRows:
 
     def __repr__(self) -> str:
         return f"ImageRows({len(self)} of {len(self.base)} rows, {self.shape[1:]} {self.dtype})"
+
+
+def _read_rows(base: np.ndarray, where: np.ndarray) -> np.ndarray:
+    """base[where] read from the file with pread: pages touched through the memory map stay
+    mapped, and on file systems with large page-cache folios each touch maps up to 2 MB
+    (measured: 400 MB of RSS to read 500 rows of 150 kB); reads never count as the process's."""
+    where = np.asarray(where, dtype=np.int64)
+    try:
+        start = _file_position(base)
+    except (AttributeError, TypeError, ValueError, BufferError):
+        start = None
+    inside = len(where) == 0 or (where.min() >= -len(base) and where.max() < len(base))
+    if start is None or not inside or not hasattr(os, "preadv"):
+        return np.asarray(base[where])  # through the map (and out-of-range rows raise as numpy's do)
+    out = np.empty((len(where), *base.shape[1:]), dtype=base.dtype)
+    row = base[:1].nbytes
+    fd = os.open(base.filename, os.O_RDONLY)
+    try:
+        for k, i in enumerate(where % len(base)):
+            if os.preadv(fd, [memoryview(out[k]).cast("B")], start + int(i) * row) != row:
+                return np.asarray(base[where])  # the file changed under the map: read what the map sees
+    finally:
+        os.close(fd)
+    return out
+
+
+def _file_position(base: np.ndarray) -> int | None:
+    """Where row 0 of a C-contiguous memory map starts in its file (None: not such a map)."""
+    if not isinstance(base, np.memmap) or base._mmap is None or not base.flags.c_contiguous or base.filename is None:
+        return None
+    mapped = np.frombuffer(base._mmap, dtype=np.uint8)
+    map_start = base.offset - base.offset % mmap.ALLOCATIONGRANULARITY
+    return map_start + base.__array_interface__["data"][0] - mapped.__array_interface__["data"][0]
 
 
 def _rows_of(images, index) -> "np.ndarray | ImageRows":
