@@ -16,7 +16,11 @@ from .linear import fit_logistic_head
 
 
 def run_training_loop(strategy: Strategy, classifier, groups: list[dict], ctx: FitContext,
-                      schedule: str | None = None, initial_val: float | None = None, objective=None) -> dict:
+                      schedule: str | None = None, initial_val: float | None = None, objective=None,
+                      initial_loss: float | None = None) -> dict:
+    """Train every trainable layer of `classifier` from where it is. initial_val / initial_loss:
+    the starting weights' validation accuracy and loss (a fitted head's); training must beat the
+    accuracy, at no higher a loss, to replace them (train/loop.py _better)."""
     c, modality = ctx.config, ctx.modality
     augment = strategy.augment(c, modality)
     dataset = modality.training_dataset(ctx.train, augment, classifier.backbone.preprocessing.input_size)
@@ -39,6 +43,11 @@ def run_training_loop(strategy: Strategy, classifier, groups: list[dict], ctx: F
         # the baseline at its best. An explicit --patience keeps the classic rule.
         plateau=PLATEAU_RULE if not strategy.pretrained and c.patience is None else None,
         objective=objective,  # adapt/: an extra loss term (distillation, a domain classifier)
+        # pretrained batch-norm statistics stay as they are: small batches of a new domain
+        # dragged them far enough to collapse a fine-tune (train/loop.py, TrainPlan); random
+        # weights (--no-pretrained) have no statistics worth keeping
+        frozen_norm_statistics=strategy.pretrained and (c.pretrained or c.weights is not None),
+        max_val_loss=initial_loss,
         **imbalance,
     )
     result = train_model(classifier, groups, dataset, ctx.val, plan, ctx.recorder,
@@ -81,7 +90,9 @@ class HeadThenAllLayers(Strategy):
     """Fit a logistic head on cached features, then train every layer from it.
 
     Subclasses choose the head's C grid, the spread of layer-wise rates (stem = lr / spread)
-    and the schedule. Training starts from the head's validation accuracy and must beat it.
+    and the schedule. Training starts from the head's validation accuracy and loss and must beat
+    the accuracy at no higher a loss, or the run keeps the head (and says so). Batch-norm layers
+    keep their pretrained statistics throughout (TrainPlan.frozen_norm_statistics).
     """
 
     head_c_grid: tuple[float, ...] = FINETUNE_START_C_GRID
@@ -117,10 +128,33 @@ class HeadThenAllLayers(Strategy):
         backbone_groups = classifier.backbone.param_groups()
         groups = layerwise_groups(backbone_groups, classifier.head, self.lr(ctx.config, ctx.modality),
                                   self.spread(len(backbone_groups), ctx.modality, ctx.config))
+        start_accuracy, start_loss = head.get("probe_val_accuracy"), _head_val_loss(ctx)
         trained = run_training_loop(self, classifier, groups, ctx, schedule=self.schedule,
-                                    initial_val=head.get("probe_val_accuracy"))
+                                    initial_val=start_accuracy, initial_loss=start_loss)
+        kept = _say_what_is_kept(self.name, trained, start_accuracy, start_loss)
         synthetic = _both_stages(head.get("synthetic"), trained.get("synthetic"), ctx)
-        return {**head, **trained, **self.finish_backbone(classifier), **synthetic}
+        return {**head, **trained, **kept, **self.finish_backbone(classifier), **synthetic}
+
+
+def _head_val_loss(ctx: FitContext) -> float | None:
+    """The fitted head's validation loss, read from its sweep's rows (the best accuracy, the
+    first to reach it, as the sweep keeps it); on --resume the rows come back from the run."""
+    rows = [r for r in ctx.recorder.rows if r.get("split") == "val" and r.get("phase") == "probe"]
+    if not rows:
+        return None
+    best = max(r["accuracy"] for r in rows)
+    return next(float(r["loss"]) for r in rows if r["accuracy"] >= best - 1e-9)
+
+
+def _say_what_is_kept(name: str, trained: dict, start_accuracy: float | None, start_loss: float | None) -> dict:
+    """The run says which weights it delivers: the fine-tuned ones, or (fine-tuning never beat
+    it on validation) the head it started from, kept as epoch 0."""
+    if trained.get("best_epoch", 0) > 0 or start_accuracy is None:
+        return {"kept_weights": "fine-tuned"}
+    loss = f", loss {start_loss:.3f}" if start_loss is not None else ""
+    say(f"{name}: fine-tuning never beat its starting head on validation (accuracy {start_accuracy:.4f}{loss}); "
+        "the run keeps that head on the pretrained backbone (epoch 0)")
+    return {"kept_weights": "head (epoch 0): fine-tuning did not beat it on validation"}
 
 
 def freeze_stem_groups(backbone, depth: int | None) -> None:
