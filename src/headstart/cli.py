@@ -13,6 +13,7 @@ from .cli_print import print_comparison, print_fit_summary
 from .config import (AuditConfig, CompareConfig, DatasetsConfig, DemoConfig, ExplainConfig, ExportConfig, FitConfig,
                      PredictConfig, PretrainConfig, PruneConfig, RankConfig, ReportConfig, SelectConfig, ServeConfig,
                      SimulateALConfig, TrackConfig, TuneConfig, ZooAddConfig, ZooListConfig, ZooRemoveConfig)
+from .config.budget import forget_command_start, mark_command_start
 from .errors import HeadstartError
 from .log import set_quiet
 
@@ -235,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
     if invocation.quiet:
         set_quiet()
     try:
+        if invocation.command.name == "fit":  # its --budget counts from the process's start (config/budget.py)
+            mark_command_start(from_process_start=argv is None)
         with interrupts.handling():  # Ctrl-C and SIGTERM: a checkpoint at the loop's next safe point
             return invocation.command.run(invocation.config())
     except HeadstartError as e:
@@ -245,6 +248,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"headstart: interrupted ({signal.Signals(signum).name}); `--resume` with the same --out continues "
               f"a fit or a pretrain from its last checkpoint", file=sys.stderr)
         return 128 + signum
+    finally:
+        forget_command_start()
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import torch
 
 from . import run_lock
 from .config import FitConfig
+from .config.budget import Deadline, claim_start
 from .embed import embed  # noqa: F401  (the embed stage, with the others)
 from .errors import HeadstartError
 from .log import is_main_process, say
@@ -29,7 +30,7 @@ from .model_io import save_model
 from .records import METRICS, Recorder, new_run_dir, read_metrics, write_json, write_yaml
 from .run import SUMMARY, Run, RunData, register_data_reloader
 from .summary import FitSummary
-from .post_fit import explain_report_examples, record_deploy_figures, render_fit_report
+from .post_fit import budget_for_training, explain_report_examples, plan_closing, record_deploy_figures, render_fit_report
 from .strategies import FitContext, Strategy, get_strategy
 from .strategies.refit import delivered_line
 from .tracking import check_tracking, track_run
@@ -168,6 +169,11 @@ class FitStart:
     started: float             # perf_counter at the start: the run's wall_seconds count from here
     decode_started: float      # ... and its decode_seconds from here
 
+    @property
+    def deadline(self) -> Deadline:
+        """--budget's clock: from the command's start (the process's, for `headstart fit`)."""
+        return Deadline(self.config.budget_seconds, self.started)
+
 
 @dataclass
 class KeptTraining:
@@ -182,7 +188,7 @@ class KeptTraining:
 def begin_fit(config: FitConfig, *, data=None, splits=None,
               decode_size: Callable[[FitConfig, Modality], int | None] = plan_decode_size) -> FitStart:
     """Start the run, load the data (unless given), split it and add --add-labels' examples."""
-    started = time.perf_counter()
+    started = claim_start()  # `headstart fit`: the process's start, so start-up counts against --budget
     config, run_dir = start_run(config)
     check_tracking(config)  # --track: a missing library or an unreachable server fails before training
     decode_started = time.perf_counter()
@@ -231,6 +237,7 @@ def complete_fit(start: FitStart, config: FitConfig | None = None, *, kept: Kept
     write_run_start(run_dir, config, splits)
     if kept is None:
         recorder = start_recorder(run_dir, plan.strategy, config.resume)
+        plan = replace(plan, config=budget_for_training(plan.config, start.deadline, recorder.wall_seconds))
         outcome = train(plan, model, parts, recorder, checkpoint_dir=run_dir / "checkpoint",
                         use_feature_cache=use_feature_cache)
     else:  # the kept training is this fit's: its clock and rows are the run's
@@ -240,7 +247,8 @@ def complete_fit(start: FitStart, config: FitConfig | None = None, *, kept: Kept
         outcome = kept.outcome
     extra = {"modality": plan.modality.name, "words": dict(plan.modality.words), "data_notes": notes, **figures,
              **({"added_labels": start.added} if start.added else {}), **(extra or {})}
-    result = finish(plan, model, data, parts, recorder, outcome, run_dir, start.started, decode_seconds, extra)
+    result = finish(plan, model, data, parts, recorder, outcome, run_dir, start.started, decode_seconds, extra,
+                    deadline=start.deadline)
     track_run(config, run_dir)  # --track: log the written run directory (the main process only)
     return result
 
@@ -316,8 +324,9 @@ def start_run(config: FitConfig) -> tuple[FitConfig, Path]:
 
 
 def finish(plan: Plan, model, data, parts, recorder: Recorder, outcome: dict, run_dir: Path, started: float,
-           decode_seconds: float, extra: dict) -> FitResult:
-    """Score on test, write summary, model and report."""
+           decode_seconds: float, extra: dict, *, deadline: Deadline | None = None) -> FitResult:
+    """Score on test, write summary, model and report (under `deadline`, the closing parts that
+    fit in what is left of --budget)."""
     train_part, val_part, test_part = parts
     test_logits = model.logits(test_part, description="test")
     test_accuracy, test_loss = score(test_logits, test_part.labels)
@@ -355,11 +364,14 @@ def finish(plan: Plan, model, data, parts, recorder: Recorder, outcome: dict, ru
     summary.add({"delivered": delivered_line(outcome, plan.config, plan.strategy.name, len(train_part))})
     if is_main_process():
         save_model(run_dir, model, data.classes, plan.strategy.name)
-        summary.add(explain_report_examples(plan.config, model, test_part, test_logits, data.classes, run_dir))
-        summary.add(record_deploy_figures(model, test_part, test_accuracy, run_dir))
+        closing = plan_closing(plan.config, None if deadline is None else deadline.left())
+        summary.add(explain_report_examples(plan.config, model, test_part, test_logits, data.classes, run_dir,
+                                            closing))
+        summary.add(record_deploy_figures(model, test_part, test_accuracy, run_dir, closing))
+        summary.add({**closing.figures(), "wall_seconds": round(time.perf_counter() - started, 3)})  # with them
         write_json(run_dir / SUMMARY, summary.to_dict())
         record(run_dir, SUMMARY, METRICS)  # the run's closing commit point (manifest.py)
-        render_fit_report(run_dir)
+        render_fit_report(run_dir, closing)
     return FitResult(run_dir=run_dir, classifier=model, classes=data.classes, summary=summary)
 
 

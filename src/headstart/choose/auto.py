@@ -4,12 +4,15 @@ The evidence, gathered in a few percent of the budget before anything is kept:
 1. this machine's measured rates for the pretrained backbone and for the scratch model
    (train/throughput.py: inference, and a training step when fine-tuning could fit at all; a
    few seconds, cached per machine);
-2. a pilot of the probe: the real probe under 60 % of the budget (and its validation pass) (complete, its features are
-   cached, so a chosen probe or lp-ft reuses them and the pilot is not wasted; cut short, its
-   anytime heads after 1/8, 1/4, 1/2 of the data say what the rest would add);
+2. a pilot of the probe: the real probe under 60 % of the time left once the rates are measured
+   (and its validation pass) (complete, its features are cached, so a chosen probe or lp-ft
+   reuses them and the pilot is not wasted; cut short, its anytime heads after 1/8, 1/4, 1/2
+   of the data say what the rest would add). The pilots' observed pace is checked against the
+   cached rates: one off by more than 2x is measured again at its next use;
 3. a pilot of the no-transfer baseline: the scratch model trained for a few percent of the
    budget (its early validation curve), or for text the one-shot TF-IDF model (exact).
 
+The budget given is what the fit's deadline has left, less its closing parts (auto_fit.py).
 The choice: project each side to the end of the budget and take the better. Each side is its
 pilot's best accuracy plus what further doublings would add if each adds half as much as the one
 before (concave learning curves in log-scale, the shape both have): for scratch, doublings of its
@@ -24,7 +27,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import numpy as np
@@ -84,9 +87,15 @@ def choose_strategy(train, val, test_size: int, budget: float | None, stages: St
     closing = CLOSING_RESERVE + test_size / transfer_rates.forward
     planned_work = max(planned - closing, MIN_PILOT_SECONDS)
 
-    probe = _probe_pilot(train, val, planned_work, stages, len(val) / transfer_rates.forward)
-    baseline = _baseline_pilot(train, val, planned_work, work, baseline_rates, stages)
+    # each pilot's share is of the time left when it starts, not of the budget at the choice's
+    # start: measuring the rates (an engine's first export) may have taken many seconds of it
+    probe = _probe_pilot(train, val, planned_work - (time.perf_counter() - started), stages,
+                         len(val) / transfer_rates.forward)
+    baseline = _baseline_pilot(train, val, planned_work, work, baseline_rates, stages,
+                               left=planned_work - (time.perf_counter() - started))
     evidence["pilots"] = {"probe": _brief(probe), stages.no_transfer: _brief(baseline)}
+    transfer_rates = _checked_against_pilots(transfer_rates, baseline_rates, probe, baseline, len(train), len(val),
+                                             evidence)
 
     spent = time.perf_counter() - started
     left = planned_work - spent
@@ -133,9 +142,34 @@ def choose_strategy(train, val, test_size: int, budget: float | None, stages: St
 
 
 HEAD_RESERVE = 3.0  # seconds for the head sweep and the test pass after fine-tuning
-# seconds kept for what a fit does after training (model file, deploy figures, report), beside
-# its test pass: the budget is a promise about the whole fit
-CLOSING_RESERVE = 5.0
+# seconds kept beside the test pass for building the chosen model and its first files: the
+# caller's budget is already net of the closing parts (post_fit.closing_reserve), and the
+# training that follows is given the fit's deadline itself (pipeline.complete_fit)
+CLOSING_RESERVE = 2.0
+
+
+def _checked_against_pilots(transfer_rates: Rates, baseline_rates: Rates | None, probe: dict, baseline: dict,
+                            n_train: int, n_val: int, evidence: dict) -> Rates:
+    """The pilots ran the real work: where a cached rate is off by more than 2x from what they
+    observed, the cache is marked stale (train/throughput.reconcile) and the rest of this choice
+    uses the observed rate."""
+    from ..strategies.estimate import HEAD_FIT_SECONDS
+    from ..train.throughput import reconcile
+
+    observed = {}
+    # the probe's pilot: its feature passes (train and validation) and a head sweep; on a few
+    # seconds the sweep would dominate, so only a longer pilot that extracted is read
+    if probe.get("wall_seconds", 0.0) > 3 * HEAD_FIT_SECONDS and not probe.get("features_cached"):
+        seconds = probe["wall_seconds"] - HEAD_FIT_SECONDS
+        observed["transfer"] = (probe.get("n_train", 0) + n_val) / seconds
+        if reconcile(transfer_rates, forward=observed["transfer"]):
+            transfer_rates = replace(transfer_rates, forward=observed["transfer"], cached=False)
+    rows = [r for r in baseline.get("rows", []) if r.get("split") == "val" and r.get("train_seconds")]
+    if baseline_rates is not None and rows:  # the scratch pilot's own training clock
+        observed["baseline_training"] = rows[-1].get("epoch", 0.0) * n_train / rows[-1]["train_seconds"]
+        reconcile(baseline_rates, train=observed["baseline_training"])
+    evidence["observed_rates"] = {k: round(v, 1) for k, v in observed.items()}
+    return transfer_rates
 
 
 def _check_affordable(budget: float, probe_cost: float, work: Workload, baseline_rates: Rates | None,
@@ -180,10 +214,11 @@ def _project_probe(pilot: dict, n_total: int, seconds_left: float) -> float:
     return float(min(best + added, best + MAX_ERROR_REMOVED * (1 - best)))
 
 
-def _baseline_pilot(train, val, budget, work, rates, stages) -> dict:
+def _baseline_pilot(train, val, budget, work, rates, stages, left: float | None = None) -> dict:
+    """The no-transfer baseline's pilot: PILOT_SHARE of the budget, at most half of what is `left`."""
     if rates is None:  # one-shot (TF-IDF): the pilot is the whole fit
         return {**stages.pilot(stages.no_transfer, None, train, val), "complete": True}
-    seconds = max(MIN_PILOT_SECONDS, PILOT_SHARE * budget)
+    seconds = max(MIN_PILOT_SECONDS, min(PILOT_SHARE * budget, budget if left is None else left / 2))
     epochs = seconds / max(work.train / rates.train, 1e-9)
     # at least ~6 evaluations inside the pilot, so its curve has a shape to read
     evals = int(min(20, max(1, math.ceil(6 / max(epochs, 1e-9)))))

@@ -4,8 +4,9 @@ between them.
     begin_fit (start the run, load, split, add labels) -> choose -> complete_fit (train or keep
     the probe pilot, finish)
 
-The choice runs on the fit's own split, and the seconds it takes come off --budget: the promise
-covers the whole fit. Choosing is this package's; the pipeline never calls back into it.
+The choice runs on the fit's own split, inside the fit's one deadline (config/budget.py): each
+choice gets the time left at its start, less what the fit's closing parts are expected to cost,
+so the promise covers the whole command. Choosing is this package's; the pipeline never calls back into it.
 """
 from __future__ import annotations
 
@@ -15,8 +16,10 @@ from dataclasses import replace
 import numpy as np
 
 from ..config import FitConfig
+from ..config.budget import Deadline
 from ..modalities import Modality, modality_of
 from ..pipeline import FitResult, KeptTraining, begin_fit, build, complete_fit, plan_decode_size, resolve_plan, train
+from ..post_fit import closing_reserve
 from ..records import Recorder
 from ..zoo import resolve_backbone
 from .auto import Stages, choose_backbone, choose_strategy
@@ -34,7 +37,7 @@ def fit_auto(config: FitConfig, *, data=None, use_feature_cache: bool = True, sp
     start = begin_fit(config, data=data, splits=splits, decode_size=decode_size)
     choosing_started = time.perf_counter()
     config, chosen, kept = choose_automatically(start.config, modality_of(start.data), start.splits,
-                                                use_feature_cache)
+                                                use_feature_cache, deadline=start.deadline)
     return complete_fit(start, config, kept=kept, use_feature_cache=use_feature_cache,
                         extra={"auto": chosen} if chosen else None,
                         choosing_seconds=time.perf_counter() - choosing_started)
@@ -52,19 +55,21 @@ def decode_size(config: FitConfig, modality: Modality) -> int | None:
     return plan_decode_size(config, modality)
 
 
-def choose_automatically(config: FitConfig, modality: Modality, splits, use_feature_cache: bool = True):
+def choose_automatically(config: FitConfig, modality: Modality, splits, use_feature_cache: bool = True, *,
+                         deadline: Deadline | None = None):
     """(config with the backbone and strategy filled in, what was chosen and why, the probe pilot
-    when auto kept it as the run's training). The choosing time comes off --budget."""
+    when auto kept it as the run's training). Each choice gets what is left of `deadline` (by
+    default one that starts now), less the fit's closing parts."""
     chosen: dict = {}
     kept = None
+    deadline = deadline or Deadline(config.budget_seconds, time.perf_counter())
     if config.backbone == "auto":
-        started = time.perf_counter()
-        chosen["backbone"] = choose_backbone(splits.train, modality.name, config)
+        chosen["backbone"] = choose_backbone(splits.train, modality.name,
+                                             replace(config, budget_seconds=_left(deadline, config)))
         config = replace(config, backbone=chosen["backbone"]["backbone"],
-                         image_size=chosen["backbone"]["image_size"] or config.image_size,
-                         budget_seconds=_less(config.budget_seconds, time.perf_counter() - started))
+                         image_size=chosen["backbone"]["image_size"] or config.image_size)
     if config.strategy == "auto":
-        choice = choose_strategy(splits.train, splits.val, len(splits.test), config.budget_seconds,
+        choice = choose_strategy(splits.train, splits.val, len(splits.test), _left(deadline, config),
                                  pipeline_stages(config, modality, splits, use_feature_cache), seed=config.seed)
         chosen["strategy"] = choice.to_dict()
         config = replace(config, strategy=choice.strategy, budget_seconds=choice.budget_left,
@@ -73,8 +78,9 @@ def choose_automatically(config: FitConfig, modality: Modality, splits, use_feat
     return config, chosen, kept
 
 
-def _less(budget: float | None, spent: float) -> float | None:
-    return None if budget is None else max(budget - spent, 1.0)
+def _left(deadline: Deadline, config: FitConfig) -> float | None:
+    """The seconds a choice may plan for: the deadline's, less the fit's closing parts."""
+    return deadline.left_after(closing_reserve(config))
 
 
 def _baseline_settings(config: FitConfig, modality: Modality, strategy: str) -> dict:
@@ -119,6 +125,7 @@ def pipeline_stages(config: FitConfig, modality: Modality, splits, use_feature_c
         return {"best_val_accuracy": outcome["best_val_accuracy"], "rows": recorder.rows,
                 "kept": KeptTraining(model, recorder, outcome),
                 "n_used": outcome.get("probe_train_used", len(train_data)),
+                "features_cached": bool(outcome.get("features_cached")),
                 "train_seconds": recorder.train_seconds, "wall_seconds": recorder.wall_seconds}
 
     return Stages(rates=rates, pilot=pilot, no_transfer=modality.auto_baseline)

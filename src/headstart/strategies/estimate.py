@@ -3,7 +3,8 @@
 Used two ways: `--strategy auto` asks what fits the budget; a `fit` or `compare` without a
 budget says up front how long it expects to run. The estimate counts the work the strategy
 does per example -- one inference pass for the probe's features, a training step per example
-per epoch, validation passes -- and nothing else, so it is a floor on a busy machine.
+per epoch, validation passes -- and nothing else, so it is a floor on a busy machine. A rate
+measured while the machine was busy says so in the estimate (train/throughput.py).
 """
 from __future__ import annotations
 
@@ -86,5 +87,7 @@ def expected_fit_seconds(strategy, config, modality, model, parts, *, features_c
     unit = modality.words.get("noun", "examples")
     how = (f"{len(train)} training {unit} at {rates.forward:.0f}/s inference" +
            (f", {rates.train:.0f}/s training, {epochs} epoch(s)" if trains else "") +
-           (", features cached" if features_cached else ""))
+           (", features cached" if features_cached else "") +
+           (f"; the rate was measured while this machine was busy ({rates.busy}), so this may be long"
+            if rates.busy else ""))
     return seconds, how
