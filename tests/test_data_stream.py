@@ -35,8 +35,8 @@ def folder(tmp_path) -> Path:
 def decodes(monkeypatch) -> list:
     """Every file the loader decodes, in order."""
     seen: list = []
-    real = sources._decode_one
-    monkeypatch.setattr(sources, "_decode_one", lambda path, size: seen.append(path) or real(path, size))
+    real = sources.decode_one
+    monkeypatch.setattr(sources, "decode_one", lambda path, size: seen.append(path) or real(path, size))
     return seen
 
 

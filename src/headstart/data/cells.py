@@ -1,11 +1,9 @@
 """Images that arrive as encoded bytes (a Parquet or Arrow cell, a tar shard's member) and the labels
 beside them, made into ImageData; shared by data/table_sources.py and data/shards.py.
 
-A cell is decoded exactly as an image file is (data/sources.py: JPEG draft, EXIF rotation, RGB,
-shorter side to `size`, centre crop), so a model fitted on a folder reads the same pixels from a
-table of the same files. The Pillow steps are repeated here rather than shared because
-sources.py decodes from a path and is being reworked (streaming to a disk cache): the two belong
-in one function once that lands.
+A cell is decoded by the same function as an image file (sources.decode_one: JPEG draft, EXIF
+rotation, RGB, shorter side to `size`, centre crop), so a model fitted on a folder reads the same
+pixels from a table of the same files.
 """
 from __future__ import annotations
 
@@ -17,10 +15,9 @@ from itertools import islice
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
 
 from headstart.data.dataset import ImageData
-from headstart.data.sources import natural_key
+from headstart.data.sources import decode_one, natural_key
 from headstart.errors import HeadstartError
 from headstart.log import progress_bar
 
@@ -35,16 +32,7 @@ def decode_cell(raw: bytes | Path | None, size: int) -> tuple[np.ndarray, int] |
     `raw` is the encoded bytes, a file to read them from, or None (an empty cell)."""
     if raw is None or (isinstance(raw, bytes) and not raw):
         return "empty cell (no image bytes)"
-    try:
-        with Image.open(raw if isinstance(raw, Path) else io.BytesIO(raw)) as img:
-            side = min(img.size)  # from the header, before draft() shrinks a JPEG
-            img.draft("RGB", (size, size))
-            img = ImageOps.exif_transpose(img)
-            img = img.convert("RGB")
-            img = ImageOps.fit(img, (size, size), method=Image.Resampling.BICUBIC)
-            return np.asarray(img, dtype=np.uint8), side
-    except Exception as e:  # any decoder failure makes this one cell unusable, not the data
-        return f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+    return decode_one(raw if isinstance(raw, Path) else io.BytesIO(raw), size)
 
 
 def decode_cells(cells: Iterable[tuple[str, bytes | Path | None, object]], size: int, strict: bool, *,

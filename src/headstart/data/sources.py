@@ -90,7 +90,7 @@ def load_image_csv(csv_path: Path, size: int, strict: bool) -> ImageData:
 
     base = csv_path.parent
     files = [base / p for p, _ in rows]  # an absolute path overrides `base`
-    missing = [str(f) for f, (p, _) in zip(files, rows) if not p or not f.is_file()]
+    missing = [str(f) for f, (p, _) in zip(files, rows) if not p or not _names_a_file(f)]
     if missing:
         raise HeadstartError(
             f"{len(missing)} of {len(rows)} rows in {csv_path} name files that do not exist, "
@@ -248,7 +248,7 @@ def _decode_all(files: list[Path], size: int, strict: bool, append, workers: int
         for start in range(0, len(files), _DECODE_CHUNK):
             part = files[start:start + _DECODE_CHUNK]
             filled = 0
-            for i, (f, result) in enumerate(zip(part, pool.map(lambda f: _decode_one(f, size), part)), start):
+            for i, (f, result) in enumerate(zip(part, pool.map(lambda f: decode_one(f, size), part)), start):
                 if isinstance(result, str):
                     if strict:
                         pool.shutdown(cancel_futures=True)  # fail now, not after decoding the rest
@@ -265,10 +265,21 @@ def _decode_all(files: list[Path], size: int, strict: bool, append, workers: int
     return ok, skipped, sides
 
 
-def _decode_one(path: Path, size: int) -> tuple[np.ndarray, int] | str:
-    """(the image as (size, size, 3) uint8, its native shorter side), or the reason it cannot be read."""
+def _names_a_file(path: Path) -> bool:
+    """Whether a CSV cell names an existing file; a name the OS refuses (too long, a NUL byte)
+    names none, rather than raising."""
     try:
-        with Image.open(path) as img:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
+
+
+def decode_one(source, size: int) -> tuple[np.ndarray, int] | str:
+    """(the image as (size, size, 3) uint8, its native shorter side), or the reason it cannot be read.
+    `source` is a path or a binary file object (data/cells.py: the bytes of a table cell or a shard
+    member), so every image headstart trains on is decoded by these same steps."""
+    try:
+        with Image.open(source) as img:
             side = min(img.size)  # from the header, before draft() shrinks a JPEG
             # Let JPEG decode at a reduced scale when the file is much larger than needed.
             img.draft("RGB", (size, size))
@@ -283,7 +294,7 @@ def _decode_one(path: Path, size: int) -> tuple[np.ndarray, int] | str:
 
 def decode_image(path: str | Path, size: int) -> np.ndarray:
     """One image as (size, size, 3) uint8, decoded exactly as training data is; raises on failure."""
-    result = _decode_one(Path(path), size)
+    result = decode_one(Path(path), size)
     if isinstance(result, str):
         raise HeadstartError(f"cannot decode {path}: {result}")
     return result[0]
