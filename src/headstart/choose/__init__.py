@@ -1,6 +1,8 @@
 """choose/: which pre-trained model (and layer), which strategy, which hyper-parameters.
 
-scores.py  transferability scores on embeddings (LogME, H-score, NCE, LEEP, k-NN, linear probe)
+scores.py  transferability scores on embeddings (LogME, H-score, NCE, LEEP, k-NN, linear probe,
+           SFDA, NCTI, model size) and their registry; the algebra in logme.py, fisher.py,
+           score_inputs.py (the checks every score's input passes)
 rank.py    `headstart rank`: every candidate embeds a labelled sample once, every score runs
 auto.py    `--backbone auto` and `--strategy auto`: the choice and its reason, inside the budget
 auto_fit.py  a fit that chooses: the pipeline's begin_fit, the choice, complete_fit (above the

@@ -15,7 +15,8 @@ from . import html, plots  # noqa: E402
 
 FIGURE = "rank_scores.png"
 # Score columns' short names in the table and the figure (the score's own name otherwise).
-SCORE_LABELS = {"logme": "LogME", "hscore": "H-score", "nce": "NCE", "leep": "LEEP", "knn": "k-NN", "linear": "probe CV"}
+SCORE_LABELS = {"logme": "LogME", "hscore": "H-score", "nce": "NCE", "leep": "LEEP", "knn": "k-NN", "linear": "probe CV",
+                "sfda": "SFDA", "ncti": "NCTI", "size": "model size"}
 
 
 def score_label(name: str) -> str:
