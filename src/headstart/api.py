@@ -69,10 +69,12 @@ def run_fit(config: FitConfig):
         from .adapt.domain import fit_adapted
         return fit_adapted(config)
     from .choose.auto_fit import chooses, fit_auto
+    from .choose.image_size import load_with_chosen_size
+    config, data = load_with_chosen_size(config)  # --image-size auto: measured on the training split first
     if chooses(config):  # --backbone auto / --strategy auto: chosen above the pipeline, on the fit's split
-        return fit_auto(config)
+        return fit_auto(config, data=data)
     from .pipeline import fit as _fit
-    return _fit(config)
+    return _fit(config, data=data)
 
 
 @_declared(PretrainConfig, command="pretrain")

@@ -112,6 +112,10 @@ def run_compare(config: CompareConfig) -> dict:
     decode_seconds = time.perf_counter() - started
     config = resolve_defaults(config, modality_of(data))
     validate(config)
+    if config.fit.image_size == "auto":  # measured once, on seed 0's split: every transfer arm shares the size
+        from .choose.image_size import settle_image_size
+        config = replace(config, fit=settle_image_size(replace(config.fit, data=config.data, seed=0,
+                                                               budget_seconds=config.budget_seconds), data))
     chosen = None
     if config.fit.backbone == "auto":  # ranked once, on seed 0's split: every arm and seed then shares it
         config, chosen = choose_backbone_once(config, data)

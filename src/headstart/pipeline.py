@@ -246,7 +246,9 @@ def complete_fit(start: FitStart, config: FitConfig | None = None, *, kept: Kept
         recorder.rewrite()
         outcome = kept.outcome
     extra = {"modality": plan.modality.name, "words": dict(plan.modality.words), "data_notes": notes, **figures,
-             **({"added_labels": start.added} if start.added else {}), **(extra or {})}
+             **({"added_labels": start.added} if start.added else {}),
+             **({"image_size_choice": data.notes["image_size_choice"]} if "image_size_choice" in data.notes else {}),
+             **(extra or {})}
     result = finish(plan, model, data, parts, recorder, outcome, run_dir, start.started, decode_seconds, extra,
                     deadline=start.deadline)
     track_run(config, run_dir)  # --track: log the written run directory (the main process only)

@@ -72,7 +72,7 @@ class FitConfig:
     # weights
     weights: str | None = setting(None, "load pretrained weights from this file (safetensors or a state_dict)")
     pretrained: bool = setting(True, "start from random weights", flag="--no-pretrained")
-    image_size: int | None = image_size_setting()
+    image_size: int | str | None = image_size_setting(auto=True)
     # data
     seed: int = setting(0, "split and initialisation seed", per_arm=True)
     train_per_class: int | None = setting(None, "take N labelled training examples per class")

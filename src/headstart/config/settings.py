@@ -57,6 +57,8 @@ NEW_RUN_HELP = "run directory (default: a new folder under runs/)"
 INPUTS_HELP = "image files or folders; for a text run, the texts themselves"
 TEXT_FILE_HELP = "text runs: a file with one text per line ('-' reads standard input)"
 IMAGE_SIZE_HELP = "images: input size in pixels (default: the backbone's)"
+IMAGE_SIZE_AUTO_HELP = ("; auto: the smallest of 96/128/160/224 px whose probe accuracy on a sample of the "
+                        "training split is within noise of the best (a few seconds, counted in --budget)")
 MAX_EVAL_HELP = "cap on the validation and test sizes, to keep evaluation cheap"
 TRACK_URI_HELP = ("where --track logs: a TensorBoard log folder (default: RUN/tensorboard), or an MLflow folder, "
                   "tracking URI or server URL (default: RUN/../mlruns, an SQLite store)")
@@ -74,8 +76,11 @@ def out_setting(help: str = NEW_RUN_HELP):
     return setting(None, help)
 
 
-def image_size_setting(help: str = IMAGE_SIZE_HELP):
-    return setting(None, help)
+def image_size_setting(help: str = IMAGE_SIZE_HELP, *, auto: bool = False):
+    """--image-size N; with `auto`, also --image-size auto (chosen by measurement, choose/image_size.py)."""
+    if auto:
+        return setting(None, help + IMAGE_SIZE_AUTO_HELP, parse=parse_image_size_or_auto, metavar="PX|auto")
+    return setting(None, help, parse=parse_image_size, metavar="PX")
 
 
 def max_eval_setting(help: str = MAX_EVAL_HELP):
@@ -106,6 +111,32 @@ def parse_duration(text: str | float | int | None) -> float | None:
     if seconds <= 0:
         raise HeadstartError(f"the budget must be positive, got '{text}'")
     return seconds
+
+
+def parse_image_size(text) -> int | None:
+    """'128' or 128 -> 128: a whole number of pixels."""
+    if text is None:
+        return None
+    if isinstance(text, bool):
+        size = None
+    elif isinstance(text, (int, float)):
+        size = int(text) if float(text).is_integer() else None
+    else:
+        size = int(str(text).strip()) if re.fullmatch(r"\s*[0-9]+\s*", str(text)) else None
+    if size is None or size <= 0:
+        raise HeadstartError(f"cannot read the image size '{text}'", hint="give a whole number of pixels, e.g. 128")
+    return size
+
+
+def parse_image_size_or_auto(text) -> int | str | None:
+    """'auto' stays 'auto' (chosen later by measurement); anything else is a size in pixels."""
+    if isinstance(text, str) and text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return parse_image_size(text)
+    except HeadstartError:
+        raise HeadstartError(f"cannot read the image size '{text}'",
+                             hint="give a whole number of pixels, e.g. 128, or auto") from None
 
 
 def parse_names(text) -> tuple[str, ...] | None:

@@ -35,6 +35,7 @@ class ImageModality(Modality):
     default_scratch_model = "resnet9"
     default_pretrain_backbone = "resnet9"  # from random weights: what self-supervision alone makes of the data
     augments = True
+    chooses_input_size = True  # --image-size auto measures its sizes (choose/image_size.py)
     words = {"input_unit": "px", "example": "image", "noun": "images", "skipped": "unreadable image file(s)"}
     formats = ("a folder with one sub-folder of images per class, a CSV with columns path,label, a Parquet file "
                "or `datasets` folder with an image column, or WebDataset .tar shards")
@@ -82,8 +83,8 @@ class ImageModality(Modality):
             return load_image_shards(path, _decode_size(options), options.strict, labelled=False)
         return load_image_pool(path, _decode_size(options), options.strict)
 
-    def decode_size(self, image_size: int | None, spec) -> int | None:
-        if image_size:
+    def decode_size(self, image_size: int | str | None, spec) -> int | None:
+        if image_size and image_size != "auto":  # auto: decoded at the backbone's size, the largest candidate
             return image_size
         return SMALL_INPUT_CAP if spec.sized_to_input else (spec.input_size or DEFAULT_DECODE_SIZE)
 
