@@ -1,11 +1,14 @@
-"""The fault-injection matrix (issue 22): every file of a finished fit, its ONNX export and a
-zoo entry, deleted, truncated or overwritten with random bytes of the same size, then every
-command that reads it, in-process through headstart.cli.main. Each must end with exit 2 and a
-message naming the file; none may raise. Each case runs twice: with the run's manifest (the
-damage is caught by checksum before any parser) and without it (a run of an earlier version,
-or a manifest deleted by hand: the parsers' own errors must be caught and name the file).
+"""The fault-injection matrix (issue 22): every file of a finished fit, its ONNX export, a zoo
+entry, a comparison and a pre-training run, deleted, truncated or overwritten with random bytes
+of the same size, then every command that reads it, in-process through headstart.cli.main. Each
+must end with exit 2 and a message naming the file; none may raise. Each case runs twice: with
+the run's manifest (the damage is caught by checksum before any parser) and without it (a run of
+an earlier version, or a manifest deleted by hand: the parsers' own errors must be caught and
+name the file). A fit's checkpoint, damaged under an interrupted run, then `fit --resume`: a
+damaged one is refused by name, a missing one starts the run over and says so (train/checkpoint.py
+says why).
 
-The tiny run is made once per module and copied per case. The counts (cases, tracebacks, runs
+The tiny runs are made once per module and copied per case. The counts (cases, tracebacks, runs
 lost) are printed at the end of the module (`pytest -s`) for BENCHMARKS.md.
 """
 from __future__ import annotations
@@ -25,11 +28,13 @@ from conftest import make_blobs, write_image_folder
 
 SIZE = 16
 ENTRY = "fault-matrix-entry"
+PRETRAINED = "fault-matrix-pretrained"  # the pre-training run's zoo entry: the comparison's transfer arm uses it
 DAMAGES = ("delete", "truncate", "random")
 MODEL = ("model.json", "model.safetensors")
 
 # Which files each command reads (the matrix crosses a file only with the commands that read it).
-# A command's argv is built from the case's run copy, its data and its scratch folder.
+# A command's argv is built from the case's copy of the damaged folder (c.run: the fit, the
+# comparison or the pre-training run), its data and its scratch folder.
 COMMANDS = {
     "predict": lambda c: ["predict", c.run, c.image],
     "predict-onnx": lambda c: ["predict", c.run, c.image, "--engine", "onnxruntime"],
@@ -46,7 +51,6 @@ COMMANDS = {
     "serve": "onnxruntime",   # create_app over the run: serve's app creation, not through main
     "serve-torch": "torch",
 }
-FINISHED = ("summary.json",)  # every command on a run requires it finished: the closing record is verified
 RUN_FILES = {
     "config.yaml": ("export", "report", "prune", "fit-from", "zoo-add"),
     "splits.json": ("export", "prune", "fit-from"),
@@ -58,25 +62,22 @@ RUN_FILES = {
     "model.onnx.json": ("serve",),
 }
 ENTRY_FILES = {"spec.json": ("fit-backbone",), "backbone.safetensors": ("fit-backbone",)}
-# Read only with a manifest: without one, these commands check that the file exists (a finished run,
-# its data's name) and parse nothing in it, so only a deletion reaches them.
-MANIFEST_ONLY = {("summary.json", c) for c in ("predict", "explain", "select")} | {("config.yaml", "zoo-add")}
-# Open (strict xfail: fixing one turns it red, to be taken off): serve reads model.onnx.json when
-# it is there and does without it; without a manifest, report draws what a damaged summary.json or
-# metrics.jsonl still holds, export checks only that summary.json exists, zoo add does without
-# config.yaml, and a zoo entry without its spec.json reads as no entry ("unknown backbone").
-KNOWN_OPEN = {("model.onnx.json", "serve", how, v) for how in DAMAGES for v in (True, False)} | {
-    ("summary.json", c, how, False) for c in ("report", "export") for how in DAMAGES[1:]} | {
-    ("metrics.jsonl", "report", how, False) for how in DAMAGES} | {
-    ("config.yaml", "report", "delete", False), ("config.yaml", "zoo-add", "delete", False),
-    ("spec.json", "fit-backbone", "delete", False)}
+# A comparison's report draws on comparison.json and, for each arm, its summary and its curve.
+COMPARE_FILES = {name: ("report",) for name in (
+    "comparison.json", "arms/probe/summary.json", "arms/probe/metrics.jsonl", "arms/scratch/summary.json",
+    "arms/scratch/metrics.jsonl")}
+PRETRAIN_FILES = {"config.yaml": ("report", "zoo-add"), "summary.json": ("report", "zoo-add"),
+                  "metrics.jsonl": ("report",), "model.json": ("zoo-add",), "model.safetensors": ("zoo-add",)}
 # The run's records: a refusal must leave them as they were (derived pages and plots may be redrawn).
 RECORDS = ("config.yaml", "splits.json", "summary.json", "metrics.jsonl", *MODEL, "model.onnx", "model.onnx.json",
-           "spec.json", "backbone.safetensors", MANIFEST)
-CASES = [("run", f, d, c) for f, cs in RUN_FILES.items() for d in DAMAGES for c in cs] + \
-        [("entry", f, d, c) for f, cs in ENTRY_FILES.items() for d in DAMAGES for c in cs] + \
+           "spec.json", "backbone.safetensors", "comparison.json", MANIFEST)
+FILES = {"run": RUN_FILES, "entry": ENTRY_FILES, "compare": COMPARE_FILES, "pretrain": PRETRAIN_FILES}
+CASES = [(a, f, d, c) for a, files in FILES.items() for f, cs in files.items() for d in DAMAGES for c in cs] + \
         [("run", MANIFEST, d, c) for d in DAMAGES[1:] for c in COMMANDS if c != "fit-backbone"] + \
-        [("entry", MANIFEST, d, "fit-backbone") for d in DAMAGES[1:]]
+        [("entry", MANIFEST, d, "fit-backbone") for d in DAMAGES[1:]] + \
+        [("compare", m, d, "report") for m in (MANIFEST, f"arms/probe/{MANIFEST}") for d in DAMAGES[1:]] + \
+        [("pretrain", MANIFEST, d, c) for d in DAMAGES[1:] for c in ("report", "zoo-add")]
+CHECKPOINT = "checkpoint/scratch.pt"  # what `fit --resume` reads of the scratch fit above
 TALLY: Counter = Counter()
 
 
@@ -97,11 +98,28 @@ def made(tmp_path_factory):
     _print_counts()
 
 
+@pytest.fixture(scope="module")
+def made_more(made, tmp_path_factory):
+    """A pre-training run (resnet9, one epoch) registered in the module's zoo, and a comparison
+    of a probe on it against resnet9 from scratch (one epoch each), beside the fit above."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HEADSTART_HOME", str(made / "home"))
+        patch.setenv("HEADSTART_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+        assert main(["-q", "pretrain", str(made / "data"), "--backbone", "resnet9", "--image-size", str(SIZE),
+                     "--batch-size", "16", "--epochs", "1", "--name", PRETRAINED, "--out",
+                     str(made / "pretrain")]) == 0
+        assert main(["-q", "compare", str(made / "data"), "--arms", "probe,scratch", "--backbone", PRETRAINED,
+                     "--scratch-model", "resnet9", "--image-size", str(SIZE), "--epochs", "1", "--out",
+                     str(made / "compare"), "--explain-examples", "0"]) == 0
+    return made
+
+
 class Case:
-    def __init__(self, made: Path, tmp: Path):
+    def __init__(self, made: Path, tmp: Path, artifact: str = "run"):
+        """A copy of the artifact's folder (the fit's when a zoo entry is damaged) and of the zoo."""
         self.run = tmp / "run"
         self.home = tmp / "home"
-        shutil.copytree(made / "run", self.run)
+        shutil.copytree(made / ("run" if artifact == "entry" else artifact), self.run)
         shutil.copytree(made / "home", self.home)
         self.data = made / "data"
         self.image = next(iter(sorted(self.data.rglob("*.png"))))
@@ -135,19 +153,17 @@ def run_command(command: str, case: Case) -> tuple[int, str]:
 
 @pytest.mark.parametrize("verified", [True, False], ids=["manifest", "no-manifest"])
 @pytest.mark.parametrize("artifact, file, how, command", CASES, ids=["-".join(c) for c in CASES])
-def test_a_damaged_file_is_named_and_never_a_traceback(made, tmp_path, monkeypatch, capsys, request, artifact, file,
+def test_a_damaged_file_is_named_and_never_a_traceback(request, tmp_path, monkeypatch, capsys, artifact, file,
                                                        how, command, verified):
-    if file == MANIFEST and not verified:
+    if file.endswith(MANIFEST) and not verified:
         pytest.skip("the manifest's own damage needs the manifest")
-    if not verified and (file, command) in MANIFEST_ONLY and how != "delete":
-        pytest.skip(f"without a manifest {command} only checks that {file} exists")
-    if (file, command, how, verified) in KNOWN_OPEN:
-        request.applymarker(pytest.mark.xfail(strict=True, reason="known open: see KNOWN_OPEN"))
+    made = request.getfixturevalue("made_more" if artifact in ("compare", "pretrain") else "made")
     monkeypatch.setenv("HEADSTART_HOME", str(tmp_path / "home"))
-    case = Case(made, tmp_path)
-    folder = case.run if artifact == "run" else case.entry
-    if not verified:
-        (folder / MANIFEST).unlink()
+    case = Case(made, tmp_path, artifact)
+    folder = case.entry if artifact == "entry" else case.run
+    if not verified:  # every manifest in it: a comparison's arms hold their own
+        for manifest in folder.rglob(MANIFEST):
+            manifest.unlink()
     damage(folder / file, how)
     before = _digests(folder)
     TALLY["cases"] += 1
@@ -174,6 +190,13 @@ def test_the_undamaged_copies_work_so_every_refusal_above_is_the_damage(made, tm
         assert run_command(command, case)[0] == 0, (command, capsys.readouterr().err)
 
 
+def test_the_undamaged_comparison_and_pretraining_copies_work(made_more, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HEADSTART_HOME", str(tmp_path / "home"))
+    for artifact, command in (("compare", "report"), ("pretrain", "report"), ("pretrain", "zoo-add")):
+        case = Case(made_more, tmp_path / f"{artifact}-{command}", artifact)
+        assert run_command(command, case)[0] == 0, (artifact, command, capsys.readouterr().err)
+
+
 def test_a_run_without_a_manifest_reads_as_before_silently(made, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("HEADSTART_HOME", str(tmp_path / "home"))
     case = Case(made, tmp_path)
@@ -184,14 +207,63 @@ def test_a_run_without_a_manifest_reads_as_before_silently(made, tmp_path, monke
     assert "manifest" not in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("verified", [True, False], ids=["manifest", "no-manifest"])
+@pytest.mark.parametrize("how", DAMAGES)
+def test_a_damaged_checkpoint_is_refused_by_name_and_a_missing_one_starts_over_saying_so(
+        made, tmp_path, monkeypatch, capsys, how, verified):
+    """An interrupted fit (its last checkpoint written, its closing records not), then `fit
+    --resume`. A damaged checkpoint is refused (a good copy may exist: starting over would throw
+    its training away); a missing one starts the run over from its first epoch and says so,
+    since deleting it is how a run is started over (train/checkpoint.py)."""
+    from headstart import manifest
+
+    monkeypatch.setenv("HEADSTART_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("HEADSTART_QUIET", "0")  # not -q: a restart is said on the progress stream
+    case = Case(made, tmp_path)
+    for name in ("summary.json", *MODEL):  # as a kill after the last checkpoint leaves it
+        (case.run / name).unlink()
+    manifest.record(case.run, "summary.json", *MODEL)
+    if not verified:
+        (case.run / MANIFEST).unlink()
+    damage(case.run / CHECKPOINT, how)
+    before = _digests(case.run)
+    TALLY["cases"] += 1
+    try:
+        code = main(["fit", str(case.data), "--resume", "--out", str(case.run)])
+    except BaseException as e:  # noqa: BLE001 - counted, then failed
+        TALLY["tracebacks"] += 1
+        raise AssertionError(f"fit --resume raised {type(e).__name__} on a {how} checkpoint: {e}") from e
+    said = capsys.readouterr().err
+    assert CHECKPOINT in said, f"fit --resume on a {how} checkpoint did not name it: {said[-800:]}"
+    if how == "delete":
+        assert code == 0 and "starts scratch over from its first epoch" in said, said[-800:]
+        assert (case.run / "summary.json").is_file() and (case.run / CHECKPOINT).is_file()  # the run completed
+        assert ("the run had written it" in said) == verified  # the manifest tells a lost one from none yet
+        TALLY["restarted, saying so"] += 1
+        return
+    # config.yaml records each --resume (resume: true, and the copy's --out): it and the manifest aside,
+    # a refused resume leaves the run as it was, to be resumed once the checkpoint is restored
+    if changed := sorted(f for f in before if _digests(case.run).get(f) != before[f]
+                         and f not in ("config.yaml", MANIFEST)):
+        TALLY["runs lost"] += 1
+        raise AssertionError(f"fit --resume on a {how} checkpoint changed the run's files: {changed}")
+    assert code == 2, f"fit --resume on a {how} checkpoint exited {code}: {said[-800:]}"
+    TALLY["named"] += 1
+
+
 def _digests(folder: Path) -> dict[str, str]:
+    """The run's records (at any depth: a comparison's arms, a checkpoint) by their path in it."""
     from headstart.manifest import sha256
 
-    return {name: sha256(folder / name) for name in RECORDS if (folder / name).is_file()}
+    return {p.relative_to(folder).as_posix(): sha256(p) for p in sorted(folder.rglob("*"))
+            if p.is_file() and (p.name in RECORDS or p.suffix == ".pt")}
 
 
 def _print_counts() -> None:
-    files = len(RUN_FILES) + len(ENTRY_FILES) + 2
-    print(f"\nfault matrix: {files} files x {len(DAMAGES)} damages x the commands that read each, with and without "
-          f"the manifest: {TALLY['cases']} cases, {TALLY['named']} refused naming the file, "
-          f"{TALLY['tracebacks']} tracebacks, {TALLY['runs lost']} runs lost")
+    manifests = {(a, f) for a, f, _, _ in CASES if f.endswith(MANIFEST)}
+    files = sum(len(f) for f in FILES.values()) + len(manifests) + 1  # and the checkpoint
+    print(f"\nfault matrix: {files} files (a fit, its export, a zoo entry, a comparison, a pre-training run, a "
+          f"checkpoint) x {len(DAMAGES)} damages x the commands that read each, with and without the manifest: "
+          f"{TALLY['cases']} cases, {TALLY['named']} refused naming the file, {TALLY['restarted, saying so']} "
+          f"restarted saying so (a deleted checkpoint), {TALLY['tracebacks']} tracebacks, {TALLY['runs lost']} "
+          "runs lost")

@@ -26,7 +26,7 @@ from typing import Any, Callable
 import yaml
 
 from .errors import HeadstartError
-from .manifest import verify
+from .manifest import MANIFEST, verify
 from .records import METRICS, read_metrics
 from .run_lock import holder
 from .summary import FitSummary, Summary, read_summary
@@ -46,9 +46,9 @@ PRETRAIN, COMPARE = "pretrain", "compare"
 FIT_KINDS = (FIT, CONTINUED, PRUNED, STANDALONE)
 _MARKERS = (CONFIG, SUMMARY, MODEL_INFO, METRICS, COMPARISON, ARMS)
 _PRETRAINED_FORMAT = "headstart-pretrained-backbone"  # adapt/pretrain.py: a backbone, no head
-_DAMAGED_HINT = ("copy the run again from where it was made, or re-run it: an unfinished run continues with "
-                 "`--resume`, a finished one is made again with `headstart fit ... --out NEW`; a file you edited on "
-                 "purpose: delete the run's manifest.json to read it unverified")
+_UNVERIFIED_HINT = ("copy the run again from where it was made, or re-run it: an unfinished run continues with "
+                    "`--resume`, a finished one is made again with `headstart fit ... --out NEW`")
+_DAMAGED_HINT = _UNVERIFIED_HINT + "; a file you edited on purpose: delete the run's manifest.json to read it unverified"
 _OPEN_HINT = "pass a run folder: the --out of `headstart fit`, `compare`, `prune` or `pretrain`"
 
 
@@ -88,7 +88,9 @@ class Run:
         return run
 
     def require_finished(self) -> Run:
-        """This run, or the one "not finished" refusal: its closing record was never written."""
+        """This run, or the one "not finished" refusal: its closing record was never written.
+        The closing record is parsed whole here (a damaged one is refused by name), so no
+        command reads on from a run that only looks finished because the file is there."""
         closing = COMPARISON if self.kind == COMPARE else SUMMARY
         self._verified(closing)  # recorded, then lost or changed: damage, not an unfinished run
         if not self.finished:
@@ -98,6 +100,21 @@ class Run:
             raise HeadstartError(f"{self.path} is an unfinished run: it has no {closing} (it was interrupted, or is "
                                  f"still running)",
                                  hint=f"`--resume` with `--out {self.path}` continues it; or pass a finished run")
+        return self.require_intact(closing)
+
+    def require_intact(self, *names: str) -> Run:
+        """This run, or the one refusal naming the first of `names` (its records: config.yaml,
+        splits.json, summary.json, metrics.jsonl, comparison.json) that is missing or does not
+        parse whole. For the commands that draw on a finished run's records (report, zoo add):
+        the manifest catches any change by checksum; without one (a run of an earlier version,
+        or its manifest deleted) the parse is the check, so a damaged record is never drawn
+        from half-read. metrics.jsonl is complete here: a torn last row is damage once the
+        run has finished (a live run's torn row is skipped by `metrics`)."""
+        for name in names:
+            if not self._verified(name).is_file():
+                raise HeadstartError(f"{self.path / name} is missing ({_RECORDS.get(name, 'a record of the run')})",
+                                     hint=self._damaged_hint)
+            _WHOLE.get(name, Run._json_object)(self, name)
         return self
 
     def __repr__(self) -> str:
@@ -151,6 +168,7 @@ class Run:
 
         if not (self.path / CONFIG).is_file():
             raise self._lacks(CONFIG, "the settings it trained with")
+        self.require_intact(CONFIG)  # a cut that still parses would train or export with defaults
         return FitConfig.from_dict(self.recorded_config)
 
     @cached_property
@@ -159,7 +177,7 @@ class Run:
         try:
             recorded = yaml.safe_load(self.config_text or "")
         except yaml.YAMLError as e:
-            raise self._not_a_run(f"its {CONFIG} is not YAML: {e}") from e
+            raise self._damaged(CONFIG, f"it is not YAML: {_first_line(e)}") from e
         return recorded if isinstance(recorded, dict) else {}
 
     @cached_property
@@ -238,7 +256,41 @@ class Run:
         try:
             return json.loads(self._verified(name).read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise self._not_a_run(f"its {name} is not JSON: {e}") from e
+            raise self._damaged(name, f"it is not JSON: {_first_line(e)}") from e
+
+    def _json_object(self, name: str) -> None:
+        if not isinstance(self._json(name), dict):
+            raise self._damaged(name, "it is not a JSON object")
+
+    def _whole_config(self, name: str) -> None:
+        text = self._text(name)
+        try:  # yaml.safe_dump ends every file with a newline: a file cut short usually lacks it
+            recorded = yaml.safe_load(text) if text.endswith("\n") else None
+        except yaml.YAMLError as e:
+            raise self._damaged(name, f"it is not YAML: {_first_line(e)}") from e
+        if not isinstance(recorded, dict):
+            raise self._damaged(name, "it is not the settings headstart writes (cut short, or not YAML)")
+
+    def _whole_metrics(self, name: str) -> None:
+        text = self._text(name)
+        lines = text.splitlines()
+        torn = next((n for n, line in enumerate(lines, 1) if not _is_json_object(line)), None)
+        if torn is not None or not lines or not text.endswith("\n"):
+            where = f"row {torn} is not a JSON object" if torn else "its last row is cut short" if lines else "no rows"
+            raise self._damaged(name, f"{where}, in a finished run")
+
+    def _text(self, name: str) -> str:
+        try:
+            return self._verified(name).read_text(encoding="utf-8")
+        except UnicodeDecodeError as e:
+            raise self._damaged(name, f"it is not text: {_first_line(e)}") from e
+
+    @property
+    def _damaged_hint(self) -> str:
+        return _DAMAGED_HINT if (self.path / MANIFEST).is_file() else _UNVERIFIED_HINT
+
+    def _damaged(self, name: str, why: str) -> HeadstartError:
+        return HeadstartError(f"{self.path / name} is damaged ({why})", hint=self._damaged_hint)
 
     def _json_or_empty(self, name: str) -> dict:
         """A record that may be missing or damaged, for deciding what the run is."""
@@ -256,3 +308,20 @@ class Run:
                               hint="pass the --out folder of a `headstart fit` run") if self.kind not in FIT_KINDS \
             else HeadstartError(f"{self.path} has no {name} ({what}): the run is damaged",
                                 hint="pass a finished run; `headstart fit ... --out NEW` makes one")
+
+
+# What each record is, for "RUN/NAME is missing (...)", and how Run.require_intact reads it whole.
+_RECORDS = {CONFIG: "the settings it ran with", SPLITS: "the split it trained on", SUMMARY: "its closing record",
+            METRICS: "its evaluations", COMPARISON: "the comparison's closing record"}
+_WHOLE: dict[str, Callable[[Run, str], None]] = {CONFIG: Run._whole_config, METRICS: Run._whole_metrics}
+
+
+def _is_json_object(line: str) -> bool:
+    try:
+        return isinstance(json.loads(line), dict)
+    except json.JSONDecodeError:
+        return False
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [""])[0][:200]

@@ -30,6 +30,7 @@ from headstart.log import say
 from headstart.manifest import record
 from headstart import run_lock
 from headstart.records import Recorder, new_run_dir, read_metrics
+from headstart.run import CONFIG, Run
 
 MODEL_FORMAT = "headstart-pretrained-backbone/1"
 
@@ -90,8 +91,6 @@ def print_pretrain(summary: dict) -> None:
 
 def _start(config: PretrainConfig, run_dir: Path) -> tuple[PretrainConfig, Path]:
     """The run folder's checks; a resumed run is the saved run (its own config, as `fit --resume`)."""
-    import yaml
-
     if config.resume:
         if not (run_dir / "config.yaml").exists():
             raise HeadstartError(f"nothing to resume in {run_dir}",
@@ -99,7 +98,7 @@ def _start(config: PretrainConfig, run_dir: Path) -> tuple[PretrainConfig, Path]
         if (run_dir / "summary.json").exists():
             raise HeadstartError(f"{run_dir} is a finished pre-training",
                                  hint=f"`headstart zoo add {run_dir} --name NAME` registers it again")
-        saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+        saved = Run(run_dir).require_intact(CONFIG).recorded_config  # verified and whole, or refused by name
         known = {f.name for f in fields(PretrainConfig)}
         return replace(PretrainConfig(**{k: v for k, v in saved.items() if k in known}),
                        resume=True, out=str(run_dir)), run_dir
@@ -214,10 +213,8 @@ def _recorder(run_dir: Path, method, resume: bool) -> Recorder:
 def _plan(config: PretrainConfig, method, model, dataset, run_dir: Path, recorder: Recorder,
           continued: bool) -> PretrainPlan:
     """Epochs and batch: a resumed run keeps its own; --budget is planned from timed steps."""
-    import yaml
-
     if config.resume:
-        return PretrainPlan(**yaml.safe_load((run_dir / "config.yaml").read_text())["plan"])
+        return PretrainPlan(**Run(run_dir).recorded_config["plan"])  # read whole by _start
     return new_plan(config, method, model, dataset, recorder, continued=continued)
 
 

@@ -27,8 +27,9 @@ import numpy as np
 from headstart.deploy.onnx_predict import KINDS, OnnxClassifier, model_file, softmax
 from headstart.errors import HeadstartError
 from headstart.files import read_json
+from headstart.manifest import verify
 from headstart.registry import Registry
-from headstart.run import MODEL_INFO, WEIGHTS, Run
+from headstart.run import CONFIG, MODEL_INFO, WEIGHTS, Run
 
 # What a prediction's name is, in onnx_predict's Kind.shown -> what the model reads.
 _READS_BY_SHOWN = {"path": "image", "text": "text"}
@@ -83,6 +84,7 @@ class OnnxEngine:
         self.classes = list(self.model.classes)
         tokenizer = [self.file.parent / self.model.tokens["tokenizer"]] if self.model.tokens else []
         self.version = model_version(self.file, *[t for t in tokenizer if t.is_file()])
+        self.exported = _export_record(self.file)  # read now: a damaged one is refused before serving
 
     def prepare(self, values: list) -> Prepared:
         return _ONNX_READERS[self.reads].prepare(self.model, values)
@@ -93,14 +95,36 @@ class OnnxEngine:
         return _split(probabilities, [len(p) for p in payloads])
 
     def describe(self) -> dict:
-        record = self.file.with_name(self.file.name + ".json")
-        exported = read_json(record) if record.is_file() else None
+        exported = self.exported
         meta = self.model.session.get_modelmeta().custom_metadata_map
         return {"engine": self.name, "model_file": self.file.name, "kind": self.model.kind,
                 "precision": self.model.precision, "preprocessing": self.model.preprocessing,
                 "tokens": self.model.tokens, "source_run": meta.get("source_run"),
                 "export": None if exported is None else {k: exported.get(k) for k in
                                                           ("checks", "timings", "file_mb", "input")}}
+
+
+def _export_record(file: Path) -> dict | None:
+    """FILE.json, the export's record of its checks (/health shows it). `headstart export`
+    writes it beside every model it exports into a run, so there it is verified and parsed
+    whole, or refused by name; beside a user's own .onnx file it is optional."""
+    record = file.with_name(file.name + ".json")
+    in_run = (file.parent / MODEL_INFO).is_file() or (file.parent / CONFIG).is_file()  # a run's, not a user's own
+    hint = f"export the model again: `headstart export {file.parent}`"
+    if in_run:
+        verify(file.parent, record.name, hint=hint)
+    if not record.is_file():
+        if in_run:
+            raise HeadstartError(f"{record} is missing (the export's record of {file.name}, written beside it)",
+                                 hint=hint)
+        return None
+    try:
+        found = read_json(record)
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
+        raise HeadstartError(f"{record} is damaged (it is not JSON: {e})", hint=hint) from e
+    if not isinstance(found, dict):
+        raise HeadstartError(f"{record} is damaged (it is not the record headstart export writes)", hint=hint)
+    return found
 
 
 @dataclass(frozen=True)

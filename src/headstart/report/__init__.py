@@ -13,8 +13,8 @@ from pathlib import Path
 from urllib.parse import quote
 
 from headstart.errors import HeadstartError
-from headstart.records import atomic_write_text, read_json
-from headstart.run import COMPARE, PRETRAIN, Run
+from headstart.records import METRICS, atomic_write_text, read_json
+from headstart.run import COMPARE, CONFIG, PRETRAIN, SUMMARY, Run
 from headstart.summary import FitSummary
 
 from . import html, plots
@@ -46,6 +46,8 @@ def build_report(run_dir: str | Path) -> Path:
     """`headstart report RUN`: rebuild the report its kind of run has (fit, compare or
     pretrain); refuses what is not a finished run, the way every command does."""
     run = Run.open(run_dir).require_finished()
+    for drawn, records in _drawn_from(run):  # a damaged record is refused by name, not drawn from half-read
+        drawn.require_intact(*records)
     if run.kind == COMPARE:
         return build_comparison_report(run.path)
     if run.kind == PRETRAIN:
@@ -53,6 +55,19 @@ def build_report(run_dir: str | Path) -> Path:
 
         return build_pretrain_report(run.path)
     return build_fit_report(run.path)
+
+
+_DRAWN = (CONFIG, METRICS)  # besides the closing record, which require_finished reads whole
+
+
+def _drawn_from(run: Run) -> list[tuple[Run, tuple[str, ...]]]:
+    """The runs whose records the report of `run` draws on, with those records: a compare run's
+    arms (finished with it: a missing summary.json there is damage, not an arm still running),
+    else the run itself."""
+    if run.kind != COMPARE:
+        return [(run, _DRAWN)]
+    return [(Run(_arm_dir(run.path, a)), (SUMMARY, METRICS)) for a in run.comparison.get("arms") or []
+            if isinstance(a, dict)]
 
 
 def build_fit_report(run_dir: str | Path) -> Path:

@@ -15,6 +15,7 @@ import torch
 from .. import manifest
 from ..errors import HeadstartError
 from ..files import atomic_write_bytes
+from ..log import say
 from ..records import Recorder
 
 
@@ -46,13 +47,35 @@ def save_checkpoint(path: Path, model, optimizer, scheduler, recorder: Recorder,
     manifest.record(*_in_run(path))  # a checkpoint is a commit point (manifest.py)
 
 
+_START_OVER = "delete it, and --resume starts this part of the run over; or copy the run again from where it was made"
+
+
+def resumable(path: Path) -> bool:
+    """Whether `--resume` continues from the checkpoint at `path`. Where there is none, this
+    loop starts over from its first epoch and says so, naming the file (and that the run had
+    written it, when its manifest recorded one). A missing checkpoint is not refused: deleting
+    it is how a run is started over (a damaged one's refusal says so), and its config.yaml and
+    split still make the same run. A damaged one is refused by load_checkpoint: a good copy may
+    exist, and starting over would throw its training away."""
+    if path.is_file():
+        return True
+    try:
+        manifest.verify(*_in_run(path))
+        lost = ""
+    except HeadstartError:
+        lost = " (the run had written it: deleted, or lost in a copy)"
+    say(f"no checkpoint {path}{lost}: --resume starts {path.stem} over from its first epoch")
+    return False
+
+
 def load_checkpoint(path: Path, model, optimizer, scheduler, recorder: Recorder) -> dict:
-    manifest.verify(*_in_run(path), hint="delete it to start the run over, or run without --resume")
+    manifest.verify(*_in_run(path), hint=_START_OVER)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # a truncated or foreign file: say which and how to proceed
-        raise HeadstartError(f"cannot read the checkpoint {path}: {e}",
-                             hint="delete it to start the run over, or run without --resume") from e
+    except Exception as e:  # a truncated or foreign file: say which and how to proceed (torch's own advice,
+        # to load it with weights_only=False, would let a foreign file run code)
+        raise HeadstartError(f"cannot read the checkpoint {path}: it is damaged or not a headstart checkpoint "
+                             f"({type(e).__name__})", hint=_START_OVER) from e
     model.load_state_dict(payload["model"])
     optimizer.load_state_dict(payload["optimizer"])
     scheduler.load_state_dict(payload["scheduler"])

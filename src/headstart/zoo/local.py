@@ -32,7 +32,7 @@ from headstart.errors import HeadstartError
 from headstart import manifest
 from headstart.files import atomic_dir, read_json, write_json
 from headstart.registry import Registry
-from headstart.run import PRUNED, Run
+from headstart.run import CONFIG, PRUNED, Run
 from headstart.untrusted import check_recorded_model
 from headstart.zoo.backbone import Backbone
 from headstart.zoo.registry import BackboneSpec
@@ -236,7 +236,7 @@ def check_not_shadowing(name: str) -> None:
 
 def _finished_run(run_dir: Path) -> tuple[Run, dict]:
     """A finished run with a backbone and its model.json, or a refusal saying why not."""
-    run = Run.open(run_dir).require_finished()
+    run = Run.open(run_dir).require_finished().require_intact(CONFIG)  # the entry records the data it names
     meta = run.model_info  # refuses a run without its model files
     if not isinstance(meta.get("backbone"), dict):
         raise HeadstartError(f"{run_dir} is not a headstart run (its model.json describes no model)",
@@ -323,6 +323,9 @@ def _read_entry(name: str, *, damaged_ok: bool = False) -> dict | None:
         if path.parent.is_dir():  # an entry whose manifest recorded a spec.json now lost is damaged, not absent
             manifest.verify(path.parent, SPEC_FILE, hint=_readd_hint(name))
         if not path.is_file():
+            if path.parent.is_dir() and any(path.parent.iterdir()):  # its other files, without what rebuilds it
+                raise HeadstartError(f"the local zoo entry '{name}' is damaged ({path} is missing)",
+                                     hint=_readd_hint(name))
             return None
         record = read_json(path)
         missing = [k for k in _NEEDED_KEYS if k not in record]
