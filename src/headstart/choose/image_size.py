@@ -1,8 +1,8 @@
 """`--image-size auto`: the pretrained backbone's input size, chosen by measurement on a sample.
 
-Before the run's real work, a stratified sample of the training split (up to 20 images a class,
-at most 300) is embedded at each candidate size (96, 128, 160, 224 px, none above the
-backbone's own input, where a larger size adds nothing it was trained for, nor above 1.5x the
+Before the run's real work, a stratified sample of the training split (300 images split evenly
+across the classes, at least 2 a class) is embedded at each candidate size (96, 128, 160,
+224 px, none above the backbone's own input, where a larger size adds nothing it was trained for, nor above 1.5x the
 data's native shorter side, where it only enlarges blur; the two smallest are always measured,
 so a small native side is a measurement too). Each size is scored by the out-of-fold accuracy
 of a logistic-regression probe on the sample's features (the probe's own model, so the score
@@ -33,7 +33,6 @@ from ..errors import HeadstartError
 from ..log import say
 
 CANDIDATE_SIZES = (96, 128, 160, 224)
-PER_CLASS = 20
 MAX_SAMPLE = 300
 NATIVE_FACTOR = 1.5   # past this multiple of the native side, a larger input is upsampled blur
 BUDGET_SHARE = 0.10   # the most of --budget the choice spends before it stops measuring larger sizes
@@ -49,11 +48,12 @@ def candidate_sizes(native: int | None, model_input: int | None, sizes=CANDIDATE
     return kept if len(kept) >= 2 else ordered[:2]
 
 
-def stratified_sample(labels: np.ndarray, seed: int, per_class: int = PER_CLASS, most: int = MAX_SAMPLE) -> np.ndarray:
-    """Indices of up to `per_class` items of each class (fewer when many classes would pass
-    `most`), drawn with `seed`, in ascending order."""
+def stratified_sample(labels: np.ndarray, seed: int, most: int = MAX_SAMPLE) -> np.ndarray:
+    """Indices of an equal share of each class (`most` in all, at least 2 a class), drawn with
+    `seed`, in ascending order. Not a fixed 20 a class: 40 images of a binary task score a size
+    within +-7 points, too coarse to tell 128 from 160 px."""
     classes = np.unique(labels)
-    take = max(2, min(per_class, most // max(1, len(classes))))
+    take = max(2, most // max(1, len(classes)))
     rng = np.random.default_rng(seed)
     picked = [rng.permutation(np.flatnonzero(labels == c))[:take] for c in classes]
     return np.sort(np.concatenate(picked))
