@@ -28,7 +28,7 @@ from . import run_lock
 from .errors import HeadstartError
 from .manifest import record
 from .modalities import modality_of
-from .records import new_run_dir, read_metrics, write_json
+from .records import new_run_dir, read_json, read_metrics, write_json
 from .summary import fit_summary
 from .tracking import start_comparison
 # time_to_target, is_baseline and judge are read here by the benches and tests too
@@ -99,10 +99,14 @@ def run_compare(config: CompareConfig) -> dict:
     run_lock.hold(run_dir, "compare")  # made and owned from here, for the process's life
     if (run_dir / "comparison.json").exists():
         raise HeadstartError(f"{run_dir} already holds a comparison", hint="choose a new --out")
-    if (run_dir / "arms").exists():  # killed among its arms: compare has no --resume (an arm's hint would offer one)
-        raise HeadstartError(f"{run_dir} holds an interrupted comparison: its arms were started, its "
-                             "comparison.json was never written, and compare cannot continue one",
-                             hint="start the comparison again with a new --out (or delete this folder)")
+    if (run_dir / "arms").exists() and not config.resume:  # killed among its arms
+        raise HeadstartError(f"{run_dir} holds an interrupted comparison: its arms were started and its "
+                             "comparison.json was never written",
+                             hint="run the same command with --resume to continue it (finished arms are kept), "
+                                  "or choose a new --out")
+    if config.resume and not run_dir.is_dir():
+        raise HeadstartError(f"nothing to resume in {run_dir}",
+                             hint="--resume continues a comparison started with the same --out")
     tracked = start_comparison(config.fit, run_dir)  # --track: the comparison's run; the arms nest under it
 
     # Decode once, timed once: every arm then starts its clock with the data in memory.
@@ -126,7 +130,7 @@ def run_compare(config: CompareConfig) -> dict:
     planned = plan_label_curves(config, data) if config.label_fractions else None
     if config.budget_seconds is None:
         say_expected_time(config, data)
-    runs = run_arms(config, data, run_dir, tracked.arm_settings)
+    runs = run_arms(config, data, run_dir, tracked.arm_settings, resume=config.resume)
     comparison = summarise(config, runs, run_dir)
     comparison["decode_seconds"] = round(decode_seconds, 3)
     if chosen:
@@ -134,7 +138,8 @@ def run_compare(config: CompareConfig) -> dict:
     if planned is not None:
         comparison["label_curve"] = run_label_curves(
             data, comparison, runs, run_dir, planned,
-            run_arms=lambda root, splits_for: run_arms(config, data, root, {"track": None}, splits_for))
+            run_arms=lambda root, splits_for: run_arms(config, data, root, {"track": None}, splits_for,
+                                                       resume=config.resume))
     if comparison["verdict"] in ("negative transfer", "inconclusive"):  # why transfer did not pay
         from .diagnosis import diagnose
         # the pretrained backbone and head the probe arm builds, for its frozen features
@@ -190,9 +195,11 @@ def say_expected_time(config: CompareConfig, data) -> None:
         f"({', '.join(parts_said)}; scratch stops at its plateau, often sooner); --budget caps each arm")
 
 
-def run_arms(config: CompareConfig, data, root: Path, arm_settings: dict, splits_for=None) -> dict[str, list[dict]]:
+def run_arms(config: CompareConfig, data, root: Path, arm_settings: dict, splits_for=None, *,
+             resume: bool = False) -> dict[str, list[dict]]:
     """Every arm, each seed, as an ordinary fit run in ROOT/arms/NAME[-seedK]. splits_for(seed),
-    when given, is the split each seed's arms train on (label curves: a subset of the labels)."""
+    when given, is the split each seed's arms train on (label curves: a subset of the labels).
+    resume: an arm a killed comparison finished is read back, not trained again (_resumed_arm)."""
     from .pipeline import fit
 
     runs: dict[str, list[dict]] = {}
@@ -213,11 +220,32 @@ def run_arms(config: CompareConfig, data, root: Path, arm_settings: dict, splits
                                  seed=seed, budget_seconds=budget,
                                  evals_per_epoch=config.evals_per_epoch, out=str(arm_dir), resume=False,
                                  **arm_settings)
-            result = fit(fit_config, data=data, use_feature_cache=False,
-                         splits=splits_for(seed) if splits_for else None)
-            runs.setdefault(arm, []).append({"dir": arm_dir, "summary": result.summary,
-                                             "rows": read_metrics(arm_dir)})
+            kept = _resumed_arm(arm_dir) if resume else None
+            if kept is not None:
+                summary = kept
+            else:
+                fit_config = replace(fit_config, resume=resume and (arm_dir / "checkpoint").is_dir())
+                summary = fit(fit_config, data=data, use_feature_cache=False,
+                              splits=splits_for(seed) if splits_for else None).summary
+            runs.setdefault(arm, []).append({"dir": arm_dir, "summary": summary, "rows": read_metrics(arm_dir)})
     return runs
+
+
+def _resumed_arm(arm_dir: Path) -> dict | None:
+    """A finished arm's summary (verified: a damaged arm is refused by name), or None where the
+    arm must train. An unfinished arm with a checkpoint continues from it (fit --resume); one
+    without any (killed before its first checkpoint, or an arm that keeps none, like the probe)
+    starts over in a clean folder, so its clock and curve hold one run's rows, not two."""
+    import shutil
+
+    from .run import Run
+
+    if Run(arm_dir).finished:
+        Run.open(arm_dir).require_finished()  # parsed and checked against its manifest, or refused by name
+        return read_json(arm_dir / "summary.json")  # as the arm's fit returned it
+    if arm_dir.exists() and not (arm_dir / "checkpoint").is_dir():
+        shutil.rmtree(arm_dir)
+    return None
 
 
 def summarise(config: CompareConfig, runs: dict[str, list[dict]], run_dir: Path) -> dict:

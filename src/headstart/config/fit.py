@@ -220,6 +220,9 @@ class CompareConfig:
               "(shares of the training labels) or 5,10,20 (labels per class), and state how many labels the best "
               "transfer arm needs to match the baseline trained on all of them", parse=parse_label_fractions)
     out: str | None = out_setting("comparison directory (default: a new folder under runs/)")
+    resume: bool = setting(False, "continue a comparison interrupted among its arms in --out (the same command "
+                                  "again): finished arms are kept as they are, the arm in progress continues from "
+                                  "its last checkpoint, or starts over where it had none")
     fit: FitConfig = nested(FitConfig, offer=lambda f: not f.metadata["per_arm"])  # every setting the arms share
 
     def __post_init__(self) -> None:
