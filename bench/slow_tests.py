@@ -45,16 +45,32 @@ def function_id(node_id: str) -> str:
     return re.sub(r"\[.*\]$", "", node_id)
 
 
-def per_function_seconds(rows: list[dict]) -> dict[str, float]:
-    seen: set[tuple[str, str]] = set()
-    seconds: dict[str, float] = defaultdict(float)
-    for row in rows:
+def _phases(rows: list[dict]) -> dict[tuple[str, str], float]:
+    """(node id, phase) -> seconds; the largest where several timed runs are read together (a
+    test is as slow as the slowest order it ran in: a shared cache may have been warm in one)."""
+    phases: dict[tuple[str, str], float] = {}
+    for row in rows:  # a plugin loaded in controller and worker reports each phase twice: same figure
         key = (row["id"], row["when"])
-        if key in seen:  # a plugin loaded in controller and worker reports twice
-            continue
-        seen.add(key)
-        seconds[function_id(row["id"])] += row.get("seconds", row.get("d", 0.0))
+        phases[key] = max(phases.get(key, 0.0), row.get("seconds", row.get("d", 0.0)))
+    return phases
+
+
+def per_function_seconds(rows: list[dict]) -> dict[str, float]:
+    seconds: dict[str, float] = defaultdict(float)
+    for (node, _), s in _phases(rows).items():
+        seconds[function_id(node)] += s
     return dict(seconds)
+
+
+def fixture_heavy_modules(rows: list[dict], limit: float) -> list[str]:
+    """Test files whose set-ups (module-scoped fixtures: a fit, a server) sum to over `limit`
+    seconds: listed whole, since leaving out their slowest tests only hands the fixture's cost
+    to the next test of the file."""
+    setup: dict[str, float] = defaultdict(float)
+    for (node, when), seconds in _phases(rows).items():
+        if when == "setup":
+            setup[node.split("::")[0]] += seconds
+    return sorted(m for m, s in setup.items() if s > limit)
 
 
 def slow_functions(seconds: dict[str, float], budget: float) -> list[str]:
@@ -70,22 +86,28 @@ def slow_functions(seconds: dict[str, float], budget: float) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--times", type=Path, default=TIMES)
+    parser.add_argument("--times", type=Path, nargs="+", default=[TIMES],
+                        help="timed runs (the whole suite, and make check's own to catch costs moved)")
+    parser.add_argument("--module-setup-seconds", type=float, default=10.0,
+                        help="list a whole test file whose set-ups sum to more than this")
     parser.add_argument("--check-seconds", type=float, default=130.0,
                         help="summed test seconds make check may spend (both workers together)")
     parser.add_argument("--scale", type=float, default=1.0,
                         help="divide every time by this (a run's loaded/idle ratio, when it was loaded)")
     args = parser.parse_args()
-    rows = [json.loads(line) for line in args.times.read_text().splitlines() if line.strip()]
-    seconds = {k: v / args.scale for k, v in per_function_seconds(rows).items()}
+    rows = [json.loads(line) for path in args.times for line in path.read_text().splitlines() if line.strip()]
+    modules = fixture_heavy_modules(rows, args.module_setup_seconds * args.scale)
+    seconds = {k: v / args.scale for k, v in per_function_seconds(rows).items()
+               if k.split("::")[0] not in modules}
     slow = slow_functions(seconds, args.check_seconds)
     kept = sum(s for k, s in seconds.items() if k not in slow)
     LIST.write_text(
-        "# Tests make check leaves out (conftest.py marks them slow), by bench/slow_tests.py from a timed\n"
-        f"# run: {len(slow)} of {len(seconds)} test functions; the rest sum to {kept:.0f} s of test time.\n"
-        + "".join(f"{name}\n" for name in slow))
-    print(f"{len(slow)} of {len(seconds)} functions listed as slow in {LIST}; "
-          f"make check keeps {kept:.0f} s of {sum(seconds.values()):.0f} s")
+        "# Tests make check leaves out (conftest.py marks them slow), by bench/slow_tests.py from timed\n"
+        f"# runs: {len(modules)} whole files (their fixtures are the cost), then {len(slow)} of {len(seconds)}\n"
+        f"# test functions of the others; the rest sum to {kept:.0f} s of test time.\n"
+        + "".join(f"{name}\n" for name in modules + slow))
+    print(f"{len(modules)} files and {len(slow)} of {len(seconds)} functions listed as slow in {LIST}; "
+          f"make check keeps {kept:.0f} s")
 
 
 if __name__ == "__main__":

@@ -49,7 +49,7 @@ def _seeded_generators():
 
 
 # `make check` leaves out the tests marked slow: those marked in their own file and those listed in
-# slow_tests.txt, the slowest of a timed run of the whole suite (bench/slow_tests.py writes it).
+# slow_tests.txt (a test, or a whole file), the slowest of timed runs (bench/slow_tests.py writes it).
 _SLOW_LIST = Path(__file__).with_name("slow_tests.txt")
 
 
@@ -57,7 +57,7 @@ def pytest_collection_modifyitems(config, items):
     listed = {line.strip() for line in _SLOW_LIST.read_text().splitlines()
               if line.strip() and not line.startswith("#")} if _SLOW_LIST.is_file() else set()
     for item in items:
-        if item.nodeid.split("[", 1)[0] in listed:
+        if item.nodeid.split("[", 1)[0] in listed or item.nodeid.split("::", 1)[0] in listed:  # a test, or its file
             item.add_marker(pytest.mark.slow)
 
 
