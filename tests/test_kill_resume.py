@@ -282,3 +282,22 @@ def test_compare_killed_among_its_arms_resumes_to_the_figures_of_one_never_kille
         assert read_json(run / "arms" / arm / "summary.json")["test_accuracy"] == \
             read_json(straight / "arms" / arm / "summary.json")["test_accuracy"]
     assert not list(run.rglob("*.tmp"))
+
+
+@pytest.mark.slow
+def test_compare_resume_keeps_a_finished_arm_and_sweeps_what_its_killed_writer_left(folder, tmp_path):
+    """The kill that lands after an arm's summary but inside its manifest's update: --resume keeps
+    the arm (no second training) and removes the temporary the dead writer left beside it."""
+    run = tmp_path / "cmp"
+    argv = ["compare", str(folder), "--out", str(run), *COMPARE]
+    assert _run(*argv).returncode == 0
+    (run / "comparison.json").unlink()  # as if killed before the comparison's own record
+    (run / "manifest.json").unlink(missing_ok=True)
+    stale = run / "arms" / "probe" / ".manifest.json.dead0001.tmp"
+    stale.write_text("{")
+    trained = (run / "arms" / "probe" / "summary.json").stat().st_mtime_ns
+
+    resumed = _run(*argv, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert (run / "comparison.json").exists() and not stale.exists()
+    assert (run / "arms" / "probe" / "summary.json").stat().st_mtime_ns == trained  # kept, not trained again

@@ -241,8 +241,11 @@ def _resumed_arm(arm_dir: Path) -> dict | None:
     from .run import Run
 
     if Run(arm_dir).finished:
-        Run.open(arm_dir).require_finished()  # parsed and checked against its manifest, or refused by name
-        return read_json(arm_dir / "summary.json")  # as the arm's fit returned it
+        # owned for the read: taking the lock sweeps what the killed writer left aside (a manifest
+        # update in flight after the summary's rename), and refuses an arm another process writes
+        with run_lock.owning(arm_dir, "compare --resume"):
+            Run.open(arm_dir).require_finished()  # parsed and checked against its manifest, or refused by name
+            return read_json(arm_dir / "summary.json")  # as the arm's fit returned it
     if arm_dir.exists() and not (arm_dir / "checkpoint").is_dir():
         shutil.rmtree(arm_dir)
     return None
