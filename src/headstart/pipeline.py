@@ -387,8 +387,12 @@ def write_run_start(run_dir: Path, config: FitConfig, splits) -> None:
 
 
 def start_recorder(run_dir: Path, strategy: Strategy, resume: bool) -> Recorder:
-    """The run's clock and metrics: a resumed run carries on from its rows, a new one starts empty."""
+    """The run's clock and metrics: a resumed run carries on from its rows (the loop cuts them back
+    to its checkpoint's), a new one starts empty. So does a --resume with no checkpoint to continue
+    from (killed before the first one): it starts over, and keeping the killed attempt's rows would
+    draw two runs' curves as one."""
     main = is_main_process()
-    if not resume and main:
+    continues = resume and any((run_dir / "checkpoint").glob("*.pt"))
+    if not continues and main:
         (run_dir / "metrics.jsonl").unlink(missing_ok=True)
-    return Recorder(run_dir, strategy.name, write=main, rows=read_metrics(run_dir) if resume else [])
+    return Recorder(run_dir, strategy.name, write=main, rows=read_metrics(run_dir) if continues else [])

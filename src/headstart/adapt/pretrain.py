@@ -203,9 +203,7 @@ def _recorder(run_dir: Path, method, resume: bool) -> Recorder:
     """The run's clock and metrics.jsonl: a resumed run carries on from its checkpoint's rows; a
     --resume that finds no checkpoint (killed inside the first epoch) starts over."""
     resumable = resume and (run_dir / CHECKPOINTS / f"{PHASE}.pt").is_file()
-    if resume and not resumable:
-        say(f"{run_dir} holds no checkpoint to resume from (none is written before the first epoch ends): "
-            "pre-training starts over")
+    if resume and not resumable:  # the loop says so when it looks for the checkpoint (train/checkpoint.py)
         (run_dir / "metrics.jsonl").unlink(missing_ok=True)
     return Recorder(run_dir, strategy_of(method), rows=read_metrics(run_dir) if resumable else [])
 
