@@ -1,4 +1,4 @@
-"""Benchmark: `--strategy auto` against each fixed strategy at the same budget (issue 9).
+"""Benchmark: `--strategy auto` against each fixed strategy at the same budget (issues 9, 24).
 
 For each dataset and seed, on one split: `fit --strategy auto --budget B` first (its features
 are not cached yet; the machine's one-off costs -- rate measurements, the ONNX Runtime export
@@ -6,11 +6,13 @@ of the extraction engine -- are paid once, by the first run that needs them, in 
 starts cold), then every fixed strategy under the same budget with the feature cache off
 (each pays its own feature pass, as compare's arms do). Reported per
 dataset: the median test accuracy of each, auto's choices, its gap to the best fixed strategy
-(goal: within 1 point on every dataset), and whether auto stayed inside the budget (its wall
-time up to the end of training, and the whole fit's wall time including the report).
+(goal: within 1 point on every dataset), whether auto stayed inside the budget (the whole fit's
+wall time including the report, against budget x 1.05 + 5 s), and auto's race: each arm's
+slices, seconds, best validation accuracy and fate (won, dropped, stopped).
 
     python bench/auto_vs_fixed.py                                   # 5 datasets, 3 seeds, 30 s
     python bench/auto_vs_fixed.py --datasets digits --seeds 1 --budget 15s --max-eval 200   # smoke
+    python bench/auto_vs_fixed.py --datasets digits,bbc-news --seeds 1 --budget 60s --max-eval 300
 """
 from __future__ import annotations
 
@@ -49,11 +51,16 @@ def one_fit(data, dataset: str, strategy: str, seed: int, args, per_class, cache
                       data=data, use_feature_cache=cache).summary
         wall = time.perf_counter() - started
     auto = summary.get("auto", {}).get("strategy")
+    race = (auto or {}).get("evidence", {}).get("race") or {}
     return {"strategy": summary["strategy"], "test_accuracy": summary["test_accuracy"],
             "best_val_accuracy": summary["best_val_accuracy"], "train_seconds": summary["train_seconds"],
-            "fit_wall_seconds": round(wall, 2),
+            "fit_wall_seconds": round(wall, 2), "within_budget": wall <= args.budget * 1.05 + 5,
             "choosing_seconds": auto["evidence"]["choosing_seconds"] if auto else 0.0,
-            "reason": auto["reason"] if auto else None}
+            "reason": auto["reason"] if auto else None,
+            # the race: each arm's slices, wall seconds, best validation accuracy and fate
+            "race": [{"arm": a["name"], "slices": len(a.get("slices") or []), "wall_seconds": a.get("wall_seconds"),
+                      "best_val": max((p["accuracy"] for p in a.get("curve") or []), default=None),
+                      "fate": a.get("fate")} for a in race.get("arms") or []]}
 
 
 def _scratch_model(data) -> str:
@@ -63,6 +70,8 @@ def _scratch_model(data) -> str:
 
 def run_dataset(dataset: str, args) -> dict:
     per_class, fixed = DATASETS[dataset]
+    if args.fixed:  # a subset of the fixed strategies (the slow CPU ones can be left out, and said so)
+        fixed = tuple(f for f in fixed if f in args.fixed.split(","))
     data = load(FitConfig(data=dataset, strategy="probe"))
     seeds = []
     for seed in range(args.seeds):
@@ -95,6 +104,11 @@ def markdown(results: list[dict], budget: float) -> str:
         lines.append("| " + " | ".join(cells) + f" | {', '.join(r['auto_choices'])} | "
                      f"{r['gap_points']:+.2f} points ({'met' if r['goal_met'] else 'missed'}) |")
         lines += ["", f"auto's whole-fit wall seconds per seed: {r['auto_fit_wall_seconds']}", ""]
+        for seed, s in enumerate(r["seeds"]):
+            arms = "; ".join(f"{a['arm']} ({a['slices']} slices, {a['wall_seconds']} s, best val {a['best_val']}): "
+                             f"{a['fate']}" for a in s["auto"]["race"])
+            lines += [f"- seed {seed} race: {arms}"]
+        lines += [""]
     return "\n".join(lines)
 
 
@@ -104,6 +118,7 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--budget", default="30s")
     p.add_argument("--max-eval", type=int, default=500)
+    p.add_argument("--fixed", default="", help="only these fixed strategies (comma-separated; default all)")
     p.add_argument("--results", default="bench/results/auto_vs_fixed.json")
     args = p.parse_args(argv)
     args.budget = parse_duration(args.budget)

@@ -1,4 +1,4 @@
-"""--strategy auto: the projection, the choice on given evidence, the budget, and one real fit;
+"""--strategy auto: the race on given evidence, the budget, and one real fit;
 the expected-time estimate; --freeze-depth and --layer-decay."""
 from __future__ import annotations
 
@@ -14,21 +14,6 @@ from headstart.config import FitConfig
 from headstart.errors import HeadstartError
 
 
-def _rows(curve):
-    return [{"split": "val", "train_seconds": t, "accuracy": a} for t, a in curve]
-
-
-def test_projection_adds_the_last_doubling_halved_each_time_after():
-    flat = {"rows": _rows([(1, 0.7), (2, 0.7), (4, 0.7)]), "best_val_accuracy": 0.7}
-    assert auto._project(flat, 64) == pytest.approx(0.7)
-    rising = {"rows": _rows([(1, 0.60), (2, 0.62), (4, 0.64)]), "best_val_accuracy": 0.64}
-    # last doubling (2 -> 4 s) gained 0.02; 4 -> 16 s is two more doublings: 0.02 * (1 + 1/2)
-    assert auto._project(rising, 16) == pytest.approx(0.64 + 0.02 * 1.5)
-    # never more than MAX_ERROR_REMOVED of the error left, however long the budget
-    steep = {"rows": _rows([(1, 0.2), (2, 0.9)]), "best_val_accuracy": 0.9}
-    assert auto._project(steep, 1e6) == pytest.approx(0.9 + auto.MAX_ERROR_REMOVED * 0.1)
-
-
 class _Split:
     def __init__(self, n, k=2):
         self.labels = np.arange(n) % k
@@ -41,61 +26,74 @@ class _Split:
         return _Split(len(index), self.num_classes)
 
 
-def _stages(probe_acc, scratch_curve, transfer=Rates(200.0, 20.0, 0.0), baseline=Rates(2000.0, 500.0, 0.0)):
+def _stages(probe_acc, scratch_curve, transfer=Rates(2000.0, 200.0, 0.0), baseline=Rates(2000.0, 500.0, 0.0)):
+    """Fake stages: the probe completes at probe_acc; the scratch loop logs scratch_curve(t)
+    every 50 ms of real time (t: its training seconds) through a real Recorder, so the race's
+    gate parks and resumes it as it would a real loop, until its budget."""
+    import time
+
+    from headstart.pipeline import KeptTraining
+    from headstart.records import Recorder
+
     calls = []
 
-    def pilot(strategy, budget, train, val, evals_per_epoch=1):
-        calls.append((strategy, budget, len(train)))
-        if strategy == "probe":
-            return {"best_val_accuracy": probe_acc, "rows": _rows([(1.0, probe_acc)]), "n_used": len(train)}
-        return {"best_val_accuracy": max(a for _, a in scratch_curve), "rows": _rows(scratch_curve),
-                "n_used": len(train)}
+    def pilot(strategy, budget, train, val, evals_per_epoch=1, refit=None):
+        calls.append((strategy, budget))
+        return {"best_val_accuracy": probe_acc, "n_used": len(train), "wall_seconds": 0.5, "kept": "probe-model",
+                "rows": [{"split": "val", "phase": "probe", "accuracy": probe_acc, "n_train": len(train)}]}
+
+    def loop(strategy, budget, evals_per_epoch, start):
+        calls.append((strategy, budget))
+        recorder = Recorder(None, strategy, write=False)
+        while recorder.wall_seconds + 0.05 < budget:
+            recorder.resume()
+            time.sleep(0.05)
+            recorder.step += 1
+            recorder.epoch = recorder.step / 10
+            recorder.log("val", scratch_curve(recorder.train_seconds), 0.5, phase=strategy)
+        return KeptTraining(f"{strategy}-model", recorder, {"best_val_accuracy": None, "steps": recorder.step})
 
     rates = {"probe": transfer, "lp-ft": transfer, "scratch": baseline}
-    return Stages(rates=lambda s: rates[s], pilot=pilot, no_transfer="scratch"), calls
+    return Stages(rates=lambda s: rates[s], pilot=pilot, no_transfer="scratch", loop=loop), calls
 
 
-def test_auto_picks_scratch_when_its_curve_overtakes_the_probe():
-    stages, calls = _stages(0.90, [(2, 0.90), (4, 0.95)])
-    choice = choose_strategy(_Split(400), _Split(100), 100, 120.0, stages)
-    assert choice.strategy == "scratch" and "does not pay" in choice.reason
-    assert choice.evidence["projected"]["scratch"] > choice.evidence["projected"]["transfer"]
-    assert [c[0] for c in calls] == ["probe", "scratch"]
-    closing = auto.CLOSING_RESERVE + 100 / 200.0  # the test pass at the transfer rate, and the files
-    # a short pilot (shares come from the time left when each pilot starts: the test's own
-    # microseconds of real time come off it, hence abs=)
-    assert calls[1][1] == pytest.approx(auto.PILOT_SHARE * (120 - closing), abs=0.05)
+def test_auto_races_and_the_winning_scratch_arm_is_one_continued_run():
+    # the probe completes at 0.90; scratch climbs past it: it wins, and what the run keeps is the
+    # scratch loop that ran through every slice (one call, one model), not a second start
+    stages, calls = _stages(0.90, lambda t: min(0.99, 0.5 + 0.2 * t))
+    choice = choose_strategy(_Split(400), _Split(100), 100, 8.0, stages)
+    assert choice.strategy == "scratch" and choice.kept.model == "scratch-model"
+    assert [c[0] for c in calls] == ["probe", "scratch"]  # each arm started once
+    race = choice.evidence["race"]
+    scratch = next(a for a in race["arms"] if a["name"] == "scratch")
+    assert len(scratch["slices"]) >= 2 and scratch["fate"].startswith("won")
+    assert all(b["from_step"] == a["to_step"] for a, b in zip(scratch["slices"], scratch["slices"][1:]))
+    assert choice.kept.recorder.step == scratch["slices"][-1]["to_step"]
+    assert race["rounds"] and "reached the highest validation accuracy" in choice.reason
+    # the time spent choosing comes off the budget the run gets
+    assert choice.budget_left <= 8.0 - auto.CLOSING_RESERVE
 
 
-def test_auto_keeps_transfer_and_fine_tunes_only_when_epochs_fit():
-    stages, _ = _stages(0.85, [(2, 0.60), (4, 0.62)])
-    roomy = choose_strategy(_Split(400), _Split(100), 100, 300.0, stages)
-    assert roomy.strategy == "lp-ft" and roomy.evidence["finetune_epochs_that_fit"] >= auto.FINETUNE_EPOCHS
-    tight = choose_strategy(_Split(400), _Split(100), 100, 40.0, stages)
-    assert tight.strategy == "probe" and "fit only" in tight.reason
-    # the time spent choosing comes off the budget the chosen run gets
-    assert tight.budget_left <= 40.0 - auto.CLOSING_RESERVE
+def test_auto_keeps_the_probe_when_scratch_stays_below_it():
+    stages, _ = _stages(0.95, lambda t: 0.6)
+    choice = choose_strategy(_Split(400), _Split(100), 100, 8.0, stages)
+    assert choice.strategy == "probe" and choice.kept == "probe-model"
+    assert "dropped" in next(a["fate"] for a in choice.evidence["race"]["arms"] if a["name"] == "scratch")
 
 
-def test_the_probe_pilot_is_the_real_probe_under_its_share_of_the_budget():
-    stages, calls = _stages(0.8, [(2, 0.5), (4, 0.5)])
-    choose_strategy(_Split(400), _Split(100), 100, 100.0, stages)
-    closing = auto.CLOSING_RESERVE + 100 / 200.0
-    # its share of the budget, plus its validation pass (100 examples at the transfer rate)
-    # (taken from the time left when it starts: the test's own milliseconds come off it, hence abs=)
-    assert calls[0] == ("probe", pytest.approx(auto.FULL_PROBE_SHARE * (100.0 - closing) + 100 / 200.0, abs=0.05), 400)
-
-
-def test_a_probe_pilot_cut_short_is_projected_from_its_data_curve():
-    rows = [{"split": "val", "n_train": n, "accuracy": a} for n, a in ((25, 0.70), (50, 0.76), (100, 0.80))]
-    cut = {"best_val_accuracy": 0.80, "n_train": 100, "complete": False, "wall_seconds": 10.0, "rows": rows}
-    # 10 s bought 100 examples; 40 s more buy all 400: two doublings past 100, each half the last (0.04)
-    assert auto._project_probe(cut, 400, 40.0) == pytest.approx(0.80 + 0.04 * 1.5)
-    assert auto._project_probe({**cut, "complete": True}, 400, 40.0) == pytest.approx(0.80)
+def test_the_cheap_evidence_sets_the_scratch_arms_first_slice():
+    stages, _ = _stages(0.9, lambda t: 0.5)
+    stages.sizes = lambda: {"native": 8, "model": 224}
+    stages.raw_knn = lambda: 0.95
+    lean = auto._cheap_evidence(_Split(1000, 5), stages, Rates(2000.0, 500.0, 0.0))
+    assert lean["scratch_prior"] > 1.5 and len(lean["prior_because"]) == 3
+    stages.sizes, stages.raw_knn = (lambda: {"native": 224, "model": 224}), (lambda: 0.3)
+    few = auto._cheap_evidence(_Split(50, 5), stages, Rates(2000.0, 500.0, 0.0))
+    assert few["scratch_prior"] == 0.5
 
 
 def test_a_budget_too_small_names_the_minimum():
-    stages, _ = _stages(0.9, [(1, 0.5)], transfer=Rates(10.0, 2.0, 0.0), baseline=Rates(20.0, 5.0, 0.0))
+    stages, _ = _stages(0.9, lambda t: 0.5, transfer=Rates(10.0, 2.0, 0.0), baseline=Rates(20.0, 5.0, 0.0))
     with pytest.raises(HeadstartError, match=r"too small .* about \d+ s") as e:
         choose_strategy(_Split(400), _Split(100), 100, 10.0, stages)
     assert "--budget" in e.value.hint
@@ -112,12 +110,18 @@ def test_fit_with_strategy_auto_records_its_choice_and_reason(tmp_path):
                            explain_examples=0, out=str(tmp_path / "run")), data=data)
     chosen = result.summary["auto"]["strategy"]
     assert result.summary["strategy"] == chosen["strategy"] in ("probe", "lp-ft", "scratch")
-    assert chosen["reason"] and chosen["evidence"]["pilots"]
+    race = chosen["evidence"]["race"]
+    assert chosen["reason"] and race["rounds"] and {a["name"] for a in race["arms"]} >= {"probe", "scratch"}
+    assert race["winner"] == chosen["strategy"] and all(a["fate"] for a in race["arms"])
     # the run's config is the chosen one (fit --config reproduces it), its budget what was left
     saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
     assert saved["strategy"] == chosen["strategy"]
-    assert saved["budget_seconds"] <= budget - chosen["evidence"]["choosing_seconds"]
-    assert "Chosen automatically" in (tmp_path / "run" / "report.html").read_text()
+    assert saved["budget_seconds"] <= max(budget - chosen["evidence"]["choosing_seconds"], 1.0)
+    from headstart.report import build_fit_report
+
+    # the report is drawn again here: a loaded machine may have skipped it to keep the budget
+    page = build_fit_report(tmp_path / "run").read_text()
+    assert "Chosen automatically" in page and "race.png" in page and (tmp_path / "run" / "race.png").exists()
 
 
 def test_rates_are_measured_once_then_read_from_the_cache():

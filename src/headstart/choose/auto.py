@@ -1,26 +1,23 @@
-"""`--strategy auto`: which strategy to train, chosen from evidence and kept inside the budget.
+"""`--strategy auto`: which strategy to train, raced inside the budget with no work paid twice.
 
-The evidence, gathered in a few percent of the budget before anything is kept:
-1. this machine's measured rates for the pretrained backbone and for the scratch model
-   (train/throughput.py: inference, and a training step when fine-tuning could fit at all; a
-   few seconds, cached per machine);
-2. a pilot of the probe: the real probe under 60 % of the time left once the rates are measured
-   (and its validation pass) (complete, its features are cached, so a chosen probe or lp-ft
-   reuses them and the pilot is not wasted; cut short, its anytime heads after 1/8, 1/4, 1/2
-   of the data say what the rest would add). The pilots' observed pace is checked against the
-   cached rates: one off by more than 2x is measured again at its next use;
-3. a pilot of the no-transfer baseline: the scratch model trained for a few percent of the
-   budget (its early validation curve), or for text the one-shot TF-IDF model (exact).
+1. Cheap evidence first: this machine's measured rates for the pretrained backbone and the
+   scratch model (train/throughput.py, cached per machine), the class count and examples per
+   class, the data's native resolution against the backbone's input, and k-NN on the raw inputs
+   (how far the pixels alone separate the classes). They set the first allocation (priors):
+   the probe's first slice is what its feature pass should cost; the scratch arm's first slice
+   is larger where the evidence favours it (small native images, many examples per class, raw
+   k-NN high) and smaller where it does not.
+2. The race (race.py, the arms in race_arms.py): the probe, lp-ft (joins once the probe is done
+   and at least FINETUNE_EPOCHS epochs of fine-tuning fit in what is left; it starts from the
+   probe's head, which stays its epoch 0), and the no-transfer baseline (scratch, continuing
+   from its own weights and optimiser; or TF-IDF for text, exact in one shot). After each round
+   every arm's learning curve is projected to the budget's end with its band
+   (learning_curves.py); an arm is dropped only when its optimistic end is below the leader's
+   pessimistic one. The winner continues from what its slices built to the budget's end, so a
+   chosen strategy is the run's training, not a pilot followed by a second start from zero.
 
 The budget given is what the fit's deadline has left, less its closing parts (auto_fit.py).
-The choice: project each side to the end of the budget and take the better. Each side is its
-pilot's best accuracy plus what further doublings would add if each adds half as much as the one
-before (concave learning curves in log-scale, the shape both have): for scratch, doublings of its
-training time; for the probe, doublings of the training examples it can afford (none when its
-pilot completed). lp-ft starts from the probe's head and keeps it unless it beats it, so it
-only adds. Transfer wins ties: it is the cheaper bet to keep. A transfer choice
-is lp-ft when at least two epochs of fine-tuning fit in what the pilots left, else the probe.
-The stages (building a model, running a short unrecorded fit) are the pipeline's, passed in by
+The stages (the pilot probe, a training loop, the rates) are the pipeline's, passed in by
 auto_fit.py (and faked by the tests), so this module decides and never writes a run.
 """
 from __future__ import annotations
@@ -35,28 +32,31 @@ import numpy as np
 from ..errors import HeadstartError
 from ..log import say
 from ..pipeline import KeptTraining
-from ..strategies.estimate import Workload, describe_seconds, epoch_seconds, probe_seconds
-from ..train.throughput import Rates
+from ..strategies.estimate import Workload, epoch_seconds, probe_seconds
+from ..train.throughput import Rates, reconcile
+from .race import MIN_SLICE, run_race
+from .race_arms import LoopArm, OneShotArm, ProbeArm, gated
 
 BUDGET_WITHOUT_ONE = 300.0   # auto needs a budget to fit; without --budget it plans for 5 minutes
-PILOT_SHARE = 0.06           # the scratch pilot's share of the budget
 MIN_PILOT_SECONDS = 4.0
-FULL_PROBE_SHARE = 0.6       # the probe pilot's budget: the real probe, on all the data it gets through
-FINETUNE_EPOCHS = 2          # lp-ft only when this many epochs fit after the probe
-EDGE = 0.005                 # a projected edge smaller than half a point is no edge
-# a projection removes at most this share of the error left at the pilot's end: a short pilot
-# sees the steep start of a curve and not where it flattens (on Fashion-MNIST at 100 labels per
-# class, scratch's pilot gained 0.6 over its first doubling and then plateaued at 0.83)
-MAX_ERROR_REMOVED = 0.35
+FINETUNE_EPOCHS = 2          # lp-ft joins only when this many epochs fit after the probe
+PROBE_FIRST_MIN, PROBE_FIRST_MAX = 0.2, 0.5  # the probe's first slice: twice its expected pass, in these shares
+SCRATCH_FIRST = 0.12         # the scratch arm's first slice: this share of the race, scaled by the priors
+EVAL_EVERY_SECONDS = 1.5     # a loop arm evaluates (and may pause) about this often
 
 
 @dataclass
 class Stages:
     """What auto needs from the pipeline (auto_fit.pipeline_stages; injected, so the choice can be
     tested on given evidence)."""
-    rates: Callable[[str], Rates | None]                  # strategy -> its model's measured rates (None: one-shot)
-    pilot: Callable[..., dict]                            # (strategy, budget, train, val, evals_per_epoch) -> rows
-    no_transfer: str                                      # the baseline's strategy: scratch (images) or tfidf (text)
+    rates: Callable[[str], Rates | None]     # strategy -> its model's measured rates (None: one-shot)
+    pilot: Callable[..., dict]               # (strategy, budget, train, val, evals_per_epoch) -> figures, rows, kept
+    no_transfer: str                         # the baseline's strategy: scratch (images) or tfidf (text)
+    # (strategy, budget, evals_per_epoch, start) -> KeptTraining: a training loop run to its budget in
+    # the caller's thread (start: the probe's KeptTraining lp-ft continues from)
+    loop: Callable[..., KeptTraining] | None = None
+    raw_knn: Callable[[], float | None] = lambda: None   # k-NN accuracy on the raw inputs, on a sample
+    sizes: Callable[[], dict] = dict                    # {"native": side, "model": the backbone's input}
 
 
 @dataclass
@@ -65,7 +65,7 @@ class Choice:
     reason: str
     budget_left: float | None
     evidence: dict = field(default_factory=dict)
-    kept: KeptTraining | None = None  # the probe pilot's training, when the probe is chosen
+    kept: KeptTraining | None = None  # the winner's training: the run's own
 
     def to_dict(self) -> dict:
         return {"strategy": self.strategy, "reason": self.reason, "evidence": self.evidence}
@@ -83,64 +83,111 @@ def choose_strategy(train, val, test_size: int, budget: float | None, stages: St
                           "baseline": baseline_rates.to_dict() if baseline_rates else None},
                 "probe_seconds_expected": round(probe_cost, 2)}
     _check_affordable(planned, probe_cost, work, baseline_rates, stages.no_transfer)
-    # what the fit does after training, kept out of every share: the test pass, the run's files
+    # what the fit does after training, kept out of the race: the test pass, the run's files
     closing = CLOSING_RESERVE + test_size / transfer_rates.forward
-    planned_work = max(planned - closing, MIN_PILOT_SECONDS)
+    evidence["cheap"] = cheap = _cheap_evidence(train, stages, baseline_rates)
+    race_budget = max(planned - closing - (time.perf_counter() - started), MIN_PILOT_SECONDS)
+    origin = time.perf_counter()
+    arms, first = _arms(train, val, work, race_budget, origin, stages, baseline_rates, transfer_rates, cheap)
+    every = list(arms)
 
-    # each pilot's share is of the time left when it starts, not of the budget at the choice's
-    # start: measuring the rates (an engine's first export) may have taken many seconds of it
-    probe = _probe_pilot(train, val, planned_work - (time.perf_counter() - started), stages,
-                         len(val) / transfer_rates.forward)
-    baseline = _baseline_pilot(train, val, planned_work, work, baseline_rates, stages,
-                               left=planned_work - (time.perf_counter() - started))
-    evidence["pilots"] = {"probe": _brief(probe), stages.no_transfer: _brief(baseline)}
-    transfer_rates = _checked_against_pilots(transfer_rates, baseline_rates, probe, baseline, len(train), len(val),
-                                             evidence)
+    def joins(arm, alive) -> list:
+        if arm.name != "probe" or not arm.finished or stages.loop is None:
+            return []
+        left = race_budget - (time.perf_counter() - origin)
+        fit = _finetune_epochs_that_fit(left, work, transfer_rates, stages, evidence)
+        if fit < FINETUNE_EPOCHS:
+            return []
+        lpft = LoopArm("lp-ft", lambda b: stages.loop("lp-ft", b, 2, arm.kept()), origin + race_budget,
+                       origin=origin, absorbs="probe")
+        every.append(lpft)
+        first["lp-ft"] = max(MIN_SLICE, 0.25 * left)
+        return [lpft]
 
-    spent = time.perf_counter() - started
-    left = planned_work - spent
-    transfer_acc = _project_probe(probe, len(train), left)
-    baseline_acc = _project(baseline, left) if baseline_rates is not None else baseline["best_val_accuracy"]
-    evidence.update(projected={"transfer": round(transfer_acc, 4), stages.no_transfer: round(baseline_acc, 4)},
-                    choosing_seconds=round(spent, 2))
-    if baseline_acc > transfer_acc + EDGE:
-        strategy = stages.no_transfer
-        reason = (f"{stages.no_transfer} is projected to reach {baseline_acc:.3f} validation accuracy in the "
-                  f"{describe_seconds(left)} left against {transfer_acc:.3f} for the pretrained backbone's probe: "
-                  f"transfer does not pay here")
-    else:
-        probe_left = 0.0 if probe["complete"] else probe_cost  # a complete pilot cached the features
-        room = left - probe_left - HEAD_RESERVE
-        # a training step costs at least an inference pass: when even that bound leaves no room
-        # for the epochs, the training rate is not worth the seconds measuring it costs
-        epochs_fit = room / epoch_seconds(work, transfer_rates)
-        if epochs_fit >= FINETUNE_EPOCHS:
-            train_rates = stages.rates("lp-ft")
-            evidence["rates"]["transfer_training"] = train_rates.to_dict()
-            epochs_fit = (left - (time.perf_counter() - started - spent) - probe_left - HEAD_RESERVE) \
-                / epoch_seconds(work, train_rates)
-        evidence["finetune_epochs_that_fit"] = round(epochs_fit, 2)
-        gap = f"{transfer_acc:.3f} against {baseline_acc:.3f} projected for {stages.no_transfer}"
-        if epochs_fit >= FINETUNE_EPOCHS:
-            strategy = "lp-ft"
-            reason = (f"the probe leads ({gap}) and {epochs_fit:.1f} epochs of fine-tuning fit in the "
-                      f"{describe_seconds(left)} left, so lp-ft starts from the probe's head and tunes every layer")
-        else:
-            strategy = "probe"
-            reason = (f"the probe leads ({gap}); fine-tuning would fit only {max(epochs_fit, 0):.1f} "
-                      f"epoch(s) in the {describe_seconds(left)} left, so the probe stays")
+    with gated(every):
+        result = run_race(arms, race_budget, len(val), first, joins=joins, seed=seed)
+    winner = result.winner
+    evidence["race"] = result.to_dict()
+    evidence["first_slices"] = {k: round(v, 2) for k, v in first.items()}
+    _reconcile_rates(transfer_rates, baseline_rates, result.arms, len(train), len(val), evidence)
+    strategy = getattr(winner, "strategy", winner.name)
+    reason = result.reason
     left = planned - closing - (time.perf_counter() - started)
     evidence["choosing_seconds"] = round(time.perf_counter() - started, 2)
-    # a chosen probe is its pilot: the real probe on all the data it had time for (with cached
-    # features when complete). Training it again would cost seconds and, cut short, do worse.
-    kept = probe.get("kept") if strategy == "probe" else None
-    if kept is not None:
-        reason += " (its pilot is the run: no second pass)"
     say(f"--strategy auto chose {strategy}: {reason}")
-    return Choice(strategy, reason, max(left, 1.0) if budget is not None else None, evidence,
-                  kept=kept)
+    return Choice(strategy, reason, max(left, 1.0) if budget is not None else None, evidence, kept=winner.kept())
 
 
+def _arms(train, val, work: Workload, race_budget: float, origin: float, stages: Stages,
+          baseline_rates: Rates | None, transfer_rates: Rates, cheap: dict) -> tuple[list, dict]:
+    """The arms, cheapest evidence first, and their first slices (the priors' allocation)."""
+    val_seconds = len(val) / transfer_rates.forward
+    # a head lp-ft may continue from is fitted on the training part alone (no refit on validation)
+    may_finetune = stages.loop is not None and race_budget / epoch_seconds(work, transfer_rates) >= FINETUNE_EPOCHS
+    refit = {"refit": False} if may_finetune else {}
+    probe = ProbeArm(lambda b: stages.pilot("probe", b + val_seconds, train, val, evals_per_epoch=4, **refit),
+                     len(train), origin=origin)
+    # generous: a probe cut short extracts again from the start until the feature store resumes it
+    expected = probe_seconds(Workload(train=work.train, val=0, test=0), transfer_rates)
+    first = {"probe": min(max(2 * expected, PROBE_FIRST_MIN * race_budget), PROBE_FIRST_MAX * race_budget)}
+    if baseline_rates is None:  # one-shot (TF-IDF): exact and cheap, so it goes first
+        one_shot = OneShotArm(stages.no_transfer, lambda _: stages.pilot(stages.no_transfer, None, train, val),
+                              origin=origin)
+        first[stages.no_transfer] = 0.0
+        return [one_shot, probe], first
+    epoch = work.train / baseline_rates.train
+    evals = int(min(20, max(1, math.ceil(epoch / EVAL_EVERY_SECONDS))))
+    scratch = LoopArm(stages.no_transfer, lambda b: stages.loop(stages.no_transfer, b, evals, None),
+                      origin + race_budget, origin=origin)
+    first[stages.no_transfer] = max(MIN_PILOT_SECONDS, SCRATCH_FIRST * cheap["scratch_prior"] * race_budget)
+    return [probe, scratch], first
+
+
+def _cheap_evidence(train, stages: Stages, baseline_rates: Rates | None) -> dict:
+    """Classes, examples per class, native resolution against the backbone's input and k-NN on
+    the raw inputs: the prior on the no-transfer baseline, a factor on its first slice (1: no
+    lean). Small native images and many examples per class are where scratch has beaten
+    transfer (digits, mnist-5k in BENCHMARKS 11.3); a handful per class is where it cannot."""
+    classes = int(len(np.unique(train.labels)))
+    evidence = {"classes": classes, "examples_per_class": round(len(train) / max(classes, 1), 1), **stages.sizes()}
+    if baseline_rates is None:  # one shot: it is run whole, first
+        return {**evidence, "scratch_prior": 1.0}
+    evidence["knn_raw"] = stages.raw_knn()
+    prior, because = 1.0, []
+    for applies, factor, says in SCRATCH_PRIORS:
+        if applies(evidence):
+            prior *= factor
+            because.append(says.format(**evidence))
+    return {**evidence, "scratch_prior": round(min(prior, 2.5), 2), "prior_because": because}
+
+
+# (when, factor on the scratch arm's first slice, what the record says)
+SCRATCH_PRIORS = (
+    (lambda e: bool(e.get("native") and e.get("model") and e["native"] * 4 <= e["model"]), 1.5,
+     "native {native} px against the backbone's {model} px"),
+    (lambda e: e["examples_per_class"] >= 100, 1.3, "{examples_per_class:.0f} examples per class"),
+    (lambda e: e["examples_per_class"] < 20, 0.5, "only {examples_per_class:.0f} examples per class"),
+    (lambda e: (e.get("knn_raw") or 0.0) >= 0.8, 1.3, "k-NN on the raw inputs {knn_raw:.2f}"),
+)
+
+
+def _finetune_epochs_that_fit(left: float, work: Workload, transfer_rates: Rates, stages: Stages,
+                              evidence: dict) -> float:
+    """Epochs of lp-ft that fit in `left`: first estimated from the inference rate (a training
+    step costs about TRAIN_STEP_FORWARDS forward passes), and the training rate measured only
+    when that estimate leaves room for them (measuring costs seconds: ~25 under heavy load)."""
+    room = left - HEAD_RESERVE
+    estimated = replace(transfer_rates, train=transfer_rates.forward / TRAIN_STEP_FORWARDS)
+    fit = room / epoch_seconds(work, estimated)
+    if fit >= FINETUNE_EPOCHS:
+        train_rates = stages.rates("lp-ft")
+        evidence["rates"]["transfer_training"] = train_rates.to_dict()
+        fit = room / epoch_seconds(work, train_rates)
+    evidence["finetune_epochs_that_fit"] = round(fit, 2)
+    return fit
+
+
+TRAIN_STEP_FORWARDS = 3.0  # a training step (forward, backward, update) against one forward pass
 HEAD_RESERVE = 3.0  # seconds for the head sweep and the test pass after fine-tuning
 # seconds kept beside the test pass for building the chosen model and its first files: the
 # caller's budget is already net of the closing parts (post_fit.closing_reserve), and the
@@ -148,36 +195,30 @@ HEAD_RESERVE = 3.0  # seconds for the head sweep and the test pass after fine-tu
 CLOSING_RESERVE = 2.0
 
 
-def _checked_against_pilots(transfer_rates: Rates, baseline_rates: Rates | None, probe: dict, baseline: dict,
-                            n_train: int, n_val: int, evidence: dict) -> Rates:
-    """The pilots ran the real work: where a cached rate is off by more than 2x from what they
-    observed, the cache is marked stale (train/throughput.reconcile) and the rest of this choice
-    uses the observed rate."""
+def _reconcile_rates(transfer_rates: Rates, baseline_rates: Rates | None, arms: list[dict], n_train: int,
+                     n_val: int, evidence: dict) -> None:
+    """The arms ran the real work: where a cached rate is off by more than 2x from what they
+    observed, the cache is marked stale (train/throughput.reconcile)."""
     from ..strategies.estimate import HEAD_FIT_SECONDS
-    from ..train.throughput import reconcile
 
     observed = {}
-    # the probe's pilot: its feature passes (train and validation) and a head sweep; on a few
-    # seconds the sweep would dominate, so only a longer pilot that extracted is read
-    if probe.get("wall_seconds", 0.0) > 3 * HEAD_FIT_SECONDS and not probe.get("features_cached"):
-        seconds = probe["wall_seconds"] - HEAD_FIT_SECONDS
-        observed["transfer"] = (probe.get("n_train", 0) + n_val) / seconds
-        if reconcile(transfer_rates, forward=observed["transfer"]):
-            transfer_rates = replace(transfer_rates, forward=observed["transfer"], cached=False)
-    rows = [r for r in baseline.get("rows", []) if r.get("split") == "val" and r.get("train_seconds")]
-    if baseline_rates is not None and rows:  # the scratch pilot's own training clock
-        observed["baseline_training"] = rows[-1].get("epoch", 0.0) * n_train / rows[-1]["train_seconds"]
-        reconcile(baseline_rates, train=observed["baseline_training"])
+    for arm in arms:
+        if arm["strategy"] == "probe" and arm.get("examples") and arm["wall_seconds"] > 3 * HEAD_FIT_SECONDS:
+            observed["transfer"] = (arm["examples"] + n_val) / (arm["wall_seconds"] - HEAD_FIT_SECONDS)
+            reconcile(transfer_rates, forward=observed["transfer"])
+        if arm["cost_unit"] == "training seconds" and arm["strategy"] != "lp-ft" and arm["curve"]:
+            last = arm["curve"][-1]
+            if last["cost"] > 0 and last.get("epoch"):
+                observed["baseline_training"] = last["epoch"] * n_train / last["cost"]
+                reconcile(baseline_rates, train=observed["baseline_training"])
     evidence["observed_rates"] = {k: round(v, 1) for k, v in observed.items()}
-    return transfer_rates
 
 
 def _check_affordable(budget: float, probe_cost: float, work: Workload, baseline_rates: Rates | None,
                       baseline: str) -> None:
-    """Item 7: a budget too small for anything names the minimum."""
-    pilot = max(MIN_PILOT_SECONDS, PILOT_SHARE * budget)
+    """A budget too small for anything names the minimum."""
     one_epoch = work.train / baseline_rates.train if baseline_rates else 0.0
-    minimum = min(probe_cost, one_epoch + pilot) + pilot
+    minimum = min(probe_cost, one_epoch + MIN_PILOT_SECONDS) + MIN_PILOT_SECONDS
     if budget < minimum:
         raise HeadstartError(
             f"a budget of {budget:.0f} s is too small for --strategy auto here: the cheapest choice needs about "
@@ -186,73 +227,10 @@ def _check_affordable(budget: float, probe_cost: float, work: Workload, baseline
             hint=f"give --budget {math.ceil(minimum * 1.2)}s or more, or name a strategy (e.g. --strategy probe)")
 
 
-def _probe_pilot(train, val, budget, stages, val_seconds: float = 0.0) -> dict:
-    """The real probe under a share of the budget, asked for a curve: its anytime heads after 1/8,
-    1/4 and 1/2 of the training examples are a learning curve over data. Complete, its features
-    are cached and a chosen probe or lp-ft reuses them; cut short, it fitted on the stratified
-    share it had time for, and the curve says what the rest would add. Its budget also covers its
-    validation pass, which the probe's wall clock counts but a fixed probe's share would not
-    (without it, on a slow machine the pilot spent its share embedding the validation split)."""
-    out = stages.pilot("probe", FULL_PROBE_SHARE * budget + val_seconds, train, val, evals_per_epoch=4)
-    return {**out, "complete": out["n_used"] >= len(train), "n_train": out["n_used"]}
-
-
-def _project_probe(pilot: dict, n_total: int, seconds_left: float) -> float:
-    """The probe's accuracy on the examples it can afford in what is left: all of them when its
-    pilot completed (the features are cached); else as many as the pilot's pace allows, with the
-    gain of the pilot's last doubling of data, halved at each further doubling."""
-    best, used = pilot["best_val_accuracy"], max(pilot["n_train"], 1)
-    if pilot["complete"]:
-        return best
-    seconds = max(pilot.get("wall_seconds", 0.0), 1e-9)
-    affordable = min(n_total, used * seconds_left / seconds)
-    points = [(r["n_train"], r["accuracy"]) for r in pilot["rows"] if r.get("n_train")]
-    half = [a for n, a in points if n <= used / 2]
-    gain = max(0.0, best - max(half)) if half else 0.0
-    doublings = math.log2(affordable / used) if affordable > used else 0.0
-    added = gain * (2 - 2 ** (1 - doublings)) if doublings > 0 else 0.0
-    return float(min(best + added, best + MAX_ERROR_REMOVED * (1 - best)))
-
-
-def _baseline_pilot(train, val, budget, work, rates, stages, left: float | None = None) -> dict:
-    """The no-transfer baseline's pilot: PILOT_SHARE of the budget, at most half of what is `left`."""
-    if rates is None:  # one-shot (TF-IDF): the pilot is the whole fit
-        return {**stages.pilot(stages.no_transfer, None, train, val), "complete": True}
-    seconds = max(MIN_PILOT_SECONDS, min(PILOT_SHARE * budget, budget if left is None else left / 2))
-    epochs = seconds / max(work.train / rates.train, 1e-9)
-    # at least ~6 evaluations inside the pilot, so its curve has a shape to read
-    evals = int(min(20, max(1, math.ceil(6 / max(epochs, 1e-9)))))
-    out = stages.pilot(stages.no_transfer, seconds, train, val, evals_per_epoch=evals)
-    return {**out, "complete": False}
-
-
-def _project(pilot: dict, seconds_left: float) -> float:
-    """The baseline's accuracy after `seconds_left` of training, from its pilot curve: its best so
-    far, plus the gain of its last doubling of time, halved at each further doubling."""
-    points = [(r["train_seconds"], r["accuracy"]) for r in pilot["rows"] if r.get("split") == "val"]
-    if not points:
-        return pilot["best_val_accuracy"]
-    t_end = max(t for t, _ in points)
-    best = max(a for _, a in points)
-    before_half = [a for t, a in points if t <= t_end / 2]
-    gain = max(0.0, best - max(before_half)) if before_half else 0.0
-    doublings = math.log2(max(seconds_left, t_end) / max(t_end, 1e-9))
-    added = gain * (2 - 2 ** (1 - doublings)) if doublings > 0 else 0.0  # gain * (1 + 1/2 + 1/4 + ...)
-    return float(min(best + added, best + MAX_ERROR_REMOVED * (1 - best)))
-
-
 def _stratified(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     picked = [rng.permutation(np.flatnonzero(labels == k))[:per_class] for k in np.unique(labels)]
     return np.sort(np.concatenate(picked))
-
-
-def _brief(pilot: dict) -> dict:
-    return {"best_val_accuracy": round(pilot["best_val_accuracy"], 4), "n_train": pilot.get("n_train"),
-            "train_seconds": round(pilot.get("train_seconds", 0.0), 2),
-            "wall_seconds": round(pilot.get("wall_seconds", 0.0), 2), "complete": pilot.get("complete"),
-            "curve": [(round(r["train_seconds"], 2), round(r["accuracy"], 4))
-                      for r in pilot.get("rows", []) if r.get("split") == "val"][:40]}
 
 
 # --backbone auto ranks on a stratified sample of the training split: its scores need a few

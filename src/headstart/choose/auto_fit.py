@@ -1,8 +1,8 @@
 """A fit with `--backbone auto` or `--strategy auto`: the pipeline's stages, with the choice
 between them.
 
-    begin_fit (start the run, load, split, add labels) -> choose -> complete_fit (train or keep
-    the probe pilot, finish)
+    begin_fit (start the run, load, split, add labels) -> choose (a race whose winner's
+    training is kept) -> complete_fit (finish)
 
 The choice runs on the fit's own split, inside the fit's one deadline (config/budget.py): each
 choice gets the time left at its start, less what the fit's closing parts are expected to cost,
@@ -10,6 +10,7 @@ so the promise covers the whole command. Choosing is this package's; the pipelin
 """
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import replace
 
@@ -37,7 +38,7 @@ def fit_auto(config: FitConfig, *, data=None, use_feature_cache: bool = True, sp
     start = begin_fit(config, data=data, splits=splits, decode_size=decode_size)
     choosing_started = time.perf_counter()
     config, chosen, kept = choose_automatically(start.config, modality_of(start.data), start.splits,
-                                                use_feature_cache, deadline=start.deadline)
+                                                use_feature_cache, deadline=start.deadline, data=start.data)
     return complete_fit(start, config, kept=kept, use_feature_cache=use_feature_cache,
                         extra={"auto": chosen} if chosen else None,
                         choosing_seconds=time.perf_counter() - choosing_started)
@@ -56,10 +57,11 @@ def decode_size(config: FitConfig, modality: Modality) -> int | None:
 
 
 def choose_automatically(config: FitConfig, modality: Modality, splits, use_feature_cache: bool = True, *,
-                         deadline: Deadline | None = None):
-    """(config with the backbone and strategy filled in, what was chosen and why, the probe pilot
-    when auto kept it as the run's training). Each choice gets what is left of `deadline` (by
-    default one that starts now), less the fit's closing parts."""
+                         deadline: Deadline | None = None, data=None):
+    """(config with the backbone and strategy filled in, what was chosen and why, the race
+    winner's training, which becomes the run's). Each choice gets what is left of `deadline` (by
+    default one that starts now), less the fit's closing parts. `data`: the loaded data the
+    splits index (its native size is evidence)."""
     chosen: dict = {}
     kept = None
     deadline = deadline or Deadline(config.budget_seconds, time.perf_counter())
@@ -70,7 +72,8 @@ def choose_automatically(config: FitConfig, modality: Modality, splits, use_feat
                          image_size=chosen["backbone"]["image_size"] or config.image_size)
     if config.strategy == "auto":
         choice = choose_strategy(splits.train, splits.val, len(splits.test), _left(deadline, config),
-                                 pipeline_stages(config, modality, splits, use_feature_cache), seed=config.seed)
+                                 pipeline_stages(config, modality, splits, use_feature_cache, data=data),
+                                 seed=config.seed)
         chosen["strategy"] = choice.to_dict()
         config = replace(config, strategy=choice.strategy, budget_seconds=choice.budget_left,
                          **_baseline_settings(config, modality, choice.strategy))
@@ -93,15 +96,16 @@ def _baseline_settings(config: FitConfig, modality: Modality, strategy: str) -> 
     return {"scratch_model": model, **({"image_size": None} if sized else {})}
 
 
-def pipeline_stages(config: FitConfig, modality: Modality, splits, use_feature_cache: bool) -> Stages:
-    """The pipeline's stages as --strategy auto uses them: measured rates, and short pilot fits
-    that write nothing."""
+def pipeline_stages(config: FitConfig, modality: Modality, splits, use_feature_cache: bool, *, data=None) -> Stages:
+    """The pipeline's stages as --strategy auto uses them: measured rates, the probe (and the
+    one-shot baseline) under a budget, training loops run to a budget, and the cheap evidence.
+    None of them writes anything: the winner's training is handed to complete_fit."""
     from ..engines.extract import make_engine
     from ..train.throughput import engine_rates, model_rates
 
     def planned(strategy: str, **changes) -> FitConfig:
-        return replace(config, strategy=strategy, resume=False, **_baseline_settings(config, modality, strategy),
-                       **changes)
+        return replace(config, strategy=strategy, resume=False, explain_examples=0,
+                       **_baseline_settings(config, modality, strategy), **changes)
 
     def rates(strategy: str):
         plan = resolve_plan(planned(strategy), modality)
@@ -115,17 +119,83 @@ def pipeline_stages(config: FitConfig, modality: Modality, splits, use_feature_c
             return engine_rates(model, engine, prepared.inputs)
         return model_rates(model, prepared.inputs, prepared.labels)
 
-    def pilot(strategy: str, budget, train_data, val_data, evals_per_epoch: int = 1) -> dict:
+    def parts_for(model, train_data, val_data) -> tuple:
+        return tuple(model.prepare(p) for p in (train_data, val_data, val_data.subset(np.arange(0))))
+
+    def pilot(strategy: str, budget, train_data, val_data, evals_per_epoch: int = 1, refit: bool | None = None) -> dict:
+        # refit=False: a head lp-ft may continue from must have learnt from the training part alone
         plan = resolve_plan(planned(strategy, budget_seconds=budget, evals_per_epoch=evals_per_epoch,
-                                    explain_examples=0), modality)
+                                    **({"refit": "no"} if refit is False else {})), modality)
         model = build(plan, train_data)
-        parts = tuple(model.prepare(p) for p in (train_data, val_data, val_data.subset(np.arange(0))))
         recorder = Recorder(None, plan.strategy.name, write=False)
-        outcome = train(plan, model, parts, recorder, checkpoint_dir=None, use_feature_cache=use_feature_cache)
+        outcome = train(plan, model, parts_for(model, train_data, val_data), recorder, checkpoint_dir=None,
+                        use_feature_cache=use_feature_cache)
         return {"best_val_accuracy": outcome["best_val_accuracy"], "rows": recorder.rows,
                 "kept": KeptTraining(model, recorder, outcome),
                 "n_used": outcome.get("probe_train_used", len(train_data)),
                 "features_cached": bool(outcome.get("features_cached")),
                 "train_seconds": recorder.train_seconds, "wall_seconds": recorder.wall_seconds}
 
-    return Stages(rates=rates, pilot=pilot, no_transfer=modality.auto_baseline)
+    def loop(strategy: str, budget: float, evals_per_epoch: int, start: KeptTraining | None) -> KeptTraining:
+        """A training loop run to `budget` seconds from now, in the calling thread (a race arm's)."""
+        called = time.perf_counter()
+        if start is not None:  # lp-ft from the probe's head: the probe's rows and clock are its start
+            model = copy.deepcopy(start.model)
+            recorder = Recorder(None, strategy, write=False, train_seconds=start.recorder.train_seconds,
+                                rows=start.recorder.rows)
+        else:
+            model, recorder = None, Recorder(None, strategy, write=False)
+        plan = resolve_plan(planned(strategy, budget_seconds=recorder.wall_seconds + budget,
+                                    evals_per_epoch=evals_per_epoch), modality)
+        model = model if model is not None else build(plan, splits.train)
+        parts = parts_for(model, splits.train, splits.val)
+        # the deadline stays where it was: building and preparing came out of this budget
+        left = budget - (time.perf_counter() - called)
+        plan = replace(plan, config=replace(plan.config, budget_seconds=recorder.wall_seconds + left))
+        if start is None:
+            outcome = train(plan, model, parts, recorder, checkpoint_dir=None, use_feature_cache=use_feature_cache)
+        else:
+            outcome = _finetune_from_head(plan, model, parts, recorder, start.outcome)
+        return KeptTraining(model, recorder, outcome)
+
+    def raw_knn() -> float | None:
+        return _raw_knn(modality, splits, config.seed)
+
+    def sizes() -> dict:
+        native = (getattr(data, "notes", None) or {}).get("native_size")
+        spec = resolve_backbone(config.backbone or modality.default_backbone)
+        return {"native": native, "model": config.image_size or spec.input_size}
+
+    return Stages(rates=rates, pilot=pilot, no_transfer=modality.auto_baseline, loop=loop, raw_knn=raw_knn,
+                  sizes=sizes)
+
+
+def _finetune_from_head(plan, model, parts, recorder: Recorder, head: dict) -> dict:
+    """lp-ft from the head the probe fitted (its figures `head`): the loop alone, as
+    HeadThenAllLayers.fit runs it after its own head sweep."""
+    from ..strategies import FitContext
+
+    model.warm_up(parts[0])  # untimed, as pipeline.train
+    ctx = FitContext(config=plan.config, train=parts[0], val=parts[1], recorder=recorder, modality=plan.modality,
+                     spec=plan.spec, checkpoint_dir=None, test_size=0)
+    outcome = plan.strategy.fit_from_head(model, ctx, {k: v for k, v in head.items() if k.startswith("probe_")})
+    recorder.pause()
+    return outcome
+
+
+RAW_KNN_SAMPLE = (1000, 300)  # training and validation examples k-NN on raw inputs reads, at most
+
+
+def _raw_knn(modality: Modality, splits, seed: int) -> float | None:
+    """k-NN accuracy (k=5, cosine) of the raw inputs (modality.raw_features) on a sample: how far
+    the inputs alone separate the classes, the evidence the diagnosis reads too."""
+    from sklearn.neighbors import KNeighborsClassifier
+
+    rng = np.random.default_rng(seed)
+    train, val = (d.subset(np.sort(rng.permutation(len(d))[:cap])) for d, cap in zip((splits.train, splits.val),
+                                                                                       RAW_KNN_SAMPLE))
+    raw = modality.raw_features(train, val)
+    if raw is None or len(train) < 6:
+        return None
+    knn = KNeighborsClassifier(n_neighbors=5, metric="cosine", algorithm="brute").fit(raw[0], train.labels)
+    return round(float(np.mean(knn.predict(raw[1]) == np.asarray(val.labels))), 4)

@@ -32,6 +32,7 @@ FIT_FIGURES = {
     "curve_epoch": "learning_curve_epoch.png",
     "confusion": "confusion_matrix.png",
     "per_class": "per_class_accuracy.png",
+    "race": "race.png",  # --strategy auto's race (report/race.py)
 }
 COMPARISON_FIGURES = {
     "accuracy_vs_time": "accuracy_vs_time.png",
@@ -80,6 +81,7 @@ def build_fit_report(run_dir: str | Path) -> Path:
     images = {
         **_curve_figures(run_dir, rows, summary),
         **_classification_figures(run_dir, summary, FIT_FIGURES),
+        "race": _race_figure(run_dir, summary),
     }
     _remove_stale(run_dir, FIT_FIGURES, images)
     # deploy.json joins the page's summary (not summary.json): export and prune add rows later
@@ -255,6 +257,15 @@ def _classification_figures(run_dir: Path, summary: FitSummary, names: dict[str,
             per_class, classes, run_dir / names["per_class"], macro_f1=summary.macro_f1,
             title=f"{title_prefix}Per-class accuracy (recall, test)"))
     return out
+
+
+def _race_figure(run_dir: Path, summary: FitSummary) -> str | None:
+    """--strategy auto's race, where the run raced (its record under auto.strategy.evidence)."""
+    from .race import race_figure
+
+    race = (((summary.auto or {}).get("strategy") or {}).get("evidence") or {}).get("race")
+    made = race_figure(race, run_dir / FIT_FIGURES["race"]) if isinstance(race, dict) else None
+    return _name(made) if made else None
 
 
 def _remove_stale(run_dir: Path, owned: dict[str, str], images: dict[str, str | None]) -> None:

@@ -124,6 +124,12 @@ class HeadThenAllLayers(Strategy):
         head = {}
         if not resuming_past_head(ctx, self.name):
             head = fit_logistic_head(classifier, ctx, c_grid=self.head_c_grid)
+        return self.fit_from_head(classifier, ctx, head)
+
+    def fit_from_head(self, classifier, ctx: FitContext, head: dict) -> dict:
+        """Train every layer from the head already in classifier.head; `head`: its sweep's figures
+        (probe_val_accuracy among them). --strategy auto's lp-ft arm continues from the probe's
+        head this way, so the probe's work is not done twice."""
         self.prepare_backbone(classifier, ctx)
         backbone_groups = classifier.backbone.param_groups()
         groups = layerwise_groups(backbone_groups, classifier.head, self.lr(ctx.config, ctx.modality),

@@ -197,8 +197,10 @@ def train_model(model, param_groups: list[dict], dataset, val, plan: TrainPlan, 
             return None
         logits = predict_logits(raw_model, val.inputs)
         accuracy, loss = score(logits, val.labels)
-        recorder.log("val", accuracy, loss, phase=plan.phase, lr=optimizer.param_groups[-1]["lr"])
+        # timed before the row is logged: a listener (tune's pruner, auto's race parking this arm
+        # between slices) is not evaluation, and the budget plans evaluations by this figure
         eval_seconds = time.perf_counter() - started
+        recorder.log("val", accuracy, loss, phase=plan.phase, lr=optimizer.param_groups[-1]["lr"])
         last_loss[0] = loss
         return accuracy
 

@@ -1,0 +1,166 @@
+"""`--strategy auto` as a race between arms in which no work is paid twice.
+
+The arms (race_arms.py): the probe (transfer, cheap), lp-ft (continues from the probe's head),
+and the no-transfer baseline (scratch on images, continuing from its own weights and optimiser;
+TF-IDF on text, one shot). Each arm is advanced by slices of wall time and keeps what its slices
+built, so the arm that wins simply goes on: its final model has every slice's work behind it.
+
+The rule, after every round of slices:
+1. each arm's validation points are fitted with a learning curve and projected to where the arm
+   would be if it had all the time left (learning_curves.project), with a band from the
+   validation set's binomial noise;
+2. the leader is the arm with the highest central projection; an arm is dropped only when its
+   optimistic projection is below the leader's pessimistic one. Why: a pilot sees the start of a
+   curve and noisy points, so "projected lower" is not "worse" until the bands part; dropping on
+   central values alone is how a trailing arm got called a lead ("0.969 against 0.974");
+3. rounds go on while two or more arms can still gain from time (unfinished) and more than
+   COMMIT_SHARE of the budget is left: each unfinished arm gets a ROUND_SHARE slice of what is
+   left, split between them;
+4. then the rest of the budget goes to the unfinished arm projected highest (a quarter of the
+   budget trains one arm further than it would split, and bands that still overlap mean either
+   is within noise of the other). A finished arm (the complete probe, TF-IDF) is kept at no
+   cost, so the time never goes unused while an arm could gain from it, and at the end the arm
+   with the highest validation accuracy reached wins: a trailing arm is never called a lead.
+Every round's projections, drops and reasons are kept in the record (summary.json, under auto).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+from .learning_curves import Projection, project
+
+COMMIT_SHARE = 0.25   # below this share of the budget left, the leader takes the rest
+ROUND_SHARE = 0.3     # each round spends this share of what is left, split between unfinished arms
+MIN_SLICE = 1.5       # seconds: a slice shorter than this buys an evaluation, not training
+MAX_ROUNDS = 12
+
+
+class Arm(Protocol):
+    """What the race asks of an arm (race_arms.py; faked in tests)."""
+
+    name: str
+    finished: bool          # it can gain nothing more (a complete probe, TF-IDF, a loop that stopped)
+    wall_seconds: float     # the race's seconds it has used
+
+    def advance(self, seconds: float) -> None: ...
+    def run_to_end(self, seconds: float) -> None: ...       # the winner: on, to the budget's end
+    def points(self) -> list[tuple[float, float]]: ...      # (cost, validation accuracy)
+    def cost_at(self, seconds_more: float) -> float: ...     # its cost after `seconds_more` of the race
+    def stop(self) -> None: ...
+    def kept(self): ...                                      # its training so far (None: nothing usable)
+    def record(self) -> dict: ...
+
+
+def verdict(projections: dict[str, Projection]) -> tuple[str, dict[str, str]]:
+    """(leader, {dropped arm: why}): the leader has the highest central projection; an arm goes
+    only when even its optimistic end is below the leader's pessimistic one."""
+    leader = max(projections, key=lambda name: (projections[name].mid, projections[name].low))
+    bar = projections[leader].low
+    dropped = {name: (f"even optimistically {p.high:.3f}, below {leader}'s pessimistic {bar:.3f}")
+               for name, p in projections.items() if name != leader and p.high < bar}
+    return leader, dropped
+
+
+@dataclass
+class RaceResult:
+    winner: object                     # the arm that takes the budget's end
+    reason: str
+    rounds: list[dict] = field(default_factory=list)
+    arms: list[dict] = field(default_factory=list)  # every arm's record: curve, slices, fate
+
+    def to_dict(self) -> dict:
+        return {"winner": self.winner.name, "reason": self.reason, "rounds": self.rounds, "arms": self.arms,
+                "rule": "drop an arm when its optimistic projection is below the leader's pessimistic one; "
+                        f"the leader takes the rest once less than {COMMIT_SHARE:.0%} of the budget is left"}
+
+
+def run_race(arms: list, budget: float, n_val: int, first_slices: dict[str, float], *,
+             clock: Callable[[], float] = time.perf_counter, joins: Callable[[object, list], list] | None = None,
+             seed: int = 0) -> RaceResult:
+    """Race `arms` over `budget` seconds of wall time (from now). first_slices: each arm's
+    first slice (the priors' allocation). joins(arm, alive) -> arms to add once `arm` has run a
+    slice (lp-ft once the probe is done). The winner is advanced to the budget's end before this
+    returns; the losers are stopped."""
+    started = clock()
+
+    def left() -> float:
+        return budget - (clock() - started)
+
+    alive, rounds, fates = [], [], {}
+    every = list(arms)  # every arm that ran, in the order it joined
+    for arm in list(arms):  # round 0: the priors' allocation, cheapest evidence first
+        arm.advance(min(first_slices.get(arm.name, MIN_SLICE), max(left(), 0.0)))
+        alive.append(arm)
+        for new in (joins(arm, alive) if joins else []):
+            alive.append(new)
+            every.append(new)
+            if getattr(new, "absorbs", None):  # lp-ft's epoch 0 is the probe: the probe lives on in it
+                fates[new.absorbs] = f"continued by {new.name}, which starts from its head"
+                alive = [a for a in alive if a.name != new.absorbs]
+            new.advance(min(first_slices.get(new.name, MIN_SLICE), max(left(), 0.0)))
+    projections: dict[str, Projection] = {}
+    for number in range(MAX_ROUNDS):
+        alive = [a for a in alive if a.name not in fates]
+        projections = {a.name: project(a.points(), a.cost_at(max(left(), 0.0)), n_val, finished=a.finished,
+                                       seed=seed) for a in alive}
+        leader, dropped = verdict(projections)
+        rounds.append({"round": number, "at_seconds": round(clock() - started, 2), "leader": leader,
+                       "projected": {k: p.to_dict() for k, p in projections.items()}, "dropped": dropped})
+        for arm in alive:
+            if arm.name in dropped:
+                fates[arm.name] = f"dropped after round {number}: {dropped[arm.name]}"
+                arm.stop()
+        alive = [a for a in alive if a.name not in dropped]
+        unfinished = [a for a in alive if not a.finished]
+        if len(unfinished) <= 1 or left() < COMMIT_SHARE * budget or number == MAX_ROUNDS - 1:
+            break
+        share = max(MIN_SLICE, ROUND_SHARE * left() / len(unfinished))
+        for arm in unfinished:
+            arm.advance(min(share, max(left(), 0.0)))
+    winner, reason = _finish(alive, projections, left, fates)
+    return RaceResult(winner, reason, rounds, [{**a.record(), "fate": fates.get(a.name, "")} for a in every])
+
+
+def _finish(alive: list, projections: dict[str, Projection], left: Callable[[], float],
+            fates: dict) -> tuple[object, str]:
+    """The rest of the budget goes to the unfinished arm projected highest (a finished arm is
+    kept at no cost: it can gain nothing from time); then the arm whose validation accuracy is
+    highest is the winner. So time is never left unused while an arm could still gain from it,
+    and an arm that trails is never called a lead: the choice is made on what was reached."""
+    unfinished = sorted((a for a in alive if not a.finished), key=lambda a: -projections[a.name].mid)
+    runner = unfinished[0] if unfinished and left() > 0 else None
+    for arm in unfinished:
+        if arm is not runner:
+            fates[arm.name] = (f"stopped: {runner.name} is projected higher and took the rest of the budget"
+                               if runner is not None else "stopped: no time left")
+            arm.stop()
+    if runner is not None:
+        runner.run_to_end(left())  # it continues from where its slices left it, to the budget's end
+    # the runner, the finished arms, and any other whose work is in hand (a probe cut short)
+    contenders = [a for a in alive if a is runner or a.finished or a.kept() is not None] or alive
+    reached = {a.name: max((acc for _, acc in a.points()), default=0.0) for a in contenders}
+    # ties go to the arm that trained on (the runner): it holds the budget's work
+    winner = max(contenders, key=lambda a: (reached[a.name], a is runner))
+    for arm in contenders:
+        fates[arm.name] = ("won" if arm is winner else f"lost: {winner.name} reached higher") + \
+            (": continued to the budget's end" if arm is runner else "")
+    if len(contenders) == 1:
+        why = "it is the only arm left"
+    elif runner is not None:
+        why = (f"{runner.name} took the rest of the budget (projected highest of the arms still training); "
+               f"at the end {winner.name} reached the highest validation accuracy ("
+               + ", ".join(f"{name} {acc:.3f}" for name, acc in reached.items()) + ")")
+    else:
+        why = ("every arm had finished; the highest validation accuracy wins ("
+               + ", ".join(f"{name} {acc:.3f}" for name, acc in reached.items()) + ")")
+    return winner, _reason(winner.name, projections, why)
+
+
+def _reason(leader: str, projections: dict[str, Projection], why: str) -> str:
+    p = projections[leader]
+    others = ", ".join(f"{name} {q.mid:.3f} [{q.low:.3f}, {q.high:.3f}]"
+                       for name, q in projections.items() if name != leader)
+    return (f"{leader} is projected to {p.mid:.3f} [{p.low:.3f}, {p.high:.3f}] at the budget's end"
+            + (f" against {others}" if others else "") + f"; {why}")

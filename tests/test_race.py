@@ -1,0 +1,181 @@
+"""--strategy auto's race: learning curves with their bands, the drop rule on given curves, the
+race on fake arms (no time left unused, a trailing arm never called a lead), a real scratch arm
+continuing across slices, and the race drawn."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from headstart.choose.learning_curves import Projection, binomial_sd, project
+from headstart.choose.race import COMMIT_SHARE, run_race, verdict
+
+
+def _power_law(x, a=0.95, b=0.5, c=0.7):
+    return a - b * np.asarray(x, dtype=float) ** -c
+
+
+def test_a_curve_is_projected_with_a_band_that_holds_its_end():
+    xs = [1, 2, 4, 8, 16]
+    points = list(zip(xs, _power_law(xs)))
+    p = project(points, 64, n_val=300)
+    assert p.basis == "curve"
+    assert p.low <= float(_power_law(64)) <= p.high
+    assert p.mid == pytest.approx(float(_power_law(64)), abs=0.01)
+    assert p.mid > max(a for _, a in points)  # still rising: projected above its best point
+
+
+def test_few_points_or_a_finished_arm_say_what_they_can():
+    early = project([(1, 0.3), (2, 0.4)], 100, n_val=300)
+    assert early.basis == "too few points" and early.high == 1.0  # never dropped on no evidence
+    done = project([(1, 0.9)], 100, n_val=300, finished=True)
+    assert done.mid == 0.9 and done.high - done.low == pytest.approx(2 * 1.64 * binomial_sd(0.9, 300), rel=1e-6)
+
+
+def test_a_trailing_arm_projected_higher_within_the_bands_keeps_racing():
+    # the issue's case: the probe finished at 0.969, scratch projected to 0.974 on 300 images
+    probe = project([(1000, 0.969)], 1000, n_val=300, finished=True)
+    scratch = Projection(0.974, 0.950, 0.990, "curve")
+    leader, dropped = verdict({"probe": probe, "scratch": scratch})
+    assert leader == "scratch" and dropped == {}  # the probe is not a lead, and not dropped either
+
+
+def test_an_arm_clearly_below_is_dropped():
+    probe = project([(1000, 0.70)], 1000, n_val=300, finished=True)
+    xs = [1, 2, 4, 8]
+    scratch = project(list(zip(xs, _power_law(xs, a=0.97, b=0.1))), 40, n_val=300)
+    leader, dropped = verdict({"probe": probe, "scratch": scratch})
+    assert leader == "scratch" and "probe" in dropped and "below scratch" in dropped["probe"]
+
+
+class _Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+class _FakeArm:
+    """An arm on a fake clock: `curve(seconds)` is its accuracy after that much training."""
+
+    def __init__(self, name, clock, curve, *, finishes_after=None):
+        self.name, self._clock, self._curve, self._finish = name, clock, curve, finishes_after
+        self.wall_seconds, self.slices, self._points, self.stopped = 0.0, [], [], False
+
+    @property
+    def finished(self):
+        return self._finish is not None and self.wall_seconds >= self._finish
+
+    def advance(self, seconds):
+        if self._finish is not None:
+            seconds = min(seconds, max(self._finish - self.wall_seconds, 0.0))
+        self.slices.append((self.wall_seconds, self.wall_seconds + seconds))
+        for _ in range(4):  # four evaluations a slice
+            self.wall_seconds += seconds / 4
+            self._clock.now += seconds / 4
+            self._points.append((self.wall_seconds, float(self._curve(self.wall_seconds))))
+
+    def run_to_end(self, seconds):
+        self.advance(seconds)
+
+    def points(self):
+        return list(self._points)
+
+    def cost_at(self, seconds_more):
+        return self.wall_seconds + seconds_more
+
+    def stop(self):
+        self.stopped = True
+
+    def kept(self):
+        return self.name if self._points and not self.stopped else None
+
+    def record(self):
+        return {"name": self.name, "slices": self.slices, "wall_seconds": self.wall_seconds,
+                "curve": [{"at": x, "accuracy": a} for x, a in self._points]}
+
+
+def test_the_race_drops_a_clearly_worse_arm_and_the_winner_continues_to_the_end():
+    clock = _Clock()
+    good = _FakeArm("scratch", clock, lambda t: _power_law(t, a=0.97, b=0.3, c=0.8))
+    bad = _FakeArm("probe", clock, lambda t: 0.40, finishes_after=5.0)
+    result = run_race([bad, good], 60.0, 300, {"probe": 5.0, "scratch": 6.0}, clock=clock)
+    assert result.winner is good
+    assert "dropped" in next(a["fate"] for a in result.arms if a["name"] == "probe")
+    # no work paid twice: the winner's slices are one run, each starting where the last ended
+    starts = [s for s, _ in good.slices]
+    assert starts[0] == 0.0 and all(b == a_end for (_, a_end), b in zip(good.slices, starts[1:]))
+    assert clock.now == pytest.approx(60.0)  # the budget is used to its end
+
+
+def test_a_finished_leader_does_not_leave_the_budget_unused_while_a_close_arm_could_train():
+    clock = _Clock()
+    probe = _FakeArm("probe", clock, lambda t: 0.969, finishes_after=10.0)
+    scratch = _FakeArm("scratch", clock, lambda t: min(0.985, 0.90 + 0.004 * t))
+    result = run_race([probe, scratch], 60.0, 300, {"probe": 10.0, "scratch": 4.0}, clock=clock)
+    assert clock.now == pytest.approx(60.0)  # the rest went to scratch, not unused
+    assert result.winner is scratch and "reached the highest validation accuracy" in result.reason
+    assert result.rounds and all(r["dropped"] == {} for r in result.rounds)  # bands overlapped
+    # and had scratch stayed below the probe, the probe (kept at no cost) would have won
+    clock2 = _Clock()
+    probe2 = _FakeArm("probe", clock2, lambda t: 0.969, finishes_after=10.0)
+    slow = _FakeArm("scratch", clock2, lambda t: min(0.96, 0.93 + 0.001 * t))
+    assert run_race([probe2, slow], 60.0, 300, {"probe": 10.0, "scratch": 4.0}, clock=clock2).winner is probe2
+
+
+def test_rounds_split_the_time_until_a_quarter_is_left():
+    clock = _Clock()
+    a = _FakeArm("a", clock, lambda t: 0.80 + 0.001 * t)
+    b = _FakeArm("b", clock, lambda t: 0.80 + 0.0011 * t)
+    result = run_race([a, b], 100.0, 300, {"a": 5.0, "b": 5.0}, clock=clock)
+    assert len(result.rounds) >= 2
+    last_split = result.rounds[-1]["at_seconds"]
+    assert last_split >= (1 - COMMIT_SHARE) * 100.0 - 1e-6
+    assert clock.now == pytest.approx(100.0)
+    assert sum(len(arm.slices) for arm in (a, b)) >= 5
+
+
+def test_a_scratch_arm_continues_its_own_run_across_slices(tmp_path):
+    """The real training loop, parked between slices: its step counter and clock carry on,
+    one model is built, and the kept training holds every slice's rows."""
+    import time
+
+    from conftest import make_blobs
+    from headstart.choose.auto_fit import pipeline_stages
+    from headstart.choose.race_arms import LoopArm, gated
+    from headstart.config import FitConfig
+    from headstart.modalities import modality_of
+    from headstart.pipeline import split
+
+    data = make_blobs(n_per_class=24, size=16)
+    config = FitConfig(data="blobs", strategy="auto", scratch_model="resnet9", image_size=16, batch_size=8,
+                       explain_examples=0, patience=100, epochs=1)  # one epoch: ends on its own
+    stages = pipeline_stages(config, modality_of(data), split(config, data), use_feature_cache=False)
+    origin = time.perf_counter()
+    arm = LoopArm("scratch", lambda b: stages.loop("scratch", b, 4, None), origin + 300.0, origin=origin)
+    with gated([arm]):
+        arm.advance(1.0)
+        first = arm.record()["slices"][-1]
+        arm.advance(1.0)
+        second = arm.record()["slices"][-1]
+        arm.run_to_end(300.0)
+    kept = arm.kept()
+    assert len(arm.record()["slices"]) == 3  # it never finished early: each slice ran on
+    assert first["to_step"] > 0 and second["from_step"] == first["to_step"] and second["to_step"] > first["to_step"]
+    assert kept.recorder.step >= second["to_step"]
+    steps = [r["step"] for r in kept.recorder.rows if r["split"] == "val"]
+    assert steps == sorted(steps) and steps[0] <= first["to_step"]  # one run: never back to step 1
+    assert kept.outcome["stop_reason"] == "completed" and kept.outcome["epochs_run"] == pytest.approx(1.0)
+
+
+def test_the_race_is_drawn(tmp_path):
+    from headstart.report.race import race_figure
+
+    race = {"arms": [
+        {"name": "probe", "fate": "lost: scratch reached higher", "slices": [{"from": 0, "to": 5}],
+         "curve": [{"at": 4.0, "accuracy": 0.9}, {"at": 5.0, "accuracy": 0.93}]},
+        {"name": "scratch", "fate": "won: continued", "slices": [{"from": 5, "to": 9}, {"from": 9, "to": 30}],
+         "curve": [{"at": 6.0, "accuracy": 0.5}, {"at": 9.0, "accuracy": 0.8}, {"at": 30.0, "accuracy": 0.97}]}]}
+    made = race_figure(race, tmp_path / "race.png")
+    assert made.exists() and made.read_bytes()[:4] == b"\x89PNG"
+    assert race_figure({"arms": []}, tmp_path / "none.png") is None
