@@ -81,6 +81,25 @@ def test_auto_keeps_the_probe_when_scratch_stays_below_it():
     assert "dropped" in next(a["fate"] for a in choice.evidence["race"]["arms"] if a["name"] == "scratch")
 
 
+def test_a_one_shot_baseline_runs_first_and_wins_when_it_reads_higher():
+    stages, calls = _stages(0.90, lambda t: 0.5)
+    stages.no_transfer = "tfidf"
+    plain_pilot = stages.pilot
+
+    def pilot(strategy, budget, train, val, evals_per_epoch=1, refit=None):
+        if strategy == "tfidf":  # one shot, exact: no budget, no rate
+            calls.append((strategy, budget))
+            return {"best_val_accuracy": 0.95, "n_used": len(train), "wall_seconds": 0.2, "kept": "tfidf-model",
+                    "rows": [{"split": "val", "phase": "tfidf", "accuracy": 0.95}]}
+        return plain_pilot(strategy, budget, train, val, evals_per_epoch, refit)
+
+    stages.pilot = pilot
+    stages.rates = lambda s: None if s == "tfidf" else Rates(2000.0, 200.0, 0.0)
+    choice = choose_strategy(_Split(400), _Split(100), 100, 8.0, stages)
+    assert [c[0] for c in calls] == ["tfidf", "probe"]
+    assert choice.strategy == "tfidf" and choice.kept == "tfidf-model"
+
+
 def test_the_cheap_evidence_sets_the_scratch_arms_first_slice():
     stages, _ = _stages(0.9, lambda t: 0.5)
     stages.sizes = lambda: {"native": 8, "model": 224}

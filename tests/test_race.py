@@ -90,6 +90,9 @@ class _FakeArm:
     def kept(self):
         return self.name if self._points and not self.stopped else None
 
+    def reached(self):
+        return max(a for _, a in self._points)
+
     def record(self):
         return {"name": self.name, "slices": self.slices, "wall_seconds": self.wall_seconds,
                 "curve": [{"at": x, "accuracy": a} for x, a in self._points]}

@@ -50,6 +50,7 @@ class Arm(Protocol):
     def cost_at(self, seconds_more: float) -> float: ...     # its cost after `seconds_more` of the race
     def stop(self) -> None: ...
     def kept(self): ...                                      # its training so far (None: nothing usable)
+    def reached(self) -> float: ...                          # the validation accuracy of what it keeps
     def record(self) -> dict: ...
 
 
@@ -140,7 +141,7 @@ def _finish(alive: list, projections: dict[str, Projection], left: Callable[[], 
         runner.run_to_end(left())  # it continues from where its slices left it, to the budget's end
     # the runner, the finished arms, and any other whose work is in hand (a probe cut short)
     contenders = [a for a in alive if a is runner or a.finished or a.kept() is not None] or alive
-    reached = {a.name: max((acc for _, acc in a.points()), default=0.0) for a in contenders}
+    reached = {a.name: a.reached() for a in contenders}
     # ties go to the arm that trained on (the runner): it holds the budget's work
     winner = max(contenders, key=lambda a: (reached[a.name], a is runner))
     for arm in contenders:

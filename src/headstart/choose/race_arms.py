@@ -125,6 +125,10 @@ class LoopArm:
         """The KeptTraining its run returned (the winner's, once it reached the budget's end)."""
         return self._kept
 
+    def reached(self) -> float:
+        """Its best validation accuracy: the loop keeps its best state."""
+        return max((p["accuracy"] for p in self._timeline.curve), default=0.0)
+
     def record(self) -> dict:
         return self._timeline.record(strategy=self.name, cost_unit=self.cost_unit, steps=self._step)
 
@@ -237,8 +241,9 @@ class ProbeArm:
     def kept(self):
         return self._out.get("kept") if self._out else None
 
-    def outcome(self) -> dict:
-        return self._out or {}
+    def reached(self) -> float:
+        """The head it keeps (its anytime heads on part of the data are evidence, not the model)."""
+        return float(self._out["best_val_accuracy"]) if self._out else 0.0
 
     def record(self) -> dict:
         return self._timeline.record(strategy="probe", cost_unit=self.cost_unit,
@@ -258,6 +263,10 @@ class OneShotArm(ProbeArm):
     @property
     def finished(self) -> bool:
         return self._out is not None
+
+    def advance(self, seconds: float) -> None:
+        if not self.finished:  # it takes what it takes: its first slice is sized 0
+            self.resume(seconds)
 
     def resume(self, seconds: float) -> None:
         began = time.perf_counter()
