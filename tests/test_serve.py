@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import csv
 import io
 import json
 import os
@@ -22,14 +21,14 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from headstart.cli import main
 from headstart.deploy.onnx_predict import predict_inputs as onnx_predict_inputs
 from headstart.deploy.serve import create_app
 from headstart.deploy.serve_batching import MicroBatcher
 from headstart.deploy.serve_inputs import ServeLimits
 from headstart.errors import HeadstartError
 
-from conftest import fit_tiny_probe, make_texts, tiny_image_folder
+from conftest import tiny_image_folder
+from tiny_runs import fit_image_probe, fit_minilm_probe, quick_deploy_rows, write_text_csv
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 CHROMIUM = next((shutil.which(name) for name in ("chromium", "chromium-browser", "google-chrome")
@@ -47,8 +46,9 @@ def image_folder(tmp_path_factory):
 def image_run(image_folder, tmp_path_factory):
     import headstart
 
-    out = fit_tiny_probe(image_folder, tmp_path_factory)
-    headstart.export(out)
+    out = fit_image_probe(image_folder, tmp_path_factory.mktemp("runs") / "image")
+    with quick_deploy_rows():  # the serve tests never read the deploy table
+        headstart.export(out)
     return out
 
 
@@ -57,15 +57,9 @@ def text_run(tmp_path_factory):
     import headstart
 
     folder = tmp_path_factory.mktemp("texts")
-    data = make_texts(n_per_class=16)
-    with open(folder / "texts.csv", "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["text", "label"])
-        writer.writerows([text, data.classes[label]] for text, label in zip(data.texts, data.labels))
-    out = folder / "run"
-    assert main(["-q", "fit", str(folder / "texts.csv"), "--backbone", "all-MiniLM-L6-v2", "--strategy", "probe",
-                 "--max-length", "12", "--out", str(out), "--explain-examples", "0"]) == 0
-    headstart.export(out)
+    out = fit_minilm_probe(write_text_csv(folder / "texts.csv"), folder / "run")
+    with quick_deploy_rows():
+        headstart.export(out)
     return out
 
 
@@ -404,11 +398,11 @@ def test_the_default_path_never_imports_torch(image_run, text_run, images):
 
 class _Server:
     """`headstart serve RUN --port 0` in a subprocess on 127.0.0.1, through the command line (with
-    torch made unimportable, unless the server is to explain: the CLI must not need it either)."""
+    torch made unimportable: the CLI must not need it either)."""
 
-    def __init__(self, run: Path, *, torch: bool = False, env: dict | None = None):
-        code = ("import sys\n" + ("" if torch else "sys.modules['torch'] = None\n")
-                + "from headstart.cli import main\nsys.exit(main(['serve', sys.argv[1], '--port', '0']))")
+    def __init__(self, run: Path, *, env: dict | None = None):
+        code = ("import sys\nsys.modules['torch'] = None\n"
+                "from headstart.cli import main\nsys.exit(main(['serve', sys.argv[1], '--port', '0']))")
         self.process = subprocess.Popen([sys.executable, "-c", code, str(run)], stdout=subprocess.PIPE,
                                         stderr=subprocess.PIPE, text=True,
                                         env={**os.environ, "PYTHONPATH": SRC, **(env or {})})
@@ -499,6 +493,8 @@ class _Chromium:
         raise AssertionError(f"{method}: no answer in {timeout} s")
 
     def open(self, url: str) -> None:
+        """A new tab at `url`, which later commands drive (the browser can open several in turn)."""
+        self.session = None  # a tab is made by the browser, not by the tab open before it
         target = self.send("Target.createTarget", {"url": "about:blank"})["targetId"]
         self.session = self.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
         self.send("Page.navigate", {"url": url})
@@ -538,12 +534,44 @@ NEEDS_CHROMIUM = pytest.mark.skipif(CHROMIUM is None,
                                     reason="no Chromium found (chromium, chromium-browser or google-chrome on PATH)")
 
 
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    """One headless Chromium for the module's page tests (each opens its own tab)."""
+    chromium = _Chromium(tmp_path_factory.mktemp("chromium") / "profile")
+    yield chromium
+    chromium.close()
+
+
+class _ServerInThread:
+    """The app under uvicorn on 127.0.0.1 in a thread of this process: the page tests are about
+    the page, so they need no process of their own (the loopback test above runs `headstart serve`
+    in one); torch is already imported here for /explain."""
+
+    def __init__(self, run: Path):
+        import uvicorn
+
+        from headstart.deploy.serve import _listen
+
+        listener = _listen("127.0.0.1", 0)
+        self.server = uvicorn.Server(uvicorn.Config(create_app(run), log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [listener]}, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 60
+        while not self.server.started:
+            assert self.thread.is_alive() and time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.05)
+        self.url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=60)
+
+
 @pytest.mark.slow  # loads the run's PyTorch model to explain (over 10 s on 2 cores)
 @NEEDS_CHROMIUM
 def test_the_page_in_headless_chromium_shows_the_label_and_the_explanation_of_a_chosen_file(image_run, images,
-                                                                                            tmp_path):
-    server = _Server(image_run, torch=True)
-    browser = _Chromium(tmp_path / "profile")
+                                                                                            browser, tmp_path):
+    server = _ServerInThread(image_run)
     try:
         browser.open(server.url + "/")
         browser.wait_for("!document.getElementById('imageCard').hidden")  # the page asked /health what to show
@@ -557,7 +585,6 @@ def test_the_page_in_headless_chromium_shows_the_label_and_the_explanation_of_a_
         heat_map = browser.wait_for("(document.querySelector('#explanation img') || {}).naturalWidth", timeout=180)
         shot = browser.screenshot(tmp_path / "serve-page.png")
     finally:
-        browser.close()
         server.stop()
     print(f"\nscreenshot of the page: {shot}")
     assert label == "green" and bars == 3 and error == "" and heat_map > 64
@@ -566,9 +593,8 @@ def test_the_page_in_headless_chromium_shows_the_label_and_the_explanation_of_a_
 
 @pytest.mark.slow  # loads the run's PyTorch model to explain (over 10 s on 2 cores)
 @NEEDS_CHROMIUM
-def test_the_page_of_a_text_model_labels_a_pasted_text_and_highlights_its_words(text_run, tmp_path):
-    server = _Server(text_run, torch=True)
-    browser = _Chromium(tmp_path / "profile")
+def test_the_page_of_a_text_model_labels_a_pasted_text_and_highlights_its_words(text_run, browser, tmp_path):
+    server = _ServerInThread(text_run)
     try:
         browser.open(server.url + "/")
         browser.wait_for("!document.getElementById('textCard').hidden")
@@ -581,7 +607,6 @@ def test_the_page_of_a_text_model_labels_a_pasted_text_and_highlights_its_words(
                                  timeout=180)
         shot = browser.screenshot(tmp_path / "serve-page-text.png")
     finally:
-        browser.close()
         server.stop()
     print(f"\nscreenshot of the page: {shot}")
     assert file_hidden and label == "sport"
