@@ -29,6 +29,7 @@ from pathlib import Path
 from headstart.compare import machine_info
 from headstart.choose.auto_fit import fit_auto as fit  # pipeline.fit, choosing first when the strategy is auto
 from headstart.config import FitConfig, parse_duration
+from headstart.errors import HeadstartError
 from headstart.pipeline import load
 
 # dataset -> (labels per class or None for all, the fixed strategies of its modality)
@@ -78,7 +79,12 @@ def run_dataset(dataset: str, args) -> dict:
         # auto first on each seed's split: the feature cache holds nothing of that split yet (the
         # fixed strategies run with it off), while the machine's one-off costs (rate measurements,
         # engine exports) are paid by the first run that needs them and kept, as on a user's machine
-        row = {"auto": one_fit(data, dataset, "auto", seed, args, per_class, cache=True)}
+        try:
+            row = {"auto": one_fit(data, dataset, "auto", seed, args, per_class, cache=True)}
+        except HeadstartError as e:  # a budget this machine (or its load) cannot meet: recorded, not fatal
+            print(json.dumps({"dataset": dataset, "seed": seed, "auto_refused": str(e)}), flush=True)
+            row = {"auto": {"strategy": "refused", "test_accuracy": 0.0, "fit_wall_seconds": None, "race": [],
+                            "reason": str(e)}}
         for strategy in fixed:
             row[strategy] = one_fit(data, dataset, strategy, seed, args, per_class, cache=False)
         print(json.dumps({"dataset": dataset, "seed": seed,

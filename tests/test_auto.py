@@ -98,6 +98,7 @@ def test_a_one_shot_baseline_runs_first_and_wins_when_it_reads_higher():
     choice = choose_strategy(_Split(400), _Split(100), 100, 8.0, stages)
     assert [c[0] for c in calls] == ["tfidf", "probe"]
     assert choice.strategy == "tfidf" and choice.kept == "tfidf-model"
+    assert [a["name"] for a in choice.evidence["race"]["arms"]] == ["tfidf", "probe"]
 
 
 def test_the_cheap_evidence_sets_the_scratch_arms_first_slice():

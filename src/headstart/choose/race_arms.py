@@ -189,8 +189,9 @@ class ProbeArm:
     name = "probe"
     cost_unit = "training examples"
 
-    def __init__(self, pilot: Callable[[float], dict], n_train: int, *, origin: float | None = None):
-        self._pilot, self.n_train = pilot, n_train
+    def __init__(self, pilot: Callable[[float], dict], n_train: int, *, origin: float | None = None,
+                 name: str = "probe"):
+        self._pilot, self.n_train, self.name = pilot, n_train, name
         self._timeline = _Timeline(self.name, origin if origin is not None else time.perf_counter())
         self._out: dict | None = None
         self.repeated_seconds = 0.0
@@ -257,8 +258,7 @@ class OneShotArm(ProbeArm):
     cost_unit = "one fit"
 
     def __init__(self, name: str, pilot: Callable[[float | None], dict], *, origin: float | None = None):
-        super().__init__(pilot, 0, origin=origin)
-        self.name = name
+        super().__init__(pilot, 0, origin=origin, name=name)
 
     @property
     def finished(self) -> bool:
