@@ -29,6 +29,7 @@ def race_figure(race: dict, path: Path) -> Path | None:
                 ax.plot(at[-1:], accuracy[-1:], marker="x", markersize=10, color=plots.colour(i))
         plots._accuracy_axis(ax, "Validation accuracy")
         plots._accuracy_limits(ax, [p["accuracy"] for a in arms for p in a["curve"]])
+        ax.set_xlim(left=0)  # the race's start: an arm that began late shows it
         ax.set_xlabel("seconds into the race (dotted: a slice's end)")
         ax.set_title("--strategy auto: the race")
         ax.legend(loc="lower right")
