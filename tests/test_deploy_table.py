@@ -116,8 +116,10 @@ def test_machine_reads_vnni_from_the_cpu_flags(tmp_path, monkeypatch):
 # -- every fit writes the PyTorch row --------------------------------------------------------
 
 def _fit(tmp_path, **overrides):
+    # eager extraction: the default (onnxruntime) first exports the backbone with torch.export, the
+    # fit's slowest step here, and the deploy row measures the classifier whatever extracted its features
     settings = dict(data="blobs", backbone="tf_efficientnet_lite0", strategy="probe", image_size=32,
-                    batch_size=16, explain_examples=0, out=str(tmp_path / "run"))
+                    batch_size=16, extract_engine="torch", explain_examples=0, out=str(tmp_path / "run"))
     return fit(FitConfig(**{**settings, **overrides}), data=make_blobs(n_per_class=10))
 
 
