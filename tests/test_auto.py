@@ -74,6 +74,14 @@ def test_auto_races_and_the_winning_scratch_arm_is_one_continued_run():
     assert choice.budget_left <= 8.0 - auto.CLOSING_RESERVE
 
 
+def test_evidence_that_leans_to_scratch_runs_the_scratch_arm_first():
+    stages, calls = _stages(0.90, lambda t: min(0.99, 0.5 + 0.2 * t))
+    stages.sizes = lambda: {"native": 8, "model": 224}  # tiny native images: scratch's case
+    choice = choose_strategy(_Split(400), _Split(100), 100, 8.0, stages)
+    assert choice.evidence["cheap"]["scratch_prior"] >= auto.SCRATCH_FIRST_WHEN
+    assert [c[0] for c in calls] == ["scratch", "probe"]
+
+
 def test_auto_keeps_the_probe_when_scratch_stays_below_it():
     stages, _ = _stages(0.95, lambda t: 0.6)
     choice = choose_strategy(_Split(400), _Split(100), 100, 8.0, stages)

@@ -42,6 +42,7 @@ MIN_PILOT_SECONDS = 4.0
 FINETUNE_EPOCHS = 2          # lp-ft joins only when this many epochs fit after the probe
 PROBE_FIRST_MIN, PROBE_FIRST_MAX = 0.2, 0.5  # the probe's first slice: twice its expected pass, in these shares
 SCRATCH_FIRST = 0.12         # the scratch arm's first slice: this share of the race, scaled by the priors
+SCRATCH_FIRST_WHEN = 1.5      # a scratch prior this strong runs the scratch arm before the probe
 EVAL_EVERY_SECONDS = 1.5     # a loop arm evaluates (and may pause) about this often
 
 
@@ -121,14 +122,15 @@ def choose_strategy(train, val, test_size: int, budget: float | None, stages: St
 def _arms(train, val, work: Workload, race_budget: float, origin: float, stages: Stages,
           baseline_rates: Rates | None, transfer_rates: Rates, cheap: dict) -> tuple[list, dict]:
     """The arms, cheapest evidence first, and their first slices (the priors' allocation)."""
-    val_seconds = len(val) / transfer_rates.forward
     # a head lp-ft may continue from is fitted on the training part alone (no refit on validation)
     may_finetune = stages.loop is not None and race_budget / epoch_seconds(work, transfer_rates) >= FINETUNE_EPOCHS
     refit = {"refit": False} if may_finetune else {}
-    probe = ProbeArm(lambda b: stages.pilot("probe", b + val_seconds, train, val, evals_per_epoch=4, **refit),
+    # the slice covers its validation pass too, so the probe never takes more than PROBE_FIRST_MAX
+    # of the race (measured on digits under load: 156 s of a 172 s race, scratch starved)
+    probe = ProbeArm(lambda b: stages.pilot("probe", b, train, val, evals_per_epoch=4, **refit),
                      len(train), origin=origin)
     # generous: a probe cut short extracts again from the start until the feature store resumes it
-    expected = probe_seconds(Workload(train=work.train, val=0, test=0), transfer_rates)
+    expected = probe_seconds(Workload(train=work.train, val=work.val, test=0), transfer_rates)
     first = {"probe": min(max(2 * expected, PROBE_FIRST_MIN * race_budget), PROBE_FIRST_MAX * race_budget)}
     if baseline_rates is None:  # one-shot (TF-IDF): exact and cheap, so it goes first
         one_shot = OneShotArm(stages.no_transfer, lambda _: stages.pilot(stages.no_transfer, None, train, val),
@@ -140,7 +142,9 @@ def _arms(train, val, work: Workload, race_budget: float, origin: float, stages:
     scratch = LoopArm(stages.no_transfer, lambda b: stages.loop(stages.no_transfer, b, evals, None),
                       origin + race_budget, origin=origin)
     first[stages.no_transfer] = max(MIN_PILOT_SECONDS, SCRATCH_FIRST * cheap["scratch_prior"] * race_budget)
-    return [probe, scratch], first
+    # where the evidence leans to scratch it runs first: on a loaded machine the first arm's
+    # slice can overrun, and the arm the priors favour should not be the one starved
+    return ([scratch, probe] if cheap["scratch_prior"] >= SCRATCH_FIRST_WHEN else [probe, scratch]), first
 
 
 def _cheap_evidence(train, stages: Stages, baseline_rates: Rates | None) -> dict:
