@@ -1,4 +1,5 @@
-"""Runs in real subprocesses: a SIGKILLed run resumed with --resume, and a 2-process torchrun."""
+"""A SIGKILLed run (a real subprocess) resumed with --resume, and a 2-process torchrun. What needs
+no process of its own (the resume, the references) runs in this one: each process pays its start-up."""
 import os
 import subprocess
 import sys
@@ -6,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from headstart.cli import main
 from headstart.records import read_json, read_metrics
 
 from conftest import make_blobs, write_image_folder
@@ -25,6 +27,10 @@ def _fit(folder, out, *extra, env=None, launcher=None):
                           env={**os.environ, "HEADSTART_QUIET": "1", **(env or {})})
 
 
+def _fit_here(folder, out, *extra) -> int:
+    return main(["-q", "fit", str(folder), "--out", str(out), "--image-size", "32", "--batch-size", "16", *extra])
+
+
 def _val_accuracies(run):
     return [(r["epoch"], round(r["accuracy"], 6)) for r in read_metrics(run) if r["split"] == "val"]
 
@@ -36,15 +42,13 @@ def test_a_killed_run_resumes_where_its_last_checkpoint_left_off(folder, tmp_pat
     assert (tmp_path / "run" / "checkpoint" / "scratch.pt").exists()
     assert not (tmp_path / "run" / "summary.json").exists()
 
-    resumed = _fit(folder, tmp_path / "run", "--resume")
-    assert resumed.returncode == 0, resumed.stderr
+    assert _fit_here(folder, tmp_path / "run", "--resume") == 0
     epochs = [e for e, _ in _val_accuracies(tmp_path / "run")]
     assert epochs == [1.0, 2.0, 3.0, 4.0], "resume must continue at epoch 3, not restart or repeat"
 
     # The schedule, optimizer state, data order and RNG are restored: the resumed run's
     # curve is the uninterrupted run's curve.
-    straight = _fit(folder, tmp_path / "straight", *args)
-    assert straight.returncode == 0, straight.stderr
+    assert _fit_here(folder, tmp_path / "straight", *args) == 0
     assert _val_accuracies(tmp_path / "run") == _val_accuracies(tmp_path / "straight")
 
 
@@ -59,8 +63,7 @@ def test_two_process_torchrun_matches_one_process(folder, tmp_path):
     # its half batch with its own statistics, which no data-parallel trainer avoids on CPU.
     args = ["--strategy", "finetune", "--epochs", "2", "--augment", "none",
             "--backbone", "vit_tiny_patch16_224", "--no-pretrained"]
-    single = _fit(folder, tmp_path / "one", *args)
-    assert single.returncode == 0, single.stderr
+    assert _fit_here(folder, tmp_path / "one", *args) == 0
     double = _fit(folder, tmp_path / "two", *args,
                   launcher=[str(BIN / "torchrun"), "--nproc_per_node", "2", "-m", "headstart.cli"])
     assert double.returncode == 0, double.stderr
