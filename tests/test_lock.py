@@ -54,17 +54,21 @@ def _holding(folder: Path, *, then: str = "time.sleep(600)") -> subprocess.Popen
     return proc
 
 
-def test_a_second_fit_on_the_same_out_is_refused_with_the_pid_and_the_first_run_stays_intact(folder, tmp_path):
+def test_a_second_fit_on_the_same_out_is_refused_with_the_pid_and_the_first_run_stays_intact(folder, tmp_path,
+                                                                                               capsys):
     out = tmp_path / "same"
     first = _cli("fit", str(folder), "--out", str(out), *SLOW[:-6], "--epochs", "500", "--patience", "500", *SLOW[-6:])  # runs until stopped
     try:
         _wait_for(lambda: (out / "checkpoint").is_dir() or first.poll() is not None)  # training, owning it
-        second = subprocess.run([sys.executable, "-m", "headstart.cli", "fit", str(folder), "--out", str(out), *SLOW],
-                                env=ENV, capture_output=True, text=True, timeout=300)
+        # the second in this process: the lock is between processes, and a process of its own would add
+        # only its start-up
+        capsys.readouterr()
+        second = main(["fit", str(folder), "--out", str(out), *SLOW])
+        refused = capsys.readouterr().err
         assert first.poll() is None, "the first fit must still be running"
-        assert second.returncode == 2, second.stderr
-        assert f"PID {first.pid} (headstart fit)" in second.stderr and "is in use" in second.stderr
-        assert "Traceback" not in second.stderr and len(second.stderr.strip().splitlines()) == 2  # message, hint
+        assert second == 2, refused
+        assert f"PID {first.pid} (headstart fit)" in refused and "is in use" in refused
+        assert "Traceback" not in refused and len(refused.strip().splitlines()) == 2  # message, hint
         assert "epochs: 500" in (out / "config.yaml").read_text()  # the first's own run, untouched
     finally:
         first.send_signal(signal.SIGTERM)  # it stops at a safe point, resumable
