@@ -63,6 +63,50 @@ def array_writer(path: Path, shape: tuple[int, ...], dtype, what: str | None = N
         f.truncate(end)
 
 
+def create_rows_file(path: Path, shape: tuple[int, ...], dtype) -> int | None:
+    """Create an all-zero (sparse) .npy of `shape` at `path` for several processes to fill with
+    put_rows; returns where its rows start, or None when the file exists already (another process
+    created it first: O_EXCL makes exactly one the creator, on a shared file system too)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+    except FileExistsError:
+        return None
+    return _sized_array(path, shape, dtype)
+
+
+def rows_start(path: Path) -> int:
+    """Where row 0 of a .npy file starts (after its header)."""
+    with open(path, "rb") as f:
+        np.lib.format.read_magic(f)
+        np.lib.format.read_array_header_1_0(f)
+        return f.tell()
+
+
+def put_rows(path: Path, start: int, rows, chunk: np.ndarray, dtype) -> None:
+    """Write chunk[k] as row rows[k] of the .npy at `path` (rows start at byte `start`): writes
+    at their own offsets, so processes filling disjoint rows of one file never meet."""
+    chunk = np.ascontiguousarray(chunk, dtype=dtype)
+    size = chunk[:1].nbytes
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        for k, row in enumerate(rows):
+            os.pwrite(fd, memoryview(chunk[k]).cast("B"), start + int(row) * size)
+    finally:
+        os.close(fd)
+
+
+def _sized_array(path: Path, shape: tuple[int, ...], dtype) -> int:
+    """Write a .npy header for `shape` and extend the file to its full size (a sparse hole)."""
+    dtype = np.dtype(dtype)
+    header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": tuple(shape)}
+    with open(path, "r+b") as f:
+        np.lib.format.write_array_header_1_0(f, header)
+        start = f.tell()
+        f.truncate(start + int(np.prod(shape)) * dtype.itemsize)
+    return start
+
+
 def open_array(path: Path) -> np.memmap | None:
     """A .npy cache file memory-mapped read-only (pages are read when used), or None when it is
     absent or damaged (a truncated file, a bad header)."""

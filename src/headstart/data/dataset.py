@@ -174,7 +174,7 @@ class ImageRows:
     """Some rows of a disk-backed (N, H, W, C) uint8 array (a memory map), in a given order: what
     a split of memory-mapped images holds instead of a copy of its pixels. A row is read when it
     is indexed: an int gives one image, a slice or an index array those rows (a batch), as
-    ndarrays. Any other ndarray use (np.asarray, .reshape, .mean, np.concatenate) reads every
+    ndarrays (under torchrun an index array gives an ImageRows of those rows, still unread). Any other ndarray use (np.asarray, .reshape, .mean, np.concatenate) reads every
     row first: correct, and costs what the copy this replaces cost."""
 
     def __init__(self, base: np.ndarray, index: np.ndarray):
@@ -201,16 +201,32 @@ class ImageRows:
 
     @property
     def source_key(self) -> str | None:
-        """The base's files' key and which rows these are (see ImageData.fingerprint)."""
+        """The base's files' key and which rows these are (see ImageData.fingerprint); all the
+        base's rows in order are the base itself."""
         key = getattr(self.base, "source_key", None)
-        return None if key is None else f"{key}:{hashlib.sha256(self.index.tobytes()).hexdigest()[:16]}"
+        if key is None or (len(self.index) == len(self.base) and np.array_equal(self.index, np.arange(len(self.base)))):
+            return key
+        return f"{key}:{hashlib.sha256(self.index.tobytes()).hexdigest()[:16]}"
+
+    @property
+    def source_rows(self) -> np.ndarray:
+        """Which rows of the base these are (under torchrun, a row's owner: data/ranks.py)."""
+        return self.index
 
     def __getitem__(self, key):
         rows, rest = (key[0], key[1:]) if isinstance(key, tuple) else (key, ())
         where = self.index[rows]
         if np.ndim(where) == 0:
-            return self.base[int(where)][rest]
-        return _read_rows(self.base, where)[(slice(None), *rest)]
+            return _read_rows(self.base, np.array([where]))[0][rest]
+        distributed = os.environ.get("WORLD_SIZE", "1") != "1"
+        if distributed and not rest and not isinstance(rows, slice):
+            # picked rows stay unread under torchrun: the rank reads the ones it owns (data/ranks.py)
+            return ImageRows(self.base, where)
+        batch = _read_rows(self.base, where)
+        if distributed:  # a rank then computes the rows it owns
+            batch = batch.view(RowsRead)
+            batch.source_rows = where
+        return batch[(slice(None), *rest)] if rest else batch
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
         rows = _read_rows(self.base, self.index)
@@ -225,11 +241,31 @@ class ImageRows:
         return f"ImageRows({len(self)} of {len(self.base)} rows, {self.shape[1:]} {self.dtype})"
 
 
+class RowsRead(np.ndarray):
+    """A batch read from a disk-backed base under torchrun, knowing which base rows it holds, so a
+    rank can compute only the rows it owns (data/ranks.own_positions). Arrays made from it forget."""
+
+    source_rows = None
+
+    def __array_finalize__(self, obj) -> None:
+        self.source_rows = None
+
+
 def _read_rows(base: np.ndarray, where: np.ndarray) -> np.ndarray:
+    """base[where], rows this node's cache lacks decoded now (data/shared_cache.py)."""
+    where = np.asarray(where, dtype=np.int64)
+    out = _pread_rows(base, where)
+    lacking = getattr(base, "lacking", None)
+    if lacking is not None and len(where):
+        for k in np.flatnonzero(lacking[where % len(base)]):
+            out[k] = base.decode_row(int(where[k] % len(base)))
+    return out
+
+
+def _pread_rows(base: np.ndarray, where: np.ndarray) -> np.ndarray:
     """base[where] read from the file with pread: pages touched through the memory map stay
     mapped, and on file systems with large page-cache folios each touch maps up to 2 MB
     (measured: 400 MB of RSS to read 500 rows of 150 kB); reads never count as the process's."""
-    where = np.asarray(where, dtype=np.int64)
     try:
         start = _file_position(base)
     except (AttributeError, TypeError, ValueError, BufferError):

@@ -3,6 +3,7 @@
 Files are decoded once, resized to a square and written in chunks to one uint8 .npy in the
 cache, which every run (this one included) reads memory-mapped: the pixels stay on disk, only
 the pages a step reads are in memory, and the next run over the same files decodes nothing.
+Under torchrun each rank decodes only its share of the files into that cache (shared_cache.py).
 """
 from __future__ import annotations
 
@@ -17,8 +18,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from headstart.data.cache import array_writer, cache_dir, load_arrays, open_array, save_arrays
-from headstart.data.dataset import ImageData
+from headstart.data.cache import array_writer, cache_dir, open_array
+from headstart.data.dataset import ImageData, ImageRows
+from headstart.data.ranks import DECODED, is_distributed
+from headstart.data.shared_cache import Decoded, decode_shares, load_entry, save_side
 from headstart.errors import HeadstartError
 from headstart.files import WriteFailed
 from headstart.log import progress_bar
@@ -29,7 +32,7 @@ DEFAULT_SIZE = 224
 PATH_COLUMNS = ("path", "filename", "file", "image")
 LABEL_COLUMNS = ("label", "class", "target")
 # Bump when the layout of a decoded-cache file changes, so stale files are never read.
-_CACHE_FORMAT = 3  # 2: each file's native shorter side is cached too; 3: pixels in a memory-mapped .npy
+_CACHE_FORMAT = 4  # 2: native sides cached; 3: pixels in a memory-mapped .npy; 4: ranks fill rows (shared_cache)
 # Images decoded and written per step: bounds the memory decoding holds (~75 MB at 224 px).
 _DECODE_CHUNK = 512
 # Below this many files a progress bar is more noise than help.
@@ -164,58 +167,66 @@ def _decode_cached(files: list[Path], size: int, strict: bool) -> tuple[np.ndarr
     """Decoded images of the readable files (memory-mapped from the cache), a mask of which files
     were readable, the skips, and every file's native shorter side in pixels (0 for unreadable
     files). A cache hit never opens an image; a cache that cannot be written only warns, and the
-    images are then decoded into memory."""
+    images are then decoded into memory. Under torchrun each rank decodes its share only."""
     key = files_key(files, size)
     stem = cache_dir() / "decoded" / key
-    decoded = _load_decoded(stem, len(files))
-    if decoded is None:
-        try:
-            decoded = _decode_to_cache(files, size, strict, stem)
-        except (OSError, WriteFailed) as e:  # WriteFailed: files.py's words for a full or read-only disk
-            warnings.warn(f"headstart could not write its cache file {stem}.npy: {e}", stacklevel=2)
-            decoded = _decode_to_memory(files, size, strict)
-    images, ok, skipped, sides = decoded
-    _label_source(images, key)
-    if strict and skipped:
-        path, reason = skipped[0]
+    if is_distributed():
+        decoded = decode_shares(files, size, stem, _decode_all, _decode_to_memory)
+    else:
+        decoded = load_entry(stem, len(files), np.arange(len(files)))  # every row: one process reads all
+        if decoded is None:
+            try:
+                decoded = _decode_to_cache(files, size, strict, stem)
+            except (OSError, WriteFailed) as e:  # WriteFailed: files.py's words for a full or read-only disk
+                warnings.warn(f"headstart could not write its cache file {stem}.npy: {e}", stacklevel=2)
+                decoded = _decode_to_memory(files, size, strict)
+    images = _images_of(decoded, key, files, size)
+    if strict and decoded.skipped:
+        path, reason = decoded.skipped[0]
         raise HeadstartError(f"cannot decode {path}: {reason}", "remove or replace the file, or drop --strict to skip it")
-    return images, ok, skipped, sides
+    return images, decoded.ok, decoded.skipped, decoded.sides
 
 
-def _label_source(images: np.ndarray, key: str) -> None:
-    # The fingerprint of data over these pixels is then the files' key, not a hash of every pixel.
-    # An attribute of this array only: a slice or a copy is another array and hashes its pixels.
-    if isinstance(images, np.memmap):
-        images.source_key = key
+def _images_of(decoded: Decoded, key: str, files: list[Path], size: int):
+    """The readable files' images: the cache's rows of them (all of it, a memory map, when every
+    file was readable in one process), or the in-memory array. The fingerprint of data over
+    cached pixels is the files' key, not a hash of every pixel (an attribute of the map only: a
+    copy is another array and hashes its pixels). Rows this node's cache lacks (another node's
+    share) are decoded when something reads them."""
+    base = decoded.images
+    if not isinstance(base, np.memmap):
+        return base
+    base.source_key = key
+    if not decoded.present.all():
+        base.lacking = ~decoded.present
+        base.decode_row = lambda i: _decode_lacking(files[i], size)
+    if decoded.compact and not is_distributed():
+        readable = base[: int(decoded.ok.sum())]  # a memory map still
+        readable.source_key = key
+        return readable
+    return ImageRows(base, decoded.rows())
 
 
-def _load_decoded(stem: Path, n_files: int) -> tuple | None:
-    """The cached decode: the side file (written last, so it marks a complete entry) and the
-    pixels memory-mapped; None when either is absent, damaged or does not match the other."""
-    side = load_arrays(stem.with_suffix(".npz"))
-    images = open_array(stem.with_suffix(".npy")) if side is not None else None
-    if images is None or side is None or not {"ok", "sides", "skipped_paths", "skipped_reasons"} <= side.keys():
-        return None
-    ok = side["ok"]
-    if len(ok) != n_files or len(images) != n_files:
-        return None
-    skipped = [(str(p), str(r)) for p, r in zip(side["skipped_paths"], side["skipped_reasons"])]
-    return images[: int(ok.sum())], ok, skipped, side["sides"]
+def _decode_lacking(path: Path, size: int) -> np.ndarray:
+    DECODED["on_demand"] += 1
+    return decode_image(path, size)
 
 
-def _decode_to_cache(files: list[Path], size: int, strict: bool, stem: Path) -> tuple:
+def _decode_to_cache(files: list[Path], size: int, strict: bool, stem: Path) -> Decoded:
+    """One process decodes every file: the readable ones' rows first (a memory map of them is the
+    data's images), written front to back."""
     with array_writer(stem.with_suffix(".npy"), (len(files), size, size, 3), np.uint8, "the decode cache") as append:
         ok, skipped, sides = _decode_all(files, size, strict, append)
-    side = dict(ok=ok, sides=sides, skipped_paths=np.array([p for p, _ in skipped], dtype=str),
-                skipped_reasons=np.array([r for _, r in skipped], dtype=str))
-    save_arrays(stem.with_suffix(".npz"), **side)  # when it cannot be written (it warns), the next run decodes again
-    images = open_array(stem.with_suffix(".npy"))
-    if images is None:  # removed or damaged by another process in the meantime
+    DECODED["share"] += len(files)
+    decoded = Decoded(None, ok, skipped, sides, np.ones(len(files), dtype=bool), compact=True)
+    save_side(stem, decoded)  # when it cannot be written (it warns), the next run decodes again
+    decoded.images = open_array(stem.with_suffix(".npy"))
+    if decoded.images is None:  # removed or damaged by another process in the meantime
         return _decode_to_memory(files, size, strict)
-    return images[: int(ok.sum())], ok, skipped, sides
+    return decoded
 
 
-def _decode_to_memory(files: list[Path], size: int, strict: bool) -> tuple:
+def _decode_to_memory(files: list[Path], size: int, strict: bool) -> Decoded:
     out = np.empty((len(files), size, size, 3), dtype=np.uint8)
     filled = 0
 
@@ -225,8 +236,9 @@ def _decode_to_memory(files: list[Path], size: int, strict: bool) -> tuple:
         filled += len(chunk)
 
     ok, skipped, sides = _decode_all(files, size, strict, append)
+    DECODED["share"] += len(files)
     # a slice (a view, no copy) when something was skipped: the decoded images come first
-    return out[:filled], ok, skipped, sides
+    return Decoded(out[:filled], ok, skipped, sides, np.ones(len(files), dtype=bool))
 
 
 def decode_workers() -> int:
@@ -234,11 +246,12 @@ def decode_workers() -> int:
     return max(1, min(8, os.cpu_count() or 1))
 
 
-def _decode_all(files: list[Path], size: int, strict: bool, append, workers: int | None = None,
-                ) -> tuple[np.ndarray, np.ndarray, list]:
+def _decode_all(files: list[Path], size: int, strict: bool, append, workers: int | None = None, *,
+                put=None) -> tuple[np.ndarray, np.ndarray, list]:
     """Decode `files` in order, a chunk at a time, handing each chunk of decoded images to
-    `append` (readable files only, in file order); returns the readable mask, the skips and
-    every file's native shorter side. Memory held: one chunk of images, whatever N is."""
+    `append` (readable files only, in file order), or with their indices in `files` to
+    put(indices, chunk); returns the readable mask, the skips and every file's native shorter
+    side. Memory held: one chunk of images, whatever N is."""
     ok = np.zeros(len(files), dtype=bool)
     sides = np.zeros(len(files), dtype=np.int64)
     skipped: list[tuple[str, str]] = []
@@ -247,7 +260,7 @@ def _decode_all(files: list[Path], size: int, strict: bool, append, workers: int
             progress_bar("decoding images", len(files), min_total=_PROGRESS_MIN_FILES) as advance:
         for start in range(0, len(files), _DECODE_CHUNK):
             part = files[start:start + _DECODE_CHUNK]
-            filled = 0
+            filled, rows = 0, []
             for i, (f, result) in enumerate(zip(part, pool.map(lambda f: decode_one(f, size), part)), start):
                 if isinstance(result, str):
                     if strict:
@@ -260,8 +273,12 @@ def _decode_all(files: list[Path], size: int, strict: bool, append, workers: int
                     chunk[filled], sides[i] = result
                     ok[i] = True
                     filled += 1
+                    rows.append(i)
                 advance()
-            append(chunk[:filled])
+            if put is not None:
+                put(rows, chunk[:filled])
+            else:
+                append(chunk[:filled])
     return ok, skipped, sides
 
 

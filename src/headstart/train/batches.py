@@ -16,6 +16,12 @@ class ArrayImageDataset(Dataset):
             if type(images) is np.ndarray else _ItemsCHW(images)
         self.labels = torch.from_numpy(labels.astype(np.int64))
         self.transform = transform
+        # which decode-cache rows the items are, and whether this node's cache lacks any of them
+        # (torchrun across machines: each rank then trains on its own rows, train/shares.py)
+        self.source_rows = getattr(images, "source_rows", None)
+        lacking = getattr(getattr(images, "base", None), "lacking", None)
+        self.lacks_rows = bool(lacking is not None and self.source_rows is not None
+                               and lacking[self.source_rows].any())
 
     def __len__(self) -> int:
         return len(self.labels)

@@ -33,6 +33,7 @@ from .evaluate import predict_logits, score
 from .objective import Mixer, check_finite, step_loss
 from .optim import build_optimizer, build_schedule
 from .plateau import PlateauRule, has_plateaued
+from .shares import own_rows_logits, own_share_loader
 
 
 EARLY_REPLAN_STEPS = 5
@@ -143,8 +144,12 @@ def train_model(model, param_groups: list[dict], dataset, val, plan: TrainPlan, 
 
     # Keep the batch a multiple of the process count so split_batches divides it evenly.
     batch_size = max(accelerator.num_processes, plan.batch_size - plan.batch_size % accelerator.num_processes)
-    loader = make_loader(dataset, batch_size, shuffle=True, seed=plan.seed, drop_last=len(dataset) > batch_size,
-                         sample_weights=plan.sample_weights, collate_fn=plan.collate)
+    # across machines without a shared cache each rank trains on its own rows (train/shares.py)
+    own_share = own_share_loader(dataset, batch_size, accelerator, seed=plan.seed,
+                                 sample_weights=plan.sample_weights, collate_fn=plan.collate)
+    loader = own_share or make_loader(dataset, batch_size, shuffle=True, seed=plan.seed,
+                                      drop_last=len(dataset) > batch_size,
+                                      sample_weights=plan.sample_weights, collate_fn=plan.collate)
     class_weight = torch.tensor(plan.class_weights, dtype=torch.float32, device=accelerator.device) \
         if plan.class_weights is not None else None
     mixer = Mixer(plan) if plan.mixup > 0 else None
@@ -152,7 +157,10 @@ def train_model(model, param_groups: list[dict], dataset, val, plan: TrainPlan, 
     steps_per_epoch = len(loader)
     optimizer = build_optimizer(plan.optimizer, param_groups, plan.weight_decay)
     scheduler = build_schedule(plan.schedule, optimizer, plan.epochs * steps_per_epoch)
-    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+    if own_share is None:
+        model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+    else:
+        model, optimizer = accelerator.prepare(model, optimizer)
     raw_model = accelerator.unwrap_model(model)
 
     state = {"epoch": 0, "step": 0, "best_val": -1.0, "bad_epochs": 0, "best_state": None, "best_epoch": 0.0}
@@ -195,7 +203,7 @@ def train_model(model, param_groups: list[dict], dataset, val, plan: TrainPlan, 
                 recorder.log("epoch", None, float(np.mean(epoch_losses)), phase=plan.phase)
             epoch_losses.clear()
             return None
-        logits = predict_logits(raw_model, val.inputs)
+        logits = predict_logits(raw_model, val.inputs) if own_share is None else own_rows_logits(raw_model, val.inputs)
         accuracy, loss = score(logits, val.labels)
         # timed before the row is logged: a listener (tune's pruner, auto's race parking this arm
         # between slices) is not evaluation, and the budget plans evaluations by this figure
