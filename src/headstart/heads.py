@@ -13,6 +13,7 @@ refits and TF-IDF all fit their heads through it, so they share one rule for the
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Callable
 
@@ -163,8 +164,8 @@ class HeadProblem:
 
     def __init__(self, x: np.ndarray, y: np.ndarray, num_classes: int, sample_weight: np.ndarray | None = None):
         device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.mean, self.std = x.mean(0), x.std(0) + 1e-6
-        self.z = torch.from_numpy((x - self.mean) / self.std).float().to(device)
+        self.mean, self.std = column_stats(x)
+        self.z = torch.from_numpy(standardised(x, self.mean, self.std)).to(device)
         self.t = torch.from_numpy(y.astype(np.int64)).to(device)
         self.sw = None if sample_weight is None else torch.from_numpy(np.asarray(sample_weight, np.float32)).to(device)
         self.weight = torch.zeros(num_classes, self.z.shape[1], device=device)
@@ -187,6 +188,101 @@ class HeadProblem:
 
         with torch.enable_grad():
             opt.step(closure)
+        self.weight, self.bias = weight.detach(), bias.detach()
+        w = (self.weight.cpu().numpy() / self.std).astype(np.float32)
+        b = (self.bias.cpu().numpy() - w @ self.mean).astype(np.float32)
+        return w, b
+
+
+# Read whole, standardised features take 4 bytes a value on the solver's device: full-batch L-BFGS
+# while they fit this allowance (HEADSTART_HEAD_MEMORY_MB; 2 GiB is 400k rows of Lite0's 1280),
+# mini-batches read from the (memory-mapped) file beyond it. Measured with bench/head_switch.py
+# (synthetic 10 classes x 1280, the 5-C sweep, on 2 cores shared with six other jobs: LOADED,
+# times noisy): 10k rows mini-batch 128 s / test 0.476 vs L-BFGS 441 s / 0.466; 30k 435 s / 0.542
+# vs 152 s / 0.539; 100k 1204 s / 0.583 vs 231 s / 0.584. Accuracy agrees within 0.01 at every
+# size and mini-batches are not reliably faster, so memory decides: L-BFGS (the exact optimum the
+# probe's figures were measured with) wherever the features fit.
+HEAD_MEMORY_BYTES = int(float(os.environ.get("HEADSTART_HEAD_MEMORY_MB", "2048")) * 2**20)
+_STATS_ROWS = 8192  # rows read at a time when a pass over the features is chunked
+
+
+def head_solver(x, y: np.ndarray, num_classes: int, sample_weight: np.ndarray | None = None):
+    """The head's solver for these features: HeadProblem (full-batch L-BFGS) while the features
+    fit HEAD_MEMORY_BYTES as float32, MiniBatchHeadProblem (the same objective by Adam over row
+    batches read from the file) beyond it."""
+    solver = HeadProblem if len(x) * x.shape[1] * 4 <= HEAD_MEMORY_BYTES else MiniBatchHeadProblem
+    return solver(x, y, num_classes, sample_weight)
+
+
+def column_stats(x) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, std + 1e-6) of each column, float32, read in chunks (a memory map is never copied
+    whole; float64 sums, so a float16 or float32 file gives the same figures)."""
+    total, squares = np.zeros(x.shape[1]), np.zeros(x.shape[1])
+    for start in range(0, len(x), _STATS_ROWS):
+        chunk = np.asarray(x[start:start + _STATS_ROWS], dtype=np.float64)
+        total += chunk.sum(0)
+        squares += np.square(chunk).sum(0)
+    mean = total / max(len(x), 1)
+    var = np.maximum(squares / max(len(x), 1) - mean ** 2, 0.0)
+    return mean.astype(np.float32), (np.sqrt(var) + 1e-6).astype(np.float32)
+
+
+def standardised(x, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """(x - mean) / std as one float32 array, filled chunk by chunk (no float64 or second copy)."""
+    out = np.empty(x.shape, dtype=np.float32)
+    for start in range(0, len(x), _STATS_ROWS):
+        out[start:start + _STATS_ROWS] = (np.asarray(x[start:start + _STATS_ROWS], np.float32) - mean) / std
+    return out
+
+
+class MiniBatchHeadProblem:
+    """HeadProblem's objective for features beyond the memory allowance: Adam over batches of rows
+    read from `x` (a memory map) and standardised as they are read; only a batch is in memory.
+    Batches are runs of consecutive rows in a shuffled order (the file is read in long runs, not
+    row by row); each C warm-starts from the last, as HeadProblem's."""
+
+    # 8 passes over the file per C, and at least 200 Adam steps (a small file has few batches)
+    EPOCHS, MIN_STEPS, BATCH, RUN, LR = 8, 200, 2048, 256, 0.01
+
+    def __init__(self, x, y: np.ndarray, num_classes: int, sample_weight: np.ndarray | None = None, seed: int = 0):
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.x, self.y = x, y.astype(np.int64)
+        self.mean, self.std = column_stats(x)
+        self.sw = None if sample_weight is None else np.asarray(sample_weight, np.float32)
+        self.weight = torch.zeros(num_classes, x.shape[1], device=self.device)
+        self.bias = torch.zeros(num_classes, device=self.device)
+        self.rng = np.random.default_rng(seed)
+
+    def _batches(self):
+        runs = self.rng.permutation(np.arange(0, len(self.x), self.RUN))
+        per_batch = max(self.BATCH // self.RUN, 1)
+        for i in range(0, len(runs), per_batch):
+            starts = np.sort(runs[i:i + per_batch])
+            rows = np.concatenate([np.arange(r, min(r + self.RUN, len(self.x))) for r in starts])
+            x = np.concatenate([np.asarray(self.x[r:r + self.RUN], np.float32) for r in starts])
+            yield rows, torch.from_numpy((x - self.mean) / self.std).to(self.device)
+
+    def solve(self, c: float) -> tuple[np.ndarray, np.ndarray]:
+        weight = self.weight.clone().requires_grad_(True)
+        bias = self.bias.clone().requires_grad_(True)
+        penalty = 1.0 / (c * len(self.x))
+        opt = torch.optim.Adam([weight, bias], lr=self.LR)
+        per_epoch = -(-len(self.x) // (max(self.BATCH // self.RUN, 1) * self.RUN))
+        epochs = max(self.EPOCHS, -(-self.MIN_STEPS // per_epoch))
+        schedule = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=self.LR, total_steps=epochs * per_epoch, pct_start=0.1)
+        with torch.enable_grad():
+            for _ in range(epochs):
+                for rows, z in self._batches():
+                    t = torch.from_numpy(self.y[rows]).to(self.device)
+                    losses = F.cross_entropy(z @ weight.T + bias, t, reduction="none")
+                    if self.sw is not None:
+                        losses = losses * torch.from_numpy(self.sw[rows]).to(self.device)
+                    loss = losses.mean() + 0.5 * penalty * weight.pow(2).sum()
+                    opt.zero_grad()
+                    loss.backward()
+                    opt.step()
+                    if schedule.last_epoch < schedule.total_steps - 1:
+                        schedule.step()
         self.weight, self.bias = weight.detach(), bias.detach()
         w = (self.weight.cpu().numpy() / self.std).astype(np.float32)
         b = (self.bias.cpu().numpy() - w @ self.mean).astype(np.float32)
@@ -219,13 +315,14 @@ def head_logits(x, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
 
 
 def sweep_head(train_x, train_y: np.ndarray, val_x, val_y: np.ndarray, c_grid, recorder, *, num_classes: int,
-               phase: str, sample_weight: np.ndarray | None = None, solver: Callable = HeadProblem,
+               phase: str, sample_weight: np.ndarray | None = None, solver: Callable | None = None,
                out_of_time: Callable[[float], bool] | None = None, **row) -> HeadSweep:
     """Solve along the C grid, score each head on validation, keep the best.
 
     C ascends and each solve warm-starts from the last (the penalty only loosens, so the last
     solution is already close). A tie keeps the smaller C: the more regularised head. solver:
-    solver(x, y, num_classes, sample_weight) with .solve(C) -> (weight, bias) (HeadProblem;
+    solver(x, y, num_classes, sample_weight) with .solve(C) -> (weight, bias) (head_solver by
+    default: HeadProblem, or MiniBatchHeadProblem for features beyond the memory allowance;
     TF-IDF passes scikit-learn's on sparse rows).
 
     The clock, one rule for every caller: building the problem and each solve are training;
@@ -235,7 +332,7 @@ def sweep_head(train_x, train_y: np.ndarray, val_x, val_y: np.ndarray, c_grid, r
     row with its phase, C and `row`'s keys.
     """
     recorder.resume()
-    problem = solver(train_x, train_y, num_classes, sample_weight)
+    problem = (solver or head_solver)(train_x, train_y, num_classes, sample_weight)
     recorder.pause()
     best, scores, solve_seconds = None, {}, 0.0
     for c in sorted(c_grid):

@@ -14,11 +14,12 @@ import numpy as np
 import torch
 
 from ..engines.extract import make_engine
-from ..embed import agree_any, compute_features, embed, feature_cache_path, load_cached_features, save_cached_features
-from ..heads import PROBE_C_GRID, HeadProblem, HeadSweep, budget_rule, head_logits, score, sweep_head
+from ..embed import agree_any, compute_features, embed, feature_cache_path
+from ..feature_store import FeatureStore
+from ..heads import PROBE_C_GRID, HeadSweep, budget_rule, head_logits, head_solver, score, sweep_head
 from ..imbalance.balance import balance_full_batch
 from ..imbalance.synthesize import item_namer, synthesize_features
-from ..log import progress_bar
+from ..log import is_main_process, progress_bar
 from .refit import refit_figures
 
 # Fractions of the training set after which a provisional head is fitted and scored.
@@ -65,7 +66,7 @@ def fit_logistic_head(classifier, ctx, c_grid=PROBE_C_GRID, *, refit: bool = Fal
         all_x, all_y, all_weights, _ = _balance(np.concatenate([synth_x, val_x]),
                                                 np.concatenate([synth_y, ctx.val.labels]),
                                                 np.concatenate([real_y, ctx.val.labels]), ctx)
-        weight, bias = HeadProblem(all_x, all_y, ctx.train.num_classes, all_weights).solve(head.c)
+        weight, bias = head_solver(all_x, all_y, ctx.train.num_classes, all_weights).solve(head.c)
         rec.pause()
         HeadSweep(head.c, head.val_accuracy, weight, bias, head.scores).write_into(classifier.head.fc)
     else:
@@ -94,45 +95,53 @@ CHUNK = 64  # images per extraction step: the granularity of the budget check
 
 
 def _train_features_anytime(classifier, ctx, val_x, engine) -> tuple[np.ndarray, bool, np.ndarray]:
-    """(features, from_cache, order): features[i] belongs to train image order[i]. Under a
-    budget, extraction stops early and the head is fitted on the stratified prefix done."""
+    """(features, from_cache, order): features[i] belongs to train image order[i]. Each chunk is
+    written to the feature store as it is computed, so a pass cut short (a budget, a kill) is
+    continued by the next fit rather than redone. Under a budget, extraction stops early and the
+    head is fitted on the rows done: a stratified prefix (plus any an earlier pass left)."""
     rec, train = ctx.recorder, ctx.train
-    path = feature_cache_path(classifier.backbone, train, engine) if ctx.use_feature_cache else None
-    if path is not None and (cached := load_cached_features(path)) is not None:
-        return cached, True, np.arange(len(train))
+    store = FeatureStore.open(classifier.backbone, train, engine, cache=ctx.use_feature_cache,
+                              writable=is_main_process())
+    if store.complete:
+        return store.read(), True, np.arange(len(train))
     order = _stratified_order(train.labels, seed=ctx.config.seed)
-    n = len(order)
+    todo = store.missing_rows(order)  # in the stratified order, skipping what an earlier pass did
+    n, have = len(todo), len(train) - len(todo)
     wants_curve = ctx.config.evals_per_epoch > 1  # provisional heads only when a curve is asked for
-    marks = {int(n * f) for f in ANYTIME_FRACTIONS if int(n * f) >= 2 * train.num_classes} if wants_curve else set()
+    marks = {int(len(train) * f) - have for f in ANYTIME_FRACTIONS
+             if int(len(train) * f) >= 2 * train.num_classes} if wants_curve else set()
+    marks = {m for m in marks if 0 < m < n}
     bounds = sorted(marks | set(range(CHUNK, n, CHUNK)) | {n})
     budget = ctx.config.budget_seconds
-    parts, done, rate = [], 0, 0.0
+    done, rate = 0, 0.0
     with progress_bar("features (train)", total=n) as advance:
         for end in bounds:
             # the pace of the latest chunk, not the average: the first one pays one-off
             # warm-up (seconds on a GPU) that would make every later chunk look unaffordable
-            if budget is not None and done >= 2 * train.num_classes:
+            if budget is not None and have + done >= 2 * train.num_classes:
                 closing = ANYTIME_FIT_RESERVE + rate * ctx.test_size  # head fits, then the test pass
                 if agree_any(rec.wall_seconds + rate * (end - done) + closing > budget):
                     break
             chunk_started = rec.wall_seconds
-            parts.append(compute_features(classifier, train.inputs[order[done:end]], engine=engine))
+            rows = todo[done:end]
+            store.fill(rows, compute_features(classifier, train.inputs[rows], engine=engine))
             rate = (rec.wall_seconds - chunk_started) / (end - done)
             advance(end - done)
             done = end
-            if end in marks and end < n:  # a provisional head on the features so far
-                weight, bias = _fit(np.concatenate(parts), train.labels[order[:end]], train.num_classes, ANYTIME_C)
+            if end in marks:  # a provisional head on the features so far
+                so_far = store.done_rows()
+                weight, bias = _fit(store.read(so_far), train.labels[so_far], train.num_classes, ANYTIME_C)
                 rec.pause()
                 accuracy, loss = _score_head(weight, bias, val_x, ctx.val.labels)
-                rec.log("val", accuracy, loss, phase="probe-anytime", C=ANYTIME_C, n_train=int(end))
+                rec.log("val", accuracy, loss, phase="probe-anytime", C=ANYTIME_C, n_train=int(have + end))
                 rec.resume()
-    features = np.concatenate(parts)
-    if path is not None and done == n:
-        # cached in the data's own order, so any later fit can use it directly
-        full = np.empty_like(features)
-        full[order] = features
-        save_cached_features(path, full)
-    return features, False, order[:done]
+    store.flush()  # a pass cut short keeps its chunks for the next fit
+    if store.complete:  # in the data's own order (a memory map when cached): any later fit reads it
+        return store.read(), False, np.arange(len(train))
+    done_mask = np.zeros(len(train), dtype=bool)
+    done_mask[store.done_rows()] = True
+    used = order[done_mask[order]]
+    return store.read(used), False, used
 
 
 def _stratified_order(labels: np.ndarray, seed: int) -> np.ndarray:
@@ -149,7 +158,7 @@ def _stratified_order(labels: np.ndarray, seed: int) -> np.ndarray:
 
 def _fit(x: np.ndarray, y: np.ndarray, num_classes: int, c: float, sample_weight: np.ndarray | None = None):
     """One cold head fit (the provisional heads): (weight, bias) on raw features."""
-    return HeadProblem(x, y, num_classes, sample_weight).solve(c)
+    return head_solver(x, y, num_classes, sample_weight).solve(c)
 
 
 def _score_head(weight, bias, x, labels):
