@@ -4,7 +4,8 @@ For each dataset: the probe at each fixed candidate size (96, 128, 160, 224 px; 
 split, so the probe at the chosen size is exactly one of these runs), then the chooser alone on
 the same split (settle_image_size: its sample, its scores, its seconds, the feature cache off so
 its cost is paid). The table: the chosen size, its test accuracy, the best fixed size's, and the
-gap. Issue 24 (2): on elpv 160 px beat 224 px.
+gap. Issue 24 (2): on elpv 160 px beat 224 px. The chooser runs with no --budget: its allowance is
+then a quarter of the probe's own expected feature pass (choose/image_size.py).
 
     python bench/image_size_auto.py --datasets elpv,fashion-mnist --train-per-class 100 --max-eval 500
 """
@@ -54,7 +55,8 @@ def table(rows: list[dict]) -> str:
             + " | ".join(f"{s} px" for s in sizes) + " | gap to best fixed |")
     lines = [head, "|" + "---|" * (6 + len(sizes))]
     for r in rows:
-        scores = ", ".join(f"{c['size']}: {c['accuracy']:.3f}" for c in r["choice"]["candidates"])
+        scores = (", ".join(f"{c['size']}: {c['accuracy']:.3f}" for c in r["choice"]["candidates"])
+                  + f" ({r['choice']['sample']} images)")
         lines.append(f"| {r['dataset']} | {r['chosen']} px | {scores} | {r['choose_seconds']} s | "
                      f"{r['chosen_accuracy']:.3f} | "
                      + " | ".join(f"{r['fixed'][s]['test_accuracy']:.3f}" for s in sizes)

@@ -38,7 +38,6 @@ from dataclasses import replace
 import numpy as np
 
 from ..config import FitConfig
-from ..errors import HeadstartError
 from ..log import say
 
 CANDIDATE_SIZES = (96, 128, 160, 224)
@@ -127,7 +126,7 @@ def choose_size(correct: dict[int, np.ndarray], reference: int) -> tuple[int, st
         return chosen, (f"the backbone's own input: no other size shown better, or within "
                         f"{100 * TOLERANCE:.0f} point of it, on {n} images (95% confidence)"), comparisons
     lead = (f"{base} px beats the backbone's {reference} px by {100 * paired(correct[base], correct[reference])[0]:+.1f} "
-            f"points (paired, {n} images)" if base != reference else f"the backbone's own input is the reference")
+            f"points (paired, {n} images)" if base != reference else "the backbone's own input is the reference")
     if chosen == base:
         return chosen, lead, comparisons
     m, e = comparisons[chosen]
