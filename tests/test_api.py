@@ -23,7 +23,9 @@ from headstart.errors import HeadstartError
 
 from conftest import make_blobs, write_image_folder
 
-FAST = {"strategy": "probe", "image_size": 32}  # make_blobs images are 32 px: no resizing
+# make_blobs images are 32 px: no resizing. Eager extraction: the default (onnxruntime) first exports
+# the backbone with torch.export, slower than extracting these few images eagerly in every fit here
+FAST = {"strategy": "probe", "image_size": 32, "extract_engine": "torch"}
 TOPICS = {"sport": "goal match team striker league cup coach score",
           "money": "bank shares market profit inflation rates stocks economy"}
 FILLER = "the a of and to in is it was on for with as by at this that from".split()
@@ -220,7 +222,7 @@ def test_grid_search_over_a_pipeline_with_a_function_transformer_on_images(tmp_p
 
 def test_functions_mirror_the_cli(tmp_path):
     folder = write_image_folder(tmp_path / "data", make_blobs(n_per_class=20))
-    result = hs.fit(str(folder), strategy="probe", image_size=32, out=str(tmp_path / "run"))
+    result = hs.fit(str(folder), out=str(tmp_path / "run"), **FAST)
     assert result.summary["test_accuracy"] > 0.9
     answers = hs.predict(result.run_dir, [str(folder / "green")])
     assert len(answers) == 20 and sum(a.label == "green" for a in answers) >= 18
