@@ -140,16 +140,19 @@ def test_a_cached_rate_a_run_sees_off_by_more_than_2x_is_measured_again(monkeypa
     assert throughput.reconcile(fresh, forward=1.0) is None  # a fresh measurement is not second-guessed
 
 
-def test_auto_checks_the_cached_transfer_rate_against_its_probe_pilot(monkeypatch, tmp_path):
+def test_auto_checks_the_cached_transfer_rate_against_its_probe_arm(monkeypatch, tmp_path):
     from headstart.choose import auto
+    from headstart.strategies.estimate import HEAD_FIT_SECONDS
 
     path = tmp_path / "rate.json"
     path.write_text(json.dumps({"forward": 200.0, "train": 200.0}))
     cached = throughput.Rates(200.0, 200.0, 0.0, cached=True, source=str(path))
-    pilot = {"wall_seconds": 22.0, "n_train": 100, "features_cached": False}  # 200 examples in ~20 s: 10/s
+    # the probe arm of the race ran 100 training + 100 validation examples at 10 a second
+    probe = {"strategy": "probe", "examples": 100, "wall_seconds": 20.0 + HEAD_FIT_SECONDS,
+             "cost_unit": "examples", "curve": []}
     evidence: dict = {}
-    used = auto._checked_against_pilots(cached, None, pilot, {}, 100, 100, evidence)
-    assert used.forward == pytest.approx(10.0) and "stale" in read_json(path)
+    auto._reconcile_rates(cached, None, [probe], 100, 100, evidence)
+    assert "stale" in read_json(path)  # off 20x: measured again at its next use
     assert evidence["observed_rates"]["transfer"] == pytest.approx(10.0)
 
 
