@@ -86,18 +86,11 @@ class FeatureModel(torch.nn.Module):
 def compute_features(classifier, inputs: np.ndarray, description: str | None = None,
                      batch_size: int | None = None, engine=None) -> np.ndarray:
     """One inference pass, no cache: inputs (images or token ids) -> (N, D) float32 features.
-    Under torchrun each rank computes every world_size-th item and the ranks exchange them."""
-    world, rank = _world()
-    if world == 1:
-        return _features(classifier, inputs, description, batch_size, engine)
-    mine = np.arange(rank, len(inputs), world)
-    local = _features(classifier, inputs[mine], description, batch_size, engine)
-    shares: list = [None] * world
-    torch.distributed.all_gather_object(shares, local)
-    out = np.empty((len(inputs), local.shape[1]), dtype=np.float32)
-    for r, share in enumerate(shares):
-        out[r::world] = share
-    return out
+    Under torchrun each rank computes the items it owns (the files it decoded: data/ranks.py)
+    and the ranks exchange the features."""
+    from .data.ranks import map_own_rows
+
+    return map_own_rows(lambda mine: _features(classifier, mine, description, batch_size, engine), inputs)
 
 
 def _features(classifier, inputs, description, batch_size, engine=None) -> np.ndarray:
