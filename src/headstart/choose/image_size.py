@@ -183,7 +183,7 @@ def _embed_round(batch, sizes, backbones, rate: dict, seconds_left) -> dict | No
         # the first round's first extraction pays one-off start-up (seconds), which scaled by area
         # would forbid every size: within it only the time already spent can stop the round
         expected = 0.0 if first else len(batch) * sum(_rate(rate, s) for s in sizes[i:])
-        if i and expected >= seconds_left() or (first and seconds_left() < 0):
+        if (not first and expected >= seconds_left()) or (first and i and seconds_left() < 0):
             return None
         clock = time.perf_counter()
         chunks[size] = embed(backbones[size], batch, description=None)
