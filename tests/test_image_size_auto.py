@@ -1,5 +1,5 @@
-"""--image-size auto (choose/image_size.py): the size is measured on a sample, the smallest within
-the backbone's own input stands unless paired evidence moves it, the choice is recorded, and the setting reads `auto`, an int, or refuses."""
+"""--image-size auto (choose/image_size.py): the size is measured on a sample; the backbone's own
+input stands unless paired evidence moves it, the choice is recorded, and the setting reads `auto`, an int, or refuses."""
 from __future__ import annotations
 
 import json

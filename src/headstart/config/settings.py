@@ -57,8 +57,9 @@ NEW_RUN_HELP = "run directory (default: a new folder under runs/)"
 INPUTS_HELP = "image files or folders; for a text run, the texts themselves"
 TEXT_FILE_HELP = "text runs: a file with one text per line ('-' reads standard input)"
 IMAGE_SIZE_HELP = "images: input size in pixels (default: the backbone's)"
-IMAGE_SIZE_AUTO_HELP = ("; auto: the smallest of 96/128/160/224 px whose probe accuracy on a sample of the "
-                        "training split is within noise of the best (a few seconds, counted in --budget)")
+IMAGE_SIZE_AUTO_HELP = ("; auto: the backbone's own input size unless a paired comparison on a sample of the "
+                        "training data shows another of 96/128/160/224 px better, or a smaller one within a point "
+                        "(at most a tenth of --budget)")
 MAX_EVAL_HELP = "cap on the validation and test sizes, to keep evaluation cheap"
 TRACK_URI_HELP = ("where --track logs: a TensorBoard log folder (default: RUN/tensorboard), or an MLflow folder, "
                   "tracking URI or server URL (default: RUN/../mlruns, an SQLite store)")
