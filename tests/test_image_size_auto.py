@@ -146,7 +146,7 @@ def test_cli_accepts_auto_and_refuses_a_bad_value(capsys):
     assert "cannot read the image size 'huge'" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["fit", "--help"])
-    assert "auto: the smallest of 96/128/160/224" in " ".join(capsys.readouterr().out.split())
+    assert "auto: the backbone's own input size unless a paired comparison" in " ".join(capsys.readouterr().out.split())
 
 
 def test_text_data_ignores_auto_and_says_so(monkeypatch):

@@ -152,14 +152,16 @@ def test_a_scratch_arm_continues_its_own_run_across_slices(tmp_path):
 
     data = make_blobs(n_per_class=24, size=16)
     config = FitConfig(data="blobs", strategy="auto", scratch_model="resnet9", image_size=16, batch_size=8,
-                       explain_examples=0, patience=100, epochs=1)  # one epoch: ends on its own
+                       explain_examples=0, patience=100, epochs=3)  # 27 steps, 12 evaluations: ends on its own
     stages = pipeline_stages(config, modality_of(data), split(config, data), use_feature_cache=False)
     origin = time.perf_counter()
     arm = LoopArm("scratch", lambda b: stages.loop("scratch", b, 4, None), origin + 300.0, origin=origin)
     with gated([arm]):
-        arm.advance(1.0)
+        # slices far shorter than the run: each parks at its next validation (every ~2 steps), so
+        # two of them cannot reach the end however fast the machine (at 1 s an idle one did)
+        arm.advance(0.05)
         first = arm.record()["slices"][-1]
-        arm.advance(1.0)
+        arm.advance(0.05)
         second = arm.record()["slices"][-1]
         arm.run_to_end(300.0)
     kept = arm.kept()
@@ -168,7 +170,7 @@ def test_a_scratch_arm_continues_its_own_run_across_slices(tmp_path):
     assert kept.recorder.step >= second["to_step"]
     steps = [r["step"] for r in kept.recorder.rows if r["split"] == "val"]
     assert steps == sorted(steps) and steps[0] <= first["to_step"]  # one run: never back to step 1
-    assert kept.outcome["stop_reason"] == "completed" and kept.outcome["epochs_run"] == pytest.approx(1.0)
+    assert kept.outcome["stop_reason"] == "completed" and kept.outcome["epochs_run"] == pytest.approx(3.0)
 
 
 def test_the_race_is_drawn(tmp_path):
