@@ -26,6 +26,7 @@ from pathlib import Path
 
 TIMES = Path("/tmp/headstart_test_times.jsonl")
 LIST = Path(__file__).resolve().parent.parent / "tests" / "slow_tests.txt"
+FILE_SECONDS = LIST.with_name("file_seconds.txt")  # conftest runs the heaviest files first
 
 
 # --------------------------------------------------------------------------- as a pytest plugin
@@ -106,6 +107,13 @@ def main() -> None:
         f"# runs: {len(modules)} whole files (their fixtures are the cost), then {len(slow)} of {len(seconds)}\n"
         f"# test functions of the others; the rest sum to {kept:.0f} s of test time.\n"
         + "".join(f"{name}\n" for name in modules + slow))
+    per_file: dict[str, float] = {}
+    for (node, _), spent in _phases(rows).items():
+        per_file[node.split("::")[0]] = per_file.get(node.split("::")[0], 0.0) + spent / args.scale
+    FILE_SECONDS.write_text(
+        "# Seconds each test file took in the timed runs (bench/slow_tests.py): conftest.py runs the\n"
+        "# heaviest first, so xdist never leaves a long file for the end.\n"
+        + "".join(f"{name} {spent:.1f}\n" for name, spent in sorted(per_file.items(), key=lambda kv: -kv[1])))
     print(f"{len(modules)} files and {len(slow)} of {len(seconds)} functions listed as slow in {LIST}; "
           f"make check keeps {kept:.0f} s")
 

@@ -51,6 +51,7 @@ def _seeded_generators():
 # `make check` leaves out the tests marked slow: those marked in their own file and those listed in
 # slow_tests.txt (a test, or a whole file), the slowest of timed runs (bench/slow_tests.py writes it).
 _SLOW_LIST = Path(__file__).with_name("slow_tests.txt")
+_FILE_SECONDS = Path(__file__).with_name("file_seconds.txt")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -59,6 +60,22 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.nodeid.split("[", 1)[0] in listed or item.nodeid.split("::", 1)[0] in listed:  # a test, or its file
             item.add_marker(pytest.mark.slow)
+    _heaviest_files_first(items)
+
+
+def _heaviest_files_first(items) -> None:
+    """Run the heaviest files first (file_seconds.txt, from the last timed run: make slow-list),
+    each file's tests kept together and in order (their module fixtures are built once). xdist
+    hands tests out in this order, so the long ones start while the other worker still has short
+    ones to take, and no minute-long file is left for the end while one worker sits idle (in
+    alphabetical order that tail cost a minute)."""
+    seconds: dict[str, float] = {}
+    if _FILE_SECONDS.is_file():
+        for line in _FILE_SECONDS.read_text().splitlines():
+            if line.strip() and not line.startswith("#"):
+                name, spent = line.rsplit(" ", 1)
+                seconds[name] = float(spent)
+    items.sort(key=lambda item: -seconds.get(item.nodeid.split("::", 1)[0], 0.0))  # stable: a file's order kept
 
 
 # A fit's deploy row and report cost a few seconds each and most tests read neither: they are
