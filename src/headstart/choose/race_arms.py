@@ -10,8 +10,7 @@
 - ProbeArm: the real probe under a budget (its extraction in stratified chunks, anytime heads
   after 1/8, 1/4, 1/2 of the data). Complete, its features are cached and it is finished. Cut
   short, its next slice runs the probe again with the whole time it has had: `resume()` is one
-  call, which resumes from the finished chunks once the feature store keeps partial passes
-  (until then the repeated seconds are recorded as `repeated_seconds`).
+  call, and the extraction continues from the feature store's finished chunks.
 - OneShotArm: TF-IDF, exact in one fit; finished after its first slice.
 """
 from __future__ import annotations
@@ -194,7 +193,6 @@ class ProbeArm:
         self._pilot, self.n_train, self.name = pilot, n_train, name
         self._timeline = _Timeline(self.name, origin if origin is not None else time.perf_counter())
         self._out: dict | None = None
-        self.repeated_seconds = 0.0
 
     @property
     def finished(self) -> bool:
@@ -213,12 +211,11 @@ class ProbeArm:
         self.advance(seconds)
 
     def resume(self, seconds: float) -> None:
-        """Extract further: one call. The probe stage starts the pass again with all the time
-        the arm has had plus `seconds`; the feature store's partial chunks will make that a true
-        resume (the seconds it repeats are counted until then)."""
+        """Extract further: one call. The probe stage runs again with all the time the arm has had
+        plus `seconds`; its training features continue from the feature store's finished chunks
+        and its validation features are cached whole (feature_store.py), so only the head fits
+        are done again."""
         began = time.perf_counter()
-        if self._out is not None:
-            self.repeated_seconds += self._out.get("wall_seconds", 0.0)
         out = self._pilot(self.wall_seconds + seconds)
         self._out = out
         for row in out["rows"]:  # the anytime heads: accuracy after 1/8, 1/4, 1/2 of the data
@@ -248,7 +245,6 @@ class ProbeArm:
 
     def record(self) -> dict:
         return self._timeline.record(strategy="probe", cost_unit=self.cost_unit,
-                                     repeated_seconds=round(self.repeated_seconds, 2),
                                      examples=self._out["n_used"] if self._out else 0)
 
 
