@@ -205,3 +205,27 @@ def test_the_head_trains_in_mini_batches_beyond_the_memory_allowance_and_agrees(
         w, b = problem.solve(0.1)
         accuracy[name] = (heads.head_logits(x, w, b).argmax(1) == y).mean()
     assert accuracy["full"] > 0.8 and abs(accuracy["streamed"] - accuracy["full"]) < 0.01
+
+
+def test_ranks_that_find_different_stores_all_compute_every_row_in_memory(tmp_path, monkeypatch):
+    """torchrun across nodes without a shared disk: the main node finds the finished store, the
+    others none. Ranks computing different chunks would wait on each other's exchange for ever, so
+    every rank computes every row; ranks that agree keep the store."""
+    from headstart import feature_store
+    from headstart.data import ranks
+
+    x, path = _rows(8), tmp_path / "k.npy"
+    store = FeatureStore.at(path, len(x))
+    store.fill(np.arange(len(x)), x)
+    store.flush()
+    assert FeatureStore.at(path, len(x)).complete
+    monkeypatch.setattr(feature_store, "feature_cache_path", lambda *_: path)
+    monkeypatch.setattr(ranks, "is_distributed", lambda: True)
+
+    monkeypatch.setattr(ranks, "gather", lambda mine: [mine, "another node's: none done"])
+    apart = FeatureStore.open(None, x)
+    assert not apart.on_disk and len(apart.missing_rows()) == len(x)
+
+    monkeypatch.setattr(ranks, "gather", lambda mine: [mine, mine])
+    together = FeatureStore.open(None, x)
+    assert together.on_disk and together.complete

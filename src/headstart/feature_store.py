@@ -90,7 +90,13 @@ class FeatureStore:
         disk. cache False: in memory only; writable False (a torchrun rank other than the main
         one): reads a complete store, else keeps what it computes in memory."""
         path = feature_cache_path(backbone, data, engine) if cache else None
-        return cls.at(path, len(data), writable=writable)
+        store = cls.at(path, len(data), writable=writable)
+        if not _ranks_see_the_same(store):
+            # nodes without a shared disk see different stores (the main node's, none elsewhere);
+            # ranks that computed different chunks would wait on each other's exchange for ever,
+            # so this pass computes every row on every rank, in memory
+            store = cls.at(None, len(data))
+        return store
 
     @classmethod
     def at(cls, path: Path | None, rows: int, *, writable: bool = True, dtype=None) -> "FeatureStore":
@@ -274,3 +280,13 @@ class FeatureStore:
                     os.close(self._fd)
             except Exception:
                 pass
+
+
+def _ranks_see_the_same(store: "FeatureStore") -> bool:
+    """Under torchrun: whether every rank found the same rows done (one process: always)."""
+    from .data.ranks import gather, is_distributed
+
+    if not is_distributed():
+        return True
+    mine = hashlib.sha256(np.packbits(store._done).tobytes()).hexdigest()
+    return len(set(gather(mine))) == 1
