@@ -184,3 +184,18 @@ def test_rows_are_read_from_the_file_at_the_right_place(tmp_path):
         np.testing.assert_array_equal(ImageRows(base, where)[:], expected[where])
     with pytest.raises(IndexError):
         ImageRows(mapped, np.array([0, 9]))[:]
+
+
+def test_file_paths_resolve_as_path_resolve_does_with_each_folder_resolved_once(tmp_path):
+    """The folder loader resolves each folder once (a warm load of many files was mostly stat
+    calls): links to folders and files, `..` and relative paths come out as Path.resolve() gives."""
+    from headstart.data.sources import _resolved
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "x.jpg").write_bytes(b"1")
+    (tmp_path / "link").symlink_to(tmp_path / "a")
+    (tmp_path / "a" / "y.jpg").symlink_to(tmp_path / "a" / "x.jpg")
+    files = [tmp_path / "link" / "x.jpg", tmp_path / "a" / "y.jpg", tmp_path / "a" / ".." / "a" / "x.jpg",
+             Path("relative") / "missing.jpg"]
+    assert _resolved(files) == [f.resolve() for f in files]
+    assert _resolved(files)[1] == (tmp_path / "a" / "x.jpg").resolve()  # a linked file is followed
