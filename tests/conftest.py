@@ -34,6 +34,9 @@ def _private_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("HEADSTART_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
 
 
+_THREADS: list[int] = []  # torch's thread count when the first test began
+
+
 @pytest.fixture(autouse=True)
 def _seeded_generators():
     """Every test starts from the same global random state, whatever ran before it on its xdist
@@ -46,6 +49,11 @@ def _seeded_generators():
     random.seed(0)
     np.random.seed(0)
     torch.manual_seed(0)
+    # and on the same number of threads: a test that changed it would change how later tests round
+    # (a resumed run compared to 1e-5 with one never killed failed after a tune ran in its worker)
+    if not _THREADS:
+        _THREADS.append(torch.get_num_threads())
+    torch.set_num_threads(_THREADS[0])
 
 
 # `make check` leaves out the tests marked slow: those marked in their own file and those listed in

@@ -182,9 +182,17 @@ def _worker(job: _Job, index: int) -> None:
 
 
 def work(job: _Job, index: int) -> None:
-    """One worker: until the study holds its trials or time is up, start the next trial."""
-    with storage.guard(job.url):
-        _work(job, index)
+    """One worker: until the study holds its trials or time is up, start the next trial. Run in
+    the caller's process (one worker), it leaves torch's thread count as it found it: later work
+    there (a test, a notebook cell) would otherwise run, and round, on other threads."""
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        with storage.guard(job.url):
+            _work(job, index)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _sampler_seed(seed: int, index: int, existing: int) -> int:
