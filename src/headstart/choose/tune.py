@@ -174,6 +174,9 @@ def _worker(job: _Job, index: int) -> None:
     stderr and exit status 2; not a traceback. The command says what to do next, once."""
     import sys
 
+    import torch
+
+    torch.set_num_threads(job.threads)  # not in work(): one worker runs in the caller's process, whose count stays
     try:
         work(job, index)
     except HeadstartError as e:
@@ -182,17 +185,9 @@ def _worker(job: _Job, index: int) -> None:
 
 
 def work(job: _Job, index: int) -> None:
-    """One worker: until the study holds its trials or time is up, start the next trial. Run in
-    the caller's process (one worker), it leaves torch's thread count as it found it: later work
-    there (a test, a notebook cell) would otherwise run, and round, on other threads."""
-    import torch
-
-    threads = torch.get_num_threads()
-    try:
-        with storage.guard(job.url):
-            _work(job, index)
-    finally:
-        torch.set_num_threads(threads)
+    """One worker: until the study holds its trials or time is up, start the next trial."""
+    with storage.guard(job.url):
+        _work(job, index)
 
 
 def _sampler_seed(seed: int, index: int, existing: int) -> int:
@@ -210,12 +205,10 @@ def _sampler_seed(seed: int, index: int, existing: int) -> int:
 
 def _work(job: _Job, index: int) -> None:
     import optuna
-    import torch
 
     from ..modalities import get_modality
     from .tune_space import Space, backbone_facts
 
-    torch.set_num_threads(job.threads)
     modality = get_modality(job.modality)
     space = Space(job.template, modality, job.strategies, job.candidates, backbone_facts(job.template, modality))
     study = optuna.load_study(study_name=job.study_name, storage=storage.open_storage(job.url),
