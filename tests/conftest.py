@@ -19,10 +19,20 @@ if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
 
 
 @pytest.fixture(autouse=True, scope="session")
-def _private_folders(tmp_path_factory):
+def _private_folders(tmp_path_factory, request):
     """The cache and the local zoo in this session's own folder (one per xdist worker), for the
-    module-scoped fixtures too: parallel workers never write one file."""
+    module-scoped fixtures too: parallel workers never write one file.
+
+    One exception: the exported extraction engines (cache/engines, ONNX files keyed by the
+    backbone's architecture, weights, preprocessing and torch version) are shared by the workers
+    and kept between sessions in pytest's cache folder. Exporting Lite0 takes ~12 s per input
+    size, and every worker of every run paid it again (a fifth of `make check`); an export
+    is written atomically, so two workers exporting one key both leave a whole file."""
     base = tmp_path_factory.getbasetemp()
+    (base / "cache").mkdir(parents=True, exist_ok=True)
+    engines = base / "cache" / "engines"
+    if not engines.exists():
+        engines.symlink_to(request.config.cache.mkdir("headstart-engines"), target_is_directory=True)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("HEADSTART_CACHE", str(base / "cache"))
         patch.setenv("HEADSTART_HOME", str(base / "home"))

@@ -24,7 +24,8 @@ def lite0_32():
 
 
 @pytest.mark.parametrize("name", ["onnxruntime", "onnxruntime-int8"])
-def test_an_onnxruntime_engine_gives_eager_features(lite0_32, name):
+def test_an_onnxruntime_engine_gives_eager_features(lite0_32, name, tmp_path, monkeypatch):
+    monkeypatch.setenv("HEADSTART_CACHE", str(tmp_path))  # an empty engine cache: this engine is exported here
     data = make_blobs(n_per_class=8)
     eager = embed(lite0_32, data, cache=False, engine=make_engine("torch", lite0_32))
     engine = make_engine(name, lite0_32, calibration=data.images)
