@@ -75,7 +75,7 @@ def run_dataset(dataset: str, args) -> dict:
         fixed = tuple(f for f in fixed if f in args.fixed.split(","))
     data = load(FitConfig(data=dataset, strategy="probe"))
     seeds = []
-    for seed in range(args.seeds):
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
         # auto first on each seed's split: the feature cache holds nothing of that split yet (the
         # fixed strategies run with it off), while the machine's one-off costs (rate measurements,
         # engine exports) are paid by the first run that needs them and kept, as on a user's machine
@@ -85,6 +85,7 @@ def run_dataset(dataset: str, args) -> dict:
             print(json.dumps({"dataset": dataset, "seed": seed, "auto_refused": str(e)}), flush=True)
             row = {"auto": {"strategy": "refused", "test_accuracy": 0.0, "fit_wall_seconds": None, "race": [],
                             "reason": str(e)}}
+        row["auto"]["seed"] = seed
         for strategy in fixed:
             row[strategy] = one_fit(data, dataset, strategy, seed, args, per_class, cache=False)
         print(json.dumps({"dataset": dataset, "seed": seed,
@@ -110,7 +111,8 @@ def markdown(results: list[dict], budget: float) -> str:
         lines.append("| " + " | ".join(cells) + f" | {', '.join(r['auto_choices'])} | "
                      f"{r['gap_points']:+.2f} points ({'met' if r['goal_met'] else 'missed'}) |")
         lines += ["", f"auto's whole-fit wall seconds per seed: {r['auto_fit_wall_seconds']}", ""]
-        for seed, s in enumerate(r["seeds"]):
+        for i, s in enumerate(r["seeds"]):
+            seed = s["auto"].get("seed", i)
             arms = "; ".join(f"{a['arm']} ({a['slices']} slices, {a['wall_seconds']} s, best val {a['best_val']}): "
                              f"{a['fate']}" for a in s["auto"]["race"])
             lines += [f"- seed {seed} race: {arms}"]
@@ -118,16 +120,45 @@ def markdown(results: list[dict], budget: float) -> str:
     return "\n".join(lines)
 
 
+def _merge(args) -> int:
+    """One table from result files of the same budget run in parts (e.g. --first-seed 0 and 1)."""
+    parts = [json.loads(Path(f).read_text()) for f in args.merge]
+    by_dataset: dict[str, dict] = {}
+    for part in parts:
+        for r in part["results"]:
+            into = by_dataset.setdefault(r["dataset"], {**r, "seeds": []})
+            into["seeds"] += r["seeds"]
+    results = []
+    for r in by_dataset.values():
+        names = [k for k in r["seeds"][0] if all(k in s for s in r["seeds"])]
+        med = {k: statistics.median(s[k]["test_accuracy"] for s in r["seeds"]) for k in names}
+        fixed = [k for k in names if k != "auto"]
+        best = max(fixed, key=lambda k: med[k])
+        results.append({**r, "median_test_accuracy": med, "best_fixed": best,
+                        "gap_points": round(100 * (med[best] - med["auto"]), 2),
+                        "auto_choices": [s["auto"]["strategy"] for s in r["seeds"]],
+                        "auto_fit_wall_seconds": [s["auto"]["fit_wall_seconds"] for s in r["seeds"]],
+                        "goal_met": med["auto"] >= med[best] - 0.01})
+    print(markdown(results, parts[0]["budget_seconds"]))
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--datasets", default=",".join(DATASETS))
     p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--first-seed", type=int, default=0,
+                   help="seeds first..first+seeds-1 (a long run split in parts; --merge joins their results)")
+    p.add_argument("--merge", nargs="+", default=None, metavar="RESULTS_JSON",
+                   help="print the markdown of these result files' seeds together (no fits)")
     p.add_argument("--budget", default="30s")
     p.add_argument("--max-eval", type=int, default=500)
     p.add_argument("--fixed", default="", help="only these fixed strategies (comma-separated; default all)")
     p.add_argument("--results", default="bench/results/auto_vs_fixed.json")
     args = p.parse_args(argv)
     args.budget = parse_duration(args.budget)
+    if args.merge:
+        return _merge(args)
     os.environ.setdefault("HEADSTART_QUIET", "1")
     os.environ["HEADSTART_CACHE"] = tempfile.mkdtemp(prefix="auto-vs-fixed-cache-")  # cold at the start
     started = time.perf_counter()
