@@ -126,6 +126,35 @@ def test_a_finished_leader_does_not_leave_the_budget_unused_while_a_close_arm_co
     assert run_race([probe2, slow], 60.0, 300, {"probe": 10.0, "scratch": 4.0}, clock=clock2).winner is probe2
 
 
+def test_a_curve_never_projects_below_the_point_its_arm_already_holds():
+    # noisy points whose fit ends lower than the best one read (mnist-5k's scratch arm: 0.82 read,
+    # "even optimistically 0.806")
+    points = [(1, 0.50), (2, 0.70), (3, 0.82), (4, 0.74), (5, 0.76)]
+    p = project(points, 6, n_val=200)
+    assert p.mid >= 0.82 and p.high >= 0.82 + 1.64 * binomial_sd(0.82, 200) - 1e-9
+    assert p.low >= 0.82 - 1.64 * binomial_sd(0.82, 200) - 1e-9
+
+
+def test_a_dropped_arm_takes_the_time_a_finished_leader_cannot_use():
+    # scratch reads low mid-schedule and is dropped; the probe finishes early. The time left goes
+    # to scratch, not unused, and scratch wins because it then reaches higher on validation
+    clock = _Clock()
+    probe = _FakeArm("probe", clock, lambda t: 0.92, finishes_after=12.0)
+    scratch = _FakeArm("scratch", clock, lambda t: 0.30 + 0.02 * t if t < 20 else 0.97)
+    result = run_race([scratch, probe], 60.0, 300, {"probe": 12.0, "scratch": 8.0}, clock=clock)
+    fates = {a["name"]: a["fate"] for a in result.arms}
+    assert fates["scratch"].startswith("dropped after round 0") and "took the rest of the budget" in fates["scratch"]
+    assert clock.now == pytest.approx(60.0) and result.winner is scratch and not scratch.stopped
+    assert "dropped earlier" in result.reason
+    # had it stayed below, the finished probe wins (a tie too: it did not need the spare time)
+    clock2 = _Clock()
+    probe2 = _FakeArm("probe", clock2, lambda t: 0.92, finishes_after=12.0)
+    flat = _FakeArm("scratch", clock2, lambda t: 0.30 + 0.01 * min(t, 62))
+    result2 = run_race([flat, probe2], 60.0, 300, {"probe": 12.0, "scratch": 8.0}, clock=clock2)
+    assert result2.winner is probe2 and clock2.now == pytest.approx(60.0)
+    assert "lost: probe reached higher" in next(a["fate"] for a in result2.arms if a["name"] == "scratch")
+
+
 def test_rounds_split_the_time_until_a_quarter_is_left():
     clock = _Clock()
     a = _FakeArm("a", clock, lambda t: 0.80 + 0.001 * t)

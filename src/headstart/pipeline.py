@@ -134,13 +134,14 @@ def build(plan: Plan, data):
 
 
 def train(plan: Plan, model, parts, recorder: Recorder, *, checkpoint_dir: Path | None,
-          use_feature_cache: bool = True) -> dict:
-    """Train `model` in place with the plan's strategy; returns the strategy's figures."""
+          use_feature_cache: bool = True, hold_refit: bool = False) -> dict:
+    """Train `model` in place with the plan's strategy; returns the strategy's figures.
+    hold_refit: see FitContext (auto's probe arm)."""
     train_part, val_part, test_part = parts
     model.warm_up(train_part)  # untimed: kernel loading and allocator start-up are not training
     ctx = FitContext(config=plan.config, train=train_part, val=val_part, recorder=recorder,
                      modality=plan.modality, spec=plan.spec, checkpoint_dir=checkpoint_dir,
-                     use_feature_cache=use_feature_cache, test_size=len(test_part))
+                     use_feature_cache=use_feature_cache, test_size=len(test_part), hold_refit=hold_refit)
     outcome = plan.strategy.fit(model, ctx)
     recorder.pause()
     return outcome

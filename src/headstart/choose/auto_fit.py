@@ -122,14 +122,14 @@ def pipeline_stages(config: FitConfig, modality: Modality, splits, use_feature_c
     def parts_for(model, train_data, val_data) -> tuple:
         return tuple(model.prepare(p) for p in (train_data, val_data, val_data.subset(np.arange(0))))
 
-    def pilot(strategy: str, budget, train_data, val_data, evals_per_epoch: int = 1, refit: bool | None = None) -> dict:
-        # refit=False: a head lp-ft may continue from must have learnt from the training part alone
-        plan = resolve_plan(planned(strategy, budget_seconds=budget, evals_per_epoch=evals_per_epoch,
-                                    **({"refit": "no"} if refit is False else {})), modality)
+    def pilot(strategy: str, budget, train_data, val_data, evals_per_epoch: int = 1, hold_refit: bool = False) -> dict:
+        # hold_refit: a head lp-ft may continue from must have learnt from the training part alone;
+        # its refit on train+val is solved beside it and delivered only if the probe wins
+        plan = resolve_plan(planned(strategy, budget_seconds=budget, evals_per_epoch=evals_per_epoch), modality)
         model = build(plan, train_data)
         recorder = Recorder(None, plan.strategy.name, write=False)
         outcome = train(plan, model, parts_for(model, train_data, val_data), recorder, checkpoint_dir=None,
-                        use_feature_cache=use_feature_cache)
+                        use_feature_cache=use_feature_cache, hold_refit=hold_refit)
         return {"best_val_accuracy": outcome["best_val_accuracy"], "rows": recorder.rows,
                 "kept": KeptTraining(model, recorder, outcome),
                 "n_used": outcome.get("probe_train_used", len(train_data)),
@@ -178,7 +178,9 @@ def _finetune_from_head(plan, model, parts, recorder: Recorder, head: dict) -> d
     model.warm_up(parts[0])  # untimed, as pipeline.train
     ctx = FitContext(config=plan.config, train=parts[0], val=parts[1], recorder=recorder, modality=plan.modality,
                      spec=plan.spec, checkpoint_dir=None, test_size=0)
-    outcome = plan.strategy.fit_from_head(model, ctx, {k: v for k, v in head.items() if k.startswith("probe_")})
+    # the probe's figures, and its held refit: delivered if fine-tuning never beats the head
+    outcome = plan.strategy.fit_from_head(model, ctx, {k: v for k, v in head.items()
+                                                       if k.startswith("probe_") or k == "held_refit"})
     recorder.pause()
     return outcome
 

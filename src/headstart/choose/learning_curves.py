@@ -15,7 +15,9 @@ projections, never narrower than one binomial standard error of the projected va
 of fewer than MIN_POINTS points, or one still at its start, says little: its optimistic end is
 1.0 (an arm is never dropped on no evidence) and its pessimistic end its best point less the noise.
 A finished arm (a probe that saw all its data, TF-IDF, a loop that stopped) gains nothing more:
-its projection is its best point, its band that point's noise.
+its projection is its best point, its band that point's noise. An unfinished arm keeps its best
+state, so its projection never falls below its best point, nor its band below that point's (a fit
+through noisy points once put a scratch arm's optimistic end at 0.806 after it had read 0.82).
 """
 from __future__ import annotations
 
@@ -107,4 +109,6 @@ def project(points: list[tuple[float, float]], x_end: float, n_val: int, *, fini
     low, high = np.percentile(draws, BAND)
     floor = binomial_sd(mid, n_val)
     low, high = min(float(low), mid - floor), max(float(high), mid + floor)
+    # what the arm already holds: its best point, less and plus that point's noise
+    mid, low, high = max(mid, best), max(low, best - 1.64 * sd), max(high, best + 1.64 * sd)
     return Projection(float(np.clip(mid, 0, 1)), float(np.clip(low, 0, 1)), float(np.clip(high, 0, 1)), "curve")

@@ -27,6 +27,10 @@ class FitContext:
     checkpoint_dir: Path | None = None
     use_feature_cache: bool = True
     test_size: int = 0       # the final test pass also has to fit inside --budget
+    # --strategy auto's probe arm: solve the refit head (train+val) but keep the train-only one in
+    # the model, returning the refit as outcome["held_refit"]; lp-ft may start from the probe's head,
+    # and only a head that never saw validation lets validation judge lp-ft's epochs
+    hold_refit: bool = False
 
 
 class Strategy:

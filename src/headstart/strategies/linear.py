@@ -28,10 +28,12 @@ ANYTIME_C = 0.1
 ANYTIME_FIT_RESERVE = 2.0  # seconds kept for the final head fits when a budget is set
 
 
-def fit_logistic_head(classifier, ctx, c_grid=PROBE_C_GRID, *, refit: bool = False) -> dict:
+def fit_logistic_head(classifier, ctx, c_grid=PROBE_C_GRID, *, refit: bool = False, hold: bool = False) -> dict:
     """Extract (cached) features, pick C on validation, write the head into classifier.head.
     refit: the head written is then solved once more at the chosen C on the training and
     validation features together (strategies/refit.py); the figures returned stay the sweep's.
+    hold: the refit head is solved but not written: it is returned as result["held_refit"],
+    (head, the refit's summary figures), for a caller that decides later (auto's race).
 
     The clock counts train-feature extraction and every head fit; validation features are
     evaluation and run with the clock paused.
@@ -68,7 +70,13 @@ def fit_logistic_head(classifier, ctx, c_grid=PROBE_C_GRID, *, refit: bool = Fal
                                                 np.concatenate([real_y, ctx.val.labels]), ctx)
         weight, bias = head_solver(all_x, all_y, ctx.train.num_classes, all_weights).solve(head.c)
         rec.pause()
-        HeadSweep(head.c, head.val_accuracy, weight, bias, head.scores).write_into(classifier.head.fc)
+        refitted_head = HeadSweep(head.c, head.val_accuracy, weight, bias, head.scores)
+        if hold:
+            head.write_into(classifier.head.fc)
+            extra["held_refit"] = (refitted_head, refit_figures(len(order), len(ctx.val), head.val_accuracy))
+            refitted = False
+        else:
+            refitted_head.write_into(classifier.head.fc)
     else:
         head.write_into(classifier.head.fc)
     return {"probe_C": head.c, "probe_val_accuracy": head.val_accuracy, "features_cached": train_cached,

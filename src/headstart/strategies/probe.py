@@ -15,6 +15,6 @@ class Probe(Strategy):
     def fit(self, classifier, ctx: FitContext) -> dict:
         classifier.backbone.set_trainable(False)
         # the head is one solve on cached features: refitting it on train+val costs seconds
-        result = fit_logistic_head(classifier, ctx, refit=wants_refit(ctx.config, cheap=True))
+        result = fit_logistic_head(classifier, ctx, refit=wants_refit(ctx.config, cheap=True), hold=ctx.hold_refit)
         ctx.recorder.epoch = 1.0
         return {**result, "best_val_accuracy": result["probe_val_accuracy"]}

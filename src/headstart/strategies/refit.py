@@ -10,7 +10,9 @@ out, and the validation figure reported is the train-only one the choice was mad
 Where a refit is cheap it is the default (--refit auto): a logistic head on cached features
 (the probe) and TF-IDF are one more solve at the chosen C. Strategies that train a backbone
 (scratch, lp-ft, finetune, lora) would train a second time, as long as the first: auto keeps
-the train-only model there, and --refit yes says in the run that they do not refit yet.
+the train-only model there, and --refit yes says in the run that they do not refit yet. One
+exception costs a solve: when fine-tuning never beats the head it started from, the delivered
+model is that head on the pretrained backbone, and it is refit as the probe's is.
 """
 from __future__ import annotations
 
