@@ -238,3 +238,17 @@ def test_the_race_is_drawn(tmp_path):
     made = race_figure(race, tmp_path / "race.png")
     assert made.exists() and made.read_bytes()[:4] == b"\x89PNG"
     assert race_figure({"arms": []}, tmp_path / "none.png") is None
+
+
+def test_lp_ft_reaches_at_least_the_probe_head_it_starts_from():
+    # elpv at 60 s: lp-ft's own epochs read 0.695 while it kept the probe's head (0.7725): the race
+    # read 0.695 and nearly gave the win to scratch's 0.686
+    from headstart.choose.race_arms import LoopArm
+
+    arm = LoopArm("lp-ft", lambda b: None, 0.0, start_accuracy=0.7725)
+    assert arm.reached() == 0.7725
+    arm._timeline.point(1.0, 0.695)
+    assert arm.reached() == 0.7725
+    arm._timeline.point(2.0, 0.80)
+    assert arm.reached() == 0.80
+    assert LoopArm("scratch", lambda b: None, 0.0).reached() == 0.0

@@ -100,7 +100,7 @@ def choose_strategy(train, val, test_size: int, budget: float | None, stages: St
         if fit < FINETUNE_EPOCHS:
             return []
         lpft = LoopArm("lp-ft", lambda b: stages.loop("lp-ft", b, 2, arm.kept()), origin + race_budget,
-                       origin=origin, absorbs="probe")
+                       origin=origin, absorbs="probe", start_accuracy=arm.reached())
         every.append(lpft)
         first["lp-ft"] = max(MIN_SLICE, 0.25 * left)
         return [lpft]

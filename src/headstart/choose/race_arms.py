@@ -58,8 +58,10 @@ class LoopArm:
     cost_unit = "training seconds"
 
     def __init__(self, name: str, run: Callable[[float], object], deadline: float, *, phase: str | None = None,
-                 origin: float | None = None, absorbs: str | None = None):
-        self.name, self.phase, self.absorbs = name, phase or name, absorbs
+                 origin: float | None = None, absorbs: str | None = None, start_accuracy: float = 0.0):
+        # start_accuracy: the validation accuracy of the state it starts from and may keep (lp-ft's
+        # epoch 0 is the probe's head: it never delivers less)
+        self.name, self.phase, self.absorbs, self.start_accuracy = name, phase or name, absorbs, start_accuracy
         self._run, self._deadline = run, deadline
         self._timeline = _Timeline(name, origin if origin is not None else time.perf_counter())
         self._turn = threading.Condition()
@@ -125,8 +127,8 @@ class LoopArm:
         return self._kept
 
     def reached(self) -> float:
-        """Its best validation accuracy: the loop keeps its best state."""
-        return max((p["accuracy"] for p in self._timeline.curve), default=0.0)
+        """Its best validation accuracy: the loop keeps its best state, its start among them."""
+        return max([self.start_accuracy, *(p["accuracy"] for p in self._timeline.curve)])
 
     def record(self) -> dict:
         return self._timeline.record(strategy=self.name, cost_unit=self.cost_unit, steps=self._step)
