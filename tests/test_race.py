@@ -252,3 +252,9 @@ def test_lp_ft_reaches_at_least_the_probe_head_it_starts_from():
     arm._timeline.point(2.0, 0.80)
     assert arm.reached() == 0.80
     assert LoopArm("scratch", lambda b: None, 0.0).reached() == 0.0
+    # and its projection never falls below that head: it is not dropped for its epochs' dip
+    dipped = LoopArm("lp-ft", lambda b: None, 0.0, start_accuracy=0.775)
+    for cost, accuracy in [(1.0, 0.62), (2.0, 0.66), (3.0, 0.68)]:
+        dipped._timeline.point(cost, accuracy)
+    p = project(dipped.points(), 10.0, n_val=300)
+    assert p.mid >= 0.775 and p.high >= 0.775
