@@ -258,3 +258,21 @@ def test_lp_ft_reaches_at_least_the_probe_head_it_starts_from():
         dipped._timeline.point(cost, accuracy)
     p = project(dipped.points(), 10.0, n_val=300)
     assert p.mid >= 0.775 and p.high >= 0.775
+
+
+def test_an_arm_trained_on_the_training_part_alone_must_clearly_beat_a_refitting_one():
+    # elpv, 100/class (200 training images, 334 validation): scratch read 0.781 against the
+    # probe's 0.775, and the probe, refit on train+val, scored 0.822 on test against scratch's 0.726
+    class _Refitting(_FakeArm):
+        refits = True
+
+    def race(scratch_end):
+        clock = _Clock()
+        probe = _Refitting("probe", clock, lambda t: 0.775, finishes_after=6.0)
+        scratch = _FakeArm("scratch", clock, lambda t: min(scratch_end, 0.70 + 0.01 * t))
+        return probe, scratch, run_race([probe, scratch], 60.0, 334, {"probe": 6.0, "scratch": 8.0}, clock=clock)
+
+    probe, _, close = race(0.781)
+    assert close.winner is probe and "learns from the validation part" in close.reason
+    _, scratch, clear = race(0.85)
+    assert clear.winner is scratch

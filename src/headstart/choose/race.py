@@ -169,6 +169,18 @@ def _finish(alive: list, projections: dict[str, Projection], left: Callable[[], 
     clearly = [a for a in revived if reached[a.name] > bar]
     if clearly:
         winner = max(clearly, key=lambda a: reached[a.name])
+    # an arm whose model learnt from the training part alone must clearly beat one whose delivered
+    # model also learns from validation (the probe's and TF-IDF's refit): the refit is worth points
+    # its validation figure cannot show (elpv, 100/class: 200 training images, 334 validation;
+    # scratch read 0.781 against the probe's 0.775, and scored 0.726 on test against its 0.822)
+    note = ""
+    refitting = [a for a in contenders if getattr(a, "refits", False)]
+    if refitting and not getattr(winner, "refits", False):
+        best = max(refitting, key=lambda a: reached[a.name])
+        if reached[winner.name] <= reached[best.name] + binomial_sd(reached[best.name], n_val):
+            note = (f"; {winner.name} did not beat {best.name} by more than the noise, and {best.name}'s "
+                    "model also learns from the validation part (refit)")
+            winner = best
     for arm in contenders:
         outcome = "won" if arm is winner else f"lost: {winner.name} reached higher" + \
             (" (a dropped arm must beat it by more than the noise)" if arm in revived else "")
@@ -190,7 +202,7 @@ def _finish(alive: list, projections: dict[str, Projection], left: Callable[[], 
                f"at the end {winner.name} reached the highest validation accuracy ({figures})")
     else:
         why = f"every arm had finished; the highest validation accuracy wins ({figures})"
-    return winner, _reason(winner.name, projections, why)
+    return winner, _reason(winner.name, projections, why + note)
 
 
 def _reason(leader: str, projections: dict[str, Projection], why: str) -> str:

@@ -245,6 +245,12 @@ class ProbeArm:
     def kept(self):
         return self._out.get("kept") if self._out else None
 
+    @property
+    def refits(self) -> bool:
+        """Whether the model it delivers is refit on train+val (a held refit counts: auto delivers it)."""
+        outcome = getattr(self.kept(), "outcome", None) or {}
+        return bool(outcome.get("held_refit") or outcome.get("refit"))
+
     def reached(self) -> float:
         """The head it keeps (its anytime heads on part of the data are evidence, not the model)."""
         return float(self._out["best_val_accuracy"]) if self._out else 0.0
