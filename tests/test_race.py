@@ -274,5 +274,6 @@ def test_an_arm_trained_on_the_training_part_alone_must_clearly_beat_a_refitting
 
     probe, _, close = race(0.781)
     assert close.winner is probe and "learns from the validation part" in close.reason
+    assert next(a["fate"] for a in close.arms if a["name"] == "scratch").startswith("lost: within the noise of probe")
     _, scratch, clear = race(0.85)
     assert clear.winner is scratch

@@ -182,7 +182,9 @@ def _finish(alive: list, projections: dict[str, Projection], left: Callable[[], 
                     "model also learns from the validation part (refit)")
             winner = best
     for arm in contenders:
-        outcome = "won" if arm is winner else f"lost: {winner.name} reached higher" + \
+        outcome = "won" if arm is winner else (
+            f"lost: {winner.name} reached higher" if reached[winner.name] >= reached[arm.name] else
+            f"lost: within the noise of {winner.name}, whose model is refit") + \
             (" (a dropped arm must beat it by more than the noise)" if arm in revived else "")
         if arm in revived:
             fates[arm.name] = (f"{fates[arm.name]}; then took the time left, which no arm still racing could use, "
