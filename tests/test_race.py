@@ -135,22 +135,25 @@ def test_a_curve_never_projects_below_the_point_its_arm_already_holds():
     assert p.low >= 0.82 - 1.64 * binomial_sd(0.82, 200) - 1e-9
 
 
+def _probe_and_scratch(probe_accuracy, scratch_curve, *, probe_done=12.0, slices=(12.0, 8.0)):
+    """A race of 60 s on 300 validation images: (probe, scratch, result, clock)."""
+    clock = _Clock()
+    probe = _FakeArm("probe", clock, lambda t: probe_accuracy, finishes_after=probe_done)
+    scratch = _FakeArm("scratch", clock, scratch_curve)
+    result = run_race([scratch, probe], 60.0, 300, {"probe": slices[0], "scratch": slices[1]}, clock=clock)
+    return probe, scratch, result, clock
+
+
 def test_a_dropped_arm_takes_the_time_a_finished_leader_cannot_use():
     # scratch reads low mid-schedule and is dropped; the probe finishes early. The time left goes
     # to scratch, not unused, and scratch wins because it then reaches higher on validation
-    clock = _Clock()
-    probe = _FakeArm("probe", clock, lambda t: 0.92, finishes_after=12.0)
-    scratch = _FakeArm("scratch", clock, lambda t: 0.30 + 0.02 * t if t < 20 else 0.97)
-    result = run_race([scratch, probe], 60.0, 300, {"probe": 12.0, "scratch": 8.0}, clock=clock)
+    probe, scratch, result, clock = _probe_and_scratch(0.92, lambda t: 0.30 + 0.02 * t if t < 20 else 0.97)
     fates = {a["name"]: a["fate"] for a in result.arms}
     assert fates["scratch"].startswith("dropped after round 0") and "took the time left" in fates["scratch"]
     assert clock.now == pytest.approx(60.0) and result.winner is scratch and not scratch.stopped
     assert "dropped earlier" in result.reason
     # had it stayed below, the finished probe wins (a tie too: it did not need the spare time)
-    clock2 = _Clock()
-    probe2 = _FakeArm("probe", clock2, lambda t: 0.92, finishes_after=12.0)
-    flat = _FakeArm("scratch", clock2, lambda t: 0.30 + 0.01 * min(t, 62))
-    result2 = run_race([flat, probe2], 60.0, 300, {"probe": 12.0, "scratch": 8.0}, clock=clock2)
+    probe2, _, result2, clock2 = _probe_and_scratch(0.92, lambda t: 0.30 + 0.01 * min(t, 62))
     assert result2.winner is probe2 and clock2.now == pytest.approx(60.0)
     assert "lost: probe reached higher" in next(a["fate"] for a in result2.arms if a["name"] == "scratch")
 
@@ -158,10 +161,7 @@ def test_a_dropped_arm_takes_the_time_a_finished_leader_cannot_use():
 def test_a_dropped_arm_must_beat_the_others_by_more_than_the_noise():
     # fashion-mnist at 60 s: a revived scratch read 0.866 against the probe's 0.864 (300 images:
     # one standard error is 0.02) and scored 6 points lower on test: the probe stays
-    clock = _Clock()
-    probe = _FakeArm("probe", clock, lambda t: 0.864, finishes_after=12.0)
-    scratch = _FakeArm("scratch", clock, lambda t: 0.30 + 0.02 * t if t < 20 else 0.866)
-    result = run_race([scratch, probe], 60.0, 300, {"probe": 12.0, "scratch": 8.0}, clock=clock)
+    probe, _, result, clock = _probe_and_scratch(0.864, lambda t: 0.30 + 0.02 * t if t < 20 else 0.866)
     assert result.winner is probe and clock.now == pytest.approx(60.0)
     assert "by more than the noise" in next(a["fate"] for a in result.arms if a["name"] == "scratch")
     assert "had to pass 0.884" in result.reason
@@ -170,10 +170,8 @@ def test_a_dropped_arm_must_beat_the_others_by_more_than_the_noise():
 def test_when_the_arm_that_took_the_rest_finishes_early_the_next_arm_takes_what_is_left():
     # digits at 60 s: the probe, cut short and projected highest, took the rest and finished its
     # data with time to spare; scratch, stopped then with 10 s of training, now trains on
-    clock = _Clock()
-    probe = _FakeArm("probe", clock, lambda t: 0.94, finishes_after=30.0)
-    scratch = _FakeArm("scratch", clock, lambda t: 0.91 + 0.001 * t if t < 30 else 0.99)
-    result = run_race([scratch, probe], 60.0, 300, {"probe": 10.0, "scratch": 10.0}, clock=clock)
+    probe, scratch, result, clock = _probe_and_scratch(0.94, lambda t: 0.91 + 0.001 * t if t < 30 else 0.99,
+                                                       probe_done=30.0, slices=(10.0, 10.0))
     fates = {a["name"]: a["fate"] for a in result.arms}
     assert clock.now == pytest.approx(60.0) and not scratch.stopped
     assert result.winner is scratch and fates["scratch"].startswith("won: trained on with the time left")
