@@ -33,6 +33,7 @@ from ..errors import HeadstartError
 from ..log import say
 from ..pipeline import KeptTraining
 from ..strategies.estimate import Workload, epoch_seconds, probe_seconds
+from ..strategies.refit import deliver_held_refit
 from ..train.throughput import Rates, reconcile
 from .race import MIN_SLICE, run_race
 from .race_arms import LoopArm, OneShotArm, ProbeArm, gated
@@ -129,9 +130,7 @@ def _deliver(kept: KeptTraining | None, strategy: str) -> KeptTraining | None:
         return kept
     held = outcome.pop("held_refit", None)
     if held is not None and strategy == "probe":
-        head, figures = held
-        head.write_into(kept.model.head.fc)
-        outcome.update(figures)
+        outcome.update(deliver_held_refit(held, kept.model.head.fc))
     return kept
 
 

@@ -13,7 +13,7 @@ from ..train.plateau import PLATEAU_RULE
 from ..train.optim import layerwise_groups
 from .base import FitContext, Strategy
 from .linear import fit_logistic_head
-from .refit import wants_refit
+from .refit import deliver_held_refit, wants_refit
 
 
 def run_training_loop(strategy: Strategy, classifier, groups: list[dict], ctx: FitContext,
@@ -148,9 +148,7 @@ class HeadThenAllLayers(Strategy):
         if held_refit is not None and trained.get("best_epoch", 0) == 0 and start_accuracy is not None:
             # the delivered model is the probe's, so it learns from every label as the probe does
             # (elpv, 100/class: 0.779 on test with the train-only head, 0.845 refit on train+val)
-            refitted_head, figures = held_refit
-            refitted_head.write_into(classifier.head.fc)
-            kept = {**kept, **figures}
+            kept = {**kept, **deliver_held_refit(held_refit, classifier.head.fc)}
         synthetic = _both_stages(head.get("synthetic"), trained.get("synthetic"), ctx)
         return {**head, **trained, **kept, **self.finish_backbone(classifier), **synthetic}
 

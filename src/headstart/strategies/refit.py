@@ -34,6 +34,14 @@ def refit_figures(n_train: int, n_val: int, chosen_by: float) -> dict:
                       "chosen_val_accuracy": round(float(chosen_by), 6)}}
 
 
+def deliver_held_refit(held: tuple, head_layer) -> dict:
+    """Write a refit solved and held beside a train-only head (fit_logistic_head(hold=True)) into
+    `head_layer`; returns its summary figures (what the run now says it delivers)."""
+    refitted_head, figures = held
+    refitted_head.write_into(head_layer)
+    return figures
+
+
 def delivered_line(outcome: dict, config, strategy: str, n_train: int) -> str:
     """What the run delivers, in one line, for the summary: a refitting strategy has said so in
     its outcome; any other delivered what it trained on train alone."""
