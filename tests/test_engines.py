@@ -23,9 +23,16 @@ def lite0_32():
     return ImageClassifier(get_backbone("tf_efficientnet_lite0", pretrained=True, image_size=32), 3).eval()
 
 
+@pytest.fixture(scope="module")
+def fresh_engine_cache(tmp_path_factory):
+    """An engine cache of this module's own, empty at its first test: the fp32 engine is exported
+    there, and int8 quantizes that export (its own preparation) rather than exporting again."""
+    return tmp_path_factory.mktemp("engine-cache")
+
+
 @pytest.mark.parametrize("name", ["onnxruntime", "onnxruntime-int8"])
-def test_an_onnxruntime_engine_gives_eager_features(lite0_32, name, tmp_path, monkeypatch):
-    monkeypatch.setenv("HEADSTART_CACHE", str(tmp_path))  # an empty engine cache: this engine is exported here
+def test_an_onnxruntime_engine_gives_eager_features(lite0_32, name, fresh_engine_cache, monkeypatch):
+    monkeypatch.setenv("HEADSTART_CACHE", str(fresh_engine_cache))  # this engine is prepared here
     data = make_blobs(n_per_class=8)
     eager = embed(lite0_32, data, cache=False, engine=make_engine("torch", lite0_32))
     engine = make_engine(name, lite0_32, calibration=data.images)
