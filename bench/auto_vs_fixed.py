@@ -13,6 +13,10 @@ slices, seconds, best validation accuracy and fate (won, dropped, stopped).
     python bench/auto_vs_fixed.py                                   # 5 datasets, 3 seeds, 30 s
     python bench/auto_vs_fixed.py --datasets digits --seeds 1 --budget 15s --max-eval 200   # smoke
     python bench/auto_vs_fixed.py --datasets digits,bbc-news --seeds 1 --budget 60s --max-eval 300
+    python bench/auto_vs_fixed.py --competing --fixed none --budget 60s   # auto beside one busy process
+
+--competing runs every fit beside one competing CPU-bound process (budget_promise.py's), started
+before the fit and stopped after it: the goal's second condition (within 2 points at 60 s).
 """
 from __future__ import annotations
 
@@ -43,6 +47,13 @@ DATASETS = {
 
 
 def one_fit(data, dataset: str, strategy: str, seed: int, args, per_class, cache: bool) -> dict:
+    from budget_promise import with_condition  # bench/: the same competing process as that benchmark
+
+    return with_condition("competing" if args.competing else "idle",
+                          lambda: _one_fit(data, dataset, strategy, seed, args, per_class, cache))
+
+
+def _one_fit(data, dataset: str, strategy: str, seed: int, args, per_class, cache: bool) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
         summary = fit(FitConfig(data=dataset, strategy=strategy, seed=seed, budget_seconds=args.budget,
@@ -72,7 +83,7 @@ def _scratch_model(data) -> str:
 def run_dataset(dataset: str, args) -> dict:
     per_class, fixed = DATASETS[dataset]
     if args.fixed:  # a subset of the fixed strategies (the slow CPU ones can be left out, and said so)
-        fixed = tuple(f for f in fixed if f in args.fixed.split(","))
+        fixed = tuple(f for f in fixed if f in args.fixed.split(","))  # "none": auto alone
     data = load(FitConfig(data=dataset, strategy="probe"))
     seeds = []
     for seed in range(args.first_seed, args.first_seed + args.seeds):
@@ -92,12 +103,13 @@ def run_dataset(dataset: str, args) -> dict:
                           **{k: (v["strategy"], round(v["test_accuracy"], 4)) for k, v in row.items()}}), flush=True)
         seeds.append(row)
     med = {name: statistics.median(s[name]["test_accuracy"] for s in seeds) for name in seeds[0]}
-    best_fixed = max(fixed, key=lambda name: med[name])
+    best_fixed = max(fixed, key=lambda name: med[name]) if fixed else None  # none run: compare by hand
+    gap = round(100 * (med[best_fixed] - med["auto"]), 2) if best_fixed else None
     return {"dataset": dataset, "train_per_class": per_class, "seeds": seeds, "median_test_accuracy": med,
-            "best_fixed": best_fixed, "gap_points": round(100 * (med[best_fixed] - med["auto"]), 2),
+            "best_fixed": best_fixed, "gap_points": gap, "competing": args.competing,
             "auto_choices": [s["auto"]["strategy"] for s in seeds],
             "auto_fit_wall_seconds": [s["auto"]["fit_wall_seconds"] for s in seeds],
-            "goal_met": round(100 * (med[best_fixed] - med["auto"]), 2) <= 1.0}
+            "goal_met": gap is not None and gap <= (2.0 if args.competing else 1.0)}
 
 
 def markdown(results: list[dict], budget: float) -> str:
@@ -108,8 +120,9 @@ def markdown(results: list[dict], budget: float) -> str:
                   "| " + " | ".join(["auto", *fixed]) + " | auto chose | gap to best fixed |",
                   "|" + "---|" * (len(fixed) + 3)]
         cells = [f"{r['median_test_accuracy'][k]:.3f}" for k in ["auto", *fixed]]
-        lines.append("| " + " | ".join(cells) + f" | {', '.join(r['auto_choices'])} | "
-                     f"{r['gap_points']:+.2f} points ({'met' if r['goal_met'] else 'missed'}) |")
+        gap = (f"{r['gap_points']:+.2f} points ({'met' if r['goal_met'] else 'missed'})"
+               if r.get("gap_points") is not None else "no fixed strategy run")
+        lines.append("| " + " | ".join(cells) + f" | {', '.join(r['auto_choices'])} | {gap} |")
         lines += ["", f"auto's whole-fit wall seconds per seed: {r['auto_fit_wall_seconds']}", ""]
         for i, s in enumerate(r["seeds"]):
             seed = s["auto"].get("seed", i)
@@ -133,12 +146,12 @@ def _merge(args) -> int:
         names = [k for k in r["seeds"][0] if all(k in s for s in r["seeds"])]
         med = {k: statistics.median(s[k]["test_accuracy"] for s in r["seeds"]) for k in names}
         fixed = [k for k in names if k != "auto"]
-        best = max(fixed, key=lambda k: med[k])
-        results.append({**r, "median_test_accuracy": med, "best_fixed": best,
-                        "gap_points": round(100 * (med[best] - med["auto"]), 2),
+        best = max(fixed, key=lambda k: med[k]) if fixed else None
+        gap = round(100 * (med[best] - med["auto"]), 2) if best else None
+        results.append({**r, "median_test_accuracy": med, "best_fixed": best, "gap_points": gap,
                         "auto_choices": [s["auto"]["strategy"] for s in r["seeds"]],
                         "auto_fit_wall_seconds": [s["auto"]["fit_wall_seconds"] for s in r["seeds"]],
-                        "goal_met": round(100 * (med[best] - med["auto"]), 2) <= 1.0})
+                        "goal_met": gap is not None and gap <= (2.0 if r.get("competing") else 1.0)})
     print(markdown(results, parts[0]["budget_seconds"]))
     return 0
 
@@ -154,6 +167,8 @@ def main(argv=None) -> int:
     p.add_argument("--budget", default="30s")
     p.add_argument("--max-eval", type=int, default=500)
     p.add_argument("--fixed", default="", help="only these fixed strategies (comma-separated; default all)")
+    p.add_argument("--competing", action="store_true",
+                   help="every fit beside one competing CPU-bound process (the goal's loaded condition)")
     p.add_argument("--results", default="bench/results/auto_vs_fixed.json")
     args = p.parse_args(argv)
     args.budget = parse_duration(args.budget)
@@ -165,6 +180,7 @@ def main(argv=None) -> int:
     results = [run_dataset(d.strip(), args) for d in args.datasets.split(",") if d.strip()]
     out = {"benchmark": "auto_vs_fixed", "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
            "machine": machine_info(), "budget_seconds": args.budget, "seeds": args.seeds,
+           "condition": "one competing CPU-bound process" if args.competing else "idle",
            "command": "python bench/auto_vs_fixed.py " + " ".join(sys.argv[1:] if argv is None else argv),
            "wall_seconds": round(time.perf_counter() - started, 1), "results": results}
     Path(args.results).parent.mkdir(parents=True, exist_ok=True)
