@@ -53,7 +53,8 @@ def test_the_cli_fit_marks_its_start_and_forgets_it_after(monkeypatch, tmp_path)
 
 # -- the reserve and the early stop -----------------------------------------------------------------
 def test_training_gets_what_is_left_less_the_closing_parts(monkeypatch):
-    monkeypatch.setattr(post_fit, "closing_part_seconds", lambda part, n=0: {"report": 3.0, "deploy": 2.0,
+    monkeypatch.setattr(post_fit, "closing_part_seconds",
+                        lambda part, n=0, modality=None: {"report": 3.0, "deploy": 2.0,
                                                                               "explanations": 1.0 * n}[part])
     monkeypatch.setenv("HEADSTART_SKIP", "")
     config = FitConfig(data="x", budget_seconds=60.0, explain_examples=4)
@@ -73,7 +74,8 @@ def test_training_gets_what_is_left_less_the_closing_parts(monkeypatch):
 
 
 def test_the_closing_parts_that_do_not_fit_are_skipped_most_wanted_kept(monkeypatch):
-    monkeypatch.setattr(post_fit, "closing_part_seconds", lambda part, n=0: {"report": 3.0, "deploy": 2.0,
+    monkeypatch.setattr(post_fit, "closing_part_seconds",
+                        lambda part, n=0, modality=None: {"report": 3.0, "deploy": 2.0,
                                                                               "explanations": 1.0 * n}[part])
     monkeypatch.setenv("HEADSTART_SKIP", "")
     config = FitConfig(data="x", explain_examples=4)
@@ -90,7 +92,7 @@ def test_a_fit_whose_command_spent_its_budget_stops_training_and_skips_its_closi
     """The command had spent 27 of its 30 s before the fit began (a slow start-up, faked): training
     stops at once and the report, explanations and deploy row give way, and the run says so."""
     monkeypatch.setattr(pipeline, "claim_start", lambda: time.perf_counter() - 27.0)
-    monkeypatch.setattr(post_fit, "closing_part_seconds", lambda part, n=0: 5.0)
+    monkeypatch.setattr(post_fit, "closing_part_seconds", lambda part, n=0, modality=None: 5.0)
     summary = pipeline.fit(_scratch(tmp_path, budget_seconds=30.0), data=make_blobs(n_per_class=12)).summary
     assert summary["stop_reason"] == "budget" and summary["epochs_run"] < 500
     assert summary["train_seconds"] < 10.0  # the floor (one step), not the 30 s the flag gave
@@ -98,6 +100,29 @@ def test_a_fit_whose_command_spent_its_budget_stops_training_and_skips_its_closi
     assert summary["wall_seconds"] >= 27.0  # the summary's wall counts from the command's start
     assert not (tmp_path / "run" / "report.html").exists() and not (tmp_path / "run" / "deploy.json").exists()
     assert (tmp_path / "run" / "model.safetensors").exists()  # the model and summary are never skipped
+
+
+def test_closing_costs_are_measured_and_estimated_per_modality(monkeypatch, tmp_path):
+    """Explaining a text costs ~8x an image here: an estimate from images let a 60 s text fit run 81 s."""
+    monkeypatch.setattr(post_fit, "_costs_path", lambda: tmp_path / "closing.json")
+    post_fit.remember_closing_cost("explanations", 0.5, "image")
+    post_fit.remember_closing_cost("explanations", 8.0, "text")
+    assert post_fit.closing_part_seconds("explanations", 4, "image") == 2.0
+    assert post_fit.closing_part_seconds("explanations", 4, "text") == 32.0
+    assert post_fit.closing_part_seconds("deploy", 0, "text") == post_fit.DEFAULT_CLOSING_SECONDS["deploy:text"]
+    assert post_fit.closing_part_seconds("report", 0, "text") == post_fit.DEFAULT_CLOSING_SECONDS["report"]
+
+
+def test_training_comes_first_the_reserve_keeps_the_wanted_parts_that_fit_its_share(monkeypatch):
+    monkeypatch.setattr(post_fit, "closing_part_seconds",
+                        lambda part, n=0, modality=None: {"report": 3.0, "deploy": 2.0, "explanations": 8.5 * n}[part])
+    monkeypatch.setenv("HEADSTART_SKIP", "")
+    config = FitConfig(data="x", budget_seconds=60.0, explain_examples=4)  # 34 s of explanations > 25% of 60
+    assert post_fit.closing_reserve(config) == pytest.approx(post_fit.SAVE_SECONDS + 3.0 + 2.0)
+    roomy = FitConfig(data="x", budget_seconds=600.0, explain_examples=4)
+    assert post_fit.closing_reserve(roomy) == pytest.approx(post_fit.SAVE_SECONDS + 3.0 + 34.0 + 2.0)
+    # what training leaves is still offered to them: the explanations run if the time is there
+    assert post_fit.plan_closing(config, 50.0).runs("explanations")
 
 
 # -- rates ------------------------------------------------------------------------------------------

@@ -236,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     if invocation.quiet:
         set_quiet()
     try:
-        if invocation.command.name == "fit":  # its --budget counts from the process's start (config/budget.py)
+        if invocation.command.name in ("fit", "compare"):  # --budget counts from the process's start (config/budget.py)
             mark_command_start(from_process_start=argv is None)
         with interrupts.handling():  # Ctrl-C and SIGTERM: a checkpoint at the loop's next safe point
             return invocation.command.run(invocation.config())

@@ -92,8 +92,10 @@ def _sized_to_input(scratch_model: str | None, backbone: str) -> bool:
 
 def run_compare(config: CompareConfig) -> dict:
     from .choose.auto_fit import decode_size as auto_decode_size  # --backbone auto: the largest candidate's
+    from .compare_budget import CommandClock, command_started
     from .pipeline import build, load, resolve_plan
 
+    command_start = command_started()  # --budget counts from here: the process's start (compare_budget.py)
     validate(config)  # what can be checked before the data is loaded
     run_dir = new_run_dir(config.out, prefix="compare")
     run_lock.hold(run_dir, "compare")  # made and owned from here, for the process's life
@@ -130,7 +132,9 @@ def run_compare(config: CompareConfig) -> dict:
     planned = plan_label_curves(config, data) if config.label_fractions else None
     if config.budget_seconds is None:
         say_expected_time(config, data)
-    runs = run_arms(config, data, run_dir, tracked.arm_settings, resume=config.resume)
+    clock = CommandClock.for_compare(config, [_arm_budget(config, arm) for arm in config.arms],
+                                     1 + (len(planned) if planned else 0), command_start)
+    runs = run_arms(config, data, run_dir, tracked.arm_settings, resume=config.resume, clock=clock)
     comparison = summarise(config, runs, run_dir)
     comparison["decode_seconds"] = round(decode_seconds, 3)
     if chosen:
@@ -139,16 +143,21 @@ def run_compare(config: CompareConfig) -> dict:
         comparison["label_curve"] = run_label_curves(
             data, comparison, runs, run_dir, planned,
             run_arms=lambda root, splits_for: run_arms(config, data, root, {"track": None}, splits_for,
-                                                       resume=config.resume))
-    if comparison["verdict"] in ("negative transfer", "inconclusive"):  # why transfer did not pay
+                                                       resume=config.resume, clock=clock))
+    # why transfer did not pay: under --budget only when its cost here fits in what is left
+    if comparison["verdict"] in ("negative transfer", "inconclusive") and clock.affords("diagnosis"):
         from .diagnosis import diagnose
         # the pretrained backbone and head the probe arm builds, for its frozen features
         probe = resolve_plan(replace(config.fit, data=config.data, strategy="probe"), modality_of(data))
-        comparison["diagnosis"] = diagnose(config, data, runs, comparison, feature_model=lambda: build(probe, data))
+        with clock.timed("diagnosis"):
+            comparison["diagnosis"] = diagnose(config, data, runs, comparison,
+                                               feature_model=lambda: build(probe, data))
+    comparison.update(clock.figures())
     write_json(run_dir / "comparison.json", comparison)
     record(run_dir, "comparison.json")  # the comparison's commit point (manifest.py); each arm records its own
     from .report import build_comparison_report
-    comparison["report"] = str(build_comparison_report(run_dir))
+    with clock.timed("comparison-report"):
+        comparison["report"] = str(build_comparison_report(run_dir))
     tracked.finish()
     return comparison
 
@@ -195,11 +204,20 @@ def say_expected_time(config: CompareConfig, data) -> None:
         f"({', '.join(parts_said)}; scratch stops at its plateau, often sooner); --budget caps each arm")
 
 
+def _arm_budget(config: CompareConfig, arm: str) -> float | None:
+    """An arm's own budget: the baseline's trains to its plateau under its own cap, not to the
+    transfer arms' clock."""
+    strategy, _ = parse_arm(arm, config.scratch_model)
+    return baseline_budget(config) if is_baseline(strategy) and trains_iteratively(strategy) \
+        else config.budget_seconds
+
+
 def run_arms(config: CompareConfig, data, root: Path, arm_settings: dict, splits_for=None, *,
-             resume: bool = False) -> dict[str, list[dict]]:
+             resume: bool = False, clock=None) -> dict[str, list[dict]]:
     """Every arm, each seed, as an ordinary fit run in ROOT/arms/NAME[-seedK]. splits_for(seed),
     when given, is the split each seed's arms train on (label curves: a subset of the labels).
-    resume: an arm a killed comparison finished is read back, not trained again (_resumed_arm)."""
+    resume: an arm a killed comparison finished is read back, not trained again (_resumed_arm).
+    clock: the command's promise (compare_budget.CommandClock), which may shorten an arm's budget."""
     from .pipeline import fit
 
     runs: dict[str, list[dict]] = {}
@@ -211,13 +229,11 @@ def run_arms(config: CompareConfig, data, root: Path, arm_settings: dict, splits
             # --image-size is the transfer backbone's; the small CNN keeps the data's own
             # resolution (up to its cap), as a from-scratch user would train it
             shared = replace(shared, image_size=None)
-        # the baseline's own budget: it trains to its plateau, not to the transfer arms' clock
-        budget = baseline_budget(config) if is_baseline(strategy) and trains_iteratively(strategy) \
-            else config.budget_seconds
+        budget = _arm_budget(config, arm)
         for seed in range(config.seeds):
             arm_dir = root / "arms" / (folder if seed == 0 else f"{folder}-seed{seed}")
             fit_config = replace(shared, data=config.data, strategy=strategy, scratch_model=scratch_model,
-                                 seed=seed, budget_seconds=budget,
+                                 seed=seed, budget_seconds=clock.arm_budget(budget) if clock else budget,
                                  evals_per_epoch=config.evals_per_epoch, out=str(arm_dir), resume=False,
                                  **arm_settings)
             kept = _resumed_arm(arm_dir) if resume else None

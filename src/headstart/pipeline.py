@@ -238,7 +238,8 @@ def complete_fit(start: FitStart, config: FitConfig | None = None, *, kept: Kept
     write_run_start(run_dir, config, splits)
     if kept is None:
         recorder = start_recorder(run_dir, plan.strategy, config.resume)
-        plan = replace(plan, config=budget_for_training(plan.config, start.deadline, recorder.wall_seconds))
+        plan = replace(plan, config=budget_for_training(plan.config, start.deadline, recorder.wall_seconds,
+                                                        plan.modality.name))
         outcome = train(plan, model, parts, recorder, checkpoint_dir=run_dir / "checkpoint",
                         use_feature_cache=use_feature_cache)
     else:  # the kept training is this fit's: its clock and rows are the run's
@@ -367,7 +368,7 @@ def finish(plan: Plan, model, data, parts, recorder: Recorder, outcome: dict, ru
     summary.add({"delivered": delivered_line(outcome, plan.config, plan.strategy.name, len(train_part))})
     if is_main_process():
         save_model(run_dir, model, data.classes, plan.strategy.name)
-        closing = plan_closing(plan.config, None if deadline is None else deadline.left())
+        closing = plan_closing(plan.config, None if deadline is None else deadline.left(), plan.modality.name)
         summary.add(explain_report_examples(plan.config, model, test_part, test_logits, data.classes, run_dir,
                                             closing))
         summary.add(record_deploy_figures(model, test_part, test_accuracy, run_dir, closing))

@@ -7,8 +7,11 @@ wherever a test reads neither, since they cost a few seconds a fit (tests/confte
 without them is a finished run; `headstart report RUN` renders its report later.
 
 Under --budget they are part of the promise: training is given the time left less what these
-parts are expected to cost (closing_reserve, from their measured cost on this machine), and a
-part that would still cross the deadline is skipped, and the run says so (plan_closing).
+parts are expected to cost (closing_reserve, from their measured cost on this machine, per
+modality where it differs: explaining a text costs ~8x an image), and a part that would still
+cross the deadline is skipped, and the run says so (plan_closing). Training comes first: the
+parts reserved before it may take at most CLOSING_SHARE of the budget, the most wanted first; a
+part beyond that share runs only if training leaves it time.
 """
 from __future__ import annotations
 
@@ -43,7 +46,7 @@ def explain_report_examples(config: FitConfig, model, test, test_logits, classes
     if made is None:  # no method explains this modality's models
         return {}
     say(f"explained {len(made['items'])} test example(s) with {made['method']} in {made['seconds']:.1f} s")
-    remember_closing_cost("explanations", made["seconds"] / max(1, config.explain_examples))
+    remember_closing_cost("explanations", made["seconds"] / max(1, config.explain_examples), _modality(model))
     return {"explain_method": made["method"], "explain_seconds": made["seconds"],
             "features_from": made.get("features_from")}
 
@@ -63,8 +66,12 @@ def record_deploy_figures(model, test, test_accuracy: float, run_dir: Path, clos
         say(f"no deploy figures for the report: {e}")
         return {"deploy_error": f"{type(e).__name__}: {e}"}
     seconds = time.perf_counter() - started
-    remember_closing_cost("deploy", seconds)
+    remember_closing_cost("deploy", seconds, _modality(model))
     return {"deploy_seconds": round(seconds, 3)}
+
+
+def _modality(model) -> str | None:
+    return getattr(getattr(model, "backbone", None), "modality", None)
 
 
 def render_fit_report(run_dir: Path, closing: Closing | None = None) -> Path | None:
@@ -90,9 +97,18 @@ def skipped(part: str) -> bool:
 # the explanations are its most read section, the deploy row is one table line.
 CLOSING_PRIORITY = ("report", "explanations", "deploy")
 # Before a part was ever measured on this machine: its cost on the CPU machine of BENCHMARKS.md,
-# rounded up (explanations: per explained example).
-DEFAULT_CLOSING_SECONDS = {"report": 3.0, "explanations": 1.0, "deploy": 2.0}
+# rounded up (explanations: per --explain-examples). A part in PER_MODALITY is measured and
+# estimated per modality ("explanations:text"): integrated gradients over MiniLM took 32.6 s for
+# bbc-news's 4 (9 texts shown) where images take ~1 s each, and an image-measured estimate let a
+# 60 s text fit run 81 s (BENCHMARKS 17.3).
+PER_MODALITY = ("explanations", "deploy")
+DEFAULT_CLOSING_SECONDS = {"report": 3.0, "explanations": 1.0, "deploy": 2.0,
+                           "explanations:text": 8.5, "deploy:text": 4.5,
+                           # compare's (compare_budget.py): the diagnosis embeds the split with the
+                           # frozen backbone (digits at 224 px: ~15 s here); the comparison's report
+                           "diagnosis": 20.0, "comparison-report": 5.0}
 SAVE_SECONDS = 1.0        # the model file and the summary, which are never skipped
+CLOSING_SHARE = 0.25      # the closing parts reserved before training take at most this share of --budget
 KEPT_MEASUREMENTS = 5     # the latest costs remembered per part; the largest is the estimate
 
 
@@ -112,10 +128,16 @@ def _measured_costs() -> dict:
         return {}
 
 
-def remember_closing_cost(part: str, seconds: float) -> None:
-    """Keep a closing part's measured cost on this machine (the latest few)."""
+def _key(part: str, modality: str | None) -> str:
+    return f"{part}:{modality}" if modality and part in PER_MODALITY and modality != "image" else part
+
+
+def remember_closing_cost(part: str, seconds: float, modality: str | None = None) -> None:
+    """Keep a closing part's measured cost on this machine (the latest few), per modality where
+    it differs (PER_MODALITY; images keep the plain key)."""
     from .files import write_json
 
+    part = _key(part, modality)
     costs = _measured_costs()
     costs[part] = ([*costs.get(part, []), round(float(seconds), 3)])[-KEPT_MEASUREMENTS:]
     try:
@@ -124,11 +146,12 @@ def remember_closing_cost(part: str, seconds: float) -> None:
         pass  # an estimate not remembered is measured again next time
 
 
-def closing_part_seconds(part: str, explain_examples: int = 0) -> float:
-    """A closing part's expected cost here: the largest of its latest measured costs (a reserve
-    errs long), else the default."""
-    measured = _measured_costs().get(part) or []
-    each = max(measured) if measured else DEFAULT_CLOSING_SECONDS[part]
+def closing_part_seconds(part: str, explain_examples: int = 0, modality: str | None = None) -> float:
+    """A closing part's expected cost here (for `modality`'s models where it differs): the
+    largest of its latest measured costs (a reserve errs long), else the default."""
+    key = _key(part, modality)
+    measured = _measured_costs().get(key) or []
+    each = max(measured) if measured else DEFAULT_CLOSING_SECONDS.get(key, DEFAULT_CLOSING_SECONDS[part])
     return each * explain_examples if part == "explanations" else each
 
 
@@ -138,20 +161,28 @@ def wanted_closing(config: FitConfig) -> list[str]:
             if not (p == "explanations" and config.explain_examples <= 0) and not (p != "explanations" and skipped(p))]
 
 
-def budget_for_training(config: FitConfig, deadline: Deadline, wall_seconds: float) -> FitConfig:
+def budget_for_training(config: FitConfig, deadline: Deadline, wall_seconds: float,
+                        modality: str | None = None) -> FitConfig:
     """--budget is the whole command's: training gets what is left of it (loading and choosing
     came first), less what the closing parts are expected to cost here. The strategy counts its
     budget on its recorder's wall clock, which reads `wall_seconds` now (more than 0 on --resume)."""
-    left = deadline.left_after(closing_reserve(config))
+    left = deadline.left_after(closing_reserve(config, modality))
     if left is None:
         return config
     return replace(config, budget_seconds=min(config.budget_seconds or float("inf"), wall_seconds + left))
 
 
-def closing_reserve(config: FitConfig) -> float:
+def closing_reserve(config: FitConfig, modality: str | None = None) -> float:
     """Seconds a budgeted fit keeps after training for its closing parts (the test pass is the
-    training's own reserve)."""
-    return SAVE_SECONDS + sum(closing_part_seconds(p, config.explain_examples) for p in wanted_closing(config))
+    training's own reserve): the most wanted parts whose costs fit in CLOSING_SHARE of the budget
+    (training comes first: a 60 s text fit would otherwise keep 35 s for its explanations)."""
+    room = CLOSING_SHARE * config.budget_seconds if config.budget_seconds is not None else float("inf")
+    reserved = 0.0
+    for part in wanted_closing(config):
+        cost = closing_part_seconds(part, config.explain_examples, modality)
+        if reserved + cost <= room:
+            reserved += cost
+    return SAVE_SECONDS + reserved
 
 
 @dataclass
@@ -168,14 +199,14 @@ class Closing:
         return {"budget_skipped": sorted(self.skipped)} if self.skipped else {}
 
 
-def plan_closing(config: FitConfig, seconds_left: float | None) -> Closing:
+def plan_closing(config: FitConfig, seconds_left: float | None, modality: str | None = None) -> Closing:
     """The closing parts that fit in `seconds_left` (None: no budget, all of them), most wanted
     first; the run says what it skipped."""
     if seconds_left is None:
         return Closing()
     kept, skipped_parts, left = set(), {}, seconds_left - SAVE_SECONDS
     for part in wanted_closing(config):
-        cost = closing_part_seconds(part, config.explain_examples)
+        cost = closing_part_seconds(part, config.explain_examples, modality)
         if cost <= left:
             kept.add(part)
             left -= cost

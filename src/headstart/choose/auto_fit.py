@@ -67,11 +67,11 @@ def choose_automatically(config: FitConfig, modality: Modality, splits, use_feat
     deadline = deadline or Deadline(config.budget_seconds, time.perf_counter())
     if config.backbone == "auto":
         chosen["backbone"] = choose_backbone(splits.train, modality.name,
-                                             replace(config, budget_seconds=_left(deadline, config)))
+                                             replace(config, budget_seconds=_left(deadline, config, modality)))
         config = replace(config, backbone=chosen["backbone"]["backbone"],
                          image_size=chosen["backbone"]["image_size"] or config.image_size)
     if config.strategy == "auto":
-        choice = choose_strategy(splits.train, splits.val, len(splits.test), _left(deadline, config),
+        choice = choose_strategy(splits.train, splits.val, len(splits.test), _left(deadline, config, modality),
                                  pipeline_stages(config, modality, splits, use_feature_cache, data=data),
                                  seed=config.seed)
         chosen["strategy"] = choice.to_dict()
@@ -81,9 +81,9 @@ def choose_automatically(config: FitConfig, modality: Modality, splits, use_feat
     return config, chosen, kept
 
 
-def _left(deadline: Deadline, config: FitConfig) -> float | None:
+def _left(deadline: Deadline, config: FitConfig, modality: Modality) -> float | None:
     """The seconds a choice may plan for: the deadline's, less the fit's closing parts."""
-    return deadline.left_after(closing_reserve(config))
+    return deadline.left_after(closing_reserve(config, modality.name))
 
 
 def _baseline_settings(config: FitConfig, modality: Modality, strategy: str) -> dict:
