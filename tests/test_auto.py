@@ -100,7 +100,7 @@ def test_a_one_shot_baseline_runs_first_and_wins_when_it_reads_higher():
     plain_pilot = stages.pilot
 
     def pilot(strategy, budget, train, val, evals_per_epoch=1, hold_refit=False):
-        if strategy == "tfidf":  # one shot, exact: no budget, no rate
+        if strategy == "tfidf":  # one shot, exact, no rate: under a share of the race as its own budget
             calls.append((strategy, budget))
             return {"best_val_accuracy": 0.95, "n_used": len(train), "wall_seconds": 0.2, "kept": "tfidf-model",
                     "rows": [{"split": "val", "phase": "tfidf", "accuracy": 0.95}]}
@@ -110,6 +110,8 @@ def test_a_one_shot_baseline_runs_first_and_wins_when_it_reads_higher():
     stages.rates = lambda s: None if s == "tfidf" else Rates(2000.0, 200.0, 0.0)
     choice = choose_strategy(_Split(400), _Split(100), 100, 8.0, stages)
     assert [c[0] for c in calls] == ["tfidf", "probe"]
+    race = choice.evidence["budget_seconds"] - auto.CLOSING_RESERVE - 100 / 2000.0  # less the test pass
+    assert calls[0][1] == pytest.approx(auto.ONE_SHOT_SHARE * race, rel=0.05)  # its own budget, not none
     assert choice.strategy == "tfidf" and choice.kept == "tfidf-model"
     assert [a["name"] for a in choice.evidence["race"]["arms"]] == ["tfidf", "probe"]
 
@@ -130,6 +132,15 @@ def test_a_budget_too_small_names_the_minimum():
     with pytest.raises(HeadstartError, match=r"too small .* about \d+ s") as e:
         choose_strategy(_Split(400), _Split(100), 100, 10.0, stages)
     assert "--budget" in e.value.hint
+
+
+def test_a_budget_an_earlier_choice_used_up_takes_the_cheapest_strategy_instead_of_refusing():
+    """--backbone auto ranked for 50 s of a 60 s budget on a busy machine: the command goes on with
+    the cheapest strategy rather than telling a user who gave 60 s to give 10."""
+    stages, calls = _stages(0.9, lambda t: 0.5, transfer=Rates(10.0, 2.0, 0.0), baseline=Rates(20.0, 5.0, 0.0))
+    choice = choose_strategy(_Split(400), _Split(100), 100, 10.0, stages, spent_before=50.0)
+    assert choice.strategy == "probe" and choice.kept is None and calls == []  # trained by the fit, no race
+    assert "50 s of choosing the backbone" in choice.reason and choice.budget_left == 10.0
 
 
 @pytest.mark.slow

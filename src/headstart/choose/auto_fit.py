@@ -73,7 +73,7 @@ def choose_automatically(config: FitConfig, modality: Modality, splits, use_feat
     if config.strategy == "auto":
         choice = choose_strategy(splits.train, splits.val, len(splits.test), _left(deadline, config, modality),
                                  pipeline_stages(config, modality, splits, use_feature_cache, data=data),
-                                 seed=config.seed)
+                                 seed=config.seed, spent_before=chosen.get("backbone", {}).get("seconds", 0.0))
         chosen["strategy"] = choice.to_dict()
         config = replace(config, strategy=choice.strategy, budget_seconds=choice.budget_left,
                          **_baseline_settings(config, modality, choice.strategy))

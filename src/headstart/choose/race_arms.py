@@ -273,12 +273,12 @@ class OneShotArm(ProbeArm):
         return self._out is not None
 
     def advance(self, seconds: float) -> None:
-        if not self.finished:  # it takes what it takes: its first slice is sized 0
+        if not self.finished:  # one slice: the fit's own budget, which it keeps to its candidate grain
             self.resume(seconds)
 
     def resume(self, seconds: float) -> None:
         began = time.perf_counter()
-        self._out = self._pilot(None)
+        self._out = self._pilot(seconds)
         self._timeline.point(1.0, self._out["best_val_accuracy"])
         self._timeline.slice(began)
 
