@@ -157,7 +157,8 @@ def test_compare_trains_scratch_to_its_plateau_and_makes_it_the_target(folder, t
     assert comparison["baseline_budget_seconds"] == plateau["budget_seconds"] == BASELINE_CAP_MULTIPLE * 20
     # the scratch arm had the baseline's budget, not the probe's, and stopped on its plateau
     assert arm_config(out, "scratch")["budget_seconds"] == BASELINE_CAP_MULTIPLE * 20
-    assert arm_config(out, "probe")["budget_seconds"] == 20
+    # the probe's own 20 s, less what the command spent before it (its promise is the arms' sum: 120 s)
+    assert 15 < arm_config(out, "probe")["budget_seconds"] <= 20
     scratch = read_json(out / "arms" / "scratch" / "summary.json")
     assert scratch["stop_reason"] == "plateau" and not plateau["reached_cap"]
     # the plateau is the robust reading of its own validation curve; scratch's time to target is

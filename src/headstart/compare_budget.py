@@ -6,10 +6,10 @@ makes -- each arm, each seed, and each label budget's runs (--label-fractions) -
 from the process's start, as fit's does (config/budget.py): the interpreter, the imports and the
 decode come out of it too.
 
-So each arm run, in the order the command makes them, gets its own budget or, if less, what the
-command has left once the runs still to come have their full budgets and the comparison's closing
-(its report) is reserved: an overrun early (a slow start-up, an arm's closing files) is taken
-from the next arm, not added to the end. The diagnosis of a negative or inconclusive verdict
+So each arm run, in the order the command makes them, gets its own budget or, when what the
+command has left (less the comparison's report) no longer covers the budgets of the runs still to
+come, its budget scaled down by the same share as theirs: an overrun early (a slow start-up, an
+arm's closing files) is shared by the arms after it, not added to the end. The diagnosis of a negative or inconclusive verdict
 runs only when its cost, measured on this machine, fits in what is left; otherwise it is skipped
 and the comparison says so (`budget_skipped`). Measured before this (BENCHMARKS 17): `compare
 digits --arms probe,scratch --budget 30s --baseline-budget 30s` took 82.8 s for a 60 s promise,
@@ -55,14 +55,17 @@ class CommandClock:
         return self.deadline.budget
 
     def arm_budget(self, budget: float | None) -> float | None:
-        """The next arm run's budget: its own, or what is left once the runs after it and the
-        report are reserved (never under MIN_ARM_SECONDS: an arm still takes its first step)."""
+        """The next arm run's budget: its own, scaled down with the runs still to come when what
+        is left (less the report) no longer covers their budgets, so every arm gives up the same
+        share of an overrun rather than the first taking it all (never under MIN_ARM_SECONDS: an
+        arm still takes its first step)."""
+        remaining = sum(self._planned)
         if self._planned:
             self._planned.pop(0)
-        left = self.deadline.left_after(sum(self._planned) + closing_part_seconds(REPORT), floor=MIN_ARM_SECONDS)
-        if left is None or budget is None:
+        left = self.deadline.left_after(closing_part_seconds(REPORT), floor=0.0)
+        if left is None or budget is None or remaining <= 0:
             return budget
-        return min(budget, left)
+        return max(MIN_ARM_SECONDS, budget * min(1.0, left / remaining))
 
     def affords(self, part: str) -> bool:
         """Whether a closing part's expected cost fits in what is left besides the report; one that
