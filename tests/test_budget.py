@@ -109,7 +109,9 @@ def test_closing_costs_are_measured_and_estimated_per_modality(monkeypatch, tmp_
     post_fit.remember_closing_cost("explanations", 8.0, "text")
     assert post_fit.closing_part_seconds("explanations", 4, "image") == 2.0
     assert post_fit.closing_part_seconds("explanations", 4, "text") == 32.0
-    assert post_fit.closing_part_seconds("deploy", 0, "text") == post_fit.DEFAULT_CLOSING_SECONDS["deploy:text"]
+    from headstart.modalities import get_modality
+
+    assert post_fit.closing_part_seconds("deploy", 0, "text") == get_modality("text").closing_seconds["deploy"]
     assert post_fit.closing_part_seconds("report", 0, "text") == post_fit.DEFAULT_CLOSING_SECONDS["report"]
 
 

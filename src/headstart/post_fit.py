@@ -103,7 +103,6 @@ CLOSING_PRIORITY = ("report", "explanations", "deploy")
 # 60 s text fit run 81 s (BENCHMARKS 17.3).
 PER_MODALITY = ("explanations", "deploy")
 DEFAULT_CLOSING_SECONDS = {"report": 3.0, "explanations": 1.0, "deploy": 2.0,
-                           "explanations:text": 8.5, "deploy:text": 4.5,
                            # compare's (compare_budget.py): the diagnosis embeds the split with the
                            # frozen backbone (digits at 224 px: ~15 s here); the comparison's report
                            "diagnosis": 20.0, "comparison-report": 5.0}
@@ -131,12 +130,12 @@ def _measured_costs() -> dict:
 
 
 def _key(part: str, modality: str | None) -> str:
-    return f"{part}:{modality}" if modality and part in PER_MODALITY and modality != "image" else part
+    return f"{part}:{modality}" if modality and part in PER_MODALITY else part
 
 
 def remember_closing_cost(part: str, seconds: float, modality: str | None = None) -> None:
     """Keep a closing part's measured cost on this machine (the latest few), per modality where
-    it differs (PER_MODALITY; images keep the plain key)."""
+    it differs (PER_MODALITY: "explanations:image", "explanations:text")."""
     from .files import write_json
 
     part = _key(part, modality)
@@ -153,8 +152,19 @@ def closing_part_seconds(part: str, explain_examples: int = 0, modality: str | N
     largest of its latest measured costs (a reserve errs long), else the default."""
     key = _key(part, modality)
     measured = _measured_costs().get(key) or []
-    each = max(measured) if measured else DEFAULT_CLOSING_SECONDS.get(key, DEFAULT_CLOSING_SECONDS[part])
+    each = max(measured) if measured else _default_seconds(part, modality)
     return each * explain_examples if part == "explanations" else each
+
+
+def _default_seconds(part: str, modality: str | None) -> float:
+    """Before a part was measured here: the modality's own figure where it has one (Modality.closing_seconds)."""
+    if modality and part in PER_MODALITY:
+        from .modalities import get_modality
+
+        own = get_modality(modality).closing_seconds.get(part)
+        if own is not None:
+            return own
+    return DEFAULT_CLOSING_SECONDS[part]
 
 
 def wanted_closing(config: FitConfig) -> list[str]:

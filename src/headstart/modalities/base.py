@@ -53,6 +53,9 @@ class Modality:
     auto_baseline: str = "scratch"
     # strategy name -> overrides of that strategy's defaults (lr, epochs, layer_decay, ...)
     strategy_defaults: dict[str, dict] = {}
+    # a fit's closing part -> its expected seconds before it was ever measured here, where this
+    # modality's models differ from post_fit.DEFAULT_CLOSING_SECONDS (explanations: per example)
+    closing_seconds: dict[str, float] = {}
     augments: bool = False                # whether the augmentation presets apply
     # words for messages and reports: input_unit ("px"), example ("image"), noun ("images"),
     # skipped ("unreadable image file(s)")
