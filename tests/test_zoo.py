@@ -20,6 +20,7 @@ from headstart.zoo import (
     resolve_backbone,
 )
 from headstart.zoo import packaged as zoo_packaged
+from headstart.zoo import timm_backbones
 from headstart.zoo import weights as zoo_weights
 
 PALACE = 698  # ImageNet-1k class index of "palace"
@@ -111,6 +112,27 @@ def test_specs_know_their_backbone_without_building_it(monkeypatch):
     assert resolve_backbone("all-MiniLM-L6-v2").modality == "text"
     assert resolve_backbone("sentence-transformers/paraphrase-MiniLM-L3-v2").modality == "text"  # by resolver
     assert resolve_backbone("tfidf").standalone
+
+
+@pytest.mark.parametrize("spec", timm_backbones.SPECS, ids=lambda spec: spec.name)
+def test_the_named_timm_specs_state_what_timms_own_configs_say(spec):
+    """The zoo's named timm architectures are declared without importing timm (it costs a command's
+    start ~2.5 s): their stated input size and weights must be timm's."""
+    read = timm_backbones.timm_spec(spec.name)
+    assert (spec.input_size, spec.has_pretrained, spec.modality) == (read.input_size, read.has_pretrained, read.modality)
+
+
+def test_importing_the_zoo_imports_no_timm_torchvision_or_sklearn():
+    """What a command that never builds a timm model pays at start: not timm (nor torchvision and
+    torch._dynamo behind it), nor scikit-learn (headstart.metrics does its own arithmetic)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, headstart.pipeline, headstart.zoo; "
+            "print(sorted(m for m in ('timm', 'torchvision', 'sklearn') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
 
 
 def test_standalone_tfidf_speaks_the_classifier_protocol():

@@ -42,17 +42,21 @@ def register_model_format(name: str, *, save, load, input: str) -> None:
 
 
 def versions() -> dict:
-    import accelerate
-    import sklearn
-    import timm
+    """The versions a saved model was made with, read from the installed packages' metadata:
+    importing timm, scikit-learn and accelerate to ask them would cost a fit seconds."""
+    from importlib.metadata import PackageNotFoundError, version
+
     import torch
-    import torchvision
 
-    from importlib.metadata import version
+    def installed(package: str) -> str | None:
+        try:
+            return version(package)
+        except PackageNotFoundError:
+            return None
 
-    return {"headstart": version("headstart"), "torch": torch.__version__, "torchvision": torchvision.__version__,
-            "timm": timm.__version__, "accelerate": accelerate.__version__,
-            "scikit-learn": sklearn.__version__, "python": platform.python_version()}
+    return {"headstart": version("headstart"), "torch": torch.__version__, "torchvision": installed("torchvision"),
+            "timm": installed("timm"), "accelerate": installed("accelerate"),
+            "scikit-learn": installed("scikit-learn"), "python": platform.python_version()}
 
 
 def save_module_weights(model, run_dir: Path) -> None:

@@ -77,10 +77,10 @@ def _modality(model) -> str | None:
 def render_fit_report(run_dir: Path, closing: Closing | None = None) -> Path | None:
     """RUN/report.html from the run directory as written (None: turned off by HEADSTART_SKIP, or
     skipped to keep --budget)."""
-    from .report import build_fit_report
-
     if skipped("report") or (closing is not None and not closing.runs("report")):
         return None
+    from .report import build_fit_report  # matplotlib: imported only when a report is drawn
+
     started = time.perf_counter()
     made = build_fit_report(run_dir)
     remember_closing_cost("report", time.perf_counter() - started)

@@ -6,13 +6,16 @@ features are computed on clean images.
 """
 from __future__ import annotations
 
-from typing import Callable
-
-from torchvision.transforms import v2
+from typing import TYPE_CHECKING, Callable
 
 from ..registry import Registry
 
-AUGMENTATIONS: Registry[Callable[[int], v2.Transform | None]] = Registry("augmentation preset")
+if TYPE_CHECKING:
+    from torchvision.transforms import v2
+
+# torchvision is imported by the presets that use it, not with this module: importing it loads
+# torch._dynamo (~1.5 s of a process's start), which a fit that augments nothing never needs
+AUGMENTATIONS: Registry[Callable[[int], "v2.Transform | None"]] = Registry("augmentation preset")
 
 
 def register_augmentation(name: str):
@@ -27,6 +30,8 @@ def _none(size: int):
 
 @register_augmentation("light")
 def _light(size: int):
+    from torchvision.transforms import v2
+
     # Mild crops and flips keep small datasets from being memorised without changing what
     # the pretrained features expect to see.
     return v2.Compose([
@@ -37,6 +42,8 @@ def _light(size: int):
 
 @register_augmentation("strong")
 def _strong(size: int):
+    from torchvision.transforms import v2
+
     return v2.Compose([
         v2.RandomResizedCrop(size, scale=(0.35, 1.0), antialias=True),
         v2.RandomHorizontalFlip(),

