@@ -33,9 +33,10 @@ FILE_SECONDS = LIST.with_name("file_seconds.txt")  # conftest runs the heaviest 
 
 def pytest_runtest_logreport(report):
     """Append each phase's duration as it ends (the xdist controller sees every worker's reports)."""
+    gateway = getattr(getattr(report, "node", None), "gateway", None)  # the controller knows the worker
     with open(TIMES, "a") as f:
         f.write(json.dumps({"id": report.nodeid, "when": report.when, "seconds": report.duration,
-                            "at": time.time()}) + "\n")
+                            "at": time.time(), "worker": getattr(gateway, "id", None)}) + "\n")
 
 
 # --------------------------------------------------------------------------- the list

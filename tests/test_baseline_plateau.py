@@ -145,6 +145,7 @@ def folder(tmp_path_factory):
     return write_image_folder(tmp_path_factory.mktemp("imgs") / "data", make_blobs(n_per_class=20))
 
 
+@pytest.mark.report
 def test_compare_trains_scratch_to_its_plateau_and_makes_it_the_target(folder, tmp_path, capsys):
     out = tmp_path / "cmp"
     assert main(["compare", str(folder), "--arms", "probe,scratch", "--budget", "20s", "--epochs", "20",

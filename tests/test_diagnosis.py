@@ -204,6 +204,7 @@ def test_report_says_when_the_diagnosis_failed(tmp_path):
 
 # -- (c) compare end to end ------------------------------------------------------------------
 
+@pytest.mark.report
 def test_compare_diagnoses_a_comparison_transfer_did_not_win(tmp_path):
     data = make_blobs(n_per_class=16)
     data.labels = np.random.default_rng(1).permutation(data.labels)  # nothing to learn: 100% is out of reach
@@ -226,6 +227,7 @@ def test_compare_diagnoses_a_comparison_transfer_did_not_win(tmp_path):
     assert "Why transfer did not pay" in page.sections and page.table("measure")["rows"]
 
 
+@pytest.mark.report
 def test_compare_does_not_diagnose_when_transfer_helps(tmp_path, monkeypatch):
     """Arms faked (no training): the probe reaches the target 50x sooner, so no diagnosis runs."""
     import headstart.diagnosis

@@ -97,6 +97,7 @@ def test_labels_needed_without_a_baseline_arm_says_so():
     assert labels_needed([_arm("probe", False, [(10, 0.9)])], None, 10)["needed"] is None
 
 
+@pytest.mark.report
 def test_compare_with_label_fractions_writes_curves_sentence_and_report(tmp_path, capsys):
     folder = write_image_folder(tmp_path / "data", make_blobs(n_per_class=20))
     out = tmp_path / "cmp"

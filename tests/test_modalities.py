@@ -177,6 +177,7 @@ def test_a_third_modality_fits_predicts_and_reports_through_the_cli(vectors_csv,
     assert "6 dims" in page and "toy-linear" in page
 
 
+@pytest.mark.report
 def test_a_third_modality_compares_its_default_arms(vectors_csv, tmp_path):
     from headstart.compare import run_compare
     from headstart.config import CompareConfig

@@ -71,6 +71,7 @@ def test_each_image_method_learns_finite_changing_loss_and_moves_the_weights(met
     assert any(not torch.equal(before[k], after[k]) for k in before if after[k].is_floating_point())
 
 
+@pytest.mark.report
 def test_cli_registers_a_backbone_that_fit_uses_and_says_the_labels_are_set_aside(folder, home, tmp_path, capsys,
                                                                                   monkeypatch):
     monkeypatch.setenv("HEADSTART_QUIET", "0")

@@ -232,6 +232,7 @@ def test_cli_fit_and_predict_text_from_a_csv_and_a_lines_file(tmp_path, tiny_ber
     assert (tmp_path / "p.csv").read_text().splitlines()[0] == "text,label,probability,error"
 
 
+@pytest.mark.report
 def test_compare_on_text_names_the_strong_baseline(tmp_path, tiny_bert, texts):
     from headstart.cli import main
 

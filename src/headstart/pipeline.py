@@ -22,6 +22,7 @@ from .config import FitConfig
 from .config.budget import Deadline, claim_start
 from .embed import embed  # noqa: F401  (the embed stage, with the others)
 from .errors import HeadstartError
+from .eval_budget import sized_for_budget
 from .log import is_main_process, say
 from .manifest import record
 from .metrics import classification_summary, imbalance, misclassified_examples
@@ -232,6 +233,8 @@ def complete_fit(start: FitStart, config: FitConfig | None = None, *, kept: Kept
         f"{data.num_classes} classes" + (f", {size} {unit}" if size else ""))
     for note in notes:
         say(note)
+    # under --budget, held-out parts too slow to evaluate in full become stratified samples
+    parts, sizing = sized_for_budget(model, parts, config, trained=kept is not None, standalone=plan.spec.standalone)
     if config.budget_seconds is None and is_main_process():
         _say_expected_time(plan, model, parts, use_feature_cache)
 
@@ -250,6 +253,7 @@ def complete_fit(start: FitStart, config: FitConfig | None = None, *, kept: Kept
     extra = {"modality": plan.modality.name, "words": dict(plan.modality.words), "data_notes": notes, **figures,
              **({"added_labels": start.added} if start.added else {}),
              **({"image_size_choice": data.notes["image_size_choice"]} if "image_size_choice" in data.notes else {}),
+             **sizing,
              **(extra or {})}
     result = finish(plan, model, data, parts, recorder, outcome, run_dir, start.started, decode_seconds, extra,
                     deadline=start.deadline)
@@ -299,13 +303,6 @@ def reload_run_data(run: Run) -> RunData:
 
 
 register_data_reloader(reload_run_data)
-
-
-def training_part(run_dir: Path):
-    """A finished run's labelled training data, as it trained on it (its split, plus the
-    labels it added): what `select` must not pick again."""
-    return Run.open(run_dir).require_finished().reload_data(
-        "select reads the run's training data, to skip what is labelled already").splits.train
 
 
 def start_run(config: FitConfig) -> tuple[FitConfig, Path]:

@@ -210,3 +210,15 @@ def _choose_train(
             )
         return _take_per_class(pool, labels, _allocate(counts, size, caps=counts), rng)
     return np.sort(pool)
+
+
+def stratified_order(labels: np.ndarray, seed: int) -> np.ndarray:
+    """A permutation whose every prefix holds the classes in their overall proportions."""
+    rng = np.random.default_rng(seed)
+    keys = np.empty(len(labels))
+    for k in np.unique(labels):
+        idx = np.flatnonzero(labels == k)
+        rng.shuffle(idx)
+        # the i-th member of a class of size m sits at position (i + jitter) / m in [0, 1)
+        keys[idx] = (np.arange(len(idx)) + rng.random(len(idx))) / len(idx)
+    return np.argsort(keys, kind="stable")

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from ..engines.extract import make_engine
+from ..data.split import stratified_order
 from ..embed import agree_any, compute_features, embed, feature_cache_path
 from ..feature_store import FeatureStore
 from ..heads import PROBE_C_GRID, HeadSweep, budget_rule, head_logits, head_solver, score, sweep_head
@@ -112,7 +113,7 @@ def _train_features_anytime(classifier, ctx, val_x, engine) -> tuple[np.ndarray,
                               writable=is_main_process())
     if store.complete:
         return store.read(), True, np.arange(len(train))
-    order = _stratified_order(train.labels, seed=ctx.config.seed)
+    order = stratified_order(train.labels, seed=ctx.config.seed)
     todo = store.missing_rows(order)  # in the stratified order, skipping what an earlier pass did
     n, have = len(todo), len(train) - len(todo)
     wants_curve = ctx.config.evals_per_epoch > 1  # provisional heads only when a curve is asked for
@@ -150,18 +151,6 @@ def _train_features_anytime(classifier, ctx, val_x, engine) -> tuple[np.ndarray,
     done_mask[store.done_rows()] = True
     used = order[done_mask[order]]
     return store.read(used), False, used
-
-
-def _stratified_order(labels: np.ndarray, seed: int) -> np.ndarray:
-    """A permutation whose every prefix holds the classes in their overall proportions."""
-    rng = np.random.default_rng(seed)
-    keys = np.empty(len(labels))
-    for k in np.unique(labels):
-        idx = np.flatnonzero(labels == k)
-        rng.shuffle(idx)
-        # the i-th member of a class of size m sits at position (i + jitter) / m in [0, 1)
-        keys[idx] = (np.arange(len(idx)) + rng.random(len(idx))) / len(idx)
-    return np.argsort(keys, kind="stable")
 
 
 def _fit(x: np.ndarray, y: np.ndarray, num_classes: int, c: float, sample_weight: np.ndarray | None = None):
