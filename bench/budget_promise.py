@@ -59,7 +59,8 @@ def run_one(name: str, argv: list[str], budget: float, out: Path) -> dict:
     if name != "compare" and summary.exists():
         recorded = json.loads(summary.read_text())
         row.update(recorded_wall_seconds=recorded.get("wall_seconds"), skipped=recorded.get("budget_skipped", []),
-                   strategy=recorded.get("strategy"), test_accuracy=recorded.get("test_accuracy"))
+                   strategy=recorded.get("strategy"), test_accuracy=recorded.get("test_accuracy"),
+                   sizes=recorded.get("sizes"), evaluation_sized=recorded.get("evaluation_sized"))
     if done.returncode != 0:
         row["error"] = done.stderr.strip().splitlines()[-1:] if done.stderr.strip() else []
     return row
