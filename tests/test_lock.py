@@ -124,3 +124,31 @@ def test_a_start_refused_before_any_write_leaves_no_folder(tmp_path):
             assert (out / run_lock.LOCK).is_file() and run_lock.holder(out) is None  # its own: readable
             raise RuntimeError("refused")
     assert not out.exists()
+
+
+def _seen_from_another_process(run_dir: Path) -> str:
+    code = f"from headstart import run_lock; print(run_lock.holder({str(run_dir)!r}))"
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120).stdout.strip()
+
+
+def test_a_command_called_in_process_lets_its_run_go_when_it_returns_or_fails(folder, tmp_path):
+    """The Python API (a notebook) releases a run once the call ends: a finished fit is readable by
+    `headstart predict` in a shell while the notebook lives, and a refused compare holds nothing."""
+    from headstart import api
+
+    result = api.fit(data=str(folder), strategy="probe", image_size=32, explain_examples=0, out=str(tmp_path / "fit"))
+    assert _seen_from_another_process(result.run_dir) == "None"
+    assert run_lock.holder(result.run_dir) is None
+
+    interrupted = tmp_path / "cmp"
+    (interrupted / "arms").mkdir(parents=True)  # a comparison killed among its arms: refused without --resume
+    with pytest.raises(HeadstartError, match="interrupted comparison"):
+        api.compare(data=str(folder), arms=["probe"], target=0.5, out=str(interrupted))
+    assert _seen_from_another_process(interrupted) == "None"
+    with run_lock.command_scope():  # nesting: a run held before the scope is still held after it
+        run_lock.hold(tmp_path / "outer", "fit")
+        with run_lock.command_scope():
+            run_lock.hold(tmp_path / "inner", "fit")
+        assert _seen_from_another_process(tmp_path / "inner") == "None"
+        assert _seen_from_another_process(tmp_path / "outer").startswith(f"PID {os.getpid()}")
+    assert _seen_from_another_process(tmp_path / "outer") == "None"

@@ -13,6 +13,7 @@ from pathlib import Path
 from .config import (AuditConfig, CompareConfig, ExplainConfig, ExportConfig, FitConfig, PredictConfig,
                      PretrainConfig, PruneConfig, RankConfig, SelectConfig, ServeConfig, SimulateALConfig, TrackConfig,
                      TuneConfig, ZooAddConfig, ZooRemoveConfig, build, signature)
+from . import run_lock
 from .config.settings import field_names
 from .errors import HeadstartError
 
@@ -32,6 +33,7 @@ def _declared(cls, *, command: str, defaults_file: bool = False):
 
     def wrap(fn):
         sig, names = signature(cls, defaults_file=defaults_file), field_names(cls)
+        fn = _releasing_its_runs(fn)
 
         @functools.wraps(fn)
         def call(*args, **kwargs):
@@ -48,6 +50,17 @@ def _declared(cls, *, command: str, defaults_file: bool = False):
     return wrap
 
 
+def _releasing_its_runs(fn):
+    """fn, letting go of the runs it took when it returns or raises (run_lock.command_scope)."""
+
+    @functools.wraps(fn)
+    def scoped(*args, **kwargs):
+        with run_lock.command_scope():
+            return fn(*args, **kwargs)
+
+    return scoped
+
+
 @_declared(FitConfig, command="fit", defaults_file=True)
 def fit(config: FitConfig):
     """`headstart fit` from Python: returns a FitResult (run_dir, classifier, classes, summary).
@@ -55,6 +68,7 @@ def fit(config: FitConfig):
     return run_fit(config)
 
 
+@_releasing_its_runs
 def run_fit(config: FitConfig):
     """A fit, or one of its keep-learning forms: --from RUN continues a finished run on new data
     (adapt/continual.py); --adapt POOL aligns it to an unlabelled target domain (adapt/domain.py).

@@ -180,11 +180,13 @@ def _fit_all(config: FitConfig, data):
     """Fit on all of `data` (arrays): headstart's split with its test part given to training, so
     only validation is held out (and refit on, where --refit does). A data spec (data None) is
     split as `headstart fit` splits it. Returns (FitResult, the run's metrics rows)."""
+    from . import run_lock
     from .choose.auto_fit import fit_auto  # pipeline.fit, once what is `auto` is chosen
     from .records import read_metrics
 
     splits = None if data is None else _without_test(config, data)
-    result = fit_auto(config, data=data, splits=splits)
+    with run_lock.command_scope():  # the run is let go once fitted: other processes may read it
+        result = fit_auto(config, data=data, splits=splits)
     if splits is not None:
         result.summary.add({"test_part": NO_TEST_PART})
     return result, read_metrics(result.run_dir)

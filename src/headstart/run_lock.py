@@ -108,6 +108,22 @@ def owning(run_dir: str | os.PathLike, command: str) -> Iterator[None]:
         release(run_dir)
 
 
+@contextmanager
+def command_scope() -> Iterator[None]:
+    """Let go, when the block ends however it ends, of every run the block took: a command called
+    in-process (the Python API, a notebook, the estimator) releases its runs when it returns or
+    fails, as a process does when it exits. Without this a finished fit stayed "being written by
+    PID N" to every other process (`headstart predict RUN` in a shell refused it) for as long as
+    the notebook lived."""
+    before = set(_held)
+    try:
+        yield
+    finally:
+        for key in [k for k in _held if k not in before]:
+            while key in _held:
+                release(key)
+
+
 def holder(run_dir: str | os.PathLike) -> str | None:
     """Who is writing `run_dir` now ("PID 4242 (headstart fit)"), or None: no lock, a stale one
     (its process is dead), or this very process (it may read what it writes)."""
