@@ -93,3 +93,30 @@ def test_a_budgeted_fit_records_and_says_the_evaluation_it_kept(monkeypatch, tmp
     from headstart.records import read_json
     assert len(read_json(tmp_path / "run" / "splits.json")["test"]) == sized["test"]["of"]
     assert f"test on {most} of {sized['test']['of']}" in capsys.readouterr().err
+
+
+@pytest.mark.report
+def test_the_report_and_the_printed_summary_say_what_was_sampled(monkeypatch, tmp_path, capsys):
+    from headstart.cli_print import print_fit_summary
+
+    monkeypatch.setattr(eval_budget, "seconds_per_item", lambda model, part: 1.0)
+    result = pipeline.fit(FitConfig(data="blobs", strategy="probe", image_size=32, budget_seconds=30.0,
+                                    explain_examples=0, out=str(tmp_path / "run")), data=make_blobs(n_per_class=40))
+    sized = result.summary["evaluation_sized"]["test"]
+    print_fit_summary(result)
+    assert f"evaluated: " in capsys.readouterr().out
+    page = (tmp_path / "run" / "report.html").read_text()
+    assert f"(test: a stratified {sized['kept']} of {sized['of']}, to keep --budget)" in page
+
+
+def test_the_share_is_of_the_commands_budget_not_of_what_a_choice_before_training_left(monkeypatch, tmp_path):
+    """auto hands complete_fit a config whose budget is what its race left (a few seconds): the test
+    pass is still sized to a quarter of the command's --budget (the race reserved its time)."""
+    from dataclasses import replace
+
+    monkeypatch.setattr(eval_budget, "seconds_per_item", lambda model, part: 0.2)
+    config = FitConfig(data="blobs", strategy="probe", image_size=32, budget_seconds=30.0, explain_examples=0,
+                       out=str(tmp_path / "run"))
+    start = pipeline.begin_fit(config, data=make_blobs(n_per_class=100))
+    summary = pipeline.complete_fit(start, replace(config, budget_seconds=2.0)).summary
+    assert summary["evaluation_sized"]["test"]["kept"] == items_that_fit(30.0, 0.2, 3) > items_that_fit(2.0, 0.2, 3)

@@ -14,6 +14,10 @@ def print_fit_summary(result) -> None:
           f"best val {s.best_val_accuracy:.4f}")
     if s.delivered:  # --refit: the model delivered, and what its validation figure was measured on
         print(f"  delivered: {s.delivered}")
+    sampled = [f"{part} on {cut['kept']} of {cut['of']}" for part, cut in (s.get("evaluation_sized") or {}).items()
+               if part in ("val", "test")]
+    if sampled:  # --budget cut a held-out pass to a stratified sample (eval_budget.py)
+        print(f"  evaluated: {', '.join(sampled)} (stratified samples, to keep --budget)")
     print(f"  train {s.train_seconds:.1f} s   wall {s.wall_seconds:.1f} s   "
           f"peak RSS {s.peak_rss_mb:.0f} MB")
     ratio = s.train_imbalance["imbalance_ratio"]

@@ -63,14 +63,15 @@ def items_that_fit(budget_seconds: float, per_item: float, num_classes: int) -> 
     return max(int(EVAL_SHARE * budget_seconds / max(per_item, 1e-9)), MIN_PER_CLASS * num_classes)
 
 
-def sized_for_budget(model, parts: tuple, config, *, trained: bool, standalone: bool) -> tuple[tuple, dict]:
-    """A fit's held-out parts sized to its --budget, said aloud: (parts, the summary's figures).
+def sized_for_budget(model, parts: tuple, budget_seconds: float | None, seed: int, *, trained: bool,
+                     standalone: bool) -> tuple[tuple, dict]:
+    """A fit's held-out parts sized to the command's --budget (`budget_seconds`: the whole budget,
+    not what a choice before training left of it), said aloud: (parts, the summary's figures).
     Only the test part of a model already trained (its validation chose it already); nothing of a
     standalone model (TF-IDF: it infers nothing before it is fitted, and its passes take milliseconds)."""
     if standalone:
         return parts, {}
-    parts, sizing = size_to_budget(model, parts, config.budget_seconds, config.seed,
-                                   names=("test",) if trained else ("val", "test"))
+    parts, sizing = size_to_budget(model, parts, budget_seconds, seed, names=("test",) if trained else ("val", "test"))
     if sizing is None:
         return parts, {}
     if sizing.sentence():

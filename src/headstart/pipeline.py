@@ -234,7 +234,8 @@ def complete_fit(start: FitStart, config: FitConfig | None = None, *, kept: Kept
     for note in notes:
         say(note)
     # under --budget, held-out parts too slow to evaluate in full become stratified samples
-    parts, sizing = sized_for_budget(model, parts, config, trained=kept is not None, standalone=plan.spec.standalone)
+    parts, sizing = sized_for_budget(model, parts, start.config.budget_seconds, config.seed, trained=kept is not None,
+                                     standalone=plan.spec.standalone)
     if config.budget_seconds is None and is_main_process():
         _say_expected_time(plan, model, parts, use_feature_cache)
 
