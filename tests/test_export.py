@@ -21,7 +21,9 @@ from headstart.errors import HeadstartError
 from conftest import tiny_image_folder
 from tiny_runs import fit_image_probe, fit_minilm_probe, quick_deploy_rows, write_text_csv
 
-NO_TORCH = "import sys; sys.modules['torch'] = None; from headstart.cli import main; sys.exit(main(sys.argv[1:]))"
+# predict with onnxruntime needs neither PyTorch nor the onnx package (its start: BENCHMARKS 18.1)
+NO_TORCH = ("import sys; sys.modules['torch'] = sys.modules['onnx'] = None; from headstart.cli import main; "
+            "sys.exit(main(sys.argv[1:]))")
 
 
 @pytest.fixture(autouse=True)

@@ -156,8 +156,13 @@ def test_an_onnx_file_with_external_data_outside_its_folder_is_refused(tmp_path)
 
 
 def test_a_damaged_onnx_file_is_a_clear_error(tmp_path):
+    from headstart.deploy.onnx_predict import OnnxClassifier
+
     path = tmp_path / "model.onnx"
-    path.write_bytes(b"\xff" * 64)
+    path.write_bytes(b"\xff" * 64)  # names no other file: left to onnxruntime, whose refusal is worded
+    with pytest.raises(HeadstartError, match="is damaged or not an ONNX model"):
+        OnnxClassifier(path)
+    path.write_bytes(b"\xff" * 32 + b"location" + b"\xff" * 32)  # might name one: parsed, and refused
     with pytest.raises(HeadstartError, match="not a readable ONNX model"):
         check_onnx_external_data(path)
 
