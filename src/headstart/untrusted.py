@@ -110,9 +110,8 @@ def check_onnx_external_data(path: Path) -> None:
     Each tensor kept elsewhere names its file in a "location" entry, stored as those plain bytes:
     a file without them can name no other file and is not parsed here (importing onnx is ~0.9 s,
     most of `headstart predict --engine onnxruntime`'s start); onnxruntime then refuses it if damaged."""
-    with open(path, "rb") as f:
-        if b"location" not in f.read():
-            return
+    if not _may_name_external_files(Path(path)):
+        return
     import onnx
 
     try:
@@ -124,6 +123,18 @@ def check_onnx_external_data(path: Path) -> None:
         if tensor.data_location == onnx.TensorProto.EXTERNAL:
             location = next((e.value for e in tensor.external_data if e.key == "location"), "")
             inside(Path(path).parent, location, source=path, what=f"tensor {tensor.name!r}'s external data")
+
+
+def _may_name_external_files(path: Path) -> bool:
+    """Whether the file holds the bytes b"location", searched in a read-only memory map (a text
+    model's ONNX is ~90 MB: not copied into memory at every predict's start)."""
+    import mmap
+
+    try:
+        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+            return mapped.find(b"location") != -1
+    except (OSError, ValueError):  # unreadable, or empty (nothing to map): the parse below says which
+        return True
 
 
 def _tensors(graph):
