@@ -6,6 +6,8 @@ from .summary import fit_summary
 
 
 def print_fit_summary(result) -> None:
+    from .eval_budget import sampled_parts  # with the data stages: not on every command's start
+
     s = fit_summary(result.summary)
     if not is_main_process():
         return
@@ -14,10 +16,9 @@ def print_fit_summary(result) -> None:
           f"best val {s.best_val_accuracy:.4f}")
     if s.delivered:  # --refit: the model delivered, and what its validation figure was measured on
         print(f"  delivered: {s.delivered}")
-    sampled = [f"{part} on {cut['kept']} of {cut['of']}" for part, cut in (s.get("evaluation_sized") or {}).items()
-               if part in ("val", "test")]
+    sampled = sampled_parts(s.get("evaluation_sized"))
     if sampled:  # --budget cut a held-out pass to a stratified sample (eval_budget.py)
-        print(f"  evaluated: {', '.join(sampled)} (stratified samples, to keep --budget)")
+        print(f"  evaluated: {sampled} (stratified samples, to keep --budget)")
     print(f"  train {s.train_seconds:.1f} s   wall {s.wall_seconds:.1f} s   "
           f"peak RSS {s.peak_rss_mb:.0f} MB")
     ratio = s.train_imbalance["imbalance_ratio"]

@@ -43,10 +43,16 @@ class EvalSizing:
     def sentence(self) -> str | None:
         if not self.kept:
             return None
-        cut = ", ".join(f"{part} on {k} of {n}" for part, (k, n) in self.kept.items())
+        cut = sampled_parts(self.figures()["evaluation_sized"])
         return (f"evaluating {cut} items (stratified) to keep --budget: a full pass takes "
                 f"{self.seconds_per_item:.3f} s an item here, over {EVAL_SHARE:.0%} of the budget; "
                 f"a larger --budget evaluates on all of them")
+
+
+def sampled_parts(sized: dict | None) -> str:
+    """A summary's `evaluation_sized` in words: "val on 119 of 284, test on 119 of 334" ("" if none)."""
+    return ", ".join(f"{part} on {cut['kept']} of {cut['of']}" for part, cut in (sized or {}).items()
+                     if part in ("val", "test"))
 
 
 def seconds_per_item(model, part) -> float:
