@@ -190,9 +190,10 @@ def main(argv=None) -> int:
     if args.merge:
         return _merge(args)
     os.environ.setdefault("HEADSTART_QUIET", "1")
-    os.environ["HEADSTART_CACHE"] = tempfile.mkdtemp(prefix="auto-vs-fixed-cache-")  # cold at the start
     started = time.perf_counter()
-    results = [run_dataset(d.strip(), args) for d in args.datasets.split(",") if d.strip()]
+    with tempfile.TemporaryDirectory(prefix="auto-vs-fixed-cache-") as cache:  # cold at the start, gone at the end
+        os.environ["HEADSTART_CACHE"] = cache
+        results = [run_dataset(d.strip(), args) for d in args.datasets.split(",") if d.strip()]
     out = {"benchmark": "auto_vs_fixed", "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
            "machine": machine_info(), "budget_seconds": args.budget, "seeds": args.seeds,
            "condition": "one competing CPU-bound process" if args.competing else "idle",
