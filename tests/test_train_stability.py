@@ -114,3 +114,30 @@ def test_lpft_with_a_destructive_rate_delivers_its_probe_head_and_says_so(tmp_pa
     assert refit.summary["delivered"].startswith("refit on train+val")
     assert refit.summary["probe_C"] == summary["probe_C"]
     assert not torch.equal(refit.classifier.head.fc.weight, result.classifier.head.fc.weight)
+
+
+def test_a_mid_epoch_evaluation_that_is_the_best_is_the_state_delivered():
+    """With several evaluations an epoch, the best of all of them is kept, not only of the epoch
+    ends: what a run (and auto's race, which reads every evaluation) reports as its best
+    validation accuracy is what its delivered model scores."""
+    model, (x, y) = _bn_net(), _data(n=48)
+    last = model[-1]
+
+    def ruin_after_the_first_evaluation(step: int, total: int) -> None:
+        if step > 4:  # past the first mid-epoch evaluation (step 4): every later state predicts one class
+            with torch.no_grad():
+                last.weight.zero_()
+                last.bias.zero_()
+
+    plan = TrainPlan(epochs=1, batch_size=4, patience=100, seed=0, schedule="constant", evals_per_epoch=3,
+                     after_step=ruin_after_the_first_evaluation)
+    recorder = Recorder(None, "t")
+    groups = [{"params": list(model.parameters()), "lr": 0.05}]
+    result = train_model(model, groups, ArrayTokenDataset(x, y), _Val(x, y), plan, recorder)
+    evaluations = [r["accuracy"] for r in recorder.rows if r["split"] == "val"]
+    assert len(evaluations) == 3 and evaluations[0] > evaluations[-1] == pytest.approx(1 / 3)
+    assert result.best_val_accuracy == max(evaluations)
+    model.eval()
+    with torch.no_grad():
+        delivered = float((model(torch.from_numpy(x)).argmax(1).numpy() == y).mean())
+    assert delivered == pytest.approx(result.best_val_accuracy)
