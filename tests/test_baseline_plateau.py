@@ -72,7 +72,7 @@ def test_too_few_evaluations_are_neither_a_plateau_nor_a_reading():
 # --------------------------------------------------------------------------- the cool-down
 
 def test_a_plateau_cools_the_rate_down_from_where_it_is_to_zero():
-    from headstart.train.loop import _cool_down
+    from headstart.train.optim import cool_down
 
     weight = torch.nn.Parameter(torch.zeros(1))
     optimizer = torch.optim.SGD([{"params": [weight], "lr": 1.0, "initial_lr": 1.0}])
@@ -82,7 +82,7 @@ def test_a_plateau_cools_the_rate_down_from_where_it_is_to_zero():
         scheduler.step()
     at_peak = optimizer.param_groups[0]["lr"]
     assert at_peak > 0.95                                     # a run stopped now would stop at its peak
-    _cool_down(scheduler, steps_per_epoch=10)
+    cool_down(scheduler, steps_per_epoch=10)
     assert scheduler.horizon.total == 80 + 20                 # 25% of the steps so far (>= one epoch)
     lrs = []
     for _ in range(20):
@@ -95,7 +95,7 @@ def test_a_plateau_cools_the_rate_down_from_where_it_is_to_zero():
 
 
 def test_a_horizon_already_ending_sooner_is_left_alone():
-    from headstart.train.loop import _cool_down
+    from headstart.train.optim import cool_down
 
     optimizer = torch.optim.SGD([{"params": [torch.nn.Parameter(torch.zeros(1))], "lr": 1.0, "initial_lr": 1.0}])
     scheduler = build_schedule("onecycle", optimizer, 100)
@@ -103,7 +103,7 @@ def test_a_horizon_already_ending_sooner_is_left_alone():
         optimizer.step()
         scheduler.step()
     before = scheduler.lr_lambdas[0]
-    _cool_down(scheduler, steps_per_epoch=10)
+    cool_down(scheduler, steps_per_epoch=10)
     assert scheduler.horizon.total == 100 and scheduler.lr_lambdas[0] is before
 
 

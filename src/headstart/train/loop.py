@@ -31,7 +31,7 @@ from .. import interrupts
 from .checkpoint import load_checkpoint, resumable, save_checkpoint
 from .evaluate import predict_logits, score
 from .objective import Mixer, check_finite, step_loss
-from .optim import build_optimizer, build_schedule
+from .optim import build_optimizer, build_schedule, cool_down, still_warming_up
 from .plateau import PlateauRule, has_plateaued
 from .shares import own_rows_logits, own_share_loader
 
@@ -185,12 +185,12 @@ def train_model(model, param_groups: list[dict], dataset, val, plan: TrainPlan, 
 
     def check_plateau() -> None:
         nonlocal cooling
-        if plan.plateau is None or cooling or _still_warming_up(scheduler):
+        if plan.plateau is None or cooling or still_warming_up(scheduler):
             return  # a run whose rate is still rising has not had its chance to plateau yet
         curve = [r for r in recorder.rows if r["split"] == "val" and r.get("phase") == plan.phase]
         if has_plateaued([r["train_seconds"] for r in curve], [r["accuracy"] for r in curve], plan.plateau,
                          epochs=[r["epoch"] for r in curve]):
-            _cool_down(scheduler, steps_per_epoch)
+            cool_down(scheduler, steps_per_epoch)
             cooling = True
 
     def evaluate_val() -> float | None:
@@ -359,42 +359,6 @@ def _fit_schedule_to_budget(scheduler, plan: TrainPlan, recorder: Recorder, step
         affordable_steps = int(agreed.item())
     if affordable_steps < scheduler.horizon.total:
         scheduler.horizon.total = max(scheduler.last_epoch + 1, affordable_steps)
-
-
-def _still_warming_up(scheduler) -> bool:
-    """Is the learning rate still rising (a one-cycle's first quarter)? A curve flat at chance
-    while the rate warms up is a run that has not started, not a plateau."""
-    step = scheduler.last_epoch
-    return any(f(step + 1) > f(step) + 1e-12 for f in scheduler.lr_lambdas)
-
-
-COOL_DOWN_SHARE = 0.25  # a plateau's cool-down: this share of the steps so far (at least an epoch)
-
-
-def _cool_down(scheduler, steps_per_epoch: int) -> None:
-    """Anneal from the current rate to ~0 (cosine) over the cool-down, and end the horizon there.
-
-    Why: a run stopped on a plateau at its peak rate (a one-cycle planned over 30 epochs is
-    still warming up at epoch 7) never anneals, and the last few points of accuracy come from
-    annealing. A horizon that already ends sooner is annealing anyway and is left alone. The
-    cool-down lives in this process: --resume in the middle of one restarts the schedule's
-    own shape, and the rule fires again at the next evaluation.
-    """
-    import math
-
-    start, horizon = scheduler.last_epoch, scheduler.horizon
-    end = start + max(steps_per_epoch, int(COOL_DOWN_SHARE * start))
-    if horizon.total <= end:
-        return
-
-    def annealed(now: float):
-        def factor(step: int) -> float:
-            t = (step - start) / max(1, horizon.total - start)
-            return now * 0.5 * (1 + math.cos(math.pi * min(max(t, 0.0), 1.0))) + 1e-4
-        return factor
-    # each group's factor now, read before the horizon moves (the schedule's shape depends on it)
-    scheduler.lr_lambdas = [annealed(f(start)) for f in scheduler.lr_lambdas]
-    horizon.total = end  # --budget may shorten it further (_fit_schedule_to_budget)
 
 
 def kill_hook_for_tests(phase: str, epoch: int) -> None:

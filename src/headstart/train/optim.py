@@ -87,3 +87,39 @@ def build_schedule(name: str, optimizer, total_steps: int):
     scheduler = make(optimizer, horizon)
     scheduler.horizon = horizon
     return scheduler
+
+
+# The loop's changes to a schedule's shape while it runs (train/loop.py)
+
+def still_warming_up(scheduler) -> bool:
+    """Is the learning rate still rising (a one-cycle's first quarter)? A curve flat at chance
+    while the rate warms up is a run that has not started, not a plateau."""
+    step = scheduler.last_epoch
+    return any(f(step + 1) > f(step) + 1e-12 for f in scheduler.lr_lambdas)
+
+
+COOL_DOWN_SHARE = 0.25  # a plateau's cool-down: this share of the steps so far (at least an epoch)
+
+
+def cool_down(scheduler, steps_per_epoch: int) -> None:
+    """Anneal from the current rate to ~0 (cosine) over the cool-down, and end the horizon there.
+
+    Why: a run stopped on a plateau at its peak rate (a one-cycle planned over 30 epochs is
+    still warming up at epoch 7) never anneals, and the last few points of accuracy come from
+    annealing. A horizon that already ends sooner is annealing anyway and is left alone. The
+    cool-down lives in this process: --resume in the middle of one restarts the schedule's
+    own shape, and the rule fires again at the next evaluation.
+    """
+    start, horizon = scheduler.last_epoch, scheduler.horizon
+    end = start + max(steps_per_epoch, int(COOL_DOWN_SHARE * start))
+    if horizon.total <= end:
+        return
+
+    def annealed(now: float):
+        def factor(step: int) -> float:
+            t = (step - start) / max(1, horizon.total - start)
+            return now * 0.5 * (1 + math.cos(math.pi * min(max(t, 0.0), 1.0))) + 1e-4
+        return factor
+    # each group's factor now, read before the horizon moves (the schedule's shape depends on it)
+    scheduler.lr_lambdas = [annealed(f(start)) for f in scheduler.lr_lambdas]
+    horizon.total = end  # --budget may shorten it further (train/loop.py's _fit_schedule_to_budget)
