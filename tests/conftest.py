@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-# Tests must never reach a hub, and must not write into the user's cache.
+# Tests must never reach a hub, and must not write into the user's headstart cache (the one
+# exception, the test engines' own folder, is outside it: _engine_folder).
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HEADSTART_QUIET"] = "1"
 # Under pytest-xdist (make test, make check) each worker gets its share of the cores: every worker
@@ -19,24 +20,49 @@ if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
 
 
 @pytest.fixture(autouse=True, scope="session")
-def _private_folders(tmp_path_factory, request):
+def _private_folders(tmp_path_factory):
     """The cache and the local zoo in this session's own folder (one per xdist worker), for the
     module-scoped fixtures too: parallel workers never write one file.
 
     One exception: the exported extraction engines (cache/engines, ONNX files keyed by the
     backbone's architecture, weights, preprocessing and torch version) are shared by the workers
-    and kept between sessions in pytest's cache folder. Exporting Lite0 takes ~12 s per input
-    size, and every worker of every run paid it again (a fifth of `make check`); an export
-    is written atomically, so two workers exporting one key both leave a whole file."""
+    and kept between runs (_engine_folder). Exporting Lite0 takes ~12 s per input size, and every
+    worker of every run paid it again (a fifth of `make check`); an export is written atomically,
+    so two workers exporting one key both leave a whole file."""
     base = tmp_path_factory.getbasetemp()
     (base / "cache").mkdir(parents=True, exist_ok=True)
     engines = base / "cache" / "engines"
     if not engines.exists():
-        engines.symlink_to(request.config.cache.mkdir("headstart-engines"), target_is_directory=True)
+        engines.symlink_to(_engine_folder(), target_is_directory=True)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("HEADSTART_CACHE", str(base / "cache"))
         patch.setenv("HEADSTART_HOME", str(base / "home"))
         yield
+
+
+ENGINE_FOLDERS_KEPT = 3  # the newest code versions' exports; older ones are removed
+
+
+def _engine_folder() -> Path:
+    """The test engines' folder for this version of the code, in the machine's cache (outside the
+    checkout): every clone of the same code on this machine reuses its exports (CI runs in a fresh
+    clone; cold, its five exports cost ~60 s of CPU). The key is a hash of every source file, so
+    an export made by other code (an export bug fixed since) is never reused; the cache key alone
+    would not see that. Only the newest ENGINE_FOLDERS_KEPT versions are kept."""
+    import hashlib
+    import shutil
+
+    source = Path(__file__).resolve().parent.parent / "src" / "headstart"
+    digest = hashlib.sha256()
+    for path in sorted(source.rglob("*.py")):
+        digest.update(str(path.relative_to(source)).encode() + b"\0" + path.read_bytes())
+    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "headstart-tests" / "engines"
+    folder = root / digest.hexdigest()[:16]
+    folder.mkdir(parents=True, exist_ok=True)
+    os.utime(folder)  # its use, for the pruning below
+    for old in sorted(root.iterdir(), key=lambda p: p.stat().st_mtime, reverse=True)[ENGINE_FOLDERS_KEPT:]:
+        shutil.rmtree(old, ignore_errors=True)
+    return folder
 
 
 @pytest.fixture(autouse=True)
