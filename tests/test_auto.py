@@ -77,6 +77,21 @@ def test_auto_races_and_the_winning_scratch_arm_is_one_continued_run():
     assert choice.budget_left <= 8.0 - auto.CLOSING_RESERVE
 
 
+def test_a_winning_scratch_arm_trains_on_in_the_test_pass_time_it_does_not_need():
+    # the closing reserve is sized for the transfer model's test pass (1000 images at 400/s: 2.5 s);
+    # the scratch model's (at 4000/s, budgeted twice over: 0.5 s) leaves 2 s that a winning
+    # scratch loop trains in, past the race's own end
+    stages, _ = _stages(0.90, lambda t: min(0.99, 0.5 + 0.2 * t), transfer=Rates(400.0, 200.0, 0.0),
+                        baseline=Rates(4000.0, 500.0, 0.0))
+    choice = choose_strategy(_Split(400), _Split(100), 1000, 10.0, stages)
+    assert choice.strategy == "scratch"
+    assert choice.evidence["baseline_slack_seconds"] == pytest.approx(2.0)
+    race_end = 10.0 - auto.CLOSING_RESERVE - 1000 / 400.0
+    scratch = next(a for a in choice.evidence["race"]["arms"] if a["name"] == "scratch")
+    assert scratch["slices"][-1]["to"] > race_end + 1.0
+    assert choice.kept.recorder.wall_seconds > scratch["slices"][-1]["to"] - scratch["slices"][0]["from"] - 0.5
+
+
 def test_evidence_that_leans_to_scratch_runs_the_scratch_arm_first():
     stages, calls = _stages(0.90, lambda t: min(0.99, 0.5 + 0.2 * t))
     stages.sizes = lambda: {"native": 8, "model": 224}  # tiny native images: scratch's case
