@@ -88,15 +88,12 @@ def _left(deadline: Deadline, config: FitConfig, modality: Modality) -> float | 
 
 def _baseline_settings(config: FitConfig, modality: Modality, strategy: str) -> dict:
     """A scratch choice trains the modality's small model at the data's own resolution, as
-    compare's scratch arm does, not the pretrained backbone's architecture from random weights.
-    Its evaluations read an average of its weights (train/weight_average.py): the race judges it
-    mid-schedule, where raw weights read far below where the anneal takes them (mnist-5k: 0.74-0.76
-    raw against 0.87-0.90 averaged after 4.5 s of a 15 s run, both ending at 0.95-0.96)."""
+    compare's scratch arm does, not the pretrained backbone's architecture from random weights."""
     if strategy != "scratch":
         return {}
     model = config.scratch_model if config.scratch_model not in (None, "same") else modality.default_scratch_model
     sized = resolve_backbone(model).sized_to_input
-    return {"scratch_model": model, "weight_average": True, **({"image_size": None} if sized else {})}
+    return {"scratch_model": model, **({"image_size": None} if sized else {})}
 
 
 def pipeline_stages(config: FitConfig, modality: Modality, splits, use_feature_cache: bool, *, data=None) -> Stages:

@@ -119,9 +119,6 @@ class FitConfig:
     optimizer: str = setting("adamw", "optimizer", choices="train.optim:OPTIMIZERS")
     schedule: str = setting("onecycle", "learning-rate schedule", choices="train.optim:SCHEDULES")
     weight_decay: float = setting(0.01, "weight decay")
-    weight_average: bool = setting(False, "strategies that train the network: evaluate and keep an exponential "
-                                          "moving average of the weights (over ~10%% of the schedule's steps) "
-                                          "instead of the raw ones; --strategy auto's scratch arm uses it")
     augment: str | None = setting(None, "augmentation preset (default: the strategy's)", choices="train.augment:AUGMENTATIONS")
     layer_decay: float | None = setting(None, "layer-wise rate decay: each backbone layer group down from the top "
                                               "trains at this fraction of the rate above it (default: the "

@@ -49,7 +49,6 @@ def run_training_loop(strategy: Strategy, classifier, groups: list[dict], ctx: F
         # weights (--no-pretrained) have no statistics worth keeping
         frozen_norm_statistics=strategy.pretrained and (c.pretrained or c.weights is not None),
         max_val_loss=initial_loss,
-        weight_average=c.weight_average,
         **imbalance,
     )
     result = train_model(classifier, groups, dataset, ctx.val, plan, ctx.recorder,

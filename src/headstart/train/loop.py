@@ -34,7 +34,6 @@ from .objective import Mixer, check_finite, step_loss
 from .optim import build_optimizer, build_schedule, cool_down, still_warming_up
 from .plateau import PlateauRule, has_plateaued
 from .shares import own_rows_logits, own_share_loader
-from .weight_average import WeightAverage
 
 
 EARLY_REPLAN_STEPS = 5
@@ -88,10 +87,6 @@ class TrainPlan:
     collate: Callable | None = None       # the loader's collate_fn (None: torch's default)
     after_step: Callable | None = None    # after_step(step, total_steps) after each update (BYOL's target)
     loss_name: str = "training"           # what the NaN stop calls the loss
-    # Evaluate (and keep) an exponential moving average of the weights instead of the raw ones
-    # (train/weight_average.py): auto's race reads its scratch arm mid-schedule. Not checkpointed:
-    # a resumed run starts its average again from the resumed weights.
-    weight_average: bool = False
     diverged_hint: str = "lower the learning rate (--lr), or try --optimizer sgd"
 
 
@@ -167,8 +162,6 @@ def train_model(model, param_groups: list[dict], dataset, val, plan: TrainPlan, 
     else:
         model, optimizer = accelerator.prepare(model, optimizer)
     raw_model = accelerator.unwrap_model(model)
-    average = WeightAverage(raw_model) if plan.weight_average else None
-    judged = average.module if average is not None else raw_model  # what evaluations read and keep
 
     state = {"epoch": 0, "step": 0, "best_val": -1.0, "bad_epochs": 0, "best_state": None, "best_epoch": 0.0}
     if initial_val is not None:
@@ -210,7 +203,7 @@ def train_model(model, param_groups: list[dict], dataset, val, plan: TrainPlan, 
                 recorder.log("epoch", None, float(np.mean(epoch_losses)), phase=plan.phase)
             epoch_losses.clear()
             return None
-        logits = predict_logits(judged, val.inputs) if own_share is None else own_rows_logits(judged, val.inputs)
+        logits = predict_logits(raw_model, val.inputs) if own_share is None else own_rows_logits(raw_model, val.inputs)
         accuracy, loss = score(logits, val.labels)
         # timed before the row is logged: a listener (tune's pruner, auto's race parking this arm
         # between slices) is not evaluation, and the budget plans evaluations by this figure
@@ -229,7 +222,7 @@ def train_model(model, param_groups: list[dict], dataset, val, plan: TrainPlan, 
         if accuracy is None or not _better(accuracy, last_loss[0], state["best_val"], plan):
             return False
         state["best_val"], state["best_epoch"] = accuracy, recorder.epoch
-        best_state = {k: v.detach().clone() for k, v in judged.state_dict().items()}
+        best_state = {k: v.detach().clone() for k, v in raw_model.state_dict().items()}
         improved_this_epoch = True
         return True
 
@@ -271,8 +264,6 @@ def train_model(model, param_groups: list[dict], dataset, val, plan: TrainPlan, 
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
-                if average is not None:
-                    average.update(raw_model, scheduler.last_epoch, scheduler.horizon.total, lr)
                 step_seconds.append(time.perf_counter() - started)
                 if len(step_seconds) == EARLY_REPLAN_STEPS:  # plan the budget early, not after a
                     _fit_schedule_to_budget(scheduler, plan, recorder, step_seconds, eval_seconds,
