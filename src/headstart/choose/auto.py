@@ -188,11 +188,7 @@ def _arms(train, val, work: Workload, race_budget: float, origin: float, stages:
                      len(train), origin=origin)
     # generous: a probe cut short extracts again from the start until the feature store resumes it
     expected = probe_seconds(Workload(train=work.train, val=work.val, test=0), transfer_rates)
-    # where the evidence leans to scratch, the probe's first slice shrinks with it (a probe cut short
-    # resumes from its finished chunks): on 28 px digits under load its 224 px pass took 20-31 s of a
-    # 45 s race, and the scratch arm, which wins there with the time, was left ~10 s to be judged by
-    most = PROBE_FIRST_MAX / max(1.0, cheap.get("scratch_prior", 1.0))
-    first = {"probe": min(max(2 * expected, PROBE_FIRST_MIN * race_budget), most * race_budget)}
+    first = {"probe": min(max(2 * expected, PROBE_FIRST_MIN * race_budget), PROBE_FIRST_MAX * race_budget)}
     if baseline_rates is None:  # one-shot (TF-IDF): exact and cheap, so it goes first
         # under a budget of its own: its analyzer sweep starts no candidate past most of it (run with
         # none, char n-grams of bbc-news's 1,607 long texts took 44 s of a 29 s race)
