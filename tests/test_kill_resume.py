@@ -1,6 +1,7 @@
 """kill -9 at random moments of real `headstart` subprocesses (fit, pretrain, compare), then what a
-user does next (--resume, or compare again): the run completes, no temporary file is left behind,
-and a resumed run's figures are those of a run never killed. And SIGTERM: a clean stop (exit 143,
+user does next (--resume, or compare again; run in this process, since only what is killed needs
+one of its own): the run completes, no temporary file is left behind, and a resumed run's figures
+are those of a run never killed. And SIGTERM: a clean stop (exit 143,
 one line on stderr) that --resume continues.
 
 The kill moments are drawn from seeded RNGs over the window in which the run writes its files
