@@ -94,7 +94,7 @@ def main() -> None:
                         help="list a whole test file whose set-ups sum to more than this")
     # 85: make check's wall is these seconds plus ~10 s of start-up and collection, under its 90 s
     # goal with room for a slower run (100 gave 94 s once, 2026-12-07)
-    parser.add_argument("--check-seconds", type=float, default=85.0,
+    parser.add_argument("--check-seconds", type=float, default=75.0,
                         help="summed test seconds make check may spend (both workers together)")
     parser.add_argument("--scale", type=float, default=1.0,
                         help="divide every time by this (a run's loaded/idle ratio, when it was loaded)")
