@@ -1,6 +1,6 @@
 """Benchmark: the scratch baseline's recipe, picked by measured time-to-accuracy, not by habit.
 
-The ResNet-9 that compare trains from scratch on `elpv`, over its recipe: batch size, input
+The ResNet-9 that compare trains from scratch (on `elpv` unless --dataset), over its recipe: batch size, input
 size (32 vs 64 px) and width (16 vs 32 base channels). Every run trains as compare's scratch
 arm does (one-cycle, until its validation accuracy plateaus, then a cool-down; see
 headstart/train/plateau.py) under a cap. For each recipe: its plateau (the best of a trailing
@@ -79,7 +79,7 @@ def seconds_to(run: dict, target: float) -> float | None:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--dataset", default="elpv")
-    p.add_argument("--batch-sizes", type=ints, default=[32, 64, 128])
+    p.add_argument("--batch-sizes", type=ints, default=[16, 32, 64], help="16 is the product's CPU default")
     p.add_argument("--sizes", type=ints, default=[32, 64], help="input sizes (px) of the scratch model")
     p.add_argument("--widths", type=ints, default=[16, 32], help="ResNet-9 base widths")
     p.add_argument("--seeds", type=int, default=1)
@@ -87,6 +87,7 @@ def main() -> int:
     p.add_argument("--train-per-class", type=int)
     p.add_argument("--max-eval", type=int, default=1000, help="cap on the validation and test sizes")
     p.add_argument("--evals-per-epoch", type=int, default=4, help="as compare evaluates")
+    p.add_argument("--out", default="bench/results/scratch_recipe.json")
     args = p.parse_args()
     os.environ.setdefault("HEADSTART_QUIET", "1")
 
@@ -147,7 +148,7 @@ def main() -> int:
         print(f"\nFastest to {target:.3f}: batch {fastest['batch_size']}, {fastest['size']} px, width "
               f"{fastest['width']} ({fastest['seconds_to_target']:.1f} s).")
 
-    out = Path("bench/results/scratch_recipe.json")
+    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "argv": sys.argv,
                                "machine": machine_info(), "rule": PLATEAU_RULE.describe(),
