@@ -74,6 +74,9 @@ def _one_fit(data, dataset: str, strategy: str, seed: int, args, per_class, cach
             "fit_wall_seconds": round(wall, 2), "within_budget": wall <= args.budget * 1.05 + 5,
             "choosing_seconds": auto["evidence"]["choosing_seconds"] if auto else 0.0,
             "reason": auto["reason"] if auto else None,
+            "scratch_prior": ((auto or {}).get("evidence", {}).get("cheap") or {}).get("scratch_prior"),
+            "transfer_image_size": ((auto or {}).get("evidence", {}).get("transfer_image_size") or {}).get("size"),
+            "input_size": summary.get("input_size"),
             # the race: each arm's slices, wall seconds, best validation accuracy and fate
             "race": [{"arm": a["name"], "slices": len(a.get("slices") or []), "wall_seconds": a.get("wall_seconds"),
                       "best_val": max((p["accuracy"] for p in a.get("curve") or []), default=None),

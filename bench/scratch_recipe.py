@@ -87,6 +87,7 @@ def main() -> int:
     p.add_argument("--train-per-class", type=int)
     p.add_argument("--max-eval", type=int, default=1000, help="cap on the validation and test sizes")
     p.add_argument("--evals-per-epoch", type=int, default=4, help="as compare evaluates")
+    p.add_argument("--recipes", help="explicit recipes batch:size:width,... instead of the grid (e.g. 16:64:16,32:32:16)")
     p.add_argument("--out", default="bench/results/scratch_recipe.json")
     args = p.parse_args()
     os.environ.setdefault("HEADSTART_QUIET", "1")
@@ -94,7 +95,9 @@ def main() -> int:
     data = load_data(args.dataset)
     cap = parse_duration(args.cap)
     runs = []
-    for batch_size, size, width in itertools.product(args.batch_sizes, args.sizes, args.widths):
+    grid = ([tuple(ints(r.replace(":", ","))) for r in args.recipes.split(",") if r.strip()] if args.recipes
+            else list(itertools.product(args.batch_sizes, args.sizes, args.widths)))
+    for batch_size, size, width in grid:
         for seed in range(args.seeds):
             run = run_recipe(data, args.dataset, batch_size, size, width, seed, cap, args)
             runs.append(run)
