@@ -19,9 +19,11 @@ from headstart.train.augment import build_augmentation
 from headstart.train.batches import ArrayImageDataset
 
 DEFAULT_DECODE_SIZE = 224
-# The zoo's small CNN trains at a modest resolution: it has no pretrained input size, and
-# from scratch on 2 cores 64 px is where ResNet-9 stops gaining for its cost.
-SMALL_INPUT_CAP = 64
+# The zoo's small CNN trains at a modest resolution: it has no pretrained input size. Measured
+# (bench/scratch_recipe.py, BENCHMARKS 21.1): on elpv's 300 px cells ResNet-9 from scratch reached
+# a higher plateau at 32 px than at 64 px (0.790 against 0.781 validation, medians of 3) at a
+# quarter of the cost per epoch, 98 % of the best plateau in 20 s against 102 s.
+SMALL_INPUT_CAP = 32
 # Raw pixels for the diagnosis are compared at this side at most: enough to tell classes
 # apart where pixels can, small enough for k-NN on thousands of images in a blink.
 RAW_SIDE = 32
