@@ -142,6 +142,26 @@ def test_the_cheap_evidence_sets_the_scratch_arms_first_slice():
     assert few["scratch_prior"] == 0.5
 
 
+def test_where_all_the_evidence_leans_to_scratch_the_probe_hedges_at_a_smaller_size():
+    # tiny native images, 100 examples a class, raw k-NN 0.95: the probe runs at HEDGE_SIZE, its
+    # rates are measured there, and a winning probe's fit is run at that size
+    stages, _ = _stages(0.95, lambda t: 0.6)
+    stages.sizes, stages.raw_knn = (lambda: {"native": 8, "model": 224}), (lambda: 0.95)
+    order, measured = [], stages.rates
+    stages.rates = lambda s: order.append(s) or measured(s)
+    stages.transfer_size = lambda size: order.append(size) or size
+    choice = choose_strategy(_Split(500, 5), _Split(100), 100, 8.0, stages)
+    assert order.index(auto.HEDGE_SIZE) < order.index("probe")
+    assert choice.evidence["transfer_image_size"]["size"] == auto.HEDGE_SIZE
+    assert choice.strategy == "probe" and choice.settings == {"image_size": auto.HEDGE_SIZE}
+    # mixed evidence (raw k-NN low, as on fashion-mnist) or a size the user named: no hedge
+    stages.raw_knn = lambda: 0.6
+    mixed = auto._cheap_evidence(_Split(1000, 5), stages, Rates(2000.0, 500.0, 0.0))
+    assert mixed["scratch_prior"] > 1.5 and auto._hedge(mixed, stages) is None
+    stages.raw_knn, stages.transfer_size = (lambda: 0.95), (lambda size: None)
+    assert auto._hedge(auto._cheap_evidence(_Split(1000, 5), stages, Rates(2000.0, 500.0, 0.0)), stages) is None
+
+
 def test_a_budget_too_small_names_the_minimum():
     stages, _ = _stages(0.9, lambda t: 0.5, transfer=Rates(10.0, 2.0, 0.0), baseline=Rates(20.0, 5.0, 0.0))
     with pytest.raises(HeadstartError, match=r"too small .* about \d+ s") as e:

@@ -60,6 +60,8 @@ class Stages:
     loop: Callable[..., KeptTraining] | None = None
     raw_knn: Callable[[], float | None] = lambda: None   # k-NN accuracy on the raw inputs, on a sample
     sizes: Callable[[], dict] = dict                    # {"native": side, "model": the backbone's input}
+    # size -> the size the probe and lp-ft now run at (None: kept as it was, the user named one)
+    transfer_size: Callable[[int], int | None] = lambda size: None
 
 
 @dataclass
@@ -69,6 +71,7 @@ class Choice:
     budget_left: float | None
     evidence: dict = field(default_factory=dict)
     kept: KeptTraining | None = None  # the winner's training: the run's own
+    settings: dict = field(default_factory=dict)  # what the winner's fit must be run with (its image size)
 
     def to_dict(self) -> dict:
         return {"strategy": self.strategy, "reason": self.reason, "evidence": self.evidence}
@@ -83,22 +86,27 @@ def choose_strategy(train, val, test_size: int, budget: float | None, stages: St
     started = time.perf_counter()
     planned = budget if budget is not None else BUDGET_WITHOUT_ONE
     work = Workload(train=len(train), val=len(val), test=test_size, epochs=FINETUNE_EPOCHS)
-    transfer_rates = stages.rates("probe")
     baseline_rates = stages.rates(stages.no_transfer)
+    cheap = _cheap_evidence(train, stages, baseline_rates)
+    hedge = _hedge(cheap, stages)  # before the transfer model's rates: they are measured at its size
+    transfer_rates = stages.rates("probe")
     probe_cost = probe_seconds(work, transfer_rates)
     evidence = {"budget_seconds": planned, "budget_given": budget is not None,
                 "rates": {"transfer": transfer_rates.to_dict(),
                           "baseline": baseline_rates.to_dict() if baseline_rates else None},
-                "probe_seconds_expected": round(probe_cost, 2)}
+                "probe_seconds_expected": round(probe_cost, 2), "cheap": cheap,
+                **({"transfer_image_size": hedge} if hedge else {})}
     try:
         _check_affordable(planned, probe_cost, work, baseline_rates, stages.no_transfer)
     except HeadstartError:
         if budget is None or spent_before <= 0:
             raise  # the user's own budget is too small: said up front, with the minimum
-        return _cheapest(stages, budget, spent_before, evidence)
+        cheapest = _cheapest(stages, budget, spent_before, evidence)
+        if hedge and cheapest.strategy != stages.no_transfer:
+            cheapest.settings = {"image_size": hedge["size"]}  # the cheaper size, measured above
+        return cheapest
     # what the fit does after training, kept out of the race: the test pass, the run's files
     closing = CLOSING_RESERVE + test_size / transfer_rates.forward
-    evidence["cheap"] = cheap = _cheap_evidence(train, stages, baseline_rates)
     race_budget = max(planned - closing - (time.perf_counter() - started), MIN_PILOT_SECONDS)
     slack = _baseline_slack(test_size, transfer_rates, baseline_rates)
     evidence["baseline_slack_seconds"] = round(slack, 2)
@@ -131,8 +139,10 @@ def choose_strategy(train, val, test_size: int, budget: float | None, stages: St
     left = planned - closing - (time.perf_counter() - started)
     evidence["choosing_seconds"] = round(time.perf_counter() - started, 2)
     say(f"--strategy auto chose {strategy}: {reason}")
+    # a transfer winner trained at the hedge's size: the run's model is that one
+    settings = {"image_size": hedge["size"]} if hedge and strategy != stages.no_transfer else {}
     return Choice(strategy, reason, max(left, 1.0) if budget is not None else None, evidence,
-                  kept=_deliver(winner.kept(), strategy))
+                  kept=_deliver(winner.kept(), strategy), settings=settings)
 
 
 def _cheapest(stages: Stages, budget: float, spent_before: float, evidence: dict) -> Choice:
@@ -216,12 +226,16 @@ def _cheap_evidence(train, stages: Stages, baseline_rates: Rates | None) -> dict
     if baseline_rates is None:  # one shot: it is run whole, first
         return {**evidence, "scratch_prior": 1.0}
     evidence["knn_raw"] = stages.raw_knn()
-    prior, because = 1.0, []
+    prior, because, leaning = 1.0, [], []
     for applies, factor, says in SCRATCH_PRIORS:
-        if applies(evidence):
+        holds = applies(evidence)
+        if holds:
             prior *= factor
             because.append(says.format(**evidence))
-    return {**evidence, "scratch_prior": round(min(prior, 2.5), 2), "prior_because": because}
+        if factor > 1:
+            leaning.append(holds)
+    return {**evidence, "scratch_prior": round(min(prior, 2.5), 2), "prior_because": because,
+            "all_lean_to_scratch": all(leaning)}
 
 
 # (when, factor on the scratch arm's first slice, what the record says)
@@ -232,6 +246,31 @@ SCRATCH_PRIORS = (
     (lambda e: e["examples_per_class"] < 20, 0.5, "only {examples_per_class:.0f} examples per class"),
     (lambda e: (e.get("knn_raw") or 0.0) >= 0.8, 1.3, "k-NN on the raw inputs {knn_raw:.2f}"),
 )
+
+
+# The probe's size where all the cheap evidence leans to scratch: at 128 px the frozen pass costs
+# a third of 224 px's and the probe loses about a point (mnist-5k 0.914 against 0.926,
+# fashion-mnist 0.840-0.842 against 0.850; BENCHMARKS 20.2). Where scratch is the likely winner
+# the probe is the hedge, and a cheaper hedge leaves the favourite the time it needs: on mnist-5k
+# at 60 s beside a competing process the 224 px probe took 30 of the race's 43 s, scratch 13.
+HEDGE_SIZE = 128
+
+
+def _hedge(cheap: dict, stages: Stages) -> dict | None:
+    """The probe's (and lp-ft's) smaller input size, where every piece of cheap evidence leans to
+    scratch (tiny native images, many examples per class, raw k-NN high) and the user named none;
+    None elsewhere: where the evidence is mixed (fashion-mnist: its raw k-NN is low) the probe
+    often wins, and its full size is worth the point."""
+    model = cheap.get("model")
+    if not cheap.get("all_lean_to_scratch") or not model or model <= HEDGE_SIZE:
+        return None
+    size = stages.transfer_size(HEDGE_SIZE)
+    if size is None:
+        return None
+    return {"size": size, "instead_of": model,
+            "because": f"every piece of cheap evidence leans to scratch ({'; '.join(cheap['prior_because'])}): "
+                       f"the probe runs at {size} px, a third of {model} px's cost for about a point of accuracy, "
+                       "so the arm the evidence favours gets the time"}
 
 
 def _finetune_epochs_that_fit(left: float, work: Workload, transfer_rates: Rates, stages: Stages,

@@ -76,7 +76,7 @@ def choose_automatically(config: FitConfig, modality: Modality, splits, use_feat
                                  seed=config.seed, spent_before=chosen.get("backbone", {}).get("seconds", 0.0))
         chosen["strategy"] = choice.to_dict()
         config = replace(config, strategy=choice.strategy, budget_seconds=choice.budget_left,
-                         **_baseline_settings(config, modality, choice.strategy))
+                         **{**_baseline_settings(config, modality, choice.strategy), **choice.settings})
         kept = choice.kept
     return config, chosen, kept
 
@@ -103,9 +103,17 @@ def pipeline_stages(config: FitConfig, modality: Modality, splits, use_feature_c
     from ..engines.extract import make_engine
     from ..train.throughput import engine_rates, model_rates
 
+    transfer = {"image_size": config.image_size}  # the probe's and lp-ft's: auto may lower it (auto._hedge)
+
     def planned(strategy: str, **changes) -> FitConfig:
-        return replace(config, strategy=strategy, resume=False, explain_examples=0,
-                       **_baseline_settings(config, modality, strategy), **changes)
+        sized = _baseline_settings(config, modality, strategy) if strategy == modality.auto_baseline else transfer
+        return replace(config, strategy=strategy, resume=False, explain_examples=0, **{**sized, **changes})
+
+    def transfer_size(size: int) -> int | None:
+        if config.image_size:  # the user's own size is kept
+            return None
+        transfer["image_size"] = size
+        return size
 
     def rates(strategy: str):
         plan = resolve_plan(planned(strategy), modality)
@@ -167,7 +175,7 @@ def pipeline_stages(config: FitConfig, modality: Modality, splits, use_feature_c
         return {"native": native, "model": config.image_size or spec.input_size}
 
     return Stages(rates=rates, pilot=pilot, no_transfer=modality.auto_baseline, loop=loop, raw_knn=raw_knn,
-                  sizes=sizes)
+                  sizes=sizes, transfer_size=transfer_size)
 
 
 def _finetune_from_head(plan, model, parts, recorder: Recorder, head: dict) -> dict:
