@@ -141,3 +141,22 @@ def test_a_mid_epoch_evaluation_that_is_the_best_is_the_state_delivered():
     with torch.no_grad():
         delivered = float((model(torch.from_numpy(x)).argmax(1).numpy() == y).mean())
     assert delivered == pytest.approx(result.best_val_accuracy)
+
+
+def test_a_tie_in_validation_accuracy_goes_to_the_state_with_the_lower_loss():
+    """Where validation accuracy saturates (digits: one error in 270 from mid-schedule on), the
+    first state to reach it was kept over later ones that the rate's anneal made surer; now a tie
+    goes to the lower validation loss, and it does not count as progress for patience."""
+    model = _bn_net()
+    rng = np.random.default_rng(0)
+    y = np.arange(24) % 3
+    x = (rng.normal(size=(24, 4)) + 10 * y[:, None]).astype(np.float32)  # separable: accuracy saturates
+    plan = TrainPlan(epochs=8, batch_size=8, patience=100, seed=0, schedule="constant")
+    recorder = Recorder(None, "t")
+    result = train_model(model, [{"params": list(model.parameters()), "lr": 0.05}], ArrayTokenDataset(x, y),
+                         _Val(x, y), plan, recorder)
+    val = [(r["epoch"], r["accuracy"], r["loss"]) for r in recorder.rows if r["split"] == "val"]
+    top = [v for v in val if v[1] == max(a for _, a, _ in val)]
+    assert len(top) >= 2 and min(top, key=lambda v: v[2]) is not top[0]  # the case: a later tie, surer
+    assert result.best_epoch == min(top, key=lambda v: v[2])[0]
+    assert result.best_val_accuracy == top[0][1]

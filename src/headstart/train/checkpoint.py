@@ -20,7 +20,8 @@ from ..records import Recorder
 
 
 def save_checkpoint(path: Path, model, optimizer, scheduler, recorder: Recorder, *, epoch: int,
-                    best_val: float, bad_epochs: int, best_state: dict | None, best_epoch: float) -> None:
+                    best_val: float, bad_epochs: int, best_state: dict | None, best_epoch: float,
+                    best_loss: float = float("inf")) -> None:
     payload = {
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
@@ -33,6 +34,7 @@ def save_checkpoint(path: Path, model, optimizer, scheduler, recorder: Recorder,
         "train_seconds": recorder.train_seconds,
         "metric_rows": len(recorder.rows),
         "best_val": best_val,
+        "best_loss": best_loss,  # breaks ties of best_val (train/loop.py _better)
         "bad_epochs": bad_epochs,
         "best_epoch": best_epoch,
         "best_state": best_state,
@@ -86,6 +88,7 @@ def load_checkpoint(path: Path, model, optimizer, scheduler, recorder: Recorder)
     recorder.restore(rows=payload["metric_rows"], train_seconds=payload["train_seconds"],
                      step=payload["step"], epoch=payload["epoch"])
     return {"epoch": payload["epoch"], "step": payload["step"], "best_val": payload["best_val"],
+            "best_loss": payload.get("best_loss", float("inf")),  # absent before ties were broken by loss
             "bad_epochs": payload["bad_epochs"], "best_state": payload["best_state"],
             "best_epoch": payload["best_epoch"]}
 
