@@ -11,7 +11,8 @@ from .config import CompareConfig
 from .train.plateau import PLATEAU_RULE, read_plateau
 
 # The scratch arm's default cap: 5x the transfer arms' budget. On 2 cores, ResNet-9 on elpv
-# plateaued after ~150 s while the probe needs ~4 s, so the demo's 100 s budget gives scratch
+# plateaued after ~150 s at 64 px (25-54 s at 32 px, its size since BENCHMARKS 21.1) while the
+# probe needs ~4 s, so the demo's 100 s budget gives scratch
 # 500 s, room to plateau at 3x the time it was seen to need; any longer and a compare that
 # does not plateau (data too hard for the small net) costs more than the comparison is worth.
 BASELINE_CAP_MULTIPLE = 5
