@@ -43,8 +43,9 @@ def make_patches(n: int = 240, seed: int = 0) -> ImageData:
 def patch_model(tmp_path_factory):
     data = make_patches()
     out = tmp_path_factory.mktemp("patch") / "run"
+    # at the images' own size (the scratch default caps at 32 px): PATCH_BOX is in its pixels
     result = fit(FitConfig(data="patches", strategy="scratch", scratch_model="resnet9", epochs=3, seed=0,
-                           out=str(out)), data=data)
+                           image_size=SIDE, out=str(out)), data=data)
     assert result.summary["test_accuracy"] > 0.95  # the sanity check needs a model that learnt the patch
     model = result.classifier
     return model, model.prepare(data), data.labels, out
@@ -207,7 +208,7 @@ def test_fit_report_explains_mistakes_and_one_correct_example_per_class(patch_mo
 def test_explain_command_on_images_with_a_true_class(blob_folder, tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["fit", str(blob_folder), "--strategy", "scratch", "--scratch-model", "resnet9", "--epochs", "2",
-                 "--explain-examples", "0", "--out", str(run)]) == 0
+                 "--image-size", "48", "--explain-examples", "0", "--out", str(run)]) == 0
     assert not (run / "explanations").exists()
     red = sorted((blob_folder / "red").iterdir())[0]
     broken = tmp_path / "broken.png"
