@@ -16,8 +16,9 @@ DEMO_ARMS = ("probe", "scratch")
 # The scratch arm trains until its validation accuracy plateaus (compare's rule), but a demo
 # must stay a few minutes long: compare's own cap (5x the budget, 500 s) is cut to 180 s. On
 # 2 cores ResNet-9 on elpv at 32 px plateaued after 25-54 s (BENCHMARKS 21.1; at 64 px ~150 s),
-# so 180 s lets it plateau; when it does not, the verdict says the cap stopped it. `headstart compare elpv --arms
-# probe,scratch --budget 100s` runs the same comparison with the full cap.
+# so 180 s lets it plateau; when it does not, the verdict says the cap stopped it.
+# `headstart compare elpv --arms probe,scratch --budget 100s` runs the same comparison with the
+# full cap.
 DEMO_BASELINE_CAP_SECONDS = 180.0
 # The demo's test (tests/test_cli.py) proves its wiring and report on a sliver of it: most of a
 # small demo's minutes go to evaluating the full validation and test splits and to exporting the
